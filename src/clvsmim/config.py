@@ -1,0 +1,194 @@
+"""Configuration: small dataclasses, filled from YAML profiles in ``clvsmim/profiles``.
+
+A *profile* (``smoke``, ``mini``, ``paper``) fixes the data, the backbone sizes, the
+training budget of every objective and the evaluation budget. Everything that trains or
+evaluates takes its settings from a :class:`Profile`, so a cache key derived from it
+(:func:`config_key`) identifies a model completely.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A ViT backbone: either a timm model name or a small custom configuration."""
+
+    timm_name: str | None = None  # e.g. "vit_small_patch16_224"; overrides the sizes below
+    img_size: int = 32
+    patch_size: int = 4
+    embed_dim: int = 96
+    depth: int = 6
+    num_heads: int = 3
+    mlp_ratio: float = 4.0
+    sincos_pos_embed: bool = True  # fixed 2-D sin-cos position embedding (MoCo v3, MAE)
+    drop_path_rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The embedded synthetic dataset (or an ImageFolder when ``root`` is set)."""
+
+    img_size: int = 32
+    num_train: int = 4096
+    num_eval: int = 1024
+    seed: int = 0
+    root: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation budget shared by every objective (fixed step counts, never time-based)."""
+
+    steps: int = 1000
+    batch_size: int = 128
+    lr: float = 1.5e-3
+    min_lr: float = 1e-5
+    warmup_steps: int = 100
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 3.0
+    grad_accum: int = 1
+    precision: str = "fp32"  # "fp32" | "bf16"
+    checkpoint_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MocoConfig:
+    tau: float = 0.2
+    proj_hidden: int = 512
+    proj_out: int = 128
+    pred_hidden: int = 512
+    momentum: float = 0.99  # start of the cosine schedule 0.99 -> 1
+    stop_grad_patch_embed: bool = True
+    crop_min_scale: float = 0.08
+
+
+@dataclass(frozen=True)
+class SimMIMConfig:
+    mask_ratio: float = 0.6
+    mask_patch_size: int = 8  # pixels; 32 for ViT-B/16 at 224 px
+    crop_min_scale: float = 0.67
+
+
+@dataclass(frozen=True)
+class MAEConfig:
+    mask_ratio: float = 0.75
+    decoder_dim: int = 64
+    decoder_depth: int = 2
+    decoder_heads: int = 2
+    norm_pix_loss: bool = True
+    crop_min_scale: float = 0.2
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Identical budget for every model so that comparisons are fair."""
+
+    probe_steps: int = 300
+    probe_lr: float = 1e-2
+    finetune_steps: int = 300
+    finetune_lr: float = 5e-4
+    batch_size: int = 256
+    num_analysis_images: int = 64
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str = "smoke"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sizes: dict[str, ModelConfig] = field(default_factory=dict)  # scaling panel, e.g. Ti/S/B
+    train: TrainConfig = field(default_factory=TrainConfig)
+    moco: MocoConfig = field(default_factory=MocoConfig)
+    simmim: SimMIMConfig = field(default_factory=SimMIMConfig)
+    mae: MAEConfig = field(default_factory=MAEConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    lams: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    train_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per objective
+
+
+def _build(cls, values: dict[str, Any] | None, where: str):
+    """Instantiate dataclass ``cls`` from a dict, naming unknown keys in the error."""
+    values = dict(values or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(names)}")
+    for f in dataclasses.fields(cls):
+        if f.name in values and isinstance(values[f.name], list):
+            values[f.name] = tuple(values[f.name])
+    return cls(**values)
+
+
+def profile_from_dict(raw: dict[str, Any], name: str = "custom") -> Profile:
+    """Build a :class:`Profile` from a nested dict (as read from YAML)."""
+    raw = dict(raw)
+    where = f"profile '{raw.get('name', name)}'"
+    sections = {
+        "data": DataConfig, "model": ModelConfig, "train": TrainConfig, "moco": MocoConfig,
+        "simmim": SimMIMConfig, "mae": MAEConfig, "eval": EvalConfig,
+    }
+    known = set(sections) | {"name", "sizes", "lams", "train_overrides"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown section(s) {unknown}; expected some of {sorted(known)}")
+    kwargs: dict[str, Any] = {k: _build(cls, raw.get(k), f"{where}.{k}") for k, cls in sections.items()}
+    base_model = dataclasses.asdict(kwargs["model"])
+    kwargs["sizes"] = {
+        size: _build(ModelConfig, {**base_model, **(over or {})}, f"{where}.sizes.{size}")
+        for size, over in (raw.get("sizes") or {}).items()
+    }
+    kwargs["lams"] = tuple(float(x) for x in raw.get("lams", Profile.lams))
+    kwargs["train_overrides"] = dict(raw.get("train_overrides") or {})
+    for obj, over in kwargs["train_overrides"].items():
+        _build(TrainConfig, over, f"{where}.train_overrides.{obj}")  # validate early
+    return Profile(name=raw.get("name", name), **kwargs)
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """Load a profile by name (``smoke``, ``mini``, ``paper``) or from a YAML file path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROFILE_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        available = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+        raise FileNotFoundError(f"profile {str(name_or_path)!r} not found at {path}; available: {available}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level, found {type(raw).__name__}")
+    return profile_from_dict(raw, name=path.stem)
+
+
+def train_config_for(profile: Profile, objective: str) -> TrainConfig:
+    """The profile's training budget with the per-objective overrides applied."""
+    over = profile.train_overrides.get(objective, {})
+    return dataclasses.replace(profile.train, **{k: tuple(v) if isinstance(v, list) else v for k, v in over.items()})
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass (nested) -> plain JSON-able structure."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def config_key(*parts: Any, length: int = 12) -> str:
+    """Stable short hash of any nesting of dataclasses / dicts / scalars."""
+    blob = json.dumps(to_dict(list(parts)), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]

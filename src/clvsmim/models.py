@@ -1,0 +1,142 @@
+"""ViT backbones (timm) and one-pass capture of attention maps and hidden states.
+
+Backbones are plain timm ``VisionTransformer`` (or ``Beit`` for the official SimMIM
+checkpoint). :func:`capture` runs ONE forward pass with hooks and returns, per block, the
+attention weights ``B×H×T×T`` and the token features ``B×T×C`` (depth 0 = embeddings).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import timm
+import torch
+from torch import nn
+
+from .config import ModelConfig
+
+
+def sincos_pos_embed_2d(embed_dim: int, grid: int, num_prefix_tokens: int = 1) -> torch.Tensor:
+    """Fixed 2-D sin-cos position embedding as in MoCo v3 / MAE: ``(1, prefix + grid², D)``.
+
+    Half the channels encode the row, half the column; prefix (CLS) positions are zero.
+    """
+    if embed_dim % 4:
+        raise ValueError(f"sin-cos position embedding needs embed_dim divisible by 4, got {embed_dim}")
+    quarter = embed_dim // 4
+    omega = 1.0 / (10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter))
+    coords = torch.arange(grid, dtype=torch.float64)
+    rows, cols = torch.meshgrid(coords, coords, indexing="ij")
+
+    def encode(pos: torch.Tensor) -> torch.Tensor:
+        angles = pos.reshape(-1, 1) * omega.reshape(1, -1)
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    emb = torch.cat([encode(cols), encode(rows)], dim=1).float()  # (grid², D)
+    prefix = torch.zeros(num_prefix_tokens, embed_dim)
+    return torch.cat([prefix, emb], dim=0).unsqueeze(0)
+
+
+def build_vit(cfg: ModelConfig, num_classes: int = 0) -> nn.Module:
+    """A timm ViT from a :class:`ModelConfig` (timm name, or custom tiny sizes)."""
+    if cfg.timm_name:
+        return timm.create_model(cfg.timm_name, pretrained=False, num_classes=num_classes,
+                                 drop_path_rate=cfg.drop_path_rate)
+    model = timm.models.vision_transformer.VisionTransformer(
+        img_size=cfg.img_size, patch_size=cfg.patch_size, embed_dim=cfg.embed_dim,
+        depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio,
+        num_classes=num_classes, drop_path_rate=cfg.drop_path_rate, global_pool="token",
+    )
+    if cfg.sincos_pos_embed:
+        grid = cfg.img_size // cfg.patch_size
+        model.pos_embed.data.copy_(sincos_pos_embed_2d(cfg.embed_dim, grid, model.num_prefix_tokens))
+        model.pos_embed.requires_grad_(False)
+    return model
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What the analyses need to know about a backbone."""
+
+    patch_size: int
+    grid: tuple[int, int]
+    num_prefix_tokens: int
+    depth: int
+    num_heads: int
+    embed_dim: int
+
+
+def geometry(model: nn.Module) -> Geometry:
+    """Patch size, token grid, prefix tokens, depth and width of a timm ViT / BEiT."""
+    pe = model.patch_embed
+    patch = pe.patch_size[0] if isinstance(pe.patch_size, (tuple, list)) else int(pe.patch_size)
+    grid = tuple(pe.grid_size)
+    return Geometry(
+        patch_size=int(patch), grid=(int(grid[0]), int(grid[1])),
+        num_prefix_tokens=int(getattr(model, "num_prefix_tokens", 1)),
+        depth=len(model.blocks), num_heads=int(model.blocks[0].attn.num_heads),
+        embed_dim=int(model.embed_dim),
+    )
+
+
+@dataclass
+class Captured:
+    """Everything one forward pass exposes.
+
+    attentions: list over blocks of ``B×H×T×T`` softmax attention weights.
+    hidden_states: list of ``L+1`` tensors ``B×T×C`` (0 = embeddings, l = output of block l).
+    output: what the model's forward returned.
+    """
+
+    attentions: list[torch.Tensor] = field(default_factory=list)
+    hidden_states: list[torch.Tensor] = field(default_factory=list)
+    output: torch.Tensor | None = None
+
+
+@contextlib.contextmanager
+def _unfused_attention(blocks):
+    """Temporarily switch blocks to the explicit softmax path so weights exist."""
+    saved = [blk.attn.fused_attn for blk in blocks]
+    try:
+        for blk in blocks:
+            blk.attn.fused_attn = False
+        yield
+    finally:
+        for blk, flag in zip(blocks, saved):
+            blk.attn.fused_attn = flag
+
+
+def capture(model: nn.Module, images: torch.Tensor, attentions: bool = True,
+            hidden_states: bool = True, blocks: nn.ModuleList | None = None,
+            forward=None) -> Captured:
+    """Run ONE forward pass of ``model`` on ``images`` (B×3×H×W), recording per block.
+
+    Works for timm ``VisionTransformer`` and ``Beit`` (anything whose blocks have an
+    ``attn`` module with ``attn_drop`` applied to the softmax weights). ``blocks`` and
+    ``forward`` let a caller capture another stack (e.g. the MAE decoder) through a custom
+    forward function. Fused attention is switched off only for the duration of the call.
+    """
+    blocks = model.blocks if blocks is None else blocks
+    forward = model.forward_features if forward is None else forward
+    out = Captured()
+    handles = []
+    if hidden_states:
+        handles.append(blocks[0].register_forward_pre_hook(
+            lambda _m, args: out.hidden_states.append(args[0].detach())))
+        for blk in blocks:
+            handles.append(blk.register_forward_hook(
+                lambda _m, _a, res: out.hidden_states.append(res.detach())))
+    if attentions:
+        for blk in blocks:
+            handles.append(blk.attn.attn_drop.register_forward_hook(
+                lambda _m, _a, res: out.attentions.append(res.detach())))
+    try:
+        with torch.no_grad(), _unfused_attention(blocks if attentions else []):
+            out.output = forward(images)
+    finally:
+        for h in handles:
+            h.remove()
+    if attentions and len(out.attentions) != len(blocks):
+        raise RuntimeError(f"captured {len(out.attentions)} attention maps for {len(blocks)} blocks: "
+                           "does every block route its softmax weights through attn.attn_drop?")
+    return out
