@@ -1,0 +1,18 @@
+"""Where things are cached: ``$CLVSMIM_CACHE``, else ``$XDG_CACHE_HOME/clvsmim``, else ``~/.cache/clvsmim``."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir(*parts: str) -> Path:
+    """The cache root (or a sub-folder of it), created on demand."""
+    root = os.environ.get("CLVSMIM_CACHE")
+    if root:
+        base = Path(root)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = (Path(xdg) if xdg else Path.home() / ".cache") / "clvsmim"
+    path = base.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
