@@ -1,0 +1,45 @@
+# clvsmim — the two commands that matter: `make book` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+VPY    := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+OUT    ?= _build/clvsmim
+export CLVSMIM_CACHE ?= $(CURDIR)/.cache/clvsmim
+
+.PHONY: install book smoke-book test zoo notebooks benchmarks clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -r requirements.txt
+	$(VPY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+## Build the whole book on the embedded default (mini profile: trains its own small ViTs offline).
+book: install
+	$(VPY) -m clvsmim book --profile mini --out $(OUT)
+
+## The smoke book (CI): seconds-per-model zoo, every chapter, HTML build.
+smoke-book: install
+	$(VPY) -m clvsmim book --profile smoke --out _build/smoke
+
+## Run the test suite.
+test: install
+	$(VPY) -m pytest -q
+
+## Retrain the mini zoo from scratch.
+zoo: install
+	$(VPY) -m clvsmim zoo build --profile mini
+
+## Clean, output-free .ipynb renderings of the chapters (for the Colab branch).
+notebooks: install
+	$(VPY) -m clvsmim notebooks --out _build/notebooks
+
+benchmarks: install
+	$(VPY) benchmarks/analysis_speed.py
+	$(VPY) benchmarks/train_throughput.py
+
+clean:
+	rm -rf _build
