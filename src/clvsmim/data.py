@@ -1,0 +1,628 @@
+"""Data: the embedded synthetic shape/texture dataset, and real images from a folder.
+
+No network is needed: the default dataset is *generated* in code, deterministically.
+Each image shows ONE foreground shape (random position, scale, rotation) filled with one
+texture family, on a background filled with a *different* texture family. Every sample
+carries its shape label (the classification label), the texture label of its foreground and
+the foreground mask, which makes three analyses of the paper possible on it:
+
+* shape-vs-texture bias: ``mode="conflict"`` pairs every shape with the texture associated
+  with a different class (class ``k`` is associated with texture ``k``);
+* per-token segmentation: :meth:`SyntheticSet.token_targets`;
+* classification (linear probing, fine-tuning) on ``mode="independent"`` data.
+
+Sample ``i`` is a pure function of ``(seed, i)`` (counter-based randomness, :mod:`clvsmim.rng`),
+so ``make_synthetic(k, seed=s)`` is the prefix of ``make_synthetic(n, seed=s)`` for ``k <= n``;
+the same seed at another ``img_size`` renders the same scenes at another resolution. Within a
+seed, the modes share the geometry and the shape labels; only the textures differ.
+
+Real images: :class:`ImageFolderDataset` (class sub-folders, evaluation transform of the
+paper). :func:`open_dataset` picks one or the other from a :class:`~clvsmim.config.DataConfig`.
+Augmentation and normalisation live in :mod:`clvsmim.augment`, not here.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms import InterpolationMode, v2
+
+from .config import DataConfig, config_key
+from .paths import cache_dir
+from .rng import hash_uniform, pcg_hash, sample_seed
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "star", "ring", "crescent", "heart")
+TEXTURES: tuple[str, ...] = ("stripes", "checkerboard", "dots", "noise", "waves", "zigzag", "grid", "rings")
+MODES: tuple[str, ...] = ("independent", "aligned", "conflict")
+
+#: Bump whenever the rendering changes, so that cached sets are regenerated.
+GENERATOR_VERSION = 1
+#: ``open_dataset`` draws the synthetic eval split from ``seed + EVAL_SEED_OFFSET``.
+EVAL_SEED_OFFSET = 1_000_003
+
+_DOMAIN = 0xDA7A  # separates the data's per-sample seeds from the training pipeline's
+_STREAM_LABELS, _STREAM_GEOMETRY, _STREAM_FOREGROUND, _STREAM_BACKGROUND = 0, 1, 2, 3
+_PIXELS_PER_CHUNK = 1 << 22  # bounds the float32 working memory of the renderer
+
+# Geometry, in image coordinates: the image spans [-1, 1] on both axes.
+_SCALE_RANGE = (0.55, 0.85)  # radius of the shape's unit disc
+_PERIOD_RANGE = (0.28, 0.5)  # texture period (1/7 .. 1/4 of the image width)
+_NOISE_CELLS = 12  # value-noise lattice cells across the image
+_BACKGROUND_CONTRAST = 0.4  # background colour pairs are pulled 60 % of the way to their mean
+
+if len(SHAPES) != len(TEXTURES):
+    raise AssertionError("cue-conflict design needs a bijection shape class <-> texture family")
+
+
+# --------------------------------------------------------------------------------------
+# Shapes: membership of local coordinates (x, y), each (B, S, S), in a shape of radius ~1.
+# --------------------------------------------------------------------------------------
+
+def _regular_polygon(x: torch.Tensor, y: torch.Tensor, sides: int, inradius: float) -> torch.Tensor:
+    """Inside a regular polygon with a vertex pointing up (-y): all half-planes hold."""
+    inside = torch.ones_like(x, dtype=torch.bool)
+    for k in range(sides):
+        angle = math.pi / 2 + 2 * math.pi * k / sides  # outward normals; the first points down
+        inside &= x * math.cos(angle) + y * math.sin(angle) < inradius
+    return inside
+
+
+def _circle(x, y):
+    return x * x + y * y < 0.85 ** 2
+
+
+def _square(x, y):
+    return torch.maximum(x.abs(), y.abs()) < 0.68
+
+
+def _triangle(x, y):
+    return _regular_polygon(x, y, 3, inradius=0.48)
+
+
+def _cross(x, y):
+    ax, ay = x.abs(), y.abs()
+    return ((ax < 0.3) & (ay < 0.92)) | ((ay < 0.3) & (ax < 0.92))
+
+
+def _star(x, y, points: int = 5, outer: float = 0.97, inner: float = 0.42):
+    """Five-pointed star: fold the angle into one half-sector, test against its edge."""
+    radius = torch.sqrt(x * x + y * y)
+    half = math.pi / points
+    folded = torch.remainder(torch.atan2(y, x), 2 * half)
+    to_vertex = half - (folded - half).abs()  # 0 at an outer vertex, `half` at an inner one
+    qx, qy = radius * torch.cos(to_vertex), radius * torch.sin(to_vertex)
+    ex, ey = inner * math.cos(half) - outer, inner * math.sin(half)  # edge outer -> inner vertex
+    return ex * qy - ey * (qx - outer) > 0
+
+
+def _ring(x, y):
+    r2 = x * x + y * y
+    return (r2 > 0.52 ** 2) & (r2 < 0.95 ** 2)
+
+
+def _crescent(x, y):
+    return (x * x + y * y < 0.9 ** 2) & ((x - 0.45) ** 2 + y * y > 0.72 ** 2)
+
+
+def _heart(x, y):
+    """Implicit heart curve (x² + y² − 1)³ − x²y³ < 0, scaled into the unit disc, tip down."""
+    hx, hy = x * 1.3, -y * 1.3 + 0.25
+    return (hx * hx + hy * hy - 1) ** 3 - hx * hx * hy ** 3 < 0
+
+
+_SHAPE_FNS: tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], ...] = (
+    _circle, _square, _triangle, _cross, _star, _ring, _crescent, _heart)
+
+
+# --------------------------------------------------------------------------------------
+# Textures: a pattern value in [0, 1] per pixel, from per-layer parameters.
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class _TextureLayers:
+    """Parameters of ``B`` texture layers (one foreground and one background per image).
+
+    angle (B,), freq (B,) in periods per image-coordinate unit, phase (B, 2) in periods,
+    centre (B, 2) of the ring texture, dark / light (B, 3) colours, seeds (B,) for noise.
+    """
+
+    angle: torch.Tensor
+    freq: torch.Tensor
+    phase: torch.Tensor
+    centre: torch.Tensor
+    dark: torch.Tensor
+    light: torch.Tensor
+    seeds: torch.Tensor
+
+    def take(self, idx: torch.Tensor) -> "_TextureLayers":
+        return _TextureLayers(**{k: v[idx] for k, v in vars(self).items()})
+
+    @staticmethod
+    def cat(layers: Sequence["_TextureLayers"]) -> "_TextureLayers":
+        return _TextureLayers(**{k: torch.cat([vars(part)[k] for part in layers]) for k in vars(layers[0])})
+
+    def pattern_coords(self, grid: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotated, scaled, shifted coordinates ``u, v`` (B, S, S), in texture periods."""
+        x, y = grid
+        cos, sin = _per_layer(torch.cos(self.angle)), _per_layer(torch.sin(self.angle))
+        freq = _per_layer(self.freq)
+        u = (cos * x + sin * y) * freq + _per_layer(self.phase[:, 0])
+        v = (cos * y - sin * x) * freq + _per_layer(self.phase[:, 1])
+        return u, v
+
+    def radial_coord(self, grid: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Distance from the ring centre, in periods, (B, S, S)."""
+        x, y = grid
+        dx, dy = x - _per_layer(self.centre[:, 0]), y - _per_layer(self.centre[:, 1])
+        return torch.sqrt(dx * dx + dy * dy) * _per_layer(self.freq) + _per_layer(self.phase[:, 0])
+
+    def value_noise(self, size: int) -> torch.Tensor:
+        """Bilinear value noise on a fixed lattice, (B, S, S) in [0, 1]; resolution independent."""
+        lattice = _uniform(self.seeds, _NOISE_CELLS * _NOISE_CELLS, stream=0)
+        lattice = lattice.reshape(-1, 1, _NOISE_CELLS, _NOISE_CELLS)
+        return F.interpolate(lattice, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+
+
+def _per_layer(values: torch.Tensor) -> torch.Tensor:
+    """(B,) -> (B, 1, 1), to broadcast against a (1, S, S) pixel grid."""
+    return values.reshape(-1, 1, 1)
+
+
+def _frac(t: torch.Tensor) -> torch.Tensor:
+    return t - torch.floor(t)
+
+
+def _stripes(layers: _TextureLayers, grid) -> torch.Tensor:
+    u, _ = layers.pattern_coords(grid)
+    return (_frac(u) < 0.5).float()
+
+
+def _checkerboard(layers: _TextureLayers, grid) -> torch.Tensor:
+    u, v = layers.pattern_coords(grid)
+    return torch.remainder(torch.floor(u) + torch.floor(v), 2.0)
+
+
+def _dots(layers: _TextureLayers, grid) -> torch.Tensor:
+    u, v = layers.pattern_coords(grid)
+    du, dv = _frac(u) - 0.5, _frac(v) - 0.5
+    return (du * du + dv * dv < 0.3 ** 2).float()
+
+
+def _noise(layers: _TextureLayers, grid) -> torch.Tensor:
+    size = grid[0].shape[-1]
+    return ((layers.value_noise(size) - 0.5) * 3.0 + 0.5).clamp(0.0, 1.0)
+
+
+def _waves(layers: _TextureLayers, grid) -> torch.Tensor:
+    u, v = layers.pattern_coords(grid)
+    return (_frac(u + 0.45 * torch.sin(2 * math.pi * v / 2.5)) < 0.5).float()
+
+
+def _zigzag(layers: _TextureLayers, grid) -> torch.Tensor:
+    u, v = layers.pattern_coords(grid)
+    triangle_wave = (2 * _frac(v / 1.5) - 1).abs()
+    return (_frac(u + 0.6 * triangle_wave) < 0.5).float()
+
+
+def _grid_lines(layers: _TextureLayers, grid) -> torch.Tensor:
+    u, v = layers.pattern_coords(grid)
+    return (((_frac(u) - 0.5).abs() > 0.34) | ((_frac(v) - 0.5).abs() > 0.34)).float()
+
+
+def _rings(layers: _TextureLayers, grid) -> torch.Tensor:
+    return (_frac(layers.radial_coord(grid)) < 0.5).float()
+
+
+_TEXTURE_FNS: tuple[Callable[[_TextureLayers, tuple], torch.Tensor], ...] = (
+    _stripes, _checkerboard, _dots, _noise, _waves, _zigzag, _grid_lines, _rings)
+
+
+# --------------------------------------------------------------------------------------
+# Random parameters, per sample, from counter-based hashing.
+# --------------------------------------------------------------------------------------
+
+def _uniform(seeds: torch.Tensor, n: int, stream: int) -> torch.Tensor:
+    """(B, n) uniforms in [0, 1) from per-sample seeds (B,)."""
+    return hash_uniform(seeds, n, stream=stream)
+
+
+def _data_seeds(seed: int, start: int, stop: int) -> torch.Tensor:
+    """Per-sample seeds (stop - start,) int64 of samples ``start .. stop-1``."""
+    return sample_seed(seed, _DOMAIN, torch.arange(start, stop, dtype=torch.int64))
+
+
+def _draw_index(u: torch.Tensor, n: int) -> torch.Tensor:
+    """Uniform integer in ``[0, n)`` from uniforms ``u``."""
+    return torch.clamp((u * n).long(), max=n - 1)
+
+
+def _draw_excluding(u: torch.Tensor, n: int, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Uniform integer in ``[0, n)`` other than ``first`` and ``second`` (which may coincide)."""
+    distinct = first != second
+    low, high = torch.minimum(first, second), torch.maximum(first, second)
+    draw = torch.clamp((u * (n - 1 - distinct.long())).long(), min=0)
+    draw = torch.minimum(draw, n - 2 - distinct.long())
+    draw = draw + (draw >= low).long()
+    return draw + ((draw >= high) & distinct).long()
+
+
+def _draw_labels(seeds: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Shape, foreground texture and background texture labels, each (B,) int64."""
+    k = len(SHAPES)
+    u = _uniform(seeds, 4, _STREAM_LABELS)
+    shape = _draw_index(u[:, 0], k)
+    if mode == "independent":
+        texture = _draw_index(u[:, 1], k)
+    elif mode == "aligned":
+        texture = shape.clone()
+    else:  # conflict: the texture of another class
+        texture = _draw_excluding(u[:, 1], k, shape, shape)
+    # the background shows neither the foreground's texture nor the class's own texture
+    background = _draw_excluding(u[:, 2], k, texture, shape)
+    return shape, texture, background
+
+
+def _draw_local_coords(seeds: torch.Tensor, grid) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shape-frame coordinates (B, S, S): random centre, scale and rotation per sample."""
+    x, y = grid
+    u = _uniform(seeds, 4, _STREAM_GEOMETRY)
+    scale = _SCALE_RANGE[0] + (_SCALE_RANGE[1] - _SCALE_RANGE[0]) * u[:, 0]
+    cx, cy = (2 * u[:, 1] - 1) * (1 - scale), (2 * u[:, 2] - 1) * (1 - scale)
+    theta = 2 * math.pi * u[:, 3]
+    dx, dy = x - _per_layer(cx), y - _per_layer(cy)
+    cos, sin = _per_layer(torch.cos(theta)), _per_layer(torch.sin(theta))
+    inv_scale = _per_layer(1.0 / scale)
+    return (cos * dx + sin * dy) * inv_scale, (cos * dy - sin * dx) * inv_scale
+
+
+def _draw_texture_layers(seeds: torch.Tensor, stream: int, contrast: float) -> _TextureLayers:
+    """Texture parameters and a dark/light colour pair per sample, at the given contrast."""
+    u = _uniform(seeds, 13, stream)
+    period = _PERIOD_RANGE[0] + (_PERIOD_RANGE[1] - _PERIOD_RANGE[0]) * u[:, 1]
+    dark, light = 0.45 * u[:, 6:9], 0.55 + 0.45 * u[:, 9:12]
+    swap = (u[:, 12:13] < 0.5)
+    dark, light = torch.where(swap, light, dark), torch.where(swap, dark, light)
+    mean = (dark + light) / 2
+    return _TextureLayers(
+        angle=math.pi * u[:, 0], freq=1.0 / period, phase=u[:, 2:4], centre=2 * u[:, 4:6] - 1,
+        dark=mean + contrast * (dark - mean), light=mean + contrast * (light - mean),
+        seeds=pcg_hash(seeds ^ (stream * 0x9E3779B1)),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Rendering.
+# --------------------------------------------------------------------------------------
+
+def _pixel_grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel-centre coordinates ``x`` (columns) and ``y`` (rows), each (1, S, S) in [-1, 1]."""
+    centres = (torch.arange(size, dtype=torch.float32) + 0.5) * (2.0 / size) - 1.0
+    y, x = torch.meshgrid(centres, centres, indexing="ij")
+    return x.unsqueeze(0), y.unsqueeze(0)
+
+
+def _per_family(family: torch.Tensor, render: Callable[[int, torch.Tensor], torch.Tensor],
+                out: torch.Tensor) -> torch.Tensor:
+    """Fill ``out[i]`` with ``render(family[i], rows)`` batching all rows of one family."""
+    for k in family.unique().tolist():
+        rows = (family == k).nonzero().squeeze(1)
+        out[rows] = render(k, rows)
+    return out
+
+
+def _render_chunk(seeds: torch.Tensor, mode: str, size: int) -> dict[str, torch.Tensor]:
+    """Render samples with the given per-sample seeds (B,): images uint8 B×3×S×S and labels."""
+    grid = _pixel_grid(size)
+    n = seeds.numel()
+    shape, texture, background = _draw_labels(seeds, mode)
+
+    lx, ly = _draw_local_coords(seeds, grid)
+    mask = _per_family(shape, lambda k, rows: _SHAPE_FNS[k](lx[rows], ly[rows]),
+                       torch.empty(n, size, size, dtype=torch.bool))
+
+    layers = _TextureLayers.cat([_draw_texture_layers(seeds, _STREAM_FOREGROUND, 1.0),
+                                 _draw_texture_layers(seeds, _STREAM_BACKGROUND, _BACKGROUND_CONTRAST)])
+    family = torch.cat([texture, background])
+    pattern = _per_family(family, lambda k, rows: _TEXTURE_FNS[k](layers.take(rows), grid),
+                          torch.empty(2 * n, size, size))
+    dark, light = layers.dark[:, :, None, None], layers.light[:, :, None, None]
+    colour = torch.lerp(dark, light, pattern.unsqueeze(1))  # (2B, 3, S, S)
+    image = torch.where(mask.unsqueeze(1), colour[:n], colour[n:])
+    return {
+        "images": (image * 255.0).round_().clamp_(0, 255).to(torch.uint8),
+        "shape": shape, "texture": texture, "background": background, "mask": mask,
+    }
+
+
+# --------------------------------------------------------------------------------------
+# The dataset.
+# --------------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class SyntheticSet(Dataset):
+    """A generated dataset held in memory.
+
+    images: uint8 N×3×S×S; shape: int64 (N,) class label; texture: int64 (N,) foreground
+    texture family; mask: bool N×S×S foreground; background: int64 (N,) background texture
+    family (optional); mode: how texture relates to shape ("independent", "aligned", "conflict").
+    """
+
+    images: torch.Tensor
+    shape: torch.Tensor
+    texture: torch.Tensor
+    mask: torch.Tensor
+    background: torch.Tensor | None = None
+    mode: str = "independent"
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        """(image uint8 3×S×S, shape label)."""
+        return self.images[i], int(self.shape[i])
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """The classification label (the shape), int64 (N,)."""
+        return self.shape
+
+    @property
+    def num_classes(self) -> int:
+        return len(SHAPES)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(SHAPES)
+
+    @property
+    def texture_classes(self) -> list[str]:
+        return list(TEXTURES)
+
+    @property
+    def img_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    def subset(self, idx) -> "SyntheticSet":
+        """The samples ``idx`` (indices, slice or boolean mask) as a new set."""
+        if not isinstance(idx, slice):
+            idx = torch.as_tensor(idx)
+        return SyntheticSet(
+            images=self.images[idx], shape=self.shape[idx], texture=self.texture[idx],
+            mask=self.mask[idx], background=None if self.background is None else self.background[idx],
+            mode=self.mode,
+        )
+
+    def token_targets(self, patch_size: int) -> torch.Tensor:
+        """Fraction of foreground pixels per patch: float N×h×w in [0, 1], h = w = S / patch_size."""
+        if self.img_size % patch_size:
+            raise ValueError(f"image size {self.img_size} is not a multiple of patch size {patch_size}")
+        return F.avg_pool2d(self.mask.unsqueeze(1).float(), patch_size)[:, 0]
+
+    def token_majority(self, patch_size: int) -> torch.Tensor:
+        """Binary per-token segmentation target: bool N×h×w, True where > half the patch is foreground."""
+        return self.token_targets(patch_size) > 0.5
+
+    def to_dict(self) -> dict:
+        return {"images": self.images, "shape": self.shape, "texture": self.texture,
+                "mask": self.mask, "background": self.background, "mode": self.mode}
+
+
+def make_synthetic(n: int, img_size: int = 32, seed: int = 0, mode: str = "independent") -> SyntheticSet:
+    """Generate ``n`` images of ``img_size``² pixels; sample ``i`` depends only on ``(seed, i, mode, img_size)``.
+
+    mode: "independent" (shape and texture uniform, independent), "aligned" (texture == shape
+    index: both cues agree), "conflict" (texture of a different, random class).
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+    if n < 0 or img_size < 1:
+        raise ValueError(f"need n >= 0 and img_size >= 1, got n={n}, img_size={img_size}")
+    chunk = max(1, _PIXELS_PER_CHUNK // (img_size * img_size))
+    starts = range(0, max(n, 1), chunk)  # one (possibly empty) chunk at least
+    parts = [_render_chunk(_data_seeds(seed, start, min(n, start + chunk)), mode, img_size) for start in starts]
+    fields = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    return SyntheticSet(**fields, mode=mode)
+
+
+# --------------------------------------------------------------------------------------
+# Cache.
+# --------------------------------------------------------------------------------------
+
+def synthetic_cache_path(n: int, img_size: int, seed: int, mode: str) -> Path:
+    """Where :func:`load_synthetic` keeps a set (key covers all arguments and the version)."""
+    key = config_key({"version": GENERATOR_VERSION, "n": n, "img_size": img_size, "seed": seed, "mode": mode})
+    return cache_dir("data") / f"synthetic-{mode}-n{n}-s{img_size}-seed{seed}-{key}.pt"
+
+
+def _read_cached(path: Path, n: int, img_size: int) -> SyntheticSet | None:
+    """The cached set, or None when missing, unreadable or of the wrong size."""
+    if not path.is_file():
+        return None
+    try:
+        fields = torch.load(path, map_location="cpu", weights_only=True)
+        dataset = SyntheticSet(**fields)
+    except Exception:  # corrupt / truncated / foreign file: regenerate
+        return None
+    if tuple(dataset.images.shape) != (n, 3, img_size, img_size) or len(dataset.shape) != n:
+        return None
+    return dataset
+
+
+def _write_atomically(fields: dict, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(fields, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_synthetic(n: int, img_size: int = 32, seed: int = 0, mode: str = "independent",
+                   cache: bool = True) -> SyntheticSet:
+    """:func:`make_synthetic`, cached under ``cache_dir("data")``; a corrupt cache file is regenerated."""
+    if not cache:
+        return make_synthetic(n, img_size, seed, mode)
+    path = synthetic_cache_path(n, img_size, seed, mode)
+    dataset = _read_cached(path, n, img_size)
+    if dataset is None:
+        dataset = make_synthetic(n, img_size, seed, mode)
+        _write_atomically(dataset.to_dict(), path)
+    return dataset
+
+
+# --------------------------------------------------------------------------------------
+# Real images.
+# --------------------------------------------------------------------------------------
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
+
+
+def eval_transform(img_size: int) -> v2.Compose:
+    """The paper's evaluation transform: resize the shorter side to round(S·256/224), centre-crop S.
+
+    Takes a PIL image, returns uint8 3×S×S.
+    """
+    return v2.Compose([
+        v2.Resize(round(img_size * 256 / 224), interpolation=InterpolationMode.BICUBIC, antialias=True),
+        v2.CenterCrop(img_size),
+        v2.PILToTensor(),
+    ])
+
+
+def _scan_image_folder(root: Path, extensions: Sequence[str]) -> tuple[list[str], list[tuple[Path, int]]]:
+    """Sorted class names and (path, label) of every image below each class sub-folder."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise ValueError(f"no class sub-folders in {root}; expected {root}/<class>/<image> "
+                         f"with extensions {tuple(extensions)}")
+    suffixes = {e.lower() for e in extensions}
+    samples = [(path, label) for label, name in enumerate(classes)
+               for path in sorted((root / name).rglob("*"))
+               if path.suffix.lower() in suffixes and path.is_file()]
+    if not samples:
+        raise ValueError(f"no images with extensions {tuple(extensions)} in the class sub-folders of {root}")
+    return classes, samples
+
+
+def _read_rgb(path: Path) -> Image.Image:
+    """Decode an image file fully, as RGB (raises OSError / ValueError when unreadable)."""
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+class ImageFolderDataset(Dataset):
+    """``root/<class>/**/<image>`` files, read with the evaluation transform of the paper.
+
+    ``dataset[i] -> (uint8 3×S×S, label)``. Unreadable files never crash: ``verify=True``
+    drops them up front; otherwise ``__getitem__`` returns the next readable image instead.
+    Either way ``num_unreadable`` counts them and one warning names the count and an example.
+    """
+
+    def __init__(self, root: str | os.PathLike, img_size: int,
+                 extensions: Sequence[str] = IMAGE_EXTENSIONS, verify: bool = False):
+        self.root = Path(root)
+        self.img_size = img_size
+        self.classes, self.samples = _scan_image_folder(self.root, extensions)
+        self.transform = eval_transform(img_size)
+        self.unreadable: list[Path] = []
+        self._warned = False
+        if verify:
+            self._drop_unreadable()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """int64 (N,) class index of each file."""
+        return torch.tensor([label for _, label in self.samples], dtype=torch.int64)
+
+    @property
+    def num_unreadable(self) -> int:
+        return len(self.unreadable)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        for offset in range(len(self.samples)):
+            path, label = self.samples[(int(i) + offset) % len(self.samples)]
+            try:
+                return self.transform(_read_rgb(path)), label
+            except (OSError, ValueError, SyntaxError) as error:
+                self._record_unreadable(path, error)
+        raise RuntimeError(f"no readable image in {self.root} ({self.num_unreadable} unreadable files)")
+
+    def _record_unreadable(self, path: Path, error: Exception) -> None:
+        if path not in self.unreadable:
+            self.unreadable.append(path)
+        if not self._warned:
+            self._warned = True
+            warnings.warn(f"{self.root}: skipping unreadable image file(s) ({self.num_unreadable} so far), "
+                          f"e.g. {path}: {error}", stacklevel=3)
+
+    def _drop_unreadable(self) -> None:
+        """Decode every file once; remove those that fail, with one summarising warning."""
+        readable = []
+        for path, label in self.samples:
+            try:
+                _read_rgb(path)
+                readable.append((path, label))
+            except (OSError, ValueError, SyntaxError):
+                self.unreadable.append(path)
+        if self.unreadable:
+            self._warned = True
+            warnings.warn(f"{self.root}: {self.num_unreadable} unreadable image file(s) dropped, "
+                          f"e.g. {self.unreadable[0]}", stacklevel=3)
+        if not readable:
+            raise ValueError(f"no readable images in {self.root} ({self.num_unreadable} unreadable)")
+        self.samples = readable
+
+
+# --------------------------------------------------------------------------------------
+# Entry points for the rest of the package.
+# --------------------------------------------------------------------------------------
+
+def open_dataset(root: str | None, data_cfg: DataConfig, split: str) -> SyntheticSet | ImageFolderDataset:
+    """The train or eval split: synthetic when no root is given (nor ``data_cfg.root``), else a folder.
+
+    Synthetic: ``num_train`` / ``num_eval`` images, the eval split from ``seed + EVAL_SEED_OFFSET``.
+    Folder: ``root/train`` / ``root/val`` when they exist, else ``root`` itself for both splits.
+    """
+    if split not in ("train", "eval"):
+        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+    root = root if root is not None else data_cfg.root
+    if root is None:
+        if split == "train":
+            return load_synthetic(data_cfg.num_train, data_cfg.img_size, seed=data_cfg.seed)
+        return load_synthetic(data_cfg.num_eval, data_cfg.img_size, seed=data_cfg.seed + EVAL_SEED_OFFSET)
+    sub = Path(root) / ("train" if split == "train" else "val")
+    return ImageFolderDataset(sub if sub.is_dir() else root, data_cfg.img_size)
+
+
+def get_batch(dataset, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images uint8 B×3×S×S, labels int64 B) of ``dataset[indices]``."""
+    indices = torch.as_tensor(indices, dtype=torch.int64)
+    if isinstance(dataset, SyntheticSet):
+        return dataset.images[indices], dataset.shape[indices]
+    items = [dataset[int(i)] for i in indices]
+    labels = torch.tensor([label for _, label in items], dtype=torch.int64)
+    return torch.stack([image for image, _ in items]), labels
