@@ -1,0 +1,20 @@
+"""Analyses of "What Do Self-Supervised Vision Transformers Learn?" (definitions: BRIEF.md).
+
+Attention (``B×H×T×T``): :func:`attention_distance`, :func:`attention_nmi`,
+:func:`query_attention_map`. Tokens (``B×T×C``): :func:`relative_log_amplitude`,
+:func:`token_cosine_similarity`, :func:`singular_value_spectrum`, :func:`token_tsne`,
+:func:`image_cluster_score`. Layers: :func:`pooled_features`, :func:`linear_probe_per_layer`.
+Everything at once over a loader: :func:`analyze`.
+"""
+from .attention import attention_distance, attention_nmi, attention_statistics, query_attention_map
+from .pipeline import analyze
+from .probe import collect_pooled_features, linear_probe_per_layer, pooled_features
+from .tokens import (diagonal_log_amplitude, flatten_tokens, image_cluster_score, relative_log_amplitude,
+                     singular_value_spectrum, token_cosine_similarity, token_tsne)
+
+__all__ = [
+    "analyze", "attention_distance", "attention_nmi", "attention_statistics", "collect_pooled_features",
+    "diagonal_log_amplitude", "flatten_tokens", "image_cluster_score", "linear_probe_per_layer",
+    "pooled_features", "query_attention_map", "relative_log_amplitude", "singular_value_spectrum",
+    "token_cosine_similarity", "token_tsne",
+]

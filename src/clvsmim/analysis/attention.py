@@ -1,0 +1,100 @@
+"""Self-attention metrics: mean attention distance, NMI and single-query attention maps.
+
+Every metric drops the prefix (CLS) rows and columns of the ``B×H×T×T`` attention and
+renormalises each query row over the ``N = h·w`` patch keys (BRIEF.md). The
+renormalisation is folded into the formulas (row sums ``s_q``) instead of materialising a
+renormalised copy, so one block costs a handful of passes over ``B×H×N×N``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._shapes import check_attention, compute_dtype, grid_distances
+
+
+def patch_attention(attn: torch.Tensor, num_prefix_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Patch-to-patch block ``S`` (``B×H×N×N`` view) and its query row sums ``s`` (``B×H×N``).
+
+    The renormalised attention is ``S / s[..., None]``. ``s`` is clamped away from zero so a
+    row with no patch mass at all (only possible by underflow) yields zeros, not NaNs.
+    """
+    a = compute_dtype(attn)[..., num_prefix_tokens:, num_prefix_tokens:]
+    s = a.sum(-1).clamp_min(torch.finfo(a.dtype).tiny)
+    return a, s
+
+
+def mean_distance(a: torch.Tensor, s: torch.Tensor, distances: torch.Tensor) -> torch.Tensor:
+    """``B×H`` mean over queries of ``Σ_k Â_qk·D_qk`` for ``Â = a/s``; ``distances`` is ``N×N``."""
+    per_query = torch.linalg.vecdot(a, distances) / s  # (B, H, N)
+    return per_query.mean(-1)
+
+
+def normalized_mutual_information(a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``B×H`` NMI between query and key for ``p(q) = 1/N`` and ``p(k|q) = Â_qk = a_qk/s_q``.
+
+    ``I = H(k) − H(k|q)`` with ``H(k|q) = mean_q H(Â_q)``, ``H(Â_q) = log s_q − Σ_k a_qk log a_qk / s_q``
+    and ``NMI = I / sqrt(H(q)·H(k))``, ``H(q) = log N``. ``0·log 0 = 0``; a head whose key
+    marginal is a point mass (``H(k) = 0``, hence ``I = 0``) gets NMI 0. ``I`` is clamped at
+    0 (it is non-negative; tiny negative values are round-off).
+    """
+    n = a.shape[-1]
+    log_a = a.log().clamp_min_(torch.finfo(a.dtype).min)  # log 0 -> finite, so 0·log 0 = 0
+    row_entropy = s.log() - torch.linalg.vecdot(a, log_a) / s  # (B, H, N)
+    p_k = torch.einsum("bhq,bhqk->bhk", 1.0 / (n * s), a)  # key marginal (B, H, N)
+    key_entropy = -torch.special.xlogy(p_k, p_k).sum(-1)  # (B, H)
+    info = (key_entropy - row_entropy.mean(-1)).clamp_min(0)
+    denom = (math.log(n) * key_entropy).sqrt() if n > 1 else torch.zeros_like(key_entropy)
+    positive = denom > 0
+    return torch.where(positive, info / torch.where(positive, denom, torch.ones_like(denom)), 0.0)
+
+
+def attention_distance(attn: torch.Tensor, patch_size: int, num_prefix_tokens: int = 1) -> torch.Tensor:
+    """Mean attention distance in pixels, ``B×H``.
+
+    ``d = mean_i Σ_j Â_ij · patch_size · ‖g_i − g_j‖₂`` with ``Â`` the attention
+    ``attn`` (``B×H×T×T``) restricted to the ``N = h·w`` patch tokens and renormalised per row.
+    """
+    h, w = check_attention(attn, num_prefix_tokens, "attention_distance")
+    a, s = patch_attention(attn, num_prefix_tokens)
+    return mean_distance(a, s, grid_distances(h, w, a.device, a.dtype)) * patch_size
+
+
+def attention_nmi(attn: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tensor:
+    """Normalised mutual information between queries and keys, ``B×H`` (see BRIEF.md).
+
+    ``attn`` is ``B×H×T×T``; prefix rows/columns are dropped and rows renormalised. NMI 0
+    means every query attends the same way (attention collapse), 1 means a bijection.
+    """
+    check_attention(attn, num_prefix_tokens, "attention_nmi")
+    return normalized_mutual_information(*patch_attention(attn, num_prefix_tokens))
+
+
+def attention_statistics(attn: torch.Tensor, patch_size: int,
+                         num_prefix_tokens: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both ``attention_distance`` and ``attention_nmi`` (each ``B×H``) from one slicing pass."""
+    h, w = check_attention(attn, num_prefix_tokens, "attention_statistics")
+    a, s = patch_attention(attn, num_prefix_tokens)
+    distance = mean_distance(a, s, grid_distances(h, w, a.device, a.dtype)) * patch_size
+    return distance, normalized_mutual_information(a, s)
+
+
+def query_attention_map(attn: torch.Tensor, query_index: int | tuple[int, int],
+                        num_prefix_tokens: int = 1) -> torch.Tensor:
+    """Attention of one query patch over the patch grid, ``B×H×h×w``, each map summing to 1.
+
+    ``query_index`` is a patch index ``0 ≤ i < N`` (row-major, prefix tokens not counted) or a
+    ``(row, col)`` grid position.
+    """
+    h, w = check_attention(attn, num_prefix_tokens, "query_attention_map")
+    if isinstance(query_index, (tuple, list)):
+        row, col = (int(v) for v in query_index)
+        if not (0 <= row < h and 0 <= col < w):
+            raise ValueError(f"query_attention_map: (row, col) must lie in the {h}×{w} grid, found {(row, col)}")
+        query_index = row * w + col
+    if not 0 <= int(query_index) < h * w:
+        raise ValueError(f"query_attention_map: query_index must be in [0, {h * w}), found {query_index}")
+    a, s = patch_attention(attn, num_prefix_tokens)
+    row_weights = a[..., int(query_index), :] / s[..., int(query_index), None]  # (B, H, N)
+    return row_weights.reshape(*attn.shape[:2], h, w)
