@@ -1,0 +1,186 @@
+"""Evaluation recipes (clvsmim.evaluation) on a tiny ViT and on hand-made features."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from clvsmim import evaluation as E
+from clvsmim.config import EvalConfig, ModelConfig, profile_from_dict
+from clvsmim.data import make_synthetic
+from clvsmim.models import build_vit
+
+TINY_MODEL = {"img_size": 32, "patch_size": 8, "embed_dim": 16, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0}
+CFG = EvalConfig(probe_steps=30, probe_lr=1e-2, finetune_steps=3, finetune_lr=5e-4, batch_size=32)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "cache"))
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    torch.manual_seed(0)
+    return build_vit(ModelConfig(**TINY_MODEL)).eval()
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_synthetic(64, 32, seed=0), make_synthetic(48, 32, seed=1)
+
+
+def _state(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+# --------------------------------------------------------------------------- features / linear probe
+
+def test_extract_features_depths_pooling_and_mode(encoder, data):
+    train, _ = data
+    encoder.train()
+    feats = E.extract_features(encoder, train.images, batch_size=24)
+    assert encoder.training, "the training flag must be restored"
+    encoder.eval()
+    assert len(feats) == 3 and all(f.shape == (64, 16) for f in feats)
+    last = E.extract_features(encoder, train, batch_size=64, depths=[-1])  # a dataset works too
+    assert len(last) == 1 and torch.allclose(last[0], feats[-1], atol=1e-5)
+    cls = E.extract_features(encoder, train.images[:8], batch_size=8, pool="cls")
+    assert not torch.allclose(cls[-1], feats[-1][:8])
+
+
+def test_linear_probe_has_one_accuracy_per_depth(encoder, data):
+    res = E.linear_probe(encoder, *data, CFG)
+    assert len(res["per_layer"]) == 2 + 1
+    assert all(0.0 <= a <= 1.0 for a in res["per_layer"])
+    assert res["final"] == res["per_layer"][-1]
+    assert res["per_layer"][res["best_depth"]] == max(res["per_layer"])
+    assert res["pool"] == "mean"
+
+
+def test_probe_separates_separable_features():
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.eye(4, 10) * 6.0
+    y = torch.arange(200) % 4
+    x = centres[y] + torch.randn(200, 10, generator=gen)
+    y_test = torch.arange(100) % 4
+    x_test = centres[y_test] + torch.randn(100, 10, generator=gen)
+    cfg = EvalConfig(probe_steps=100, probe_lr=1e-2)  # Adam needs ~100 steps to ignore the noise dims
+    pred = E.probe_predict(x, y, x_test, cfg)
+    assert (pred == y_test).float().mean() >= 0.99
+    again = E.probe_predict(x, y, [x_test, x_test[:5]], cfg)
+    assert torch.equal(again[0], pred) and torch.equal(again[1], pred[:5])
+
+
+# --------------------------------------------------------------------------- fine-tuning
+
+def test_finetune_leaves_input_untouched_and_is_deterministic(encoder, data):
+    before = _state(encoder)
+    acc = E.finetune(encoder, *data, CFG, seed=0)
+    acc2, model = E.finetune(encoder, *data, CFG, seed=0, return_model=True)
+    assert 0.0 <= acc <= 1.0 and acc == acc2
+    after = encoder.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not encoder.training
+    tuned = model.encoder.state_dict()
+    assert any(not torch.equal(before[k], tuned[k]) for k in before), "fine-tuning must update the copy"
+    assert torch.equal(tuned["pos_embed"], before["pos_embed"]), "fixed sin-cos position embedding stays fixed"
+
+
+def test_finetune_bf16_and_precision_choice(encoder, data, monkeypatch):
+    acc = E.finetune(encoder, *data, CFG, precision="bf16")
+    assert 0.0 <= acc <= 1.0
+    with pytest.raises(ValueError):
+        E.finetune(encoder, *data, CFG, precision="fp16")
+    assert E.finetune_precision("fp32", "cpu") == "fp32"
+    assert E.finetune_precision("bf16", "cuda") == "bf16"
+    monkeypatch.setattr(E, "cpu_has_fast_bf16", lambda: False)
+    assert E.finetune_precision("bf16", "cpu") == "fp32"  # emulated bf16 is several times slower
+    monkeypatch.setattr(E, "cpu_has_fast_bf16", lambda: True)
+    assert E.finetune_precision("bf16", "cpu") == "bf16"
+
+
+# --------------------------------------------------------------------------- dense probe
+
+def test_dense_probe_oracle_features_give_miou_one():
+    gen = torch.Generator().manual_seed(0)
+    targets = torch.rand(40, 16, generator=gen) > 0.6
+    tokens = targets.float().unsqueeze(-1).expand(-1, -1, 8) + 0.05 * torch.randn(40, 16, 8, generator=gen)
+    res = E.dense_probe_from_tokens(tokens[:30], targets[:30], tokens[30:], targets[30:], CFG)
+    assert res["miou"] == pytest.approx(1.0) and res["token_acc"] == pytest.approx(1.0)
+    assert res["pred"].shape == (10, 16)
+
+
+def test_segmentation_scores_by_hand():
+    pred = torch.tensor([1, 1, 0, 0])
+    target = torch.tensor([1, 0, 0, 0])
+    s = E.segmentation_scores(pred, target)
+    assert s["iou"] == [pytest.approx(2 / 3), pytest.approx(1 / 2)]
+    assert s["miou"] == pytest.approx((2 / 3 + 1 / 2) / 2) and s["acc"] == pytest.approx(0.75)
+
+
+def test_dense_probe_on_encoder(encoder, data):
+    res = E.dense_probe(encoder, *data, CFG)
+    for k in ("miou", "token_acc", "pixel_acc", "pixel_miou"):
+        assert 0.0 <= res[k] <= 1.0
+
+
+# --------------------------------------------------------------------------- shape vs texture
+
+def test_shape_bias_formula():
+    shape = torch.tensor([0, 1, 2, 3, 4])
+    texture = torch.tensor([1, 2, 3, 4, 0])
+    assert E.shape_bias_from_predictions(shape, shape, texture)["shape_bias"] == 1.0  # shape-only classifier
+    assert E.shape_bias_from_predictions(texture, shape, texture)["shape_bias"] == 0.0
+    mixed = E.shape_bias_from_predictions(torch.tensor([0, 1, 3, 7, 0]), shape, texture)
+    # 2 shape decisions, 2 texture decisions (3 is texture of #2, 0 of #4), 1 neither
+    assert mixed["shape_bias"] == pytest.approx(0.5)
+    assert mixed["shape_acc"] == pytest.approx(0.4) and mixed["texture_acc"] == pytest.approx(0.4)
+    assert mixed["num_decided"] == 4
+
+
+def test_shape_texture_bias_on_encoder(encoder):
+    res = E.shape_texture_bias(encoder, CFG, img_size=32, seed=0, sizes=(64, 32))
+    assert 0.0 <= res["shape_bias"] <= 1.0
+    assert 0.0 <= res["shape_acc"] + res["texture_acc"] <= 1.0
+
+
+# --------------------------------------------------------------------------- noise
+
+def test_band_limited_noise_energy_and_band():
+    seeds = torch.arange(6)
+    low = E.band_limited_noise(seeds, 16, "low", cutoff=0.5, strength=0.1)
+    high = E.band_limited_noise(seeds, 16, "high", cutoff=0.5, strength=0.1)
+    assert torch.equal(low, E.band_limited_noise(seeds, 16, "low", cutoff=0.5, strength=0.1))
+    for noise in (low, high):
+        assert noise.shape == (6, 3, 16, 16)
+        assert torch.allclose(noise.pow(2).mean(dim=(1, 2, 3)).sqrt(), torch.full((6,), 0.1), atol=1e-5)
+    f = torch.fft.fftfreq(16)
+    radius = torch.sqrt(f.view(-1, 1) ** 2 + f.view(1, -1) ** 2) / 0.5
+    power_low = torch.fft.fft2(low).abs().pow(2).sum(dim=(0, 1))
+    power_high = torch.fft.fft2(high).abs().pow(2).sum(dim=(0, 1))
+    assert power_low[radius > 0.5].sum() < 1e-6 * power_low.sum()
+    assert power_high[radius <= 0.5].sum() < 1e-6 * power_high.sum()
+
+
+def test_noise_robustness_on_encoder(encoder, data):
+    res = E.noise_robustness(encoder, *data, CFG)
+    assert all(0.0 <= res[k] <= 1.0 for k in ("clean", "low_freq", "high_freq"))
+    assert res == E.noise_robustness(encoder, *data, CFG)
+
+
+# --------------------------------------------------------------------------- everything
+
+def test_evaluate_model_is_strict_json(encoder):
+    profile = profile_from_dict({
+        "name": "tiny", "data": {"img_size": 32, "num_train": 64, "num_eval": 32},
+        "model": TINY_MODEL, "eval": {"probe_steps": 10, "finetune_steps": 2, "batch_size": 32},
+    })
+    res = E.evaluate_model(encoder, profile)
+    json.dumps(res, allow_nan=False)
+    assert len(res["linear_probe"]["per_layer"]) == 3
+    assert 0.0 <= res["finetune"] <= 1.0
+    assert set(res["noise"]) >= {"clean", "low_freq", "high_freq"}
+    assert res["dense_probe"] is not None and res["shape_texture"] is not None
