@@ -8,6 +8,10 @@ import sys
 
 # Modules that contribute sub-commands (each defines ``add_cli``).
 COMMAND_MODULES = [
+    "zoo",
+    "bookrun",
+    "weights",
+    "trainer",
 ]
 
 
