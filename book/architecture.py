@@ -1,0 +1,96 @@
+# %% [markdown]
+# # Architecture: which layers matter
+#
+# The paper argues that CL and MIM use the depth of a ViT differently. CL's later layers carry
+# the image-level information its loss asks for, so linear probing improves up to the last
+# block. MIM's early layers do the useful work and its last layers behave like an *implicit
+# decoder* that turns representations back into pixels: SimMIM's probing accuracy peaks before
+# the end and falls over the last blocks. MAE moves this decoding into a separate decoder,
+# which the Fourier analysis makes visible: the decoder's representations lose the
+# high-frequency amplitude that the encoder keeps (and the reconstructions are blurred).
+
+# %% tags=["parameters"]
+profile = "smoke"
+data_root = None
+seed = 0
+device = "auto"
+source = "zoo"
+
+# %%
+import pandas as pd
+import torch
+from IPython.display import Markdown, display
+
+from clvsmim import report
+from clvsmim.chapters import architecture as ch
+from clvsmim.chapters.behaviour import evaluations_by_name
+from clvsmim.config import load_profile
+from clvsmim.figures import save_figure, use_style
+from clvsmim.plots import architecture as plots
+from clvsmim.rng import sample_seed
+
+use_style()
+cfg = load_profile(profile)
+
+
+def bullets(lines):
+    display(Markdown("\n".join(f"- {line}" for line in lines) if lines else "*(nothing to compare)*"))
+
+
+# %% [markdown]
+# ## F7 — linear probing of every depth
+#
+# A linear classifier on the mean-pooled patch tokens of each depth (0 = patch embedding,
+# `L` = last block, before the final norm), trained with the same budget for every depth and
+# model (`clvsmim.evaluation.linear_probe`). The grey dashed line is the untrained network; the
+# open circle marks each model's best depth. The probes use the zoo of the profile (also when
+# `source = "official"`: the official checkpoints are not probed here).
+
+# %%
+evals = evaluations_by_name(cfg, ["moco", "simmim", "mae", "random"], data_root)
+summary = ch.linear_probe_summary(evals)
+control = summary.pop("random", None)
+chance = ch.chance_level(cfg, data_root)
+fig = plots.plot_linear_probe_depths(summary, control, chance=chance)
+save_figure(fig, "F7", {"curves": summary, "control": control, "chance": chance, "pool": "mean"},
+            models=list(summary) + (["random"] if control else []),
+            caption="Linear-probe accuracy of every depth: MoCo v3, SimMIM, MAE; untrained control dashed.")
+pd.DataFrame({report.display_name(n): s["accuracy"] for n, s in summary.items()},
+             index=pd.Index(next(iter(summary.values()))["depth"], name="depth")).round(1)
+
+# %%
+bullets(ch.probe_sentences(summary))
+
+# %% [markdown]
+# ## F8 — Fourier analysis of MAE through encoder and decoder
+#
+# The relative log amplitude of the highest spatial frequency of the token feature maps
+# (Δ log amplitude; more negative = smoother, lower-frequency representations), at every depth.
+# Left: the MAE encoder on full images, as every other Fourier curve in this book, with
+# SimMIM's encoder dashed. Right: the MAE decoder, run the way it is trained — on the encoder's
+# output for the *visible* patches plus mask tokens (masking ratio of the profile); its first
+# point is the decoder's input embedding. Top: masked input, MAE's reconstruction and the
+# original image.
+
+# %%
+dev = report.resolve_device(device)
+mae = ch.mae_objective(cfg, source, data_root, dev)
+images, _ = report.analysis_images(cfg, data_root)
+seeds = sample_seed(seed, 0, torch.arange(len(images)))
+fourier = ch.mae_fourier(mae, images, seeds, cfg.mae.mask_ratio, batch_size=cfg.eval.batch_size)
+simmim_curve = report.model_analysis(cfg, "simmim", source=source, data_root=data_root,
+                                     device=device)["fourier"]["delta_log_amplitude"]
+strip = ch.reconstruction_strip(mae, images[:3], seeds[:3], cfg.mae.mask_ratio)
+fig = plots.plot_mae_fourier(fourier, simmim_curve, strip)
+f8_summary = ch.fourier_summary(fourier, simmim_curve)
+save_figure(fig, "F8", {"mae": fourier, "simmim_encoder": simmim_curve, "summary": f8_summary,
+                        "strip_image_ids": [0, 1, 2], "seeds": seeds.tolist(), "source": source},
+            models=["mae", "simmim"],
+            caption="Fourier Δ log amplitude of MAE through its encoder (full images) and decoder (masked "
+                    "input), SimMIM's encoder dashed; masked / reconstructed / original images.")
+pd.DataFrame({"depth": list(range(len(fourier["encoder"]))) + [f"dec {j}" for j in range(len(fourier["decoder"]))],
+              "part": ["encoder"] * len(fourier["encoder"]) + ["decoder"] * len(fourier["decoder"]),
+              "Δ log amplitude": fourier["encoder"] + fourier["decoder"]}).set_index("depth").round(3)
+
+# %%
+bullets(ch.fourier_sentences(f8_summary))

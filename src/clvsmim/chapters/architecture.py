@@ -1,0 +1,203 @@
+"""Data behind the *architecture* chapter: F7 (linear probe of every depth) and F8 (Fourier
+analysis of MAE through its encoder AND its decoder, with a reconstruction strip).
+
+F8 needs the whole MAE objective, not only the encoder the rest of the book loads:
+:func:`mae_objective` rebuilds it with :func:`clvsmim.objectives.build_objective` and loads
+the zoo checkpoint's ``model`` state (encoder + decoder), or, with ``source="official"``,
+loads the official visualisation checkpoint (encoder + decoder) through
+:func:`clvsmim.weights.load_mae_objective`.
+
+The two halves of the F8 curve are measured the way each part is used:
+
+* **encoder** depths ``0..L``: the plain encoder on the *full* images (no masking), exactly
+  as every other Fourier curve of the book (F6) — the representation a downstream task sees;
+* **decoder** depths: the decoder's input embedding (encoder output of the *visible* tokens
+  plus mask tokens, with position embedding) and the output of every decoder block, for the
+  images masked with the profile's MAE ratio (``decoder_hidden_states``) — the decoder only
+  ever runs on masked inputs. All ``1 + N`` decoder tokens (mask tokens included, CLS
+  dropped) form the token grid of the Fourier transform.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["linear_probe_summary", "mae_objective", "mae_fourier", "reconstruction_strip", "fourier_summary",
+           "chance_level", "probe_sentences", "fourier_sentences"]
+
+
+# --------------------------------------------------------------------------- F7
+
+def linear_probe_summary(evals: Mapping[str, Mapping[str, Any]], late: int | None = None) -> dict[str, dict[str, Any]]:
+    """Per model (short name -> :func:`clvsmim.zoo.evaluations` result): ``depth`` (0..L),
+    ``accuracy`` (% per depth), ``best_depth`` (the deepest among equal bests), ``best``,
+    ``final``, ``drop`` = best − final (percentage points the last blocks lose) and
+    ``best_in_late_blocks``: whether the best depth is one of the last ``late`` blocks
+    (default ``max(1, L // 3)``)."""
+    out = {}
+    for name, res in evals.items():
+        per = (res.get("linear_probe") or {}).get("per_layer")
+        if not per:
+            continue
+        acc = [100.0 * float(v) for v in per]
+        depth = len(acc) - 1
+        k = late if late is not None else max(1, depth // 3)
+        best = int(max(range(len(acc)), key=lambda d: (acc[d], d)))
+        out[name] = {"depth": list(range(len(acc))), "accuracy": acc, "best_depth": best, "best": acc[best],
+                     "final": acc[-1], "drop": acc[best] - acc[-1], "late_blocks": k,
+                     "best_in_late_blocks": best > depth - k}
+    return out
+
+
+# --------------------------------------------------------------------------- F8
+
+def mae_objective(profile, source: str = "zoo", data_root: str | None = None, device: str | torch.device = "cpu"):
+    """The whole MAE objective (encoder + decoder, eval mode) on ``device``.
+
+    ``source="zoo"``: :func:`clvsmim.objectives.build_objective` with the zoo model's encoder
+    config, then the checkpoint's ``model`` state (strict). ``source="official"``: the
+    official visualisation checkpoint (:func:`clvsmim.weights.load_mae_objective`) with the
+    profile's mask ratio.
+    """
+    if source == "official":
+        from ..weights import load_mae_objective
+
+        return load_mae_objective(mask_ratio=profile.mae.mask_ratio).to(device).eval()
+    if source != "zoo":
+        raise ValueError(f"source must be 'zoo' or 'official', got {source!r}")
+    from .. import zoo
+    from ..checkpoint import load_objective_state
+    from ..objectives import build_objective
+
+    spec = zoo.resolve(profile, "mae", data_root=data_root)
+    path = zoo.model_dir(profile, "mae", data_root=data_root) / zoo.CHECKPOINT_NAME
+    if not zoo.is_built(profile, spec):
+        raise FileNotFoundError(f"zoo model mae ({spec.key}) is not built: run "
+                                f"`clvsmim zoo build --profile {profile.name} --only mae`")
+    objective = build_objective("mae", profile, model_cfg=spec.model_cfg)
+    load_objective_state(objective, path)
+    return objective.to(device).eval()
+
+
+def _curve_sums(states: Sequence[torch.Tensor], num_prefix_tokens: int = 1) -> torch.Tensor:
+    """Per depth, the sum over images of the diagonal log amplitude: ``depths×K`` float64 (CPU)."""
+    from ..analysis import diagonal_log_amplitude
+
+    return torch.stack([diagonal_log_amplitude(z, num_prefix_tokens).sum(0).double().cpu() for z in states])
+
+
+@torch.no_grad()
+def mae_fourier(mae, images_uint8: torch.Tensor, seeds: torch.Tensor, mask_ratio: float | None = None,
+                batch_size: int = 64) -> dict[str, Any]:
+    """Fourier Δ log amplitude (highest frequency) of MAE through encoder and decoder depths.
+
+    Encoder: hidden states ``0..L`` of ``mae.encoder`` on the full images; decoder: the
+    ``1 + D`` states of :meth:`MAE.decoder_hidden_states` on the images masked with
+    ``mask_ratio`` (default: the objective's) from per-image ``seeds``. Averaged over images
+    like :func:`clvsmim.analysis.analyze` (mean log amplitude, then minus the centre).
+    Returns ``encoder`` (``L+1``), ``decoder`` (``D+1``), the full ``*_curves`` and ``mask_ratio``.
+    """
+    from ..augment import normalize
+    from ..models import capture, geometry
+
+    ratio = mae.cfg.mask_ratio if mask_ratio is None else float(mask_ratio)
+    device = next(mae.parameters()).device
+    prefix = geometry(mae.encoder).num_prefix_tokens
+    enc_sum = dec_sum = None
+    count = 0
+    for start in range(0, len(images_uint8), batch_size):
+        x = images_uint8[start:start + batch_size].to(device)
+        s = torch.as_tensor(seeds[start:start + batch_size], dtype=torch.int64, device=device)
+        enc_states = capture(mae.encoder, normalize(x), attentions=False).hidden_states
+        dec_states = mae.decoder_hidden_states(x, s, ratio)
+        e, d = _curve_sums(enc_states, prefix), _curve_sums(dec_states, 1)
+        enc_sum = e if enc_sum is None else enc_sum + e
+        dec_sum = d if dec_sum is None else dec_sum + d
+        count += len(x)
+    if count == 0:
+        raise ValueError("mae_fourier: no images")
+    enc = enc_sum / count
+    dec = dec_sum / count
+    enc, dec = enc - enc[:, :1], dec - dec[:, :1]
+    return {"encoder": enc[:, -1].tolist(), "decoder": dec[:, -1].tolist(), "encoder_curves": enc.tolist(),
+            "decoder_curves": dec.tolist(), "mask_ratio": ratio, "num_images": count}
+
+
+@torch.no_grad()
+def reconstruction_strip(mae, images_uint8: torch.Tensor, seeds: torch.Tensor,
+                         mask_ratio: float | None = None) -> dict[str, np.ndarray]:
+    """``masked`` / ``reconstruction`` / ``original`` images ``k×H×W×3`` in [0, 1] (:meth:`MAE.reconstruct`)."""
+    device = next(mae.parameters()).device
+    rec = mae.reconstruct(images_uint8.to(device), torch.as_tensor(seeds, dtype=torch.int64, device=device),
+                          mask_ratio)
+    return {k: v.permute(0, 2, 3, 1).clamp(0, 1).float().cpu().numpy() for k, v in rec._asdict().items()}
+
+
+def fourier_summary(fourier: Mapping[str, Any], simmim_encoder: Sequence[float] | None = None) -> dict[str, float]:
+    """Numbers the F8 prose quotes: mean encoder / decoder Δ log amplitude, the jump at the
+    encoder → decoder boundary, and the mean SimMIM encoder value over the last blocks."""
+    enc, dec = list(fourier["encoder"]), list(fourier["decoder"])
+    out = {"encoder_mean": float(np.mean(enc[1:])) if len(enc) > 1 else float(enc[0]),
+           "decoder_mean": float(np.mean(dec[1:])) if len(dec) > 1 else float(dec[0]),
+           "encoder_last": float(enc[-1]), "decoder_last": float(dec[-1]),
+           "decoder_first": float(dec[0])}
+    if simmim_encoder is not None and len(simmim_encoder):
+        k = max(1, (len(simmim_encoder) - 1) // 2)
+        out["simmim_late_mean"] = float(np.mean(list(simmim_encoder)[-k:]))
+        out["mae_late_mean"] = float(np.mean(enc[-k:]))
+    return out
+
+
+# --------------------------------------------------------------------------- prose
+
+def chance_level(profile, data_root: str | None = None) -> float | None:
+    """Chance accuracy (%) of the evaluation classes, or ``None`` when unknown."""
+    import dataclasses
+
+    from ..data import open_dataset
+
+    data_cfg = profile.data if data_root is None else dataclasses.replace(profile.data, root=data_root)
+    try:
+        n = int(open_dataset(data_root, data_cfg, "eval").num_classes)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return 100.0 / n if n > 0 else None
+
+
+def probe_sentences(summary: Mapping[str, Mapping[str, Any]], cl: str = "moco", mim: str = "simmim",
+                    mae: str = "mae") -> list[str]:
+    """F7: per model its best depth and the drop over the last blocks, then the paper's two
+    findings checked: CL's best depth is deeper than SimMIM's, and SimMIM loses more over its
+    last blocks than CL (and than MAE, whose decoder takes over the reconstruction)."""
+    from ..report import display_name
+    from .behaviour import compare_sentence
+
+    out = []
+    for name, s in summary.items():
+        out.append(f"{display_name(name)}: best depth {s['best_depth']} of {s['depth'][-1]} "
+                   f"({s['best']:.1f} %), last block {s['final']:.1f} % "
+                   f"({s['drop']:.1f} points below its best).")
+    if cl in summary and mim in summary:
+        out.append(compare_sentence("best probing depth", display_name(cl), summary[cl]["best_depth"],
+                                    display_name(mim), summary[mim]["best_depth"], ">", "", 0))
+        out.append(compare_sentence("accuracy lost between the best depth and the last block", display_name(mim),
+                                    summary[mim]["drop"], display_name(cl), summary[cl]["drop"], ">", "points", 1))
+    if mae in summary and mim in summary:
+        out.append(compare_sentence("accuracy lost between the best depth and the last block", display_name(mim),
+                                    summary[mim]["drop"], display_name(mae), summary[mae]["drop"], ">", "points", 1))
+    return out
+
+
+def fourier_sentences(summary: Mapping[str, float]) -> list[str]:
+    """F8: the decoder of MAE carries less high-frequency amplitude than its encoder (its
+    reconstructions are blurred), and SimMIM's late encoder blocks lie above MAE's."""
+    from .behaviour import compare_sentence
+
+    out = [compare_sentence("mean Δ log amplitude over the depths", "the MAE encoder", summary["encoder_mean"],
+                            "the MAE decoder", summary["decoder_mean"], ">", "", 2)]
+    if "simmim_late_mean" in summary:
+        out.append(compare_sentence("late-layer Δ log amplitude of the encoder", "SimMIM", summary["simmim_late_mean"],
+                                    "MAE", summary["mae_late_mean"], ">", "", 2))
+    return out

@@ -1,0 +1,454 @@
+"""Data behind the *behaviour* chapter (F1–F4), and the sentences that compare it with the paper.
+
+F1  literature numbers (``book/data/literature.csv``: :func:`read_literature`,
+    :func:`literature_panels`) next to the same three comparisons measured on the zoo
+    (:func:`evaluations_by_name`, :func:`measured_behaviour`).
+F2  attention maps of two query patches of one image (:func:`query_attention_data`; the
+    image and the queries are chosen by :func:`pick_image` / :func:`pick_queries` from the
+    foreground masks of the synthetic data).
+F3 / F4  attention distance and NMI per depth from :func:`clvsmim.report.model_analysis`
+    (:func:`depth_curves`, :func:`late_value`).
+
+Every statement the chapter makes about a measurement is built by :func:`compare_sentence`,
+which says whether the measured order agrees with the paper's.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "LITERATURE_COLUMNS", "STATUSES", "FAMILIES", "SIZE_ORDER", "read_literature", "is_verified",
+    "literature_panels", "literature_citations", "evaluations_by_name", "measured_behaviour",
+    "verdict", "compare_sentence", "late_blocks", "late_value", "depth_curves", "pick_image",
+    "pick_queries", "foreground_fractions", "query_attention_maps", "query_attention_data",
+    "map_cosine", "local_mass", "fmt_number", "behaviour_sentences", "attention_sentences", "control_analysis",
+]
+
+LITERATURE_COLUMNS = ("method", "family", "size", "params_m", "linear_probe", "finetune", "coco_ap_box",
+                      "status", "source")
+#: How reliable a literature number is; only ``verified`` rows are drawn with filled markers.
+STATUSES = ("verified", "partly verified", "approximate", "recalled")
+FAMILIES = ("CL", "MIM", "supervised")
+#: ViT sizes from small to large (the x axis of F1b).
+SIZE_ORDER = ("Ti", "S", "B", "L", "H")
+
+
+# --------------------------------------------------------------------------- F1: literature
+
+def read_literature(path: str | Path = "data/literature.csv"):
+    """The literature table as a DataFrame, validated.
+
+    Every row needs a ``source`` (non-empty) and a ``status`` among :data:`STATUSES`; the
+    family is one of :data:`FAMILIES`, the size one of :data:`SIZE_ORDER`; the number
+    columns are floats (NaN where the source gives none). Raises ``ValueError`` naming the row.
+    """
+    import pandas as pd
+
+    df = pd.read_csv(path, dtype={"source": str, "status": str})
+    missing = [c for c in LITERATURE_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; expected {list(LITERATURE_COLUMNS)}")
+    for i, row in df.iterrows():
+        where = f"{path}, row {i + 2} ({row['method']} {row['size']})"
+        if not isinstance(row["source"], str) or not row["source"].strip():
+            raise ValueError(f"{where}: every literature number needs a source")
+        if row["status"] not in STATUSES:
+            raise ValueError(f"{where}: status {row['status']!r} is not one of {STATUSES}")
+        if row["family"] not in FAMILIES:
+            raise ValueError(f"{where}: family {row['family']!r} is not one of {FAMILIES}")
+        if row["size"] not in SIZE_ORDER:
+            raise ValueError(f"{where}: size {row['size']!r} is not one of {SIZE_ORDER}")
+    for col in ("params_m", "linear_probe", "finetune", "coco_ap_box"):
+        df[col] = pd.to_numeric(df[col], errors="raise").astype(float)
+    return df
+
+
+def is_verified(status: str | Iterable[str]) -> bool:
+    """Only numbers read in a stored source (``verified``) get filled markers."""
+    if isinstance(status, str):
+        return status == "verified"
+    return all(s == "verified" for s in status)
+
+
+def _worst(statuses: Iterable[str]) -> str:
+    return max(statuses, key=STATUSES.index)
+
+
+def _num(value) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def literature_panels(df) -> dict[str, list[dict[str, Any]]]:
+    """The three F1 comparisons as lists of JSON-able records (no NaN).
+
+    ``linear_vs_finetune``: ViT-B rows with both numbers; ``size``: every row with a
+    fine-tuning number (method, size, params); ``detection``: rows with a COCO box AP, their
+    ImageNet fine-tuning number taken from the same row or else from the row of the same
+    method and size that has one (the status is then the worse of the two).
+    """
+    panels: dict[str, list[dict[str, Any]]] = {"linear_vs_finetune": [], "size": [], "detection": []}
+    for _, r in df.iterrows():
+        base = {"method": r["method"], "family": r["family"], "size": r["size"], "status": r["status"]}
+        lp, ft, ap = _num(r["linear_probe"]), _num(r["finetune"]), _num(r["coco_ap_box"])
+        if r["size"] == "B" and lp is not None and ft is not None:
+            panels["linear_vs_finetune"].append({**base, "linear_probe": lp, "finetune": ft})
+        if ft is not None:
+            panels["size"].append({**base, "params_m": _num(r["params_m"]), "finetune": ft})
+        if ap is not None:
+            status = r["status"]
+            if ft is None:
+                same = df[(df["method"] == r["method"]) & (df["size"] == r["size"]) & df["finetune"].notna()]
+                if len(same):
+                    ft = float(same["finetune"].iloc[0])
+                    status = _worst([status, same["status"].iloc[0]])
+            if ft is not None:
+                panels["detection"].append({**base, "status": status, "coco_ap_box": ap, "finetune": ft})
+    panels["size"].sort(key=lambda d: (d["method"], SIZE_ORDER.index(d["size"])))
+    return panels
+
+
+def literature_citations(df) -> str:
+    """A markdown list: every literature number with its source and status."""
+    lines = []
+    for _, r in df.iterrows():
+        nums = [f"{label} {r[col]:g}" for col, label in
+                (("linear_probe", "linear"), ("finetune", "fine-tune"), ("coco_ap_box", "COCO AP"))
+                if not math.isnan(r[col])]
+        lines.append(f"- {r['method']} ViT-{r['size']} ({', '.join(nums)}): {r['source']} — *{r['status']}*")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- F1: measured
+
+def evaluations_by_name(profile, names: Sequence[str], data_root: str | None = None,
+                        progress: bool = False) -> dict[str, dict[str, Any]]:
+    """``{short name: zoo evaluation}`` for the zoo models ``names`` (built ones only; cached)."""
+    from .. import zoo
+
+    keys = {}
+    for name in names:
+        try:
+            keys[name] = zoo.resolve(profile, name, data_root=data_root).key
+        except KeyError:
+            continue  # e.g. a size this profile does not have
+    results = zoo.evaluations(profile, data_root, only=sorted(set(keys)), missing="skip", progress=progress)
+    return {name: results[key] for name, key in keys.items() if key in results}
+
+
+def _pct(value) -> float | None:
+    return None if value is None else 100.0 * float(value)
+
+
+def measured_behaviour(evals: Mapping[str, Mapping[str, Any]], sizes: Sequence[str],
+                       methods: Sequence[str] = ("moco", "simmim", "mae"),
+                       size_methods: Sequence[str] = ("moco", "simmim")) -> dict[str, list[dict[str, Any]]]:
+    """The three F1 comparisons on the zoo, in percent, as JSON-able records.
+
+    ``evals`` maps short names (``moco``, ``moco-Ti`` …) to :func:`clvsmim.zoo.evaluations`
+    results. ``linear_vs_finetune`` / ``detection``: the default-size ``methods``
+    (final-depth linear probe, fine-tuning, dense-probe mIoU); ``size``: ``size_methods``
+    at every size of ``sizes`` that was evaluated. Missing numbers leave a record out.
+    """
+    out: dict[str, list[dict[str, Any]]] = {"linear_vs_finetune": [], "size": [], "detection": []}
+    for name in methods:
+        res = evals.get(name)
+        if not res:
+            continue
+        lp = _pct((res.get("linear_probe") or {}).get("final"))
+        ft = _pct(res.get("finetune"))
+        dense = _pct((res.get("dense_probe") or {}).get("miou"))
+        if lp is not None and ft is not None:
+            out["linear_vs_finetune"].append({"model": name, "linear_probe": lp, "finetune": ft})
+        if dense is not None and ft is not None:
+            out["detection"].append({"model": name, "dense_miou": dense, "finetune": ft})
+    ordered = sorted(sizes, key=lambda s: SIZE_ORDER.index(s) if s in SIZE_ORDER else len(SIZE_ORDER))
+    for name in size_methods:
+        for size in ordered:
+            res = evals.get(f"{name}-{size}")
+            ft = _pct(res.get("finetune")) if res else None
+            if ft is not None:
+                out["size"].append({"model": name, "size": size, "finetune": ft})
+    return out
+
+
+# --------------------------------------------------------------------------- sentences
+
+def fmt_number(value: float | None, digits: int = 2, unit: str = "") -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.{digits}f}{(' ' + unit) if unit else ''}"
+
+
+def verdict(a: float | None, b: float | None, expected: str, tol: float = 0.0) -> str:
+    """``"agrees"`` when ``a expected b`` holds (``expected`` is ``">"`` or ``"<"``) by more
+    than ``tol``, ``"differs"`` otherwise, ``"n/a"`` when a value is missing."""
+    if expected not in (">", "<"):
+        raise ValueError(f"expected must be '>' or '<', got {expected!r}")
+    if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+        return "n/a"
+    return "agrees" if ((a - b) > tol if expected == ">" else (b - a) > tol) else "differs"
+
+
+def compare_sentence(quantity: str, a: str, a_value: float | None, b: str, b_value: float | None,
+                     expected: str, unit: str = "", digits: int = 2, tol: float | None = None) -> str:
+    """One markdown sentence: the measured values, the paper's direction and whether they agree.
+
+    ``compare_sentence("late-layer attention distance", "MoCo v3", 9.8, "SimMIM", 6.1, ">", "px", 1)``
+    -> ``"late-layer attention distance: MoCo v3 9.8 px vs SimMIM 6.1 px. The paper finds
+    MoCo v3 > SimMIM; here the measurement **agrees**."``
+
+    A difference no larger than ``tol`` (default: half a unit of the last shown digit) is a
+    tie: the sentence says the measurement **differs** because the two are equal at the
+    shown precision — a tie never counts as agreement.
+    """
+    tol = 0.5 * 10.0 ** (-digits) if tol is None else float(tol)
+    v = verdict(a_value, b_value, expected, tol)
+    measured = f"{quantity}: {a} {fmt_number(a_value, digits, unit)} vs {b} {fmt_number(b_value, digits, unit)}."
+    paper = f"The paper finds {a} {expected} {b}"
+    if v == "n/a":
+        return f"{measured} {paper}; here it cannot be checked (a value is missing)."
+    if v == "differs" and abs(float(a_value) - float(b_value)) <= tol:
+        return f"{measured} {paper}; here the two are equal at this precision, so the measurement **differs**."
+    return f"{measured} {paper}; here the measurement **{v}**."
+
+
+# --------------------------------------------------------------------------- F3 / F4
+
+def late_blocks(depth: int) -> list[int]:
+    """The "late" blocks (1-based) of an ``L``-block ViT: the last ``max(1, L // 2)``."""
+    k = max(1, depth // 2)
+    return list(range(depth - k + 1, depth + 1))
+
+
+def late_value(per_block: Sequence[float]) -> float:
+    """Mean of a per-block curve (entry ``l − 1`` = block ``l``) over :func:`late_blocks`."""
+    blocks = late_blocks(len(per_block))
+    return float(np.mean([per_block[b - 1] for b in blocks]))
+
+
+def depth_curves(analyses: Mapping[str, Mapping[str, Any]], metric: str) -> dict[str, dict[str, Any]]:
+    """``{name: {"depth": [1..L], "mean": [L], "per_head": [L][H]}}`` of ``attention_distance``
+    or ``nmi`` from :func:`clvsmim.analysis.analyze` results."""
+    if metric not in ("attention_distance", "nmi"):
+        raise ValueError(f"metric must be 'attention_distance' or 'nmi', got {metric!r}")
+    out = {}
+    for name, res in analyses.items():
+        values = res[metric]
+        out[name] = {"depth": list(range(1, len(values["mean"]) + 1)), "mean": list(values["mean"]),
+                     "per_head": [list(h) for h in values["per_head"]]}
+    return out
+
+
+def control_analysis(profile, data_root: str | None = None, device: str = "auto", name: str = "random"):
+    """:func:`clvsmim.report.model_analysis` of the untrained zoo control, or ``None`` when it is
+    not built (the control always comes from the zoo, also next to official checkpoints)."""
+    from .. import report
+
+    try:
+        return report.model_analysis(profile, name, source="zoo", data_root=data_root, device=device)
+    except FileNotFoundError:
+        return None
+
+
+# --------------------------------------------------------------------------- F2
+
+def foreground_fractions(profile, data_root: str | None, n: int, patch_size: int):
+    """Foreground fraction per patch ``n×h×w`` (numpy) of the first ``n`` evaluation images, or
+    ``None`` when the data has no masks (an image folder)."""
+    import dataclasses
+
+    from ..data import open_dataset
+
+    data_cfg = profile.data if data_root is None else dataclasses.replace(profile.data, root=data_root)
+    dataset = open_dataset(data_root, data_cfg, "eval")
+    if not hasattr(dataset, "token_targets") or dataset.img_size % patch_size:
+        return None
+    return dataset.token_targets(patch_size)[:n].numpy()
+
+
+def pick_image(fractions: np.ndarray, target: float = 0.35) -> int:
+    """Index of the image whose object covers a fraction of the patches closest to ``target``,
+    among those with at least one mostly-foreground patch (> 0.5) and one pure-background patch."""
+    fractions = np.asarray(fractions, dtype=float)
+    best, best_score = 0, math.inf
+    for i, f in enumerate(fractions):
+        if not ((f > 0.5).any() and (f == 0).any()):
+            continue
+        score = abs(float((f > 0.5).mean()) - target)
+        if score < best_score:
+            best, best_score = i, score
+    return best
+
+
+def pick_queries(fraction: np.ndarray | None, grid: tuple[int, int] | None = None) -> dict[str, tuple[int, int]]:
+    """Two query patches ``(row, col)``: ``object`` (most foreground; ties: nearest the object's
+    centroid) and ``background`` (no foreground; farthest from the centroid).
+
+    ``fraction`` is the foreground fraction per patch ``h×w``. Without masks (``None``) the
+    queries are the centre patch and the top-left corner patch of ``grid``.
+    """
+    if fraction is None:
+        if grid is None:
+            raise ValueError("pick_queries needs the foreground fractions or the grid size")
+        h, w = grid
+        return {"object": (h // 2, w // 2), "background": (0, 0)}
+    f = np.asarray(fraction, dtype=float)
+    h, w = f.shape
+    rows, cols = np.mgrid[0:h, 0:w]
+    weight = f.sum()
+    if weight <= 0:
+        return pick_queries(None, (h, w))
+    cy, cx = float((rows * f).sum() / weight), float((cols * f).sum() / weight)
+    dist = np.hypot(rows - cy, cols - cx)
+    top = f.max()
+    inside = np.argwhere(f >= top - 1e-9)
+    obj = min(map(tuple, inside), key=lambda rc: (dist[rc], rc))
+    low = f.min()
+    outside = np.argwhere(f <= low + 1e-9)
+    bg = max(map(tuple, outside), key=lambda rc: (dist[rc], -rc[0], -rc[1]))
+    return {"object": (int(obj[0]), int(obj[1])), "background": (int(bg[0]), int(bg[1]))}
+
+
+def query_attention_maps(model, image_normalised, queries: Mapping[str, tuple[int, int]],
+                         block: int = -1) -> dict[str, np.ndarray]:
+    """Head-averaged attention map ``h×w`` of each query patch at ``block`` (1-based; -1 = last),
+    for one normalised image ``1×3×H×W``."""
+    from ..analysis import query_attention_map
+    from ..models import capture, geometry
+
+    geo = geometry(model)
+    cap = capture(model, image_normalised, hidden_states=False)
+    attn = cap.attentions[block if block < 0 else block - 1]
+    return {q: query_attention_map(attn, rc, geo.num_prefix_tokens)[0].mean(0).float().cpu().numpy()
+            for q, rc in queries.items()}
+
+
+def map_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two attention maps (1 = the same map: collapse)."""
+    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
+    denom = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / denom) if denom > 0 else 0.0
+
+
+def local_mass(attn_map: np.ndarray, query: tuple[int, int], radius: int = 1) -> float:
+    """Fraction of a query's attention on the patches within ``radius`` (Chebyshev) of itself."""
+    m = np.asarray(attn_map, float)
+    r, c = query
+    window = m[max(0, r - radius):r + radius + 1, max(0, c - radius):c + radius + 1]
+    total = m.sum()
+    return float(window.sum() / total) if total > 0 else 0.0
+
+
+def query_attention_data(profile, names: Sequence[str], source: str = "zoo", data_root: str | None = None,
+                         device: str = "auto", image_index: int | None = None, block: int = -1) -> dict[str, Any]:
+    """Everything F2 shows: one analysis image, two query patches, each model's head-averaged
+    attention map of both queries at ``block`` (default: the last), and per map its local
+    mass; per model the cosine similarity of the two maps. JSON-able except ``image``
+    (``H×W×3`` float in [0, 1])."""
+    from .. import report
+    from ..augment import normalize
+    from ..models import geometry
+
+    dev = report.resolve_device(device)
+    models = {name: report.backbone(profile, name, source, data_root, dev) for name in names}
+    geo = geometry(next(iter(models.values())))
+    n = profile.eval.num_analysis_images
+    images, labels = report.analysis_images(profile, data_root, n)
+    fractions = foreground_fractions(profile, data_root, n, geo.patch_size)
+    if image_index is None:
+        image_index = pick_image(fractions) if fractions is not None else 0
+    queries = pick_queries(None if fractions is None else fractions[image_index], geo.grid)
+    x = normalize(images[image_index:image_index + 1].to(dev))
+    maps, stats = {}, {}
+    for name, model in models.items():
+        m = query_attention_maps(model, x, queries, block)
+        maps[name] = {q: v.tolist() for q, v in m.items()}
+        stats[name] = {"cosine_between_queries": map_cosine(m["object"], m["background"]),
+                       "local_mass": {q: local_mass(m[q], queries[q]) for q in queries}}
+    depth = geo.depth
+    return {"image": images[image_index].permute(1, 2, 0).float().div(255).numpy(),
+            "image_index": int(image_index), "label": int(labels[image_index]),
+            "block": depth if block == -1 else int(block), "patch_size": geo.patch_size,
+            "grid": list(geo.grid), "queries": {q: list(rc) for q, rc in queries.items()},
+            "query_foreground": (None if fractions is None else
+                                 {q: float(fractions[image_index][rc]) for q, rc in queries.items()}),
+            "maps": maps, "stats": stats, "models": list(names), "source": source}
+
+
+# --------------------------------------------------------------------------- prose
+
+def _by_model(rows: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    return {r["model"]: r for r in rows}
+
+
+def behaviour_sentences(measured: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
+    """The F1 findings of the paper, each checked on the measured numbers (:func:`compare_sentence`)."""
+    out = []
+    lvf = _by_model(measured.get("linear_vs_finetune", []))
+    if "moco" in lvf and "simmim" in lvf:
+        out.append(compare_sentence("linear probing (last block)", "MoCo v3", lvf["moco"]["linear_probe"],
+                                    "SimMIM", lvf["simmim"]["linear_probe"], ">", "%", 1))
+        out.append(compare_sentence("fine-tuning", "SimMIM", lvf["simmim"]["finetune"], "MoCo v3",
+                                    lvf["moco"]["finetune"], ">", "%", 1))
+    if "moco" in lvf and "mae" in lvf:
+        out.append(compare_sentence("fine-tuning", "MAE", lvf["mae"]["finetune"], "MoCo v3",
+                                    lvf["moco"]["finetune"], ">", "%", 1))
+    sizes: dict[str, dict[str, float]] = {}
+    for r in measured.get("size", []):
+        sizes.setdefault(r["model"], {})[r["size"]] = r["finetune"]
+    if "moco" in sizes and "simmim" in sizes:
+        common = [s for s in SIZE_ORDER if s in sizes["moco"] and s in sizes["simmim"]]
+        common += sorted(set(sizes["moco"]) & set(sizes["simmim"]) - set(common))
+        if common:
+            small = common[0]
+            out.append(compare_sentence(f"fine-tuning of the smallest model ({small})", "MoCo v3",
+                                        sizes["moco"][small], "SimMIM", sizes["simmim"][small], ">", "%", 1))
+        if len(common) > 1:
+            lo, hi = common[0], common[-1]
+            gain = {m: sizes[m][hi] - sizes[m][lo] for m in ("moco", "simmim")}
+            out.append(compare_sentence(f"fine-tuning gain from {lo} to {hi}", "SimMIM", gain["simmim"], "MoCo v3",
+                                        gain["moco"], ">", "points", 1))
+    dense = _by_model(measured.get("detection", []))
+    if "moco" in dense and "simmim" in dense:
+        out.append(compare_sentence("dense probe mIoU", "SimMIM", dense["simmim"]["dense_miou"], "MoCo v3",
+                                    dense["moco"]["dense_miou"], ">", "%", 1))
+    return out
+
+
+def attention_sentences(f2: Mapping[str, Any] | None, distance: Mapping[str, Mapping[str, Any]] | None,
+                        nmi: Mapping[str, Mapping[str, Any]] | None, cl: str = "moco", mim: str = "simmim",
+                        control: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
+    """The F2–F4 findings of the paper checked on the measurements: CL's maps of different
+    queries are alike (higher cosine) and less local; CL attends farther (late blocks) and
+    has a lower NMI (collapse). ``distance`` / ``nmi`` are :func:`depth_curves` results;
+    ``control`` optionally ``{"attention_distance": curve, "nmi": curve}`` of the untrained model."""
+    from ..report import display_name
+
+    a, b = display_name(cl), display_name(mim)
+    out = []
+    if f2 is not None and cl in f2["stats"] and mim in f2["stats"]:
+        sa, sb = f2["stats"][cl], f2["stats"][mim]
+        out.append(compare_sentence("cosine similarity of the two queries' attention maps", a,
+                                    sa["cosine_between_queries"], b, sb["cosine_between_queries"], ">", "", 2))
+        la = float(np.mean(list(sa["local_mass"].values())))
+        lb = float(np.mean(list(sb["local_mass"].values())))
+        out.append(compare_sentence("attention within one patch of the query (mean of both queries)", b, lb, a, la,
+                                    ">", "", 2))
+    for curves, quantity, unit, expected, key in ((distance, "attention distance", "px", ">", "attention_distance"),
+                                                  (nmi, "NMI", "", "<", "nmi")):
+        if curves is None or cl not in curves or mim not in curves:
+            continue
+        blocks = late_blocks(len(curves[cl]["mean"]))
+        span = f"block {blocks[0]}" if len(blocks) == 1 else f"blocks {blocks[0]}–{blocks[-1]}"
+        va, vb = late_value(curves[cl]["mean"]), late_value(curves[mim]["mean"])
+        text = compare_sentence(f"late-layer {quantity} ({span})", a, va, b, vb, expected, unit,
+                                1 if unit == "px" else 3)
+        if control is not None and key in control:
+            ctrl = fmt_number(late_value(control[key]["mean"]), 1 if unit == "px" else 3, unit)
+            text += f" (untrained control: {ctrl})"
+        out.append(text)
+    return out

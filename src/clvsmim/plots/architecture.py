@@ -1,0 +1,89 @@
+"""Figures of the *architecture* chapter: F7 (linear probe of every depth) and F8 (Fourier
+analysis of MAE through encoder and decoder depths, with a masked / reconstructed / original
+image strip)."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..figures import plot_kwargs
+from .behaviour import CONTROL_STYLE, _label
+
+__all__ = ["plot_linear_probe_depths", "plot_mae_fourier"]
+
+
+def plot_linear_probe_depths(summary: Mapping[str, Mapping[str, Any]], control: Mapping[str, Any] | None = None,
+                             control_name: str = "random", chance: float | None = None):
+    """F7: linear-probe accuracy (%) of every depth 0..L per model (data of
+    :func:`clvsmim.chapters.architecture.linear_probe_summary`), the best depth of each model
+    marked with a larger open marker; the untrained control grey dashed; chance level dotted."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.4, 3.8))
+    for name, s in summary.items():
+        kw = plot_kwargs(name, label=_label(name))
+        ax.plot(s["depth"], s["accuracy"], **kw)
+        ax.scatter([s["best_depth"]], [s["best"]], s=130, facecolors="none", edgecolors=kw["color"], lw=1.5,
+                   zorder=4)
+    if control is not None:
+        ax.plot(control["depth"], control["accuracy"], label=f"{_label(control_name)} (control)", **CONTROL_STYLE)
+    if chance is not None:
+        ax.axhline(chance, color="#bbbbbb", ls=":", lw=1, label="chance")
+    depths = sorted({d for s in summary.values() for d in s["depth"]})
+    if depths:
+        step = max(1, len(depths) // 8)
+        ax.set_xticks(depths[::step])
+    ax.set(xlabel="depth (0 = patch embedding)", ylabel="linear probing (%)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_mae_fourier(fourier: Mapping[str, Any], simmim_encoder: Sequence[float] | None = None,
+                     strip: Mapping[str, np.ndarray] | None = None, max_images: int = 3):
+    """F8: Δ log amplitude (highest frequency) of MAE at every encoder depth 0..L (left) and
+    every decoder depth (right: the decoder input at x = L, block j at x = L + j), SimMIM's
+    encoder dashed for comparison; above, the masked / reconstructed / original images."""
+    import matplotlib.pyplot as plt
+
+    enc, dec = list(fourier["encoder"]), list(fourier["decoder"])
+    depth = len(enc) - 1
+    k = 0 if strip is None else min(max_images, len(strip["original"]))
+    fig = plt.figure(figsize=(9.5, 3.8 + (1.15 * k if k else 0)))
+    outer = fig.add_gridspec(2 if k else 1, 1, height_ratios=[1.15 * k, 3.8] if k else [1], hspace=0.3)
+    if k:
+        middle = outer[0].subgridspec(1, 3, width_ratios=[1, 1.1, 1])[1]
+        top = middle.subgridspec(k, 3, wspace=0.05, hspace=0.05)
+        for i in range(k):
+            for j, key in enumerate(("masked", "reconstruction", "original")):
+                ax = fig.add_subplot(top[i, j])
+                ax.imshow(np.clip(strip[key][i], 0, 1), interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.grid(False)
+                for spine in ax.spines.values():
+                    spine.set_visible(False)
+                if i == 0:
+                    ax.set_title(key, fontsize=9)
+    bottom = outer[-1].subgridspec(1, 2, width_ratios=[max(depth, 1) + 1, max(len(dec), 2)], wspace=0.08)
+    ax_e = fig.add_subplot(bottom[0])
+    ax_d = fig.add_subplot(bottom[1], sharey=ax_e)
+    mae_kw = plot_kwargs("mae", label="MAE encoder", linestyle="-")
+    ax_e.plot(range(depth + 1), enc, **mae_kw)
+    if simmim_encoder is not None:
+        ax_e.plot(range(len(simmim_encoder)), list(simmim_encoder),
+                  **plot_kwargs("simmim", label="SimMIM encoder", linestyle="--", markerfacecolor="none"))
+    ax_e.set_xticks(range(0, depth + 1, max(1, (depth + 1) // 8)))
+    ax_e.set(xlabel="encoder depth", ylabel="Δ log amplitude (highest freq.)")
+    ax_e.legend(fontsize=8)
+    xs = [depth + j for j in range(len(dec))]
+    ax_d.plot(xs, dec, **plot_kwargs("mae", label="MAE decoder", linestyle="-"))
+    ax_d.axvspan(depth - 0.3, depth + 0.3, color="#1f77b4", alpha=0.08)
+    ax_d.set_xticks(xs, [f"{depth}\n(input)"] + [str(x) for x in xs[1:]])
+    ax_d.set_xlabel("decoder depth")
+    ax_d.tick_params(labelleft=False)
+    ax_d.legend(fontsize=8)
+    ax_d.set_title(f"masked input ({fourier['mask_ratio']:.0%})", fontsize=9)
+    ax_e.set_title("full images", fontsize=9)
+    return fig
