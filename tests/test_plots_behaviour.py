@@ -141,7 +141,7 @@ def test_depth_curves_late_values_and_attention_sentences():
     dist = beh.depth_curves(analyses, "attention_distance")
     nmi = beh.depth_curves(analyses, "nmi")
     assert dist["moco"]["depth"] == [1, 2, 3, 4] and len(dist["moco"]["per_head"][0]) == 3
-    assert beh.late_blocks(12) == list(range(7, 13)) and beh.late_blocks(3) == [3]
+    assert beh.late_blocks(12) == [9, 10, 11, 12] and beh.late_blocks(3) == [3]
     assert beh.late_value([1.0, 2.0, 3.0, 4.0]) == pytest.approx(3.5)
     lines = beh.attention_sentences(None, dist, nmi)
     assert len(lines) == 2

@@ -336,7 +336,7 @@ def _run_jobs(task: Callable, specs: Sequence[ModelSpec], args: tuple, jobs: int
 
     Returns ``(results by key, failures by key)``; a failure never stops the other runs.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     results: dict[str, Any] = {}
     failures: dict[str, str] = {}

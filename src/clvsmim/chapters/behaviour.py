@@ -219,9 +219,11 @@ def compare_sentence(quantity: str, a: str, a_value: float | None, b: str, b_val
 # --------------------------------------------------------------------------- F3 / F4
 
 def late_blocks(depth: int) -> list[int]:
-    """The "late" blocks (1-based) of an ``L``-block ViT: the last ``max(1, L // 2)``."""
-    k = max(1, depth // 2)
-    return list(range(depth - k + 1, depth + 1))
+    """The "late" blocks (1-based) of an ``L``-block ViT: the last third, the same blocks the
+    claims use (:func:`clvsmim.claims.last_third`)."""
+    from ..claims import last_third
+
+    return [i + 1 for i in last_third(depth)]
 
 
 def late_value(per_block: Sequence[float]) -> float:

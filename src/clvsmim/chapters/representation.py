@@ -1,0 +1,332 @@
+"""Data behind the *representation* chapter, and the sentences that compare it with the paper.
+
+F5  token-level t-SNE of 18 images from 3 classes (:func:`tsne_selection`,
+    :func:`token_tsne_result`, cached per model), with the silhouette of the tokens by image.
+F6  Fourier Δ log amplitude of the highest frequency per depth (:func:`depth_curves`).
+A-token-similarity  token cosine similarity per depth (:func:`depth_curves`).
+A-svd  normalised singular-value spectra at the last depth (:func:`svd_spectra`, :func:`effective_rank`).
+A-shape-texture / A-noise  shape bias and noise robustness from the zoo's evaluations
+    (:func:`evaluation_rows`).
+
+The verdicts quoted in the prose are those of :mod:`clvsmim.claims` (C3, C4, C5, C6), computed
+on the same numbers (:func:`measurements`), so the chapter and the summary never disagree.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+__all__ = [
+    "CL", "MIM", "MODELS", "CONTROL", "TSNE_FORMAT", "chapter_models", "load_analyses", "load_evaluations",
+    "tsne_selection", "token_tsne_result", "depth_curves", "svd_spectra", "effective_rank", "evaluation_rows",
+    "measurements", "fmt", "tsne_sentences", "fourier_sentences", "cosine_sentences", "svd_sentences",
+    "shape_sentences", "noise_sentences",
+]
+
+CL, MIM = "moco", "simmim"
+#: The models of the chapter: CL, MIM and the second MIM method.
+MODELS = ("moco", "simmim", "mae")
+#: The randomly initialised control of the same architecture (zoo only).
+CONTROL = "random"
+#: Differences smaller than this (silhouette, log amplitude, accuracy) are called "no difference" in the prose.
+TOLERANCE = 0.01
+#: Bump when :func:`token_tsne_result` changes its recipe.
+TSNE_FORMAT = 1
+
+
+def chapter_models(source: str = "zoo") -> list[str]:
+    """The chapter's models, the control last (the control only exists in the zoo)."""
+    return list(MODELS) + ([CONTROL] if source == "zoo" else [])
+
+
+def load_analyses(profile, names: Sequence[str], source: str = "zoo", data_root: str | None = None,
+                  device: str = "auto") -> dict[str, dict]:
+    """``{name: report.model_analysis}``; the control always comes from the zoo."""
+    from .. import report
+
+    return {n: report.model_analysis(profile, n, "zoo" if n.startswith(CONTROL) else source, data_root, device)
+            for n in names}
+
+
+def load_evaluations(profile, names: Sequence[str], data_root: str | None = None) -> dict[str, dict]:
+    """``{name: zoo evaluation}`` (cached by :func:`clvsmim.zoo.evaluations`)."""
+    from .. import zoo
+
+    results = zoo.evaluations(profile, data_root, only=list(names), progress=False)
+    return {n: results[zoo.resolve(profile, n, data_root=data_root).key] for n in names}
+
+
+# --------------------------------------------------------------------------- F5
+
+def tsne_selection(profile, data_root: str | None = None, classes: int = 3, per_class: int = 6) -> dict[str, Any]:
+    """The first ``per_class`` evaluation images of each of the first ``classes`` classes (in
+    class order) that have that many: ``{"indices", "labels", "class_names"}``."""
+    import dataclasses
+
+    import torch
+
+    from ..data import open_dataset
+
+    data_cfg = profile.data if data_root is None else dataclasses.replace(profile.data, root=data_root)
+    dataset = open_dataset(data_root, data_cfg, "eval")
+    labels = torch.as_tensor(dataset.labels)
+    names = list(getattr(dataset, "classes", []))
+    chosen: list[int] = []
+    picked: list[int] = []
+    for c in sorted(set(labels.tolist())):
+        idx = torch.nonzero(labels == c).flatten()[:per_class]
+        if len(idx) == per_class:
+            chosen += idx.tolist()
+            picked.append(int(c))
+        if len(picked) == classes:
+            break
+    if len(picked) < classes:
+        raise ValueError(f"the evaluation split has only {len(picked)} classes with {per_class} images")
+    return {"indices": chosen, "labels": [int(labels[i]) for i in chosen],
+            "class_names": [names[c] if c < len(names) else str(c) for c in picked], "classes": picked}
+
+
+def token_tsne_result(profile, name: str, source: str = "zoo", data_root: str | None = None, device: str = "auto",
+                      classes: int = 3, per_class: int = 6, perplexity: float = 20.0, seed: int = 0) -> dict[str, Any]:
+    """t-SNE of the last-depth patch tokens of the :func:`tsne_selection` images, cached next to
+    the model: ``coords`` (N_tokens×2), ``image`` and ``label`` per token, ``class_names``,
+    ``silhouette_image`` / ``silhouette_class`` (cosine silhouette of the tokens grouped by image
+    / by class, :func:`clvsmim.analysis.image_cluster_score`), ``perplexity`` actually used."""
+    from ..claims import cached_json, model_cache_path
+
+    content = {"format": TSNE_FORMAT, "classes": classes, "per_class": per_class, "perplexity": perplexity,
+               "seed": seed, "depth": -1}
+    src = "zoo" if name.startswith(CONTROL) else source
+    path = model_cache_path(profile, name, "tsne", content, src, data_root)
+
+    def compute() -> dict[str, Any]:
+        import dataclasses
+
+        import torch
+
+        from .. import report
+        from ..analysis import image_cluster_score, token_tsne
+        from ..data import get_batch, open_dataset
+        from ..evaluation import extract_tokens
+
+        sel = tsne_selection(profile, data_root, classes, per_class)
+        data_cfg = profile.data if data_root is None else dataclasses.replace(profile.data, root=data_root)
+        images, labels = get_batch(open_dataset(data_root, data_cfg, "eval"), torch.tensor(sel["indices"]))
+        model = report.backbone(profile, name, src, data_root, report.resolve_device(device))
+        tokens = extract_tokens(model, images, profile.eval.batch_size, depth=-1)  # n×N×C
+        n_img, n_tok = tokens.shape[:2]
+        image_ids = torch.arange(n_img)
+        perp = float(min(perplexity, (n_img * n_tok - 1) / 3))
+        coords = token_tsne(tokens, image_ids, perplexity=perp, seed=seed, num_prefix_tokens=0)
+        return {"name": name, "coords": coords.tolist(),
+                "image": image_ids.repeat_interleave(n_tok).tolist(),
+                "label": labels.repeat_interleave(n_tok).tolist(),
+                "class_names": sel["class_names"], "classes": sel["classes"], "perplexity": perp,
+                "tokens_per_image": n_tok, "num_images": n_img,
+                "silhouette_image": image_cluster_score(tokens, image_ids, num_prefix_tokens=0),
+                "silhouette_class": image_cluster_score(tokens, labels, num_prefix_tokens=0)}
+
+    return cached_json(path, compute)
+
+
+# --------------------------------------------------------------------------- F6, A-token-similarity, A-svd
+
+def _lookup(d: Mapping, key: str):
+    for part in key.split("."):
+        d = d[part]
+    return d
+
+
+def depth_curves(analyses: Mapping[str, dict], key: str) -> dict[str, list[float]]:
+    """``{name: per-depth values}`` of one analysis entry (``fourier.delta_log_amplitude``,
+    ``token_cosine``; depth 0 = embeddings … L), plus ``depth``."""
+    curves = {n: [float(v) for v in _lookup(a, key)] for n, a in analyses.items()}
+    depth = max((len(c) for c in curves.values()), default=0)
+    return {"depth": list(range(depth)), **curves}
+
+
+def svd_spectra(analyses: Mapping[str, dict], depth: int | None = None) -> dict[str, Any]:
+    """Normalised singular values (largest = 1) at ``depth`` (default: the last, L) per model."""
+    out: dict[str, Any] = {}
+    for n, a in analyses.items():
+        spectra = a["svd_spectrum"]
+        d = len(spectra) - 1 if depth is None else depth
+        out[n] = [float(v) for v in spectra[d]]
+        out.setdefault("depth", d)
+    return out
+
+
+def effective_rank(spectrum: Sequence[float]) -> float:
+    """``exp(entropy)`` of the singular values normalised to sum 1: 1 for one direction, R for a
+    flat spectrum of R values."""
+    vals = [max(float(v), 0.0) for v in spectrum]
+    total = sum(vals)
+    if total <= 0:
+        return float("nan")
+    p = [v / total for v in vals if v > 0]
+    return math.exp(-sum(x * math.log(x) for x in p))
+
+
+def evaluation_rows(evaluations: Mapping[str, dict]) -> dict[str, dict[str, float | None]]:
+    """Per model: ``shape_bias``, ``shape_acc``, ``texture_acc``, ``clean``, ``low_freq``, ``high_freq``."""
+    rows = {}
+    for n, e in evaluations.items():
+        st, nz = e.get("shape_texture") or {}, e.get("noise") or {}
+        rows[n] = {"shape_bias": st.get("shape_bias"), "shape_acc": st.get("shape_acc"),
+                   "texture_acc": st.get("texture_acc"), "clean": nz.get("clean"),
+                   "low_freq": nz.get("low_freq"), "high_freq": nz.get("high_freq")}
+    return rows
+
+
+def measurements(profile, analyses: Mapping[str, dict], evaluations: Mapping[str, dict] | None = None,
+                 data_root: str | None = None, device: str = "auto", source: str = "zoo"):
+    """The :class:`clvsmim.claims.Measurements` of this chapter's models (CL = moco, MIM = simmim,
+    control = random), with the C5 token-cluster scores on the analysis images."""
+    from ..claims import Measurements, token_cluster_scores
+
+    roles = {"cl": CL, "mim": MIM, "control": CONTROL}
+    have = {r: n for r, n in roles.items() if n in analyses}
+    return Measurements(
+        analyses={r: analyses[n] for r, n in have.items()},
+        evaluations={r: evaluations[n] for r, n in have.items() if evaluations and n in evaluations},
+        cluster={r: token_cluster_scores(profile, n, "zoo" if r == "control" else source, data_root, device)
+                 for r, n in have.items()},
+        names=dict(have),
+    )
+
+
+# --------------------------------------------------------------------------- sentences
+
+def fmt(value: float | None, digits: int = 2, unit: str = "") -> str:
+    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.{digits}f}{unit}"
+
+
+def _name(n: str) -> str:
+    from ..report import display_name
+
+    return display_name(n)
+
+
+def tsne_sentences(results: Mapping[str, dict], claim=None) -> str:
+    """What F5 shows on these models (silhouettes) and C5's verdict on the analysis images."""
+    from ..claims import claim_markdown
+
+    parts = [f"{_name(n)}: silhouette by image {fmt(r['silhouette_image'])}, by class {fmt(r['silhouette_class'])}"
+             for n, r in results.items()]
+    any_r = next(iter(results.values()))
+    text = (f"Each panel embeds the {any_r['num_images'] * any_r['tokens_per_image']} patch tokens "
+            f"({any_r['tokens_per_image']} per image) of {any_r['num_images']} evaluation images of the classes "
+            f"{', '.join(any_r['class_names'])}, at the last depth (t-SNE, perplexity {any_r['perplexity']:.0f}). "
+            f"The silhouette (cosine, in the token space, not in the 2-D map) is high when the tokens of one "
+            f"image form their own cluster: " + "; ".join(parts) + ".")
+    s = {n: r["silhouette_image"] for n, r in results.items()}
+    if CL in s and MIM in s:
+        diff = s[CL] - s[MIM]
+        if abs(diff) < TOLERANCE:
+            text += (f" On these images the two silhouettes are within {TOLERANCE} of each other: no visible "
+                     f"difference, whereas the paper finds one cluster per image for CL and intermingled tokens "
+                     f"for MIM.")
+        else:
+            same = diff > 0
+            text += (f" On these images {_name(CL)}'s tokens cluster by image "
+                     f"{'more' if same else 'less'} than {_name(MIM)}'s — "
+                     + ("as in the paper." if same else
+                        "the opposite of the paper, where CL forms one cluster per image and MIM intermingles them."))
+    if claim is not None:
+        text += "\n\n" + claim_markdown(claim)
+    return text
+
+
+def fourier_sentences(curves: Mapping[str, Sequence[float]], claim=None) -> str:
+    """F6 on these models: mean over depth, the trend at the last depths (MIM's implicit decoder)."""
+    from ..claims import claim_markdown
+
+    models = [n for n in curves if n != "depth"]
+    means = {n: sum(curves[n]) / len(curves[n]) for n in models}
+    text = ("Mean Δ log amplitude of the highest frequency over all depths (higher = more high-frequency "
+            "content relative to the mean): " + ", ".join(f"{_name(n)} {fmt(means[n])}" for n in models) + ".")
+    if MIM in curves and len(curves[MIM]) >= 3:
+        mim = curves[MIM]
+        last = len(mim) - 1
+        peak = max(range(1, last), key=lambda d: mim[d])  # inside the network: blocks 1..L-1
+        drop = mim[peak] - mim[last]
+        text += (f" In the paper the last SimMIM blocks lower the high frequencies again (they act as a decoder); "
+                 f"here {_name(MIM)} is highest inside the network at depth {peak} ({fmt(mim[peak])}) and ends at "
+                 f"{fmt(mim[last])} after block {last} — "
+                 + (f"a drop of {fmt(drop)}, as in the paper." if drop > TOLERANCE else
+                    "no drop at the end, unlike the paper."))
+    if claim is not None:
+        text += "\n\n" + claim_markdown(claim)
+    return text
+
+
+def cosine_sentences(curves: Mapping[str, Sequence[float]], claim=None) -> str:
+    from ..claims import claim_markdown
+
+    models = [n for n in curves if n != "depth"]
+    text = ("Mean cosine similarity between the patch tokens of one image at the last depth: "
+            + ", ".join(f"{_name(n)} {fmt(curves[n][-1])}" for n in models)
+            + ". The paper finds CL's tokens nearly identical in the later layers (they all carry the image's "
+              "global information) and MIM's tokens diverse.")
+    if claim is not None:
+        text += "\n\n" + claim_markdown(claim)
+    return text
+
+
+def svd_sentences(spectra: Mapping[str, Any]) -> str:
+    models = [n for n in spectra if n != "depth"]
+    ranks = {n: effective_rank(spectra[n]) for n in models}
+    text = (f"Effective rank (exp of the entropy of the normalised singular values) of the token matrix of "
+            f"one image at depth {spectra['depth']}: " + ", ".join(f"{_name(n)} {fmt(ranks[n], 1)}" for n in models)
+            + f" (of at most {len(spectra[models[0]])}).")
+    if CL in ranks and MIM in ranks:
+        rel = (ranks[MIM] - ranks[CL]) / max(ranks[MIM], ranks[CL], 1e-12)
+        text += " A few dominant singular values mean homogeneous tokens, as the paper reports for CL; "
+        if abs(rel) < 0.05:
+            text += (f"here the two spectra are about equally steep (effective ranks within 5 %), so this "
+                     f"measurement does not show the paper's difference.")
+        else:
+            same = rel > 0
+            text += (f"here {_name(CL)}'s spectrum is {'steeper' if same else 'flatter'} than {_name(MIM)}'s "
+                     f"({'as in the paper' if same else 'unlike the paper'}).")
+    return text
+
+
+def shape_sentences(rows: Mapping[str, dict], claim=None) -> str:
+    from ..claims import claim_markdown
+
+    text = ("Shape bias = decisions that follow the shape / decisions that follow either the shape or the texture, "
+            "on cue-conflict images (the shape of one class filled with another class's texture), for a linear "
+            "probe trained on images where both cues agree: "
+            + ", ".join(f"{_name(n)} {fmt(r['shape_bias'])}" for n, r in rows.items()) + ".")
+    if claim is not None:
+        text += "\n\n" + claim_markdown(claim)
+    return text
+
+
+def noise_sentences(rows: Mapping[str, dict]) -> str:
+    """Accuracy change under low- / high-frequency noise; the paper's account predicts that
+    high-frequency noise costs CL less than MIM."""
+    def change(r, key):
+        return None if r["clean"] is None or r[key] is None else r[key] - r["clean"]
+
+    def signed(v):
+        return "n/a" if v is None else f"{v:+.2f}"
+
+    parts = [f"{_name(n)} {signed(change(r, 'low_freq'))} (low) / {signed(change(r, 'high_freq'))} (high)"
+             for n, r in rows.items()]
+    text = ("Change of the final-depth linear probe's accuracy when band-limited noise of equal energy is added: "
+            + "; ".join(parts) + ".")
+    if CL in rows and MIM in rows:
+        dc, dm = change(rows[CL], "high_freq"), change(rows[MIM], "high_freq")
+        if dc is not None and dm is not None:
+            text += (" If CL relies on low frequencies and MIM on high ones, high-frequency noise should cost CL "
+                     f"less accuracy than MIM; here the change is {signed(dc)} for {_name(CL)} and {signed(dm)} for "
+                     f"{_name(MIM)} — ")
+            if abs(dc - dm) < TOLERANCE:
+                text += f"no difference larger than {TOLERANCE}, so the paper's prediction is not visible."
+            else:
+                text += ("consistent with the paper." if dc > dm else "the opposite of the paper's prediction.")
+    return text

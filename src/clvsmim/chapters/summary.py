@@ -1,0 +1,188 @@
+"""Data behind the *summary* chapter: the CL-vs-MIM table (F10) built from :mod:`clvsmim.claims`.
+
+:func:`summary_grid` turns a :class:`~clvsmim.claims.ClaimsTable` into the table's rows
+(behaviour / self-attention / representation / architecture / CL + MIM), each with one line
+per claim for the CL and the MIM column: the side's description, the measured number (mean
+± std over seeds) and the claim's verdict. :func:`grid_markdown` renders it as Markdown,
+:func:`clvsmim.plots.summary.plot_summary_table` as a figure.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+__all__ = ["SHORT", "VERDICT_MARK", "VERDICT_COLOR", "value_text", "summary_grid", "grid_markdown", "grid_html",
+           "table_html", "verdict_sentences",
+           "claims_paragraphs", "claims_json"]
+
+#: Short name and unit of each claim's statistic, as shown in the table's cells.
+SHORT: dict[str, tuple[str, str]] = {
+    "C1": ("attention distance", " px"), "C2": ("NMI", ""), "C3": ("token cos. sim.", ""),
+    "C4": ("Δ log amplitude", ""), "C5": ("silhouette by image", ""), "C6": ("shape bias", ""),
+    "C7": ("best probe depth", ""), "C8": ("mean of lin. probe & fine-tune", ""),
+    "C9": ("linear probe", ""), "C10": ("fine-tune", ""), "C11": ("fine-tune gain", ""),
+}
+VERDICT_MARK = {"holds": "✓", "fails": "✗", "inconclusive": "?"}
+
+
+def _num(v: float | None, digits: int) -> str:
+    if v is None or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return "n/a"
+    return f"{v:.{digits}f}" if abs(v) >= 10 ** -digits or v == 0 else f"{v:.2g}"
+
+
+def value_text(stat: Mapping[str, Any], digits: int = 3) -> str:
+    """``mean`` or ``mean ± std`` of a ``{"mean", "std"}`` dict."""
+    text = _num(stat.get("mean"), digits)
+    return text + (f" ± {_num(stat['std'], digits)}" if stat.get("std") is not None else "")
+
+
+def _digits(cid: str, stat: Mapping[str, Any]) -> int:
+    if cid == "C1":
+        return 1
+    if cid == "C7":
+        return 0 if stat.get("std") is None else 1
+    mean = stat.get("mean")
+    return 4 if mean is not None and abs(mean) < 1e-2 and mean != 0 else 3
+
+
+def summary_grid(table: Any) -> list[dict[str, Any]]:
+    """One entry per table row: ``{"row", "claims": [{"id", "verdict", "cl", "mim", "note"}]}``
+    where ``cl`` / ``mim`` are the cell lines (description, statistic, number)."""
+    from ..claims import ROWS
+
+    d = table.to_dict() if hasattr(table, "to_dict") else table
+    by_id = {c["id"]: c for c in d["claims"]}
+    grid = []
+    for row, ids in ROWS.items():
+        entries = []
+        for cid in ids:
+            if cid not in by_id:
+                continue
+            c = by_id[cid]
+            short, unit = SHORT.get(cid, (c["statistic"], ""))
+            cl, mim = c["cl"], c["mim"]
+            note = ""
+            if cid == "C7":
+                L = c["per_seed"][0]["details"].get("L")
+                of = f" of {L}" if L is not None else ""
+                cl_text = f"{c['cl_label']}: {short} {value_text(cl, _digits(cid, cl))}{of}"
+                mim_text = (f"{c['mim_label']}: {short} {value_text(mim, _digits(cid, mim))}{of}, "
+                            f"drop {value_text(c['value'], 3)}")
+            elif cid == "C8":
+                lams = [s["details"].get("best_lam") for s in c["per_seed"]]
+                lams = sorted({lam for lam in lams if lam is not None})
+                best = ", ".join(f"{lam:g}" for lam in lams) or "n/a"
+                cl_text = f"λ = 1: {short} {value_text(cl)}"
+                mim_text = f"λ = 0: {short} {value_text(mim)}"
+                note = f"best hybrid λ = {best}: margin {value_text(c['value'])} over the better endpoint"
+            else:
+                cl_text = f"{c['cl_label']}: {short} {value_text(cl, _digits(cid, cl))}{unit}"
+                mim_text = f"{c['mim_label']}: {short} {value_text(mim, _digits(cid, mim))}{unit}"
+            entries.append({"id": cid, "verdict": c["verdict"], "cl": cl_text, "mim": mim_text, "note": note,
+                            "comparison": c["comparison"],
+                            "control": value_text(c["control"], _digits(cid, c["control"]))})
+        grid.append({"row": row, "claims": entries})
+    return grid
+
+
+def grid_markdown(grid: list[dict[str, Any]], cl_title: str = "CL (MoCo v3)", mim_title: str = "MIM (SimMIM)") -> str:
+    """The grid as a Markdown table: rows × (CL, MIM), one line per claim with its verdict."""
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    lines = [f"| | {cl_title} | {mim_title} |", "|---|---|---|"]
+    for row in grid:
+        cl = "<br>".join(f"{esc(e['cl'])} **[{e['id']} {VERDICT_MARK[e['verdict']]} {e['verdict']}]**"
+                         for e in row["claims"])
+        mim = "<br>".join(f"{esc(e['mim'])} **[{e['id']} {VERDICT_MARK[e['verdict']]} {e['verdict']}]**"
+                          + (f"<br>*{esc(e['note'])}*" if e["note"] else "") for e in row["claims"])
+        lines.append(f"| **{row['row']}** | {cl} | {mim} |")
+    return "\n".join(lines)
+
+
+VERDICT_COLOR = {"holds": "#2ca02c", "fails": "#d62728", "inconclusive": "#7f7f7f"}
+_TABLE_STYLE = ("border-collapse:collapse;font-size:0.9em;margin:0.5em 0 1em 0",
+                "border-bottom:1px solid #bbb;padding:4px 8px;vertical-align:top;text-align:left")
+
+
+def _badge(cid: str, verdict: str) -> str:
+    return (f'<b style="color:{VERDICT_COLOR[verdict]}">[{cid} {VERDICT_MARK[verdict]} {verdict}]</b>')
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    table_style, cell = _TABLE_STYLE
+    head = "".join(f'<th style="{cell}">{h}</th>' for h in header)
+    body = "".join("<tr>" + "".join(f'<td style="{cell}">{c}</td>' for c in row) + "</tr>" for row in rows)
+    return f'<table style="{table_style}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def grid_html(grid: list[dict[str, Any]], cl_title: str = "CL (MoCo v3)", mim_title: str = "MIM (SimMIM)") -> str:
+    """The grid as an HTML table (the book's notebook outputs render Markdown without tables)."""
+    from html import escape
+
+    rows = []
+    for row in grid:
+        cells = []
+        for side in ("cl", "mim"):
+            lines = [f"{_badge(e['id'], e['verdict'])} {escape(e[side])}"
+                     + (f"<br><i>{escape(e['note'])}</i>" if side == "mim" and e["note"] else "")
+                     for e in row["claims"]]
+            cells.append("<br>".join(lines))
+        rows.append([f"<b>{escape(row['row'])}</b>", *cells])
+    return _html_table(["", escape(cl_title), escape(mim_title)], rows)
+
+
+def table_html(table: Any) -> str:
+    """The claims table (:meth:`clvsmim.claims.ClaimsTable.rows`) as an HTML table, verdicts coloured."""
+    from html import escape
+
+    cols = ["id", "verdict", "comparison", "CL", "MIM", "control", "seeds", "statistic"]
+    rows = []
+    for r in table.rows():
+        cells = [escape(str(r[c])) for c in cols]
+        cells[1] = f'<b style="color:{VERDICT_COLOR[r["verdict"]]}">{escape(r["verdict"])}</b>'
+        rows.append(cells)
+    return _html_table(cols, rows)
+
+
+def verdict_sentences(table: Any) -> str:
+    """How many claims hold / fail / are inconclusive, and which differ from the paper."""
+    d = table.to_dict() if hasattr(table, "to_dict") else table
+    counts = d["counts"]
+    n = len(d["claims"])
+    seeds = d["seeds"]
+    text = (f"On profile **{d['profile']}** with {len(seeds)} training seed{'s' if len(seeds) > 1 else ''} "
+            f"({', '.join(map(str, seeds))}), {counts['holds']} of {n} claims hold, {counts['fails']} fail and "
+            f"{counts['inconclusive']} are inconclusive.")
+    fails = [c for c in d["claims"] if c["verdict"] == "fails"]
+    unsure = [c for c in d["claims"] if c["verdict"] == "inconclusive"]
+    if fails:
+        text += (" Where these models **differ from the paper**: "
+                 + "; ".join(f"{c['id']} ({c['statement'].rstrip('.')})" for c in fails) + ".")
+    if unsure:
+        text += (" Not decided (seeds disagree, or a number is missing): "
+                 + ", ".join(c["id"] for c in unsure) + ".")
+    if len(seeds) == 1:
+        text += (" With a single seed a verdict says nothing about its stability; `clvsmim claims --seeds 3` "
+                 "repeats the training with three seeds and calls a claim inconclusive when they disagree.")
+    return text
+
+
+def claims_paragraphs(table: Any) -> str:
+    """One paragraph per claim (:func:`clvsmim.claims.claim_markdown` of the first seed), with
+    every seed's verdict when there are several."""
+    from ..claims import claim_markdown
+
+    out = []
+    for s in table.summaries:
+        text = claim_markdown(s.per_seed[0])
+        if len(s.per_seed) > 1:
+            text = text.replace(f"**{s.id} — {s.per_seed[0].verdict}.**", f"**{s.id} — {s.verdict}.**", 1)
+            text += (f" *Seed {s.seeds[0]} shown; over seeds {', '.join(map(str, s.seeds))}: "
+                     f"{', '.join(c.verdict for c in s.per_seed)} → {s.verdict}.*")
+        out.append(text)
+    return "\n\n".join(out)
+
+
+def claims_json(table: Any) -> dict[str, Any]:
+    """The table as strict JSON (what ``clvsmim claims --out`` writes)."""
+    return table.to_dict() if hasattr(table, "to_dict") else dict(table)

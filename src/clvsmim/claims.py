@@ -1,0 +1,891 @@
+"""The paper's findings as checked claims: a statistic, a comparison and a verdict each.
+
+Every claim is a function of one :class:`Measurements` bundle — the cached analyses
+(:func:`clvsmim.report.model_analysis`) and evaluations (:func:`clvsmim.zoo.evaluations`) of
+the CL model (MoCo v3), the MIM model (SimMIM), the randomly initialised **control** of the
+same architecture and the λ sweep of hybrids — and returns a :class:`Claim`: the statistic
+for CL, MIM and the control, a signed ``value`` (positive = the ordering the paper states),
+and a verdict. :func:`claims_table` repeats this for several training seeds and aggregates.
+
+The claims
+----------
+======  ==================  ===========================================================  ==========
+id      row                 statistic                                                    direction
+======  ==================  ===========================================================  ==========
+C1      self-attention      mean attention distance (px), mean over the last third of    CL > MIM
+                            the blocks (the last ``ceil(L/3)`` blocks)
+C2      self-attention      attention NMI, same blocks                                   CL < MIM
+C3      representation      token cosine similarity within an image, mean over the       CL > MIM
+                            block outputs 1..L (depth 0, the embeddings, left out)
+C4      representation      Fourier Δ log amplitude of the highest frequency, mean       CL < MIM
+                            over every depth 0..L
+C5      representation      silhouette (cosine) of the patch tokens grouped by image     CL > MIM
+                            id, at the last depth L, on the analysis images
+C6      self-attention      shape bias on the cue-conflict split (shape decisions /      CL > MIM
+                            (shape + texture decisions)), final-depth linear probe
+C7      architecture        depth of the best linear probe: the last block for CL         see below
+                            (within the margin), and MIM's accuracy drops over its last
+                            blocks (``max_{d<L} acc_d − acc_L`` > margin)
+C8      CL + MIM            ``max_{0<λ<1} min(Δ linear probe, Δ fine-tune)`` where Δ is  ≥ 0
+                            the hybrid's accuracy minus the better of λ = 0 and λ = 1
+C9      behaviour           final-depth linear-probe accuracy                            CL > MIM
+C10     behaviour           fine-tuning accuracy                                         CL < MIM
+C11     behaviour           fine-tuning gain from the smallest to the largest size of    CL < MIM
+                            ``profile.sizes`` (needs two sizes; "inconclusive" without)
+======  ==================  ===========================================================  ==========
+
+The control
+-----------
+An untrained ViT already sits at one end of several scales (its attention is nearly uniform:
+global and collapsed, NMI ≈ 0). An ordering "CL > MIM" is therefore only evidence for the
+paper when the trained models moved away from the control **in the stated direction**. With
+``s = +1`` for "CL > MIM" and ``−1`` for "CL < MIM", margin ``m`` (:data:`MARGINS`):
+
+* *ordered*: ``s·(CL − MIM) > m`` (this signed difference is the claim's ``value``);
+* *CL moved*: ``s·(CL − control) > m`` — CL went further to its own side than the control;
+* *MIM moved*: ``s·(control − MIM) > m`` — MIM went further to its own side.
+
+Each claim says which movement it needs (:data:`CONTROL_RULE`):
+
+* C1, C2 — ``"mim"``: the control already has global, collapsed attention, so these claims
+  hold only if MIM moved away from it towards local attention / high NMI *and* CL stays on
+  the global / collapsed side of MIM (the ordering). A CL that is merely as global as an
+  untrained net is fine; a MIM that never left the control is not a finding.
+* C9 — ``"cl"``: CL's linear-probe accuracy must beat the control's (a random net is a
+  linear-probe baseline); C10, C11 — ``"mim"``: MIM's fine-tuning accuracy (of the largest
+  size for C11) must beat fine-tuning the control from scratch.
+* C3, C4, C5, C6 — ``"either"``: where the control lies is not known a priori, so at least one
+  of the two trained models must have moved away from it towards its own side.
+* C7 — CL's last-block probe must beat the control's last-block probe, and MIM's best
+  probe must beat the control's probe at that depth (the profile of accuracies over depth is
+  learned, not inherited from the initialisation).
+* C8 — the winning hybrid must beat the control on both linear probing and fine-tuning.
+
+A seed's verdict is ``"holds"`` when the ordering and the control rule are met, ``"fails"``
+otherwise (including "ordered, but neither model moved from the control"), and
+``"inconclusive"`` when a number is missing or not finite. Across seeds
+(:func:`aggregate`): holds on every seed → ``holds``; fails on every seed → ``fails``;
+anything else → ``inconclusive``.
+
+Seeds
+-----
+The seed of a claim is the zoo's *training* seed: :func:`seed_profile` replaces
+``profile.train.seed`` (and any per-objective override of it); the data, and so the
+analysis images and the evaluation splits, stay fixed. The control is re-initialised from
+the same seed. The profile's own seed reuses the book's zoo.
+
+Command line: ``clvsmim claims --profile P [--seeds N] [--data PATH] [--out FILE.json]``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from .config import Profile, config_key
+
+__all__ = [
+    "VERDICTS", "MARGINS", "CONTROL_RULE", "ROWS", "Claim", "ClaimSummary", "ClaimsTable", "Measurements",
+    "CLAIMS", "evaluate_claims", "evaluate_claim", "claim_markdown", "aggregate", "last_third", "seed_profile",
+    "seeds_for",
+    "model_names", "measure", "claims_table", "model_cache_path", "cached_json", "token_cluster_scores",
+    "add_cli",
+]
+
+VERDICTS = ("holds", "fails", "inconclusive")
+
+#: Margin of every claim, in the unit of its statistic: a difference smaller than this is no
+#: difference (neither for the ordering nor for "moved from the control"). C1's margin is
+#: relative: a fraction of the control's mean attention distance (pixels scale with the image).
+MARGINS: dict[str, float] = {
+    "C1": 0.02,  # × control distance
+    "C2": 0.01,  # NMI
+    "C3": 0.01,  # cosine similarity
+    "C4": 0.02,  # log amplitude
+    "C5": 0.01,  # silhouette
+    "C6": 0.02,  # shape bias (fraction)
+    "C7": 0.01,  # accuracy
+    "C8": 0.01,  # accuracy (control only; "at least as good" needs >= 0)
+    "C9": 0.01,  # accuracy
+    "C10": 0.01,  # accuracy
+    "C11": 0.01,  # accuracy
+}
+
+#: Which trained model must have moved away from the control (see the module docstring).
+CONTROL_RULE: dict[str, str] = {
+    "C1": "mim", "C2": "mim", "C3": "either", "C4": "either", "C5": "either", "C6": "either",
+    "C7": "both", "C8": "hybrid", "C9": "cl", "C10": "mim", "C11": "mim",
+}
+
+#: Rows of the CL-vs-MIM table (F10) and the claims backing each, in display order.
+ROWS: dict[str, tuple[str, ...]] = {
+    "behaviour": ("C9", "C10", "C11"),
+    "self-attention": ("C1", "C2", "C6"),
+    "representation": ("C5", "C3", "C4"),
+    "architecture": ("C7",),
+    "CL + MIM": ("C8",),
+}
+
+
+# --------------------------------------------------------------------------- results
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim measured on one seed.
+
+    ``cl`` / ``mim`` / ``control``: the statistic of each model (``None`` when not measured);
+    ``value``: the signed margin in the claim's direction (positive = as the paper says);
+    ``verdict`` in :data:`VERDICTS`; ``reason``: one line saying why; ``details``: the other
+    numbers the verdict used.
+    """
+
+    id: str
+    row: str
+    statement: str
+    statistic: str
+    comparison: str
+    cl_label: str
+    mim_label: str
+    cl: float | None
+    mim: float | None
+    control: float | None
+    value: float | None
+    verdict: str
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe(dataclasses.asdict(self))
+
+
+@dataclass(frozen=True)
+class _Info:
+    row: str
+    statement: str
+    statistic: str
+    comparison: str
+    cl_label: str
+    mim_label: str
+
+
+INFO: dict[str, _Info] = {
+    "C1": _Info("self-attention", "CL attends more globally than MIM, especially in the later blocks.",
+                "mean attention distance (px), last third of the blocks", "CL > MIM",
+                "global attention", "local attention"),
+    "C2": _Info("self-attention", "CL's attention collapses to the same map for every query; MIM's does not.",
+                "attention NMI, last third of the blocks", "CL < MIM",
+                "collapsed (query-independent)", "query-dependent"),
+    "C3": _Info("representation", "CL's tokens are homogeneous within an image.",
+                "token cosine similarity, mean over blocks 1..L", "CL > MIM",
+                "homogeneous tokens", "diverse tokens"),
+    "C4": _Info("representation", "CL captures low frequencies, MIM high frequencies.",
+                "Fourier Δ log amplitude (highest frequency), mean over depths 0..L", "CL < MIM",
+                "low-frequency", "high-frequency"),
+    "C5": _Info("representation", "CL separates images: the tokens of one image cluster together; MIM's intermingle.",
+                "silhouette of tokens by image id (cosine), last depth", "CL > MIM",
+                "distinguishes images", "distinguishes tokens"),
+    "C6": _Info("self-attention", "CL is shape-biased, MIM texture-biased.",
+                "shape bias on cue-conflict images", "CL > MIM",
+                "shape-oriented", "texture-oriented"),
+    "C7": _Info("architecture", "CL relies on the later layers, MIM on the earlier ones: CL's best linear probe "
+                "is at the last block, MIM's is earlier and its accuracy drops over the last blocks.",
+                "depth of the best linear probe (MIM: accuracy drop over the last blocks)",
+                "CL best = L; MIM best < L",
+                "later layers matter", "early layers matter"),
+    "C8": _Info("CL + MIM", "Some hybrid 0 < λ < 1 is at least as good as both λ = 0 (MIM) and λ = 1 (CL) "
+                "on linear probing and on fine-tuning.",
+                "max over 0<λ<1 of min(Δ linear probe, Δ fine-tune) vs the better endpoint",
+                "≥ 0",
+                "λ = 1", "λ = 0"),
+    "C9": _Info("behaviour", "CL is better than MIM at linear probing.",
+                "linear-probe accuracy (last depth)", "CL > MIM",
+                "better at linear probing", "worse at linear probing"),
+    "C10": _Info("behaviour", "MIM is better than CL at fine-tuning.",
+                 "fine-tuning accuracy", "CL < MIM",
+                 "worse at fine-tuning", "better at fine-tuning"),
+    "C11": _Info("behaviour", "MIM gains more from a larger model than CL (CL suits small models).",
+                 "fine-tuning gain, smallest → largest size", "CL < MIM",
+                 "small models", "large models"),
+}
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _finite(*values: Any) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+
+
+def _claim(cid: str, cl=None, mim=None, control=None, value=None, verdict="inconclusive", reason="",
+           **details) -> Claim:
+    info = INFO[cid]
+    f = lambda v: None if v is None else float(v)  # noqa: E731
+    return Claim(id=cid, row=info.row, statement=info.statement, statistic=info.statistic,
+                 comparison=info.comparison, cl_label=info.cl_label, mim_label=info.mim_label,
+                 cl=f(cl), mim=f(mim), control=f(control), value=f(value), verdict=verdict, reason=reason,
+                 details=_json_safe(details))
+
+
+def _missing(cid: str, what: str, **values) -> Claim:
+    return _claim(cid, verdict="inconclusive", reason=f"not measured: {what}", **values)
+
+
+# --------------------------------------------------------------------------- inputs
+
+@dataclass
+class Measurements:
+    """What the claims read, by role.
+
+    ``analyses``: ``{"cl" | "mim" | "control": report.model_analysis dict}``;
+    ``evaluations``: ``{role: zoo evaluation dict}`` with roles ``cl``, ``mim``, ``control`` and,
+    for C11, ``cl-small``, ``cl-large``, ``mim-small``, ``mim-large``, ``control-large``;
+    ``cluster``: ``{role: token_cluster_scores dict}`` (``{"depths": [...], "score": [...]}``);
+    ``sweep``: ``{λ: evaluation dict}`` with λ = 0 (MIM) … 1 (CL);
+    ``names``: the zoo names behind the roles (provenance only).
+    """
+
+    analyses: dict[str, dict] = field(default_factory=dict)
+    evaluations: dict[str, dict] = field(default_factory=dict)
+    cluster: dict[str, dict] = field(default_factory=dict)
+    sweep: dict[float, dict] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+
+
+def last_third(num_blocks: int) -> list[int]:
+    """0-based indices (into an ``L``-long per-block list) of the last ``ceil(L/3)`` blocks."""
+    if num_blocks < 1:
+        raise ValueError(f"need at least one block, got {num_blocks}")
+    k = max(1, math.ceil(num_blocks / 3))
+    return list(range(num_blocks - k, num_blocks))
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    vals = [float(v) for v in values if v is not None]
+    return sum(vals) / len(vals) if vals and len(vals) == len(values) else None
+
+
+def _get(d: dict | None, *path: Any) -> Any:
+    for p in path:
+        if d is None:
+            return None
+        try:
+            d = d[p]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return d
+
+
+def _ordered_verdict(cid: str, cl, mim, control, direction: int, margin: float, rule: str,
+                     **details) -> Claim:
+    """The generic "CL > MIM" (``direction=+1``) / "CL < MIM" (``-1``) check with a control."""
+    if not _finite(cl, mim):
+        return _missing(cid, "CL or MIM statistic", cl=cl, mim=mim, control=control)
+    value = direction * (cl - mim) + 0.0  # + 0.0: no "-0" in the reasons
+    if not _finite(control):
+        return _claim(cid, cl, mim, control, value, "inconclusive", "no control measured", **details)
+    ordered = value > margin
+    cl_moved = direction * (cl - control) > margin
+    mim_moved = direction * (control - mim) > margin
+    moved = {"mim": mim_moved, "cl": cl_moved, "either": cl_moved or mim_moved}[rule]
+    sign = ">" if direction > 0 else "<"
+    if not ordered:
+        reason = f"not CL {sign} MIM by more than {margin:.3g} (signed difference {value:+.3g})"
+    elif not moved:
+        who = {"mim": "MIM has", "cl": "CL has", "either": "neither model has"}[rule]
+        reason = (f"CL {sign} MIM, but {who} not moved away from the control ({control:.3g}) "
+                  f"towards its side by more than {margin:.3g}")
+    else:
+        reason = f"CL {sign} MIM by {value:.3g}; " + (
+            "both moved from the control" if cl_moved and mim_moved else
+            ("CL" if cl_moved else "MIM") + " moved away from the control")
+    return _claim(cid, cl, mim, control, value, "holds" if ordered and moved else "fails", reason,
+                  margin=margin, rule=rule, cl_moved=cl_moved, mim_moved=mim_moved, **details)
+
+
+# --------------------------------------------------------------------------- the claims
+
+CLAIMS: dict[str, Callable[[Measurements], Claim]] = {}
+
+
+def _register(cid: str):
+    def deco(fn):
+        CLAIMS[cid] = fn
+        fn.claim_id = cid
+        return fn
+    return deco
+
+
+def _last_third_mean(analysis: dict | None, metric: str) -> tuple[float | None, list[int]]:
+    curve = _get(analysis, metric, "mean")
+    if not curve:
+        return None, []
+    idx = last_third(len(curve))
+    return _mean([curve[i] for i in idx]), [i + 1 for i in idx]
+
+
+@_register("C1")
+def c1_attention_distance(m: Measurements) -> Claim:
+    """Mean attention distance over the last third of the blocks: CL > MIM; MIM must have
+    moved towards local attention (below the control by 2 % of the control's distance)."""
+    cl, blocks = _last_third_mean(m.analyses.get("cl"), "attention_distance")
+    mim, _ = _last_third_mean(m.analyses.get("mim"), "attention_distance")
+    control, _ = _last_third_mean(m.analyses.get("control"), "attention_distance")
+    margin = MARGINS["C1"] * abs(control) if _finite(control) else MARGINS["C1"]
+    return _ordered_verdict("C1", cl, mim, control, +1, margin, CONTROL_RULE["C1"], blocks=blocks)
+
+
+@_register("C2")
+def c2_nmi(m: Measurements) -> Claim:
+    """NMI over the last third of the blocks: CL < MIM; MIM must have moved up from the control."""
+    cl, blocks = _last_third_mean(m.analyses.get("cl"), "nmi")
+    mim, _ = _last_third_mean(m.analyses.get("mim"), "nmi")
+    control, _ = _last_third_mean(m.analyses.get("control"), "nmi")
+    return _ordered_verdict("C2", cl, mim, control, -1, MARGINS["C2"], CONTROL_RULE["C2"], blocks=blocks)
+
+
+def _blocks_mean(analysis: dict | None, key: str, include_embeddings: bool) -> float | None:
+    curve = _get(analysis, *key.split("."))
+    if not curve:
+        return None
+    return _mean(curve if include_embeddings else curve[1:])
+
+
+@_register("C3")
+def c3_token_cosine(m: Measurements) -> Claim:
+    """Token cosine similarity, mean over block outputs 1..L: CL > MIM."""
+    vals = [_blocks_mean(m.analyses.get(r), "token_cosine", False) for r in ("cl", "mim", "control")]
+    return _ordered_verdict("C3", *vals, +1, MARGINS["C3"], CONTROL_RULE["C3"])
+
+
+@_register("C4")
+def c4_fourier(m: Measurements) -> Claim:
+    """Fourier Δ log amplitude (highest frequency), mean over depths 0..L: CL < MIM."""
+    vals = [_blocks_mean(m.analyses.get(r), "fourier.delta_log_amplitude", True) for r in ("cl", "mim", "control")]
+    return _ordered_verdict("C4", *vals, -1, MARGINS["C4"], CONTROL_RULE["C4"])
+
+
+@_register("C5")
+def c5_image_clusters(m: Measurements) -> Claim:
+    """Silhouette of tokens by image id at the last depth: CL > MIM."""
+    vals = [_get(m.cluster.get(r), "score", -1) for r in ("cl", "mim", "control")]
+    depth = _get(m.cluster.get("cl"), "depths", -1)
+    return _ordered_verdict("C5", *vals, +1, MARGINS["C5"], CONTROL_RULE["C5"], depth=depth)
+
+
+@_register("C6")
+def c6_shape_bias(m: Measurements) -> Claim:
+    """Shape bias on the cue-conflict split: CL > MIM."""
+    vals = [_get(m.evaluations.get(r), "shape_texture", "shape_bias") for r in ("cl", "mim", "control")]
+    return _ordered_verdict("C6", *vals, +1, MARGINS["C6"], CONTROL_RULE["C6"])
+
+
+def _best_depth(acc: Sequence[float]) -> int:
+    """Index of the best accuracy; ties go to the deepest."""
+    return max(range(len(acc)), key=lambda d: (acc[d], d))
+
+
+@_register("C7")
+def c7_layers(m: Measurements) -> Claim:
+    """CL's best probe is at the last block (within the margin) and MIM's accuracy drops over
+    its last blocks (best earlier depth − last depth > margin); both above the control."""
+    cid, margin = "C7", MARGINS["C7"]
+    acc = {r: _get(m.evaluations.get(r), "linear_probe", "per_layer") for r in ("cl", "mim", "control")}
+    if not acc["cl"] or not acc["mim"] or not all(_finite(*acc[r]) for r in ("cl", "mim")):
+        return _missing(cid, "per-layer linear probes of CL and MIM")
+    if len(acc["cl"]) != len(acc["mim"]) or len(acc["cl"]) < 2:
+        return _missing(cid, "CL and MIM probes of the same depth (≥ 1 block)")
+    cl_acc, mim_acc = acc["cl"], acc["mim"]
+    L = len(cl_acc) - 1
+    best_cl, best_mim = _best_depth(cl_acc), _best_depth(mim_acc)
+    best_mim_early = _best_depth(mim_acc[:L])
+    drop = mim_acc[best_mim_early] - mim_acc[L]
+    cl_last_best = cl_acc[L] >= max(cl_acc) - margin
+    mim_drops = drop > margin
+    ctrl = acc["control"]
+    details = {"L": L, "cl_per_layer": cl_acc, "mim_per_layer": mim_acc, "control_per_layer": ctrl,
+               "mim_drop": drop, "cl_last_gap": max(cl_acc) - cl_acc[L], "margin": margin}
+    best_ctrl = _best_depth(ctrl) if ctrl and _finite(*ctrl) else None
+    if best_ctrl is None or len(ctrl) != len(cl_acc):
+        return _claim(cid, best_cl, best_mim, None, drop, "inconclusive", "no control probe", **details)
+    cl_moved = cl_acc[L] - ctrl[L] > margin
+    mim_moved = mim_acc[best_mim_early] - ctrl[best_mim_early] > margin
+    details.update(cl_moved=cl_moved, mim_moved=mim_moved)
+    problems = []
+    if not cl_last_best:
+        problems.append(f"CL's last block is {max(cl_acc) - cl_acc[L]:.3g} below its best (depth {best_cl})")
+    if not mim_drops:
+        problems.append(f"MIM's accuracy does not drop over its last blocks (drop {drop:+.3g})")
+    if not cl_moved:
+        problems.append("CL's last-block probe does not beat the control's")
+    if not mim_moved:
+        problems.append(f"MIM's best probe (depth {best_mim_early}) does not beat the control's there")
+    verdict = "fails" if problems else "holds"
+    reason = "; ".join(problems) if problems else (
+        f"CL best at the last block ({L}); MIM best at depth {best_mim_early}, drop {drop:.3g} to block {L}")
+    return _claim(cid, best_cl, best_mim, best_ctrl, drop, verdict, reason, **details)
+
+
+def _acc_pair(result: dict | None) -> tuple[float | None, float | None]:
+    return _get(result, "linear_probe", "final"), _get(result, "finetune")
+
+
+@_register("C8")
+def c8_hybrid(m: Measurements) -> Claim:
+    """Some 0<λ<1 is at least as good as both endpoints on linear probing AND fine-tuning, and
+    beats the control on both. ``cl`` / ``mim`` / ``control``: mean of (linear probe,
+    fine-tune) of λ = 1, λ = 0 and the control; ``value``: the best hybrid's worse margin."""
+    cid, margin = "C8", MARGINS["C8"]
+    sweep = {float(k): v for k, v in m.sweep.items()}
+    ends = {lam: _acc_pair(sweep.get(lam)) for lam in (0.0, 1.0)}
+    inner = sorted(lam for lam in sweep if 0.0 < lam < 1.0)
+    if not all(_finite(*pair) for pair in ends.values()) or not inner:
+        return _missing(cid, "linear probe and fine-tuning of λ = 0, λ = 1 and a hybrid 0 < λ < 1")
+    ctrl = _acc_pair(m.evaluations.get("control"))
+    lp_best, ft_best = max(ends[0.0][0], ends[1.0][0]), max(ends[0.0][1], ends[1.0][1])
+    per_lam = {}
+    for lam in inner:
+        lp, ft = _acc_pair(sweep[lam])
+        if not _finite(lp, ft):
+            continue
+        score = min(lp - lp_best, ft - ft_best)
+        moved = _finite(*ctrl) and lp - ctrl[0] > margin and ft - ctrl[1] > margin
+        per_lam[lam] = {"linear_probe": lp, "finetune": ft, "score": score, "beats_control": moved}
+    mean2 = lambda pair: (pair[0] + pair[1]) / 2 if _finite(*pair) else None  # noqa: E731
+    details = {"sweep": {f"{lam:g}": {"linear_probe": _acc_pair(sweep[lam])[0], "finetune": _acc_pair(sweep[lam])[1]}
+                         for lam in sorted(sweep)},
+               "per_lam": {f"{k:g}": v for k, v in per_lam.items()}, "control_linear_probe": ctrl[0],
+               "control_finetune": ctrl[1], "margin": margin}
+    if not per_lam:
+        return _missing(cid, "finite hybrid accuracies")
+    best = max(per_lam, key=lambda lam: (per_lam[lam]["score"] >= 0 and per_lam[lam]["beats_control"],
+                                         per_lam[lam]["score"]))
+    value = per_lam[best]["score"]
+    details["best_lam"] = best
+    args = (mean2(ends[1.0]), mean2(ends[0.0]), mean2(ctrl), value)
+    if not _finite(*ctrl):
+        return _claim(cid, *args, "inconclusive", "no control measured", **details)
+    if value >= 0 and per_lam[best]["beats_control"]:
+        verdict, reason = "holds", (f"λ = {best:g} is at least as good as both endpoints "
+                                    f"(worse margin {value:+.3g}) and beats the control")
+    elif value >= 0:
+        verdict, reason = "fails", f"λ = {best:g} matches both endpoints but does not beat the control"
+    else:
+        verdict, reason = "fails", (f"no hybrid is at least as good as both endpoints on both metrics "
+                                    f"(best: λ = {best:g}, worse margin {value:+.3g})")
+    return _claim(cid, *args, verdict, reason, **details)
+
+
+@_register("C9")
+def c9_linear_probe(m: Measurements) -> Claim:
+    """Final-depth linear-probe accuracy: CL > MIM; CL must beat the control's probe."""
+    vals = [_get(m.evaluations.get(r), "linear_probe", "final") for r in ("cl", "mim", "control")]
+    return _ordered_verdict("C9", *vals, +1, MARGINS["C9"], CONTROL_RULE["C9"])
+
+
+@_register("C10")
+def c10_finetune(m: Measurements) -> Claim:
+    """Fine-tuning accuracy: CL < MIM; MIM must beat fine-tuning the control from scratch."""
+    vals = [_get(m.evaluations.get(r), "finetune") for r in ("cl", "mim", "control")]
+    return _ordered_verdict("C10", *vals, -1, MARGINS["C10"], CONTROL_RULE["C10"])
+
+
+@_register("C11")
+def c11_scaling(m: Measurements) -> Claim:
+    """Fine-tuning gain from the smallest to the largest size (``cl`` / ``mim``): CL < MIM; the
+    large MIM model must beat fine-tuning the large control from scratch by the margin
+    (``control``: the large control's fine-tuning accuracy, an accuracy, not a gain)."""
+    cid, margin = "C11", MARGINS["C11"]
+    ft = {r: _get(m.evaluations.get(r), "finetune")
+          for r in ("cl-small", "cl-large", "mim-small", "mim-large", "control-large")}
+    if not _finite(ft["cl-small"], ft["cl-large"], ft["mim-small"], ft["mim-large"]):
+        return _missing(cid, "fine-tuning of CL and MIM at two sizes")
+    cl_gain = ft["cl-large"] - ft["cl-small"]
+    mim_gain = ft["mim-large"] - ft["mim-small"]
+    value = mim_gain - cl_gain + 0.0
+    details = {"finetune": ft, "models": {r: m.names.get(r) for r in ft}, "margin": margin, "rule": "mim"}
+    control = ft["control-large"]
+    if not _finite(control):
+        return _claim(cid, cl_gain, mim_gain, None, value, "inconclusive", "no control measured", **details)
+    ordered = value > margin
+    mim_moved = ft["mim-large"] - control > margin
+    details["mim_moved"] = mim_moved
+    if not ordered:
+        reason = f"MIM's gain is not larger than CL's by more than {margin:.3g} (difference {value:+.3g})"
+    elif not mim_moved:
+        reason = "MIM gains more, but its large model does not beat fine-tuning the control from scratch"
+    else:
+        reason = f"MIM gains {value:.3g} more than CL and its large model beats the control"
+    return _claim(cid, cl_gain, mim_gain, control, value, "holds" if ordered and mim_moved else "fails",
+                  reason, **details)
+
+
+def _num(v: float | None, digits: int = 3) -> str:
+    return "n/a" if v is None or not math.isfinite(v) else f"{v:.{digits}g}"
+
+
+def claim_markdown(claim: Claim, cl_name: str = "CL", mim_name: str = "MIM") -> str:
+    """One Markdown paragraph: the claim, the measured numbers, the verdict and, where it does
+    not hold, that this differs from the paper."""
+    head = f"**{claim.id} — {claim.verdict}.** {claim.statement}"
+    if claim.id == "C8" and claim.details.get("best_lam") is not None:
+        numbers = (f" Measured: the best hybrid, λ = {claim.details['best_lam']:g}, is {_num(claim.value)} above the "
+                   f"better endpoint on its worse metric (linear probe or fine-tune); mean of the two accuracies: "
+                   f"λ = 1 (CL) {_num(claim.cl)}, λ = 0 (MIM) {_num(claim.mim)}, random-init control "
+                   f"{_num(claim.control)}.")
+    elif claim.id == "C11" and isinstance(claim.details.get("finetune"), dict):
+        ft = claim.details["finetune"]
+        numbers = (f" Measured ({claim.statistic}): {cl_name} {_num(claim.cl)}, {mim_name} {_num(claim.mim)}; "
+                   f"the largest {mim_name} model fine-tunes to {_num(ft.get('mim-large'))}, the untrained control "
+                   f"of that size (fine-tuned from scratch) to {_num(claim.control)}.")
+    else:
+        numbers = (f" Measured ({claim.statistic}): {cl_name} {_num(claim.cl)}, {mim_name} {_num(claim.mim)}, "
+                   f"random-init control {_num(claim.control)}.")
+    if claim.verdict == "holds":
+        tail = f" As in the paper ({claim.reason})."
+    elif claim.verdict == "fails":
+        tail = f" **This differs from the paper:** {claim.reason}."
+    else:
+        tail = f" Inconclusive: {claim.reason}."
+    return head + numbers + tail
+
+
+def evaluate_claim(cid: str, m: Measurements) -> Claim:
+    """One claim of ``m``; a claim whose inputs are absent comes back "inconclusive"."""
+    return CLAIMS[cid](m)
+
+
+def evaluate_claims(m: Measurements, ids: Iterable[str] | None = None) -> list[Claim]:
+    """Every claim (or those of ``ids``) of one seed's measurements, in C1… order."""
+    return [CLAIMS[cid](m) for cid in (ids or CLAIMS)]
+
+
+# --------------------------------------------------------------------------- seeds
+
+def _stat(values: Sequence[float | None]) -> dict[str, Any]:
+    finite = [float(v) for v in values if _finite(v)]
+    mean = sum(finite) / len(finite) if finite else None
+    std = statistics.stdev(finite) if len(finite) >= 2 else None
+    return {"per_seed": [None if not _finite(v) else float(v) for v in values], "mean": mean, "std": std}
+
+
+@dataclass
+class ClaimSummary:
+    """One claim over several seeds: the per-seed claims, mean ± std and the overall verdict."""
+
+    id: str
+    seeds: list[int]
+    per_seed: list[Claim]
+    verdict: str
+
+    def _first(self) -> Claim:
+        return self.per_seed[0]
+
+    row = property(lambda self: self._first().row)
+    statement = property(lambda self: self._first().statement)
+    statistic = property(lambda self: self._first().statistic)
+    comparison = property(lambda self: self._first().comparison)
+    cl_label = property(lambda self: self._first().cl_label)
+    mim_label = property(lambda self: self._first().mim_label)
+
+    def stat(self, which: str) -> dict[str, Any]:
+        """``{"per_seed", "mean", "std"}`` of ``cl`` / ``mim`` / ``control`` / ``value``."""
+        return _stat([getattr(c, which) for c in self.per_seed])
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self._first()
+        return _json_safe({
+            "id": self.id, "row": c.row, "statement": c.statement, "statistic": c.statistic,
+            "comparison": c.comparison, "control_rule": CONTROL_RULE[self.id], "cl_label": c.cl_label,
+            "mim_label": c.mim_label, "verdict": self.verdict, "seeds": self.seeds,
+            "cl": self.stat("cl"), "mim": self.stat("mim"), "control": self.stat("control"),
+            "value": self.stat("value"),
+            "per_seed": [{"seed": s, **claim.to_dict()} for s, claim in zip(self.seeds, self.per_seed)],
+        })
+
+
+def aggregate(per_seed: Sequence[Claim], seeds: Sequence[int] | None = None) -> ClaimSummary:
+    """Verdict over seeds: holds on all → holds; fails on all → fails; else inconclusive."""
+    if not per_seed:
+        raise ValueError("aggregate: no seeds")
+    ids = {c.id for c in per_seed}
+    if len(ids) != 1:
+        raise ValueError(f"aggregate: claims of different ids {sorted(ids)}")
+    verdicts = {c.verdict for c in per_seed}
+    verdict = verdicts.pop() if len(verdicts) == 1 and verdicts <= {"holds", "fails"} else "inconclusive"
+    seeds = list(seeds) if seeds is not None else list(range(len(per_seed)))
+    return ClaimSummary(id=per_seed[0].id, seeds=seeds, per_seed=list(per_seed), verdict=verdict)
+
+
+def _fmt(stat: dict[str, Any], digits: int = 3) -> str:
+    if stat["mean"] is None:
+        return "—"
+    text = f"{stat['mean']:.{digits}g}"
+    return text + (f" ± {stat['std']:.2g}" if stat["std"] is not None else "")
+
+
+@dataclass
+class ClaimsTable:
+    """The claims over seeds: ``summaries`` in C1… order, plus provenance."""
+
+    profile: str
+    seeds: list[int]
+    summaries: list[ClaimSummary]
+    models: dict[str, dict[str, str]] = field(default_factory=dict)  # seed -> role -> zoo name
+    wall_time_s: float | None = None
+
+    def __getitem__(self, cid: str) -> ClaimSummary:
+        for s in self.summaries:
+            if s.id == cid:
+                return s
+        raise KeyError(cid)
+
+    def counts(self) -> dict[str, int]:
+        return {v: sum(s.verdict == v for s in self.summaries) for v in VERDICTS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe({"profile": self.profile, "seeds": self.seeds, "margins": MARGINS,
+                           "counts": self.counts(), "models": self.models, "wall_time_s": self.wall_time_s,
+                           "claims": [s.to_dict() for s in self.summaries]})
+
+    def rows(self) -> list[dict[str, str]]:
+        """Display rows: id, verdict, statistic, CL, MIM, control, value, per-seed verdicts."""
+        return [{"id": s.id, "verdict": s.verdict, "comparison": s.comparison, "statistic": s.statistic,
+                 "CL": _fmt(s.stat("cl")), "MIM": _fmt(s.stat("mim")), "control": _fmt(s.stat("control")),
+                 "value": _fmt(s.stat("value")),
+                 "seeds": " ".join(c.verdict for c in s.per_seed)} for s in self.summaries]
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows()).set_index("id")
+
+    def format(self) -> str:
+        """A plain-text table (what ``clvsmim claims`` prints)."""
+        rows = self.rows()
+        cols = ["id", "verdict", "comparison", "CL", "MIM", "control", "value", "seeds", "statistic"]
+        table = [cols] + [[r[c] for c in cols] for r in rows]
+        widths = [max(len(str(r[i])) for r in table) for i in range(len(cols))]
+        lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(r, widths)).rstrip() for r in table]
+        counts = self.counts()
+        lines.append(f"profile {self.profile}, seeds {self.seeds}: " +
+                     ", ".join(f"{counts[v]} {v}" for v in VERDICTS))
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        """A Markdown table (no extra dependency)."""
+        cols = ["id", "verdict", "comparison", "CL", "MIM", "control", "seeds", "statistic"]
+        esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(esc(r[c]) for c in cols) + " |" for r in self.rows()]
+        return "\n".join(lines)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+        return path
+
+
+def seed_profile(profile: Profile, seed: int) -> Profile:
+    """``profile`` with training seed ``seed`` (per-objective seed overrides replaced too);
+    the data stay the same. The profile's own seed returns ``profile`` unchanged."""
+    if int(seed) == profile.train.seed and not any("seed" in o for o in profile.train_overrides.values()):
+        return profile
+    overrides = {obj: {**over, "seed": int(seed)} if "seed" in over else dict(over)
+                 for obj, over in profile.train_overrides.items()}
+    return dataclasses.replace(profile, train=dataclasses.replace(profile.train, seed=int(seed)),
+                               train_overrides=overrides)
+
+
+def seeds_for(profile: Profile, n: int) -> list[int]:
+    """``n`` training seeds starting at the profile's own (whose zoo the book uses)."""
+    if n < 1:
+        raise ValueError(f"need at least one seed, got {n}")
+    return [profile.train.seed + i for i in range(n)]
+
+
+# --------------------------------------------------------------------------- measuring
+
+def model_cache_path(profile: Profile, name: str, stem: str, content: Any, source: str = "zoo",
+                     data_root: str | None = None) -> Path:
+    """``<model folder>/<stem>-<hash>.json``: a per-model cache file next to the checkpoint (zoo)
+    or under ``cache_dir("official", name)``; the hash covers ``content``, the data and the source."""
+    from .paths import cache_dir
+    from .report import _data_cfg
+
+    key = config_key({"stem": stem, "content": content, "data": _data_cfg(profile, data_root), "source": source})
+    if source == "zoo":
+        from .zoo import model_dir
+
+        return model_dir(profile, name, data_root=data_root) / f"{stem}-{key}.json"
+    return cache_dir("official", name) / f"{stem}-{key}.json"
+
+
+def cached_json(path: Path, compute: Callable[[], Any]) -> Any:
+    """``compute()`` cached as JSON at ``path`` (written atomically; a corrupt file is recomputed)."""
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            path.unlink()
+    value = _json_safe(compute())
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(value, allow_nan=False))
+    os.replace(tmp, path)
+    return value
+
+
+#: Bump when :func:`token_cluster_scores` changes its recipe.
+CLUSTER_FORMAT = 1
+
+
+def token_cluster_scores(profile: Profile, name: str, source: str = "zoo", data_root: str | None = None,
+                         device: str = "auto", n: int | None = None) -> dict[str, Any]:
+    """:func:`clvsmim.analysis.image_cluster_score` (silhouette of the patch tokens grouped by
+    image id, cosine) of every depth, on :func:`clvsmim.report.analysis_images`; cached as
+    JSON next to the model. ``{"depths": [0..L], "score": [...], "num_images": n}``."""
+    n = n or profile.eval.num_analysis_images
+    path = model_cache_path(profile, name, "cluster", {"format": CLUSTER_FORMAT, "n": n}, source, data_root)
+
+    def compute() -> dict[str, Any]:
+        import torch
+
+        from .analysis import image_cluster_score
+        from .models import capture, geometry
+        from .report import analysis_images, backbone, normalised_batches, resolve_device
+
+        dev = resolve_device(device)
+        model = backbone(profile, name, source, data_root, dev)
+        images, _ = analysis_images(profile, data_root, n)
+        prefix = geometry(model).num_prefix_tokens
+        per_depth: list[list[torch.Tensor]] = []
+        for batch in normalised_batches(images, profile.eval.batch_size, dev):
+            states = capture(model, batch, attentions=False).hidden_states
+            if not per_depth:
+                per_depth = [[] for _ in states]
+            for d, z in enumerate(states):
+                per_depth[d].append(z[:, prefix:].float().cpu())
+        ids = torch.arange(len(images))
+        scores = [image_cluster_score(torch.cat(zs), ids, num_prefix_tokens=0) for zs in per_depth]
+        return {"depths": list(range(len(scores))), "score": scores, "num_images": len(images)}
+
+    return cached_json(path, compute)
+
+
+def _size_extremes(profile: Profile) -> tuple[str, str] | None:
+    if len(profile.sizes) < 2:
+        return None
+    cost = lambda item: (item[1].embed_dim ** 2 * item[1].depth, item[1].embed_dim)  # noqa: E731
+    ordered = sorted(profile.sizes.items(), key=cost)
+    return ordered[0][0], ordered[-1][0]
+
+
+def model_names(profile: Profile, scaling: bool | None = None, cl: str = "moco", mim: str = "simmim",
+                control: str = "random") -> dict[str, str]:
+    """Role -> zoo name of every model the claims read (hybrids excepted: see :func:`measure`).
+    ``scaling`` (default: when the profile has two sizes or more) adds the C11 roles."""
+    names = {"cl": cl, "mim": mim, "control": control}
+    ends = _size_extremes(profile)
+    if (scaling is None or scaling) and ends is not None:
+        small, large = ends
+        names.update({"cl-small": f"{cl}-{small}", "cl-large": f"{cl}-{large}", "mim-small": f"{mim}-{small}",
+                      "mim-large": f"{mim}-{large}", "control-large": f"{control}-{large}"})
+    return names
+
+
+def measure(profile: Profile, data_root: str | None = None, device: str = "auto", *, build: bool = True,
+            jobs: int | None = None, progress: bool = False, scaling: bool | None = None,
+            cl: str = "moco", mim: str = "simmim", control: str = "random") -> Measurements:
+    """Everything the claims read, for one profile (one training seed): builds the missing
+    models when ``build``, evaluates them (cached), analyses CL / MIM / control (cached)."""
+    from . import zoo
+    from .report import model_analysis
+
+    names = model_names(profile, scaling, cl, mim, control)
+    sweep_specs = zoo.hybrid_sweep(profile, data_root)
+    wanted = list(dict.fromkeys([*names.values(), *(spec.key for _, spec in sweep_specs)]))
+    if build:
+        zoo.build(profile, data_root, only=wanted, jobs=jobs, progress=progress)
+    results = zoo.evaluations(profile, data_root, only=wanted, jobs=jobs, progress=progress)
+    key = {n: zoo.resolve(profile, n, data_root=data_root).key for n in names.values()}
+    core = ("cl", "mim", "control")
+    return Measurements(
+        analyses={r: model_analysis(profile, names[r], "zoo", data_root, device) for r in core},
+        evaluations={r: results[key[n]] for r, n in names.items()},
+        cluster={r: token_cluster_scores(profile, names[r], "zoo", data_root, device) for r in core},
+        sweep={lam: results[spec.key] for lam, spec in sweep_specs},
+        names={**names, **{f"lam={lam:g}": spec.name for lam, spec in sweep_specs}},
+    )
+
+
+def claims_table(profile: Profile, seeds: Sequence[int] = (0, 1, 2), data_root: str | None = None,
+                 device: str = "auto", *, build: bool = True, jobs: int | None = None, progress: bool = False,
+                 scaling: bool | None = None, measurements: dict[int, Measurements] | None = None) -> ClaimsTable:
+    """Every claim on every training seed (:func:`seed_profile`), aggregated (:func:`aggregate`).
+
+    Trains (``build``) or reuses the zoo of each seed. ``measurements`` (seed -> bundle)
+    skips the measuring, for hand-made inputs.
+    """
+    start = time.perf_counter()
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("claims_table: no seeds")
+    bundles = dict(measurements or {})
+    for s in seeds:
+        if s not in bundles:
+            bundles[s] = measure(seed_profile(profile, s), data_root, device, build=build, jobs=jobs,
+                                 progress=progress, scaling=scaling)
+    per_seed = {s: evaluate_claims(bundles[s]) for s in seeds}
+    summaries = [aggregate([per_seed[s][i] for s in seeds], seeds) for i in range(len(CLAIMS))]
+    return ClaimsTable(profile=profile.name, seeds=seeds, summaries=summaries,
+                       models={str(s): bundles[s].names for s in seeds},
+                       wall_time_s=round(time.perf_counter() - start, 2))
+
+
+# --------------------------------------------------------------------------- CLI
+
+def add_cli(subparsers) -> None:
+    """Register ``clvsmim claims``."""
+    p = subparsers.add_parser("claims", help="check the paper's claims on the zoo (per training seed)")
+    p.add_argument("--profile", default="mini", help="smoke | mini | paper | path/to/profile.yaml")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="number of training seeds, from the profile's own (default 1; 3 for a verdict)")
+    p.add_argument("--data", default=None, help="ImageFolder root overriding the profile's data.root")
+    p.add_argument("--out", default=None, help="write the table as JSON to this file")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--jobs", type=int, default=None, help="parallel zoo runs / evaluations")
+    p.add_argument("--no-build", action="store_true", help="fail instead of training missing models")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cli_claims)
+
+
+def _cli_claims(args) -> int:
+    from .config import load_profile
+    from .zoo import ZooBuildError
+
+    profile = load_profile(args.profile)
+    try:
+        table = claims_table(profile, seeds_for(profile, args.seeds), args.data, args.device,
+                             build=not args.no_build, jobs=args.jobs, progress=not args.no_progress)
+    except (ZooBuildError, FileNotFoundError, KeyError, ValueError) as error:
+        print(f"claims: {error}")
+        return 1
+    print(table.format())
+    if args.out:
+        print(f"written {table.save(args.out)}")
+    return 0

@@ -1,0 +1,74 @@
+"""Figures of the *hybrid* chapter: F9 (λ sweep, fine-tune vs linear probe) and the hybrids'
+attention distance / NMI / Fourier curves coloured by λ (:func:`clvsmim.figures.lam_color`)."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+__all__ = ["plot_sweep", "plot_hybrid_curves"]
+
+
+def plot_sweep(points: Sequence[Mapping[str, Any]]):
+    """F9: fine-tune (y) vs linear-probe (x) accuracy, one point per λ, joined in λ order and
+    annotated ``λ=…`` (the endpoints also ``(MIM)`` / ``(CL)``)."""
+    import matplotlib.pyplot as plt
+
+    from ..figures import FAMILY_COLOR, lam_color
+
+    pts = sorted(points, key=lambda p: p["lam"])
+    xs = [p["linear_probe"] for p in pts]
+    ys = [p["finetune"] for p in pts]
+    fig, ax = plt.subplots(figsize=(5.0, 3.8))
+    ax.plot(xs, ys, color=FAMILY_COLOR["hybrid"], linewidth=1.3, zorder=1)
+    span_x = (max(xs) - min(xs)) or 1e-3
+    span_y = (max(ys) - min(ys)) or 1e-3
+    groups: list[tuple[float, float, list[float]]] = []  # coincident points share one label
+    for p, x, y in zip(pts, xs, ys):
+        lam = p["lam"]
+        ax.scatter([x], [y], s=46, color=lam_color(lam), edgecolor="black", linewidth=0.5, zorder=2)
+        for gx, gy, lams in groups:
+            if abs(gx - x) <= 1e-9 and abs(gy - y) <= 1e-9:
+                lams.append(lam)
+                break
+        else:
+            groups.append((x, y, [lam]))
+    for i, (x, y, lams) in enumerate(groups):
+        tags = [f"{lam:g}" + (" (MIM)" if lam == 0 else " (CL)" if lam == 1 else "") for lam in lams]
+        ax.annotate("λ=" + ", ".join(tags), (x, y), xytext=(5, 5 if i % 2 == 0 else -11),
+                    textcoords="offset points", fontsize=8)
+    ax.set_xlim(min(xs) - 0.15 * span_x, max(xs) + 0.35 * span_x)
+    ax.set_ylim(min(ys) - 0.15 * span_y, max(ys) + 0.2 * span_y)
+    ax.set_xlabel("linear-probe accuracy")
+    ax.set_ylabel("fine-tuning accuracy")
+    ax.set_title("CL + MIM: L = λ·L_CL + (1 − λ)·L_MIM")
+    fig.tight_layout()
+    return fig
+
+
+def plot_hybrid_curves(curves: Mapping[str, Any]):
+    """Three panels — attention distance and NMI per block, Δ log amplitude per depth — one line
+    per λ coloured from MIM blue (λ = 0) to CL red (λ = 1); the control grey and dashed."""
+    import matplotlib.pyplot as plt
+
+    from ..figures import lam_color
+    from .representation import CONTROL_STYLE
+
+    panels = [("attention_distance", "blocks", "attention distance (px)", "block"),
+              ("nmi", "blocks", "NMI", "block"),
+              ("fourier", "depth", "Δ log amplitude (highest freq.)", "depth (0 = embeddings)")]
+    fig, axes = plt.subplots(1, 3, figsize=(12.0, 3.6))
+    for ax, (key, xkey, ylabel, xlabel) in zip(axes, panels):
+        xs = curves[xkey]
+        for name, values in curves[key].items():
+            if name == "control":
+                ax.plot(xs, values, label="random init", **{**CONTROL_STYLE, "markersize": 4})
+                continue
+            lam = float(name)
+            suffix = " (MIM)" if lam == 0 else " (CL)" if lam == 1 else ""
+            ax.plot(xs, values, color=lam_color(lam), marker="o", markersize=4, label=f"λ={name}{suffix}")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle("Hybrids across depth, coloured by λ")
+    fig.tight_layout()
+    return fig

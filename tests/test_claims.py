@@ -1,0 +1,201 @@
+"""Claims: the logic on hand-made result sets, the control rule, seeds, and one tiny end-to-end run."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import yaml
+
+from clvsmim import claims, cli, zoo
+from clvsmim.claims import Measurements, aggregate, claims_table, evaluate_claim, evaluate_claims
+from clvsmim.config import profile_from_dict
+
+L = 6
+
+
+def _analysis(distance, nmi, cosine, fourier):
+    return {"depth": L, "attention_distance": {"mean": [distance] * L}, "nmi": {"mean": [nmi] * L},
+            "token_cosine": [0.5] + [cosine] * L, "fourier": {"delta_log_amplitude": [fourier] * (L + 1)}}
+
+
+def _eval(per_layer, finetune, shape_bias):
+    return {"linear_probe": {"per_layer": list(per_layer), "final": per_layer[-1]}, "finetune": finetune,
+            "shape_texture": {"shape_bias": shape_bias}}
+
+
+CL_LP = [0.10, 0.20, 0.30, 0.40, 0.50, 0.55, 0.60]  # best at the last block
+MIM_LP = [0.15, 0.30, 0.45, 0.50, 0.45, 0.40, 0.35]  # peaks early, drops over the last blocks
+CONTROL_LP = [0.15, 0.12, 0.10, 0.10, 0.10, 0.10, 0.10]
+
+
+def holding_set() -> Measurements:
+    """The paper's picture, clearly: every claim holds."""
+    cl_eval, mim_eval = _eval(CL_LP, 0.60, 0.70), _eval(MIM_LP, 0.70, 0.30)
+    return Measurements(
+        analyses={"cl": _analysis(10.0, 0.00, 0.80, -3.0), "mim": _analysis(6.0, 0.30, 0.20, -1.5),
+                  "control": _analysis(10.2, 0.00, 0.50, -2.0)},
+        evaluations={"cl": cl_eval, "mim": mim_eval, "control": _eval(CONTROL_LP, 0.30, 0.50),
+                     "cl-small": {"finetune": 0.50}, "cl-large": {"finetune": 0.55},
+                     "mim-small": {"finetune": 0.50}, "mim-large": {"finetune": 0.70},
+                     "control-large": {"finetune": 0.30}},
+        cluster={"cl": {"depths": list(range(L + 1)), "score": [0.0] * L + [0.40]},
+                 "mim": {"depths": list(range(L + 1)), "score": [0.0] * L + [0.00]},
+                 "control": {"depths": list(range(L + 1)), "score": [0.0] * L + [0.05]}},
+        sweep={0.0: mim_eval, 0.5: _eval([0.1] * L + [0.62], 0.72, 0.5), 1.0: cl_eval},
+    )
+
+
+def failing_set() -> Measurements:
+    """CL and MIM swapped (and a poor hybrid): every claim fails."""
+    m = holding_set()
+    a, e, c = m.analyses, m.evaluations, m.cluster
+    a["cl"], a["mim"] = a["mim"], a["cl"]
+    e["cl"], e["mim"] = e["mim"], e["cl"]
+    e["cl-large"], e["mim-large"] = e["mim-large"], e["cl-large"]
+    c["cl"], c["mim"] = c["mim"], c["cl"]
+    m.sweep = {0.0: e["mim"], 0.5: _eval([0.1] * L + [0.40], 0.50, 0.5), 1.0: e["cl"]}
+    return m
+
+
+def test_every_claim_holds_on_the_papers_picture():
+    results = evaluate_claims(holding_set())
+    assert [c.id for c in results] == list(claims.CLAIMS)
+    assert {"C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8"} <= {c.id for c in results}
+    bad = {c.id: c.reason for c in results if c.verdict != "holds"}
+    assert not bad
+    for c in results:
+        assert c.value is not None and c.value >= 0
+        assert c.row in claims.ROWS and c.id in claims.ROWS[c.row]
+        json.dumps(c.to_dict(), allow_nan=False)
+    c7 = evaluate_claim("C7", holding_set())
+    assert (c7.cl, c7.mim) == (L, 3) and c7.details["mim_drop"] == pytest.approx(0.15)
+    c8 = evaluate_claim("C8", holding_set())
+    assert c8.details["best_lam"] == 0.5 and c8.value == pytest.approx(0.02)
+
+
+def test_every_claim_fails_when_cl_and_mim_swap():
+    results = evaluate_claims(failing_set())
+    wrong = {c.id: (c.verdict, c.reason) for c in results if c.verdict != "fails"}
+    assert not wrong
+
+
+def test_ordering_without_moving_from_the_control_is_not_holds():
+    m = holding_set()
+    # C1: CL more global than MIM, but MIM is exactly as global as the untrained control
+    m.analyses["mim"] = _analysis(10.0, 0.30, 0.20, -1.5)
+    m.analyses["control"] = _analysis(10.0, 0.00, 0.50, -2.0)
+    m.analyses["cl"] = _analysis(11.0, 0.00, 0.80, -3.0)
+    c1 = evaluate_claim("C1", m)
+    assert c1.cl > c1.mim and c1.verdict == "fails" and "control" in c1.reason
+    # C2: MIM's NMI no higher than the (collapsed) control's: not holds even though CL < MIM is false anyway
+    m.analyses["mim"]["nmi"]["mean"] = [0.005] * L
+    m.analyses["cl"]["nmi"]["mean"] = [-0.02] * L
+    c2 = evaluate_claim("C2", m)
+    assert c2.cl < c2.mim and c2.verdict == "fails"
+    # C3 ("either"): ordered, but both within the margin of the control
+    m.analyses["cl"]["token_cosine"] = [0.5] + [0.552] * L
+    m.analyses["mim"]["token_cosine"] = [0.5] + [0.538] * L
+    m.analyses["control"]["token_cosine"] = [0.5] + [0.545] * L
+    c3 = evaluate_claim("C3", m)
+    assert c3.value > claims.MARGINS["C3"] and c3.verdict == "fails"
+    assert not c3.details["cl_moved"] and not c3.details["mim_moved"]
+    # ... and holds once one of them moved away to its own side
+    m.analyses["mim"]["token_cosine"] = [0.5] + [0.3] * L
+    assert evaluate_claim("C3", m).verdict == "holds"
+    # C7: the profile over depth is inherited from the control -> not holds
+    m.evaluations["control"] = _eval([0.2, 0.35, 0.5, 0.55, 0.5, 0.55, 0.65], 0.3, 0.5)
+    assert evaluate_claim("C7", m).verdict == "fails"
+    # C8: a hybrid at the endpoints' level but no better than the control
+    m.evaluations["control"] = _eval(CONTROL_LP[:-1] + [0.9], 0.9, 0.5)
+    c8 = evaluate_claim("C8", m)
+    assert c8.value >= 0 and c8.verdict == "fails"
+
+
+def test_missing_inputs_are_inconclusive():
+    empty = evaluate_claims(Measurements())
+    assert {c.verdict for c in empty} == {"inconclusive"}
+    m = holding_set()
+    del m.analyses["control"]
+    assert evaluate_claim("C1", m).verdict == "inconclusive"
+    m = holding_set()
+    m.evaluations["mim"] = _eval(MIM_LP, None, float("nan"))
+    assert evaluate_claim("C6", m).verdict == "inconclusive"
+    assert evaluate_claim("C10", m).verdict == "inconclusive"
+
+
+def test_seeds_agree_or_the_verdict_is_inconclusive():
+    held, failed = evaluate_claim("C1", holding_set()), evaluate_claim("C1", failing_set())
+    assert aggregate([held, held]).verdict == "holds"
+    assert aggregate([failed, failed, failed]).verdict == "fails"
+    assert aggregate([held, failed]).verdict == "inconclusive"
+    profile = profile_from_dict({"name": "hand"})
+    table = claims_table(profile, seeds=(0, 1), measurements={0: holding_set(), 1: failing_set()})
+    assert {s.verdict for s in table.summaries} == {"inconclusive"}
+    same = claims_table(profile, seeds=(3, 4), measurements={3: holding_set(), 4: holding_set()})
+    assert same.counts() == {"holds": len(claims.CLAIMS), "fails": 0, "inconclusive": 0}
+    c1 = same["C1"].to_dict()
+    assert c1["cl"]["mean"] == pytest.approx(10.0) and c1["cl"]["std"] == pytest.approx(0.0)
+    assert [p["seed"] for p in c1["per_seed"]] == [3, 4]
+    text = same.format()
+    assert "C1" in text and "holds" in text
+    assert same.markdown().count("\n") == len(claims.CLAIMS) + 1
+    json.dumps(same.to_dict(), allow_nan=False)
+
+
+def test_last_third_and_seed_profiles():
+    assert claims.last_third(12) == [8, 9, 10, 11]
+    assert claims.last_third(6) == [4, 5] and claims.last_third(3) == [2] and claims.last_third(1) == [0]
+    profile = profile_from_dict(TINY)
+    assert claims.seed_profile(profile, 0) is profile
+    other = claims.seed_profile(profile, 1)
+    assert other.train.seed == 1 and other.data == profile.data
+    before = {s.name: s.key for s in zoo.zoo_specs(profile)}
+    after = {s.name: s.key for s in zoo.zoo_specs(other)}
+    assert before.keys() == after.keys() and all(before[n] != after[n] for n in before)
+    assert claims.seeds_for(profile, 3) == [0, 1, 2]
+
+
+# --------------------------------------------------------------------------- end to end
+
+TINY = {
+    "name": "tiny-claims",
+    "data": {"img_size": 16, "num_train": 48, "num_eval": 32},
+    "model": {"img_size": 16, "patch_size": 4, "embed_dim": 16, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0},
+    "sizes": {"Ti": {"embed_dim": 8}, "S": {"embed_dim": 16}},
+    "train": {"steps": 2, "batch_size": 16, "warmup_steps": 1, "checkpoint_every": 2, "log_every": 1},
+    "moco": {"proj_hidden": 16, "proj_out": 8, "pred_hidden": 16},
+    "simmim": {"mask_patch_size": 8},
+    "mae": {"decoder_dim": 16, "decoder_depth": 1, "decoder_heads": 2},
+    "eval": {"probe_steps": 2, "finetune_steps": 2, "batch_size": 32, "num_analysis_images": 8},
+    "lams": [0.0, 0.5, 1.0],
+}
+
+
+def test_claims_command_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(zoo, "default_jobs", lambda: 1)
+    torch.set_num_threads(1)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "claims.json"
+    assert cli.main(["claims", "--profile", str(path), "--seeds", "2", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "C1" in printed and "C8" in printed
+    table = json.loads(out.read_text())
+    assert table["profile"] == "tiny-claims" and table["seeds"] == [0, 1]
+    assert [c["id"] for c in table["claims"]] == list(claims.CLAIMS)
+    for c in table["claims"]:
+        assert c["verdict"] in claims.VERDICTS
+        assert [p["seed"] for p in c["per_seed"]] == [0, 1]
+    finite = {c["id"] for c in table["claims"]
+              if all(isinstance(c[k]["mean"], float) and math.isfinite(c[k]["mean"]) for k in ("cl", "mim", "value"))}
+    assert {"C1", "C2", "C3", "C4", "C5", "C7", "C8", "C9", "C10", "C11"} <= finite
+    models = table["models"]["0"]
+    assert models["cl"] == "moco" and models["mim-large"] == "simmim-S" and models["lam=0.5"] == "hybrid-0.5-S"
+    # the second seed trained its own models (the data stayed the same)
+    c1 = next(c for c in table["claims"] if c["id"] == "C1")
+    assert c1["cl"]["per_seed"][0] != c1["cl"]["per_seed"][1] and c1["cl"]["std"] is not None
+    profile = claims.seed_profile(profile_from_dict(TINY), 1)
+    assert all(zoo.is_built(profile, zoo.resolve(profile, n)) for n in ("moco", "simmim", "hybrid-0.5", "random"))

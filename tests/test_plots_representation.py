@@ -1,0 +1,176 @@
+"""Plots and chapter helpers of the representation, hybrid and summary chapters, on hand-made data."""
+from __future__ import annotations
+
+import json
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from clvsmim import claims  # noqa: E402
+from clvsmim.chapters import hybrid as hy  # noqa: E402
+from clvsmim.chapters import representation as rep  # noqa: E402
+from clvsmim.chapters import summary as sm  # noqa: E402
+from clvsmim.config import profile_from_dict  # noqa: E402
+from clvsmim.figures import save_figure, use_style  # noqa: E402
+from clvsmim.plots import hybrid as hplots  # noqa: E402
+from clvsmim.plots import representation as plots  # noqa: E402
+from clvsmim.plots import summary as splots  # noqa: E402
+
+L = 4
+
+
+@pytest.fixture(autouse=True)
+def _style(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLVSMIM_BOOK_OUT", str(tmp_path / "book"))
+    use_style()
+    yield
+    plt.close("all")
+
+
+def _analysis(distance, nmi, cosine, fourier, spectrum_decay):
+    spectrum = [[float(np.exp(-spectrum_decay * i)) for i in range(8)] for _ in range(L + 1)]
+    spectrum[-1][-1] = 0.0  # centring leaves a zero
+    return {"depth": L, "num_heads": 2, "patch_size": 4, "grid": [4, 4], "num_images": 8,
+            "attention_distance": {"mean": [distance + 0.1 * i for i in range(L)]},
+            "nmi": {"mean": [nmi] * L}, "token_cosine": [0.5] + [cosine] * L,
+            "fourier": {"delta_log_amplitude": [fourier - 0.05 * i for i in range(L + 1)]},
+            "svd_spectrum": spectrum}
+
+
+ANALYSES = {"moco": _analysis(10, 0.01, 0.8, -3.0, 1.0), "simmim": _analysis(6, 0.3, 0.3, -1.5, 0.2),
+            "mae": _analysis(7, 0.2, 0.4, -1.8, 0.3), "random": _analysis(10.2, 0.0, 0.5, -2.0, 0.5)}
+
+
+def _tsne(silhouette):
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 6 * 4)
+    return {"coords": rng.normal(size=(len(labels), 2)).tolist(), "label": labels.tolist(),
+            "image": np.repeat(np.arange(18), 4).tolist(), "classes": [0, 1, 2],
+            "class_names": ["circle", "square", "triangle"], "silhouette_image": silhouette,
+            "silhouette_class": 0.1, "perplexity": 20.0, "num_images": 18, "tokens_per_image": 4}
+
+
+def test_representation_figures_save_with_their_data(tmp_path):
+    tsne = {"moco": _tsne(0.4), "simmim": _tsne(-0.05)}
+    fig = plots.plot_token_tsne(tsne, titles={"moco": "CL", "simmim": "MIM"})
+    assert len(fig.axes) == 2 and "0.40" in fig.axes[0].get_title()
+    entry = save_figure(fig, "F5", {n: {"silhouette_image": r["silhouette_image"]} for n, r in tsne.items()},
+                        models=list(tsne))
+    assert all(v for v in entry["paths"].values())
+
+    fourier = rep.depth_curves(ANALYSES, "fourier.delta_log_amplitude")
+    assert fourier["depth"] == list(range(L + 1)) and len(fourier["moco"]) == L + 1
+    fig = plots.plot_fourier(fourier)
+    assert len(fig.axes[0].get_lines()) == 4
+    assert fig.axes[0].get_lines()[-1].get_linestyle() == "--"  # the control is dashed
+    save_figure(fig, "F6", fourier, models=list(ANALYSES))
+
+    cosine = rep.depth_curves(ANALYSES, "token_cosine")
+    save_figure(plots.plot_token_similarity(cosine), "A-token-similarity", cosine)
+
+    spectra = rep.svd_spectra(ANALYSES)
+    assert spectra["depth"] == L and spectra["moco"][0] == 1.0
+    fig = plots.plot_svd_spectra(spectra)
+    assert fig.axes[0].get_yscale() == "log"
+    assert len(fig.axes[0].get_lines()[0].get_xdata()) == 7  # the numerical zero is not drawn
+    save_figure(fig, "A-svd", spectra)
+
+    rows = {"moco": {"shape_bias": 0.7, "clean": 0.5, "low_freq": 0.3, "high_freq": 0.48},
+            "simmim": {"shape_bias": 0.3, "clean": 0.5, "low_freq": 0.45, "high_freq": 0.3},
+            "random": {"shape_bias": None, "clean": 0.2, "low_freq": 0.2, "high_freq": 0.2}}
+    save_figure(plots.plot_shape_bias({n: r["shape_bias"] for n, r in rows.items()}), "A-shape-texture",
+                {n: r["shape_bias"] for n, r in rows.items()})
+    save_figure(plots.plot_noise_robustness(rows), "A-noise", rows)
+    manifest = json.loads((tmp_path / "book" / "figures" / "manifest.json").read_text())
+    assert {"F5", "F6", "A-token-similarity", "A-svd", "A-shape-texture", "A-noise"} <= set(manifest)
+
+
+def test_representation_sentences_follow_the_numbers():
+    assert rep.effective_rank([1.0, 0.0, 0.0]) == pytest.approx(1.0)
+    assert rep.effective_rank([1.0, 1.0, 1.0, 1.0]) == pytest.approx(4.0)
+    assert math.isnan(rep.effective_rank([0.0, 0.0]))
+    agree = rep.tsne_sentences({"moco": _tsne(0.4), "simmim": _tsne(-0.05)})
+    assert "as in the paper" in agree
+    differ = rep.tsne_sentences({"moco": _tsne(-0.05), "simmim": _tsne(0.4)})
+    assert "opposite of the paper" in differ
+    assert "no visible difference" in rep.tsne_sentences({"moco": _tsne(0.1), "simmim": _tsne(0.105)})
+    fourier = rep.depth_curves(ANALYSES, "fourier.delta_log_amplitude")
+    assert "as in the paper" in rep.fourier_sentences(fourier)  # simmim decreases towards the end
+    flat = {"depth": [0, 1, 2, 3], "simmim": [-1.0, -1.0, -0.9, -0.8]}
+    assert "unlike the paper" in rep.fourier_sentences(flat)
+    svd = rep.svd_sentences(rep.svd_spectra(ANALYSES))
+    assert "steeper" in svd and "as in the paper" in svd
+    noise = rep.noise_sentences({"moco": {"clean": 0.5, "low_freq": 0.3, "high_freq": 0.48},
+                                 "simmim": {"clean": 0.5, "low_freq": 0.45, "high_freq": 0.3}})
+    assert "consistent with the paper" in noise and "+-" not in noise and "−-" not in noise
+    m = claims.Measurements(analyses={"cl": ANALYSES["moco"], "mim": ANALYSES["simmim"], "control": ANALYSES["random"]})
+    c3 = claims.evaluate_claim("C3", m)
+    text = rep.cosine_sentences(rep.depth_curves(ANALYSES, "token_cosine"), c3)
+    assert "C3 — holds" in text
+
+
+def _points():
+    return [{"lam": lam, "name": name, "linear_probe": lp, "finetune": ft,
+             "evaluation": {"linear_probe": {"final": lp}, "finetune": ft}}
+            for lam, name, lp, ft in [(0.0, "simmim", 0.3, 0.70), (0.5, "hybrid-0.5", 0.62, 0.72),
+                                      (0.8, "hybrid-0.8", 0.62, 0.72), (1.0, "moco", 0.60, 0.65)]]
+
+
+def test_hybrid_sweep_and_curves():
+    points = _points()
+    c8 = claims.evaluate_claim("C8", hy.measurements(points, {"linear_probe": {"final": 0.1}, "finetune": 0.2}))
+    assert c8.verdict == "holds"
+    fig = hplots.plot_sweep(points)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert any("(MIM)" in t for t in texts) and any("(CL)" in t for t in texts)
+    assert any("0.5, 0.8" in t for t in texts)  # coincident points share one label
+    save_figure(fig, "F9", {"points": [{k: p[k] for k in ("lam", "linear_probe", "finetune")} for p in points]})
+    text = hy.sweep_sentences(points, c8)
+    assert "C8 — holds" in text and "λ = 0.5" in text
+
+    analyses = {lam: _analysis(6 + 4 * lam, 0.3 * (1 - lam), 0.5, -1.5 - 1.5 * lam, 0.5) for lam in (0, 0.5, 1)}
+    curves = hy.hybrid_curves(analyses, ANALYSES["random"])
+    assert curves["blocks"] == [1, 2, 3, 4] and set(curves["nmi"]) == {"0", "0.5", "1", "control"}
+    fig = hplots.plot_hybrid_curves(curves)
+    assert len(fig.axes) == 3
+    save_figure(fig, "A-hybrid-curves", curves)
+    text = hy.curves_sentences(curves)
+    assert text.count("as the paper's account predicts") == 3
+    assert hy.spearman([0, 1, 2], [3, 2, 1]) == pytest.approx(-1.0)
+    assert math.isnan(hy.spearman([0, 1, 2], [1, 1, 1]))
+    branches = hy.branches_markdown(profile_from_dict({"name": "x"}))
+    assert "CL branch" in branches and "MIM branch" in branches and "60%" in branches
+
+
+def test_summary_grid_markdown_and_figure():
+    try:  # pytest puts tests/ on sys.path (rootdir-less "prepend" import mode)
+        from test_claims import failing_set, holding_set
+    except ImportError:  # pragma: no cover
+        from tests.test_claims import failing_set, holding_set
+
+    profile = profile_from_dict({"name": "hand"})
+    table = claims.claims_table(profile, seeds=(0, 1), measurements={0: holding_set(), 1: holding_set()})
+    grid = sm.summary_grid(table)
+    assert [r["row"] for r in grid] == list(claims.ROWS)
+    ids = [e["id"] for r in grid for e in r["claims"]]
+    assert sorted(ids) == sorted(claims.CLAIMS)
+    c1 = next(e for r in grid for e in r["claims"] if e["id"] == "C1")
+    assert "10.0 ± 0.0 px" in c1["cl"] and c1["verdict"] == "holds"
+    md = sm.grid_markdown(grid)
+    assert md.count("\n") == len(claims.ROWS) + 1 and "C7 ✓ holds" in md
+    html = sm.grid_html(grid)
+    assert html.count("<tr>") == len(claims.ROWS) + 1 and "C7 ✓ holds" in html
+    assert sm.table_html(table).count("<tr>") == len(claims.CLAIMS) + 1
+    fig = splots.plot_summary_table(grid, title="hand-made")
+    save_figure(fig, "F10", {"grid": grid, "claims": sm.claims_json(table)})
+    assert "11 of 11 claims hold" in sm.verdict_sentences(table)
+    mixed = claims.claims_table(profile, seeds=(0, 1), measurements={0: holding_set(), 1: failing_set()})
+    assert "inconclusive" in sm.verdict_sentences(mixed)
+    paragraphs = sm.claims_paragraphs(mixed)
+    assert "C1 — inconclusive" in paragraphs and "holds, fails → inconclusive" in paragraphs
