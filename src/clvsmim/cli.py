@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "bookrun",
     "weights",
     "trainer",
+    "analyze_cli",
     "claims",
 ]
 
