@@ -24,6 +24,7 @@ from IPython.display import Markdown, display
 from clvsmim import report
 from clvsmim.chapters import architecture as ch
 from clvsmim.chapters.behaviour import evaluations_by_name
+from clvsmim.chapters import show_bullets as bullets
 from clvsmim.config import load_profile
 from clvsmim.figures import save_figure, use_style
 from clvsmim.plots import architecture as plots
@@ -31,10 +32,6 @@ from clvsmim.rng import sample_seed
 
 use_style()
 cfg = load_profile(profile)
-
-
-def bullets(lines):
-    display(Markdown("\n".join(f"- {line}" for line in lines) if lines else "*(nothing to compare)*"))
 
 
 # %% [markdown]

@@ -27,16 +27,13 @@ from IPython.display import Markdown, display
 
 from clvsmim import report
 from clvsmim.chapters import behaviour as ch
+from clvsmim.chapters import show_bullets as bullets
 from clvsmim.config import load_profile
 from clvsmim.figures import save_figure, use_style
 from clvsmim.plots import behaviour as plots
 
 use_style()
 cfg = load_profile(profile)
-
-
-def bullets(lines):
-    display(Markdown("\n".join(f"- {line}" for line in lines) if lines else "*(nothing to compare)*"))
 
 
 # %% [markdown]

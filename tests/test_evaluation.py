@@ -96,9 +96,9 @@ def test_finetune_bf16_and_precision_choice(encoder, data, monkeypatch):
         E.finetune(encoder, *data, CFG, precision="fp16")
     assert E.finetune_precision("fp32", "cpu") == "fp32"
     assert E.finetune_precision("bf16", "cuda") == "bf16"
-    monkeypatch.setattr(E, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(E, "native_bf16", lambda device: False)
     assert E.finetune_precision("bf16", "cpu") == "fp32"  # emulated bf16 is several times slower
-    monkeypatch.setattr(E, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(E, "native_bf16", lambda device: True)
     assert E.finetune_precision("bf16", "cpu") == "bf16"
 
 

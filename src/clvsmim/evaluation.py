@@ -28,7 +28,6 @@ import copy
 import dataclasses
 import math
 import time
-from contextlib import nullcontext
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -39,13 +38,14 @@ from . import augment
 from .analysis.probe import linear_probe_per_layer, pooled_features, train_linear_probe
 from .config import EvalConfig, Profile, to_dict
 from .models import capture, geometry
+from .precision import autocast_for, native_bf16
 from .rng import hash_normal, sample_seed
 
 __all__ = [
     "extract_features", "extract_tokens", "probe_predict", "linear_probe", "finetune",
     "dense_probe", "dense_probe_from_tokens", "segmentation_scores", "shape_texture_bias",
     "shape_bias_from_predictions", "band_limited_noise", "noise_robustness", "evaluate_model",
-    "cpu_has_fast_bf16", "finetune_precision", "FINETUNE_CROP_SCALE", "DENSE_MAX_TRAIN_IMAGES",
+    "finetune_precision", "FINETUNE_CROP_SCALE", "DENSE_MAX_TRAIN_IMAGES",
     "SHAPE_TEXTURE_SIZES", "NOISE_CUTOFF", "NOISE_STRENGTH",
 ]
 
@@ -71,29 +71,11 @@ def _device_of(module: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return nullcontext()
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    raise ValueError(f"unknown precision {precision!r}; expected 'fp32' or 'bf16'")
-
-
-def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU has native bf16 arithmetic (AVX512-BF16 or AMX); Linux only."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def finetune_precision(profile_precision: str, device: torch.device | str) -> str:
     """The fine-tuning precision: the profile's, except bf16 falls back to fp32 on a CPU
     without native bf16 (there bf16 autocast is emulated and ~7x slower than fp32)."""
     device = torch.device(device)
-    if profile_precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
+    if profile_precision == "bf16" and device.type == "cpu" and not native_bf16(device):
         return "fp32"
     return profile_precision
 
@@ -316,7 +298,7 @@ def finetune(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, seed: int
             seeds = sample_seed(seed, step, idx)
             x = augment.random_resized_crop(images.to(device), seeds.to(device), img_size,
                                             scale=FINETUNE_CROP_SCALE, flip=True, stream=_FINETUNE_STREAM)
-            with _autocast(device, precision):
+            with autocast_for(device, precision):
                 logits = model(augment.normalize(x))
             loss = F.cross_entropy(logits.float(), labels.to(device))
             opt.zero_grad(set_to_none=True)
@@ -326,7 +308,7 @@ def finetune(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, seed: int
     correct, total = 0, 0
     with _EvalMode(model), torch.no_grad():
         for images, idx in _batches(eval_set, cfg.batch_size):
-            with _autocast(device, precision):
+            with autocast_for(device, precision):
                 pred = model(augment.normalize(images.to(device))).argmax(-1).cpu()
             correct += int((pred == y_eval[idx]).sum())
             total += len(idx)

@@ -357,3 +357,10 @@ def save_figure(fig: Any, fig_id: str, data: Any, out_dir: str | os.PathLike | N
     _register(fig_dir, fig_id, entry)
     return {**entry, "id": fig_id, "paths": {"png": str(png.resolve()), "svg": str(svg.resolve()),
                                              "data": str(data_path.resolve())}}
+
+
+def set_depth_ticks(ax: Any, depths: Iterable[int], max_ticks: int = 8) -> None:
+    """Integer depth ticks on ``ax``'s x axis, at most about ``max_ticks`` of them."""
+    depths = sorted(set(depths))
+    if depths:
+        ax.set_xticks(depths[::max(1, len(depths) // max_ticks)])

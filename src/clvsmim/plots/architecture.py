@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..figures import plot_kwargs
+from ..figures import plot_kwargs, set_depth_ticks
 from .behaviour import CONTROL_STYLE, _label
 
 __all__ = ["plot_linear_probe_depths", "plot_mae_fourier"]
@@ -30,10 +30,7 @@ def plot_linear_probe_depths(summary: Mapping[str, Mapping[str, Any]], control: 
         ax.plot(control["depth"], control["accuracy"], label=f"{_label(control_name)} (control)", **CONTROL_STYLE)
     if chance is not None:
         ax.axhline(chance, color="#bbbbbb", ls=":", lw=1, label="chance")
-    depths = sorted({d for s in summary.values() for d in s["depth"]})
-    if depths:
-        step = max(1, len(depths) // 8)
-        ax.set_xticks(depths[::step])
+    set_depth_ticks(ax, (d for s in summary.values() for d in s["depth"]))
     ax.set(xlabel="depth (0 = patch embedding)", ylabel="linear probing (%)")
     ax.legend(fontsize=8)
     fig.tight_layout()

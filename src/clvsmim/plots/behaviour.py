@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..figures import FAMILY_COLOR, plot_kwargs
+from ..figures import FAMILY_COLOR, plot_kwargs, set_depth_ticks
 
 __all__ = ["FAMILY_MARKER", "family_of", "plot_behaviour", "plot_query_attention", "plot_depth_metric",
            "plot_nmi", "CONTROL_STYLE"]
@@ -237,10 +237,7 @@ def plot_depth_metric(curves: Mapping[str, Mapping[str, Any]], ylabel: str, cont
         ax.plot(c["depth"], c[key], **plot_kwargs(name, label=_label(name)))
     if control is not None:
         ax.plot(control["depth"], control[key], label=_control_label(control_name), **CONTROL_STYLE)
-    depths = sorted({d for c in curves.values() for d in c["depth"]})
-    if depths:
-        step = max(1, len(depths) // 8)
-        ax.set_xticks(depths[::step])
+    set_depth_ticks(ax, (d for c in curves.values() for d in c["depth"]))
     ax.set(xlabel="depth (block)", ylabel=ylabel)
     if title:
         ax.set_title(title)
@@ -268,10 +265,7 @@ def plot_nmi(curves: Mapping[str, Mapping[str, Any]], control: Mapping[str, Any]
         ax.plot(c["depth"], c["mean"], **kw)
     if control is not None:
         ax.plot(control["depth"], control["mean"], label=_control_label(control_name), **CONTROL_STYLE)
-    depths = sorted({d for c in curves.values() for d in c["depth"]})
-    if depths:
-        step = max(1, len(depths) // 8)
-        ax.set_xticks(depths[::step])
+    set_depth_ticks(ax, (d for c in curves.values() for d in c["depth"]))
     ax.set(xlabel="depth (block)", ylabel="NMI (points: heads, line: mean)")
     ax.set_ylim(bottom=0)
     ax.legend()
