@@ -56,11 +56,22 @@ def make_setting(name: str, batch: int | None) -> Setting:
     raise SystemExit(f"unknown setting {name!r}; expected 'mini' or 'vit-s16'")
 
 
-def build(objective: str, setting: Setting, device: torch.device):
+def compile_blocks(model: torch.nn.Module) -> None:
+    """``torch.compile`` every transformer block in place (the bulk of the compute; the
+    objectives call encoder parts directly, so the blocks are the unit that always runs)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and module and hasattr(module[0], "attn"):
+            for block in module:
+                block.compile()
+
+
+def build(objective: str, setting: Setting, device: torch.device, compiled: bool = False):
     """The objective (seeded init) and its AdamW optimizer, on ``device``."""
     torch.manual_seed(0)
     lam = HYBRID_LAM if objective == "hybrid" else None
     model = build_objective(objective, setting.profile, lam=lam).to(device).train()
+    if compiled:
+        compile_blocks(model)
     return model, build_optimizer(model, setting.profile.train)
 
 
@@ -144,7 +155,8 @@ def _layout_peak(dtype: torch.dtype, device: torch.device, transpose_b: bool, ma
     return 2 * n ** 3 / best
 
 
-def benchmark(objectives, settings, precisions, steps: int, warmup: int, device: torch.device) -> list[dict]:
+def benchmark(objectives, settings, precisions, steps: int, warmup: int, device: torch.device,
+              compiled: bool = False) -> list[dict]:
     """One row per (setting, objective, precision)."""
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     peaks = {p: matmul_peak(dtypes[p], device) for p in precisions}
@@ -155,9 +167,10 @@ def benchmark(objectives, settings, precisions, steps: int, warmup: int, device:
             model, optimizer = build(objective, setting, device)
             flops = flops_per_image(model, images, seeds)
             for precision in precisions:
-                model, optimizer = build(objective, setting, device)
+                model, optimizer = build(objective, setting, device, compiled)
                 ips, loss = images_per_second(model, optimizer, images, seeds, precision, steps, warmup)
-                rows.append({"setting": setting.name, "objective": objective, "precision": precision,
+                rows.append({"setting": setting.name + ("+c" if compiled else ""), "objective": objective,
+                             "precision": precision,
                              "batch": setting.batch_size, "images_per_s": ips, "gflop_per_image": flops / 1e9,
                              "achieved_gflops": ips * flops / 1e9, "peak_gflops": peaks[precision] / 1e9,
                              "mfu": ips * flops / peaks[precision], "loss": loss})
@@ -186,6 +199,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--batch", type=int, default=None, help="override the batch size of every setting")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--compile", action="store_true", help="torch.compile every transformer block")
     args = parser.parse_args(argv)
     objectives = [o for o in args.objectives.split(",") if o]
     unknown = sorted(set(objectives) - set(OBJECTIVES))
@@ -197,7 +211,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"device {device} ({describe(device)}), threads {threads}, timed steps {args.steps} "
           f"after {args.warmup} warm-up")
     print(HEADER)
-    return benchmark(objectives, settings, args.precisions.split(","), args.steps, args.warmup, device)
+    return benchmark(objectives, settings, args.precisions.split(","), args.steps, args.warmup, device,
+                     args.compile)
 
 
 def describe(device: torch.device) -> str:

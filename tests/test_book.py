@@ -80,7 +80,8 @@ TOC = {"format": "jb-book", "root": "book/intro",
 def make_project(root: Path) -> Path:
     (root / "book").mkdir(parents=True)
     shutil.copy(REPO / "_config.yml", root / "_config.yml")
-    shutil.copytree(REPO / "book" / "_static", root / "book" / "_static")
+    if (REPO / "book" / "_static").is_dir():  # not in git while empty: the runner creates it
+        shutil.copytree(REPO / "book" / "_static", root / "book" / "_static")
     (root / "_toc.yml").write_text(yaml.safe_dump(TOC, sort_keys=False))
     (root / "book" / "intro.md").write_text("# A tiny book\n\nSome math: $x^2$.\n")
     (root / "book" / "okchap.py").write_text(OK_CHAPTER)
