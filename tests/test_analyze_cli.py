@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pytest
-import timm
 import torch
 from PIL import Image
 from torch import nn
@@ -18,8 +16,9 @@ from clvsmim import analyze_cli as A
 from clvsmim.analysis import analyze
 from clvsmim.cli import main
 from clvsmim.report import normalised_batches
+from official_formats import DEPTH, HEADS, IMG, PATCH, simmim_checkpoint, tiny_beit, tiny_vit
+from official_formats import moco_checkpoint as moco_v3_checkpoint
 
-DIM, DEPTH, HEADS, IMG, PATCH = 192, 2, 3, 32, 8  # ViT-Ti width (heads inferred from HEADS_BY_DIM), 4×4 grid
 N_IMAGES, BATCH = 12, 5  # uneven batches on purpose
 
 
@@ -28,50 +27,6 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CLVSMIM_WEIGHTS_LOCK", str(tmp_path / "lock.json"))
     monkeypatch.chdir(tmp_path)
-
-
-def _randomise(model: nn.Module) -> nn.Module:
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    return model.eval()
-
-
-def tiny_vit() -> nn.Module:
-    return _randomise(timm.models.vision_transformer.VisionTransformer(
-        img_size=IMG, patch_size=PATCH, embed_dim=DIM, depth=DEPTH, num_heads=HEADS, num_classes=0))
-
-
-def tiny_beit() -> nn.Module:
-    return _randomise(timm.models.beit.Beit(
-        img_size=IMG, patch_size=PATCH, embed_dim=DIM, depth=DEPTH, num_heads=HEADS, use_abs_pos_emb=False,
-        use_rel_pos_bias=False, use_shared_rel_pos_bias=True, init_values=0.1, num_classes=0,
-        global_pool="avg", use_fc_norm=False))
-
-
-def moco_v3_checkpoint(vit: nn.Module) -> dict:
-    """MoCo v3 layout: base encoder (+ projector head) under ``module.base_encoder.``, plus the
-    momentum encoder, the predictor, optimizer and scaler state."""
-    sd = OrderedDict((f"module.base_encoder.{k}", v.clone()) for k, v in vit.state_dict().items())
-    for k, v in {"head.0.weight": torch.randn(64, DIM), "head.1.running_mean": torch.zeros(64),
-                 "head.3.weight": torch.randn(32, 64)}.items():
-        sd[f"module.base_encoder.{k}"] = v
-        sd[f"module.momentum_encoder.{k}"] = v.clone()
-    for k, v in vit.state_dict().items():
-        sd[f"module.momentum_encoder.{k}"] = v.clone() + 1.0
-    sd["module.predictor.0.weight"] = torch.randn(64, 32)
-    return {"epoch": 300, "arch": "vit_base", "state_dict": sd,
-            "optimizer": {"state": {}, "param_groups": [{"lr": 1.5e-4, "params": []}]}, "scaler": {"scale": 65536.0}}
-
-
-def simmim_checkpoint(beit: nn.Module) -> dict:
-    """SimMIM layout: ``{'model': {'encoder.*' (+ mask_token, index buffers), 'decoder.*'}}``."""
-    sd = OrderedDict((f"encoder.{k}", v.clone()) for k, v in beit.state_dict().items())
-    sd["encoder.mask_token"] = torch.randn(1, 1, DIM)
-    sd["decoder.0.weight"] = torch.randn(PATCH * PATCH * 3, DIM, 1, 1)
-    sd["decoder.0.bias"] = torch.zeros(PATCH * PATCH * 3)
-    return {"model": sd, "optimizer": {"state": {}, "param_groups": []}, "epoch": 799}
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
