@@ -37,9 +37,11 @@ zoo: install
 notebooks: install
 	$(VPY) -m clvsmim notebooks --out _build/notebooks
 
+## Speed benchmarks (print ratios; minutes on a CPU).
 benchmarks: install
-	$(VPY) benchmarks/analysis_speed.py
-	$(VPY) benchmarks/train_throughput.py
+	$(VPY) benchmarks/data_speed.py
+	$(VPY) benchmarks/analysis_speed.py --threads 2
+	$(VPY) benchmarks/train_throughput.py --settings mini --precisions fp32,bf16 --steps 3 --threads 2
 
 clean:
 	rm -rf _build
