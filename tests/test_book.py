@@ -373,3 +373,14 @@ def test_browser_check_in_chromium(book):
     assert info["images"] >= 2 and info["broken"] == []
     assert info["math"] >= 1 and info["typeset"] == info["math"]  # MathJax ran offline
     assert (book.out / "screenshots" / "okchap.png").stat().st_size > 10_000
+
+
+def test_real_chapters_render_for_colab_with_official_weights_where_they_take_a_source(tmp_path):
+    written = {p.stem: p for p in bookrun.render_notebooks(tmp_path / "nbs", REPO)}
+    assert set(written) == {"background", "behaviour", "representation", "architecture", "hybrid", "summary"}
+    for name, path in written.items():
+        params = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+        chapter_source = (REPO / "book" / f"{name}.py").read_text()
+        takes_source = any(line.startswith("source =") for line in chapter_source.splitlines())
+        assert ('source = "official"' in params.source) == takes_source, (name, params.source)
+        assert "source = \"zoo\"" not in params.source

@@ -794,6 +794,8 @@ def render_notebook(source: Path, folder: str, *, profile: str = "paper", device
     src = params.source
     src = _set_param(src, "profile", profile)
     src = _set_param(src, "device", device)
+    if profile == "paper" and re.search(r"^source\s*=", src, re.M):
+        src = _set_param(src, "source", "official")  # Colab has network: the official ViT-B/16 weights
     params.source = src
     setup = nbformat.v4.new_code_cell(COLAB_SETUP.format(repo=repo, branch=branch, folder=folder),
                                       metadata={"tags": ["colab-setup"]})
