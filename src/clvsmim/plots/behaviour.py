@@ -79,6 +79,26 @@ def _empty(ax, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what}", ha="center", va="center", transform=ax.transAxes, color="#7f7f7f")
 
 
+def _literature_point(r: Mapping[str, Any]) -> tuple[str, bool, str]:
+    """(family, verified, label) of a literature row."""
+    return r["family"], r["status"] == "verified", r["method"]
+
+
+def _measured_point(r: Mapping[str, Any]) -> tuple[str, bool, str]:
+    """(family, verified, label) of a measured row (always verified: we measured it)."""
+    return family_of(r["model"]), True, _label(r["model"])
+
+
+def _scatter_panel(ax, rows, x_key: str, describe, xlabel: str, ylabel: str, title: str, missing: str) -> None:
+    """One F1 scatter panel: fine-tuning (y) against ``row[x_key]`` (x), a labelled marker per row."""
+    for r in rows:
+        _point(ax, r[x_key], r["finetune"], *describe(r))
+    _pad(ax, [r[x_key] for r in rows], [r["finetune"] for r in rows])
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if not rows:
+        _empty(ax, missing)
+
+
 def plot_behaviour(literature: Mapping[str, list[dict[str, Any]]], measured: Mapping[str, list[dict[str, Any]]]):
     """F1: a 2×3 grid. Top row: literature numbers (:func:`~clvsmim.chapters.behaviour.literature_panels`),
     hollow markers for numbers that are not verified; bottom row: the zoo
@@ -90,14 +110,8 @@ def plot_behaviour(literature: Mapping[str, list[dict[str, Any]]], measured: Map
 
     fig, axes = plt.subplots(2, 3, figsize=(13, 7.2))
     # ---- literature
-    ax = axes[0, 0]
-    rows = literature.get("linear_vs_finetune", [])
-    for r in rows:
-        _point(ax, r["linear_probe"], r["finetune"], r["family"], r["status"] == "verified", r["method"])
-    _pad(ax, [r["linear_probe"] for r in rows], [r["finetune"] for r in rows])
-    ax.set(xlabel="linear probing (%)", ylabel="fine-tuning (%)", title="(a) literature, ViT-B")
-    if not rows:
-        _empty(ax, "numbers")
+    _scatter_panel(axes[0, 0], literature.get("linear_vs_finetune", []), "linear_probe", _literature_point,
+                   "linear probing (%)", "fine-tuning (%)", "(a) literature, ViT-B", "numbers")
 
     ax = axes[0, 1]
     rows = [r for r in literature.get("size", []) if r["family"] in ("CL", "MIM")]
@@ -116,24 +130,12 @@ def plot_behaviour(literature: Mapping[str, list[dict[str, Any]]], measured: Map
     if not rows:
         _empty(ax, "numbers")
 
-    ax = axes[0, 2]
-    rows = literature.get("detection", [])
-    for r in rows:
-        _point(ax, r["coco_ap_box"], r["finetune"], r["family"], r["status"] == "verified", r["method"])
-    _pad(ax, [r["coco_ap_box"] for r in rows], [r["finetune"] for r in rows])
-    ax.set(xlabel="COCO box AP", ylabel="ImageNet fine-tuning (%)", title="(c) literature, detection")
-    if not rows:
-        _empty(ax, "numbers")
+    _scatter_panel(axes[0, 2], literature.get("detection", []), "coco_ap_box", _literature_point,
+                   "COCO box AP", "ImageNet fine-tuning (%)", "(c) literature, detection", "numbers")
 
     # ---- measured
-    ax = axes[1, 0]
-    rows = measured.get("linear_vs_finetune", [])
-    for r in rows:
-        _point(ax, r["linear_probe"], r["finetune"], family_of(r["model"]), True, _label(r["model"]))
-    _pad(ax, [r["linear_probe"] for r in rows], [r["finetune"] for r in rows])
-    ax.set(xlabel="linear probing, last block (%)", ylabel="fine-tuning (%)", title="(a) this project")
-    if not rows:
-        _empty(ax, "evaluations")
+    _scatter_panel(axes[1, 0], measured.get("linear_vs_finetune", []), "linear_probe", _measured_point,
+                   "linear probing, last block (%)", "fine-tuning (%)", "(a) this project", "evaluations")
 
     ax = axes[1, 1]
     rows = measured.get("size", [])
@@ -152,14 +154,8 @@ def plot_behaviour(literature: Mapping[str, list[dict[str, Any]]], measured: Map
     if not rows:
         _empty(ax, "evaluations")
 
-    ax = axes[1, 2]
-    rows = measured.get("detection", [])
-    for r in rows:
-        _point(ax, r["dense_miou"], r["finetune"], family_of(r["model"]), True, _label(r["model"]))
-    _pad(ax, [r["dense_miou"] for r in rows], [r["finetune"] for r in rows])
-    ax.set(xlabel="dense probe mIoU (%)", ylabel="fine-tuning (%)", title="(c) this project, dense")
-    if not rows:
-        _empty(ax, "evaluations")
+    _scatter_panel(axes[1, 2], measured.get("detection", []), "dense_miou", _measured_point,
+                   "dense probe mIoU (%)", "fine-tuning (%)", "(c) this project, dense", "evaluations")
 
     handles = [Line2D([], [], ls="", marker="s", color=FAMILY_COLOR["CL"], label="CL"),
                Line2D([], [], ls="", marker="^", color=FAMILY_COLOR["MIM"], label="MIM"),
