@@ -364,3 +364,12 @@ def set_depth_ticks(ax: Any, depths: Iterable[int], max_ticks: int = 8) -> None:
     depths = sorted(set(depths))
     if depths:
         ax.set_xticks(depths[::max(1, len(depths) // max_ticks)])
+
+
+def bare_axes(ax: Any) -> None:
+    """An axes that shows an image only: no ticks, no grid, no frame."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)

@@ -21,9 +21,9 @@ from timm.models.vision_transformer import Block
 
 from ..augment import denormalize, eval_view, mae_masking, mae_view, patchify, unpatchify
 from ..config import MAEConfig
-from ..models import capture, geometry, sincos_pos_embed_2d
+from ..models import capture, sincos_pos_embed_2d
 from .base import Objective
-from .simmim import _check_vit
+from .simmim import _check_vit, square_geometry
 
 
 class MAEDecoder(nn.Module):
@@ -90,9 +90,7 @@ class MAE(Objective):
                 or encoder.num_prefix_tokens != 1:
             raise ValueError("MAE expects a timm ViT with exactly one prefix token (CLS)")
         self.cfg = cfg
-        geo = geometry(encoder)
-        if geo.grid[0] != geo.grid[1]:
-            raise ValueError(f"MAE needs a square token grid, got {geo.grid}")
+        geo = square_geometry(encoder, "MAE")
         self.patch_size = geo.patch_size
         self.grid = geo.grid[0]
         self.num_patches = self.grid * self.grid

@@ -32,6 +32,14 @@ def _check_vit(encoder: nn.Module, who: str) -> None:
                         f"got {type(encoder).__name__}")
 
 
+def square_geometry(encoder: nn.Module, who: str):
+    """The encoder's :class:`~clvsmim.models.Geometry`, which must have a square token grid."""
+    geo = geometry(encoder)
+    if geo.grid[0] != geo.grid[1]:
+        raise ValueError(f"{who} needs a square token grid, got {geo.grid}")
+    return geo
+
+
 class SimMIM(Objective):
     """SimMIM on a timm ViT ``encoder`` with settings from :class:`SimMIMConfig`."""
 
@@ -41,9 +49,7 @@ class SimMIM(Objective):
         super().__init__(encoder)
         _check_vit(encoder, "SimMIM")
         self.cfg = cfg
-        geo = geometry(encoder)
-        if geo.grid[0] != geo.grid[1]:
-            raise ValueError(f"SimMIM needs a square token grid, got {geo.grid}")
+        geo = square_geometry(encoder, "SimMIM")
         self.patch_size = geo.patch_size
         self.grid = geo.grid[0]
         self.img_size = self.grid * self.patch_size

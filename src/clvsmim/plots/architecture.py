@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..figures import plot_kwargs, set_depth_ticks
+from ..figures import plot_kwargs, set_depth_ticks, bare_axes
 from .behaviour import CONTROL_STYLE, _label
 
 __all__ = ["plot_linear_probe_depths", "plot_mae_fourier"]
@@ -56,11 +56,7 @@ def plot_mae_fourier(fourier: Mapping[str, Any], simmim_encoder: Sequence[float]
             for j, key in enumerate(("masked", "reconstruction", "original")):
                 ax = fig.add_subplot(top[i, j])
                 ax.imshow(np.clip(strip[key][i], 0, 1), interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.grid(False)
-                for spine in ax.spines.values():
-                    spine.set_visible(False)
+                bare_axes(ax)
                 if i == 0:
                     ax.set_title(key, fontsize=9)
     bottom = outer[-1].subgridspec(1, 2, width_ratios=[max(depth, 1) + 1, max(len(dec), 2)], wspace=0.08)

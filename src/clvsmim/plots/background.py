@@ -6,7 +6,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..figures import FAMILY_COLOR
+from ..figures import FAMILY_COLOR, bare_axes
 
 __all__ = ["plot_overview", "plot_dataset", "flow"]
 
@@ -22,11 +22,7 @@ def _show(ax, image, title: str | None = None, grid: int | None = None) -> None:
             pos = k * size / grid - 0.5
             ax.axhline(pos, color="white", lw=0.4, alpha=0.6)
             ax.axvline(pos, color="white", lw=0.4, alpha=0.6)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
+    bare_axes(ax)
     if title:
         ax.set_title(title, fontsize=9)
 

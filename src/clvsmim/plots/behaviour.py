@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..figures import FAMILY_COLOR, plot_kwargs, set_depth_ticks
+from ..figures import FAMILY_COLOR, plot_kwargs, set_depth_ticks, bare_axes
 
 __all__ = ["FAMILY_MARKER", "family_of", "plot_behaviour", "plot_query_attention", "plot_depth_metric",
            "plot_nmi", "CONTROL_STYLE"]
@@ -203,11 +203,7 @@ def plot_query_attention(data: Mapping[str, Any], names: Sequence[str] | None = 
                            extent=extent)
             r, c = data["queries"][q]
             ax.add_patch(Rectangle((c * p - 0.5, r * p - 0.5), p, p, fill=False, lw=1.8, ec=QUERY_COLORS.get(q, "w")))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
-            for spine in ax.spines.values():
-                spine.set_visible(False)
+            bare_axes(ax)
             if i == 0:
                 ax.set_title(_label(name), fontsize=10, color=plot_kwargs(name)["color"])
             if j == 0:
