@@ -17,8 +17,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(VPY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-## Build the whole book on the embedded default (mini profile: trains its own small ViTs offline).
+## Build the whole book on the embedded default (mini profile: trains its own small ViTs offline,
+## or installs the shipped, checksum-verified mini zoo from zoo-weights/ when it is there).
 book: install
+	$(VPY) -m clvsmim zoo install --profile mini --from zoo-weights --if-present
 	$(VPY) -m clvsmim book --profile mini --out $(OUT)
 
 ## The smoke book (CI): seconds-per-model zoo, every chapter, HTML build.
@@ -29,9 +31,12 @@ smoke-book: install
 test: install
 	$(VPY) -m pytest -q
 
-## Retrain the mini zoo from scratch.
+## Retrain the mini zoo from scratch (in its own cache, never from shipped weights) and export
+## it to zoo-weights/ (fp16 safetensors + provenance with sha256), replacing what is shipped.
+RETRAIN_CACHE ?= $(CURDIR)/.cache/clvsmim-retrain
 zoo: install
-	$(VPY) -m clvsmim zoo build --profile mini
+	CLVSMIM_CACHE=$(RETRAIN_CACHE) $(VPY) -m clvsmim zoo build --profile mini
+	CLVSMIM_CACHE=$(RETRAIN_CACHE) $(VPY) -m clvsmim zoo export --profile mini --out zoo-weights
 
 ## Clean, output-free .ipynb renderings of the chapters (for the Colab branch).
 notebooks: install

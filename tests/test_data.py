@@ -320,3 +320,23 @@ def test_open_dataset_folders(tmp_path, folder):
     assert open_dataset(str(split), cfg, "eval").root == split / "val"
     from_cfg = open_dataset(None, DataConfig(img_size=32, root=str(folder)), "train")
     assert isinstance(from_cfg, ImageFolderDataset)
+
+
+def test_texture_scale_coarsens_the_textures_of_the_same_scenes(tmp_path, monkeypatch):
+    from clvsmim.data import synthetic_cache_path
+
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path))
+    fine = make_synthetic(64, 32, seed=3)
+    coarse = make_synthetic(64, 32, seed=3, texture_scale=2.0)
+    assert torch.equal(fine.shape, coarse.shape) and torch.equal(fine.texture, coarse.texture)
+    assert torch.equal(fine.mask, coarse.mask)  # same scenes: labels and geometry do not depend on the scale
+
+    def step(images):  # mean absolute difference of horizontally adjacent pixels
+        x = images.float()
+        return (x[..., 1:] - x[..., :-1]).abs().mean()
+
+    assert step(coarse.images) < 0.75 * step(fine.images)
+    assert synthetic_cache_path(64, 32, 3, "independent", 2.0) != synthetic_cache_path(64, 32, 3, "independent")
+    assert torch.equal(load_synthetic(8, 32, seed=3, texture_scale=2.0).images, coarse.images[:8])
+    with pytest.raises(ValueError, match="texture_scale must be a positive number"):
+        make_synthetic(4, 32, texture_scale=0)

@@ -43,6 +43,7 @@ class DataConfig:
     num_eval: int = 1024
     seed: int = 0
     root: str | None = None
+    texture_scale: float = 1.0  # synthetic texture periods relative to 1/7 … 1/4 of the image width
 
 
 @dataclass(frozen=True)

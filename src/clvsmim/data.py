@@ -27,6 +27,7 @@ import os
 import tempfile
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -168,10 +169,10 @@ class _TextureLayers:
         dx, dy = x - _per_layer(self.centre[:, 0]), y - _per_layer(self.centre[:, 1])
         return torch.sqrt(dx * dx + dy * dy) * _per_layer(self.freq) + _per_layer(self.phase[:, 0])
 
-    def value_noise(self, size: int) -> torch.Tensor:
-        """Bilinear value noise on a fixed lattice, (B, S, S) in [0, 1]; resolution independent."""
-        lattice = _uniform(self.seeds, _NOISE_CELLS * _NOISE_CELLS, stream=0)
-        lattice = lattice.reshape(-1, 1, _NOISE_CELLS, _NOISE_CELLS)
+    def value_noise(self, size: int, cells: int = _NOISE_CELLS) -> torch.Tensor:
+        """Bilinear value noise on a ``cells``² lattice, (B, S, S) in [0, 1]; resolution independent."""
+        lattice = _uniform(self.seeds, cells * cells, stream=0)
+        lattice = lattice.reshape(-1, 1, cells, cells)
         return F.interpolate(lattice, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
 
 
@@ -200,9 +201,9 @@ def _dots(layers: _TextureLayers, grid) -> torch.Tensor:
     return (du * du + dv * dv < 0.3 ** 2).float()
 
 
-def _noise(layers: _TextureLayers, grid) -> torch.Tensor:
+def _noise(layers: _TextureLayers, grid, cells: int = _NOISE_CELLS) -> torch.Tensor:
     size = grid[0].shape[-1]
-    return ((layers.value_noise(size) - 0.5) * 3.0 + 0.5).clamp(0.0, 1.0)
+    return ((layers.value_noise(size, cells) - 0.5) * 3.0 + 0.5).clamp(0.0, 1.0)
 
 
 def _waves(layers: _TextureLayers, grid) -> torch.Tensor:
@@ -287,10 +288,11 @@ def _draw_local_coords(seeds: torch.Tensor, grid) -> tuple[torch.Tensor, torch.T
     return (cos * dx + sin * dy) * inv_scale, (cos * dy - sin * dx) * inv_scale
 
 
-def _draw_texture_layers(seeds: torch.Tensor, stream: int, contrast: float) -> _TextureLayers:
-    """Texture parameters and a dark/light colour pair per sample, at the given contrast."""
+def _draw_texture_layers(seeds: torch.Tensor, stream: int, contrast: float, scale: float = 1.0) -> _TextureLayers:
+    """Texture parameters and a dark/light colour pair per sample, at the given contrast;
+    periods are ``scale`` times :data:`_PERIOD_RANGE`."""
     u = _uniform(seeds, 13, stream)
-    period = _PERIOD_RANGE[0] + (_PERIOD_RANGE[1] - _PERIOD_RANGE[0]) * u[:, 1]
+    period = scale * (_PERIOD_RANGE[0] + (_PERIOD_RANGE[1] - _PERIOD_RANGE[0]) * u[:, 1])
     dark, light = 0.45 * u[:, 6:9], 0.55 + 0.45 * u[:, 9:12]
     swap = (u[:, 12:13] < 0.5)
     dark, light = torch.where(swap, light, dark), torch.where(swap, dark, light)
@@ -322,8 +324,24 @@ def _per_family(family: torch.Tensor, render: Callable[[int, torch.Tensor], torc
     return out
 
 
-def _render_chunk(seeds: torch.Tensor, mode: str, size: int) -> dict[str, torch.Tensor]:
-    """Render samples with the given per-sample seeds (B,): images uint8 B×3×S×S and labels."""
+def _texture_fns(scale: float) -> list[Callable[[_TextureLayers, tuple], torch.Tensor]]:
+    """The texture renderers; value noise gets a lattice ``scale`` times coarser."""
+    fns = list(_TEXTURE_FNS)
+    fns[TEXTURES.index("noise")] = partial(_noise, cells=max(2, round(_NOISE_CELLS / scale)))
+    return fns
+
+
+def check_texture_scale(scale: float) -> float:
+    """``scale`` as a float, which must be positive and finite."""
+    scale = float(scale)
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"texture_scale must be a positive number, got {scale!r}")
+    return scale
+
+
+def _render_chunk(seeds: torch.Tensor, mode: str, size: int, scale: float = 1.0) -> dict[str, torch.Tensor]:
+    """Render samples with the given per-sample seeds (B,): images uint8 B×3×S×S and labels;
+    texture periods ``scale`` times the default."""
     grid = _pixel_grid(size)
     n = seeds.numel()
     shape, texture, background = _draw_labels(seeds, mode)
@@ -332,10 +350,11 @@ def _render_chunk(seeds: torch.Tensor, mode: str, size: int) -> dict[str, torch.
     mask = _per_family(shape, lambda k, rows: _SHAPE_FNS[k](lx[rows], ly[rows]),
                        torch.empty(n, size, size, dtype=torch.bool))
 
-    layers = _TextureLayers.cat([_draw_texture_layers(seeds, _STREAM_FOREGROUND, 1.0),
-                                 _draw_texture_layers(seeds, _STREAM_BACKGROUND, _BACKGROUND_CONTRAST)])
+    layers = _TextureLayers.cat([_draw_texture_layers(seeds, _STREAM_FOREGROUND, 1.0, scale),
+                                 _draw_texture_layers(seeds, _STREAM_BACKGROUND, _BACKGROUND_CONTRAST, scale)])
     family = torch.cat([texture, background])
-    pattern = _per_family(family, lambda k, rows: _TEXTURE_FNS[k](layers.take(rows), grid),
+    fns = _texture_fns(scale)
+    pattern = _per_family(family, lambda k, rows: fns[k](layers.take(rows), grid),
                           torch.empty(2 * n, size, size))
     dark, light = layers.dark[:, :, None, None], layers.light[:, :, None, None]
     colour = torch.lerp(dark, light, pattern.unsqueeze(1))  # (2B, 3, S, S)
@@ -419,19 +438,25 @@ class SyntheticSet(Dataset):
                 "mask": self.mask, "background": self.background, "mode": self.mode}
 
 
-def make_synthetic(n: int, img_size: int = 32, seed: int = 0, mode: str = "independent") -> SyntheticSet:
-    """Generate ``n`` images of ``img_size``² pixels; sample ``i`` depends only on ``(seed, i, mode, img_size)``.
+def make_synthetic(n: int, img_size: int = 32, seed: int = 0, mode: str = "independent",
+                   texture_scale: float = 1.0) -> SyntheticSet:
+    """Generate ``n`` images of ``img_size``² pixels; sample ``i`` depends only on
+    ``(seed, i, mode, img_size, texture_scale)``.
 
     mode: "independent" (shape and texture uniform, independent), "aligned" (texture == shape
     index: both cues agree), "conflict" (texture of a different, random class).
+    texture_scale: texture periods (and the noise grain) relative to the default of 1/7 … 1/4
+    of the image width; 2.0 draws textures twice as coarse.
     """
+    texture_scale = check_texture_scale(texture_scale)
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
     if n < 0 or img_size < 1:
         raise ValueError(f"need n >= 0 and img_size >= 1, got n={n}, img_size={img_size}")
     chunk = max(1, _PIXELS_PER_CHUNK // (img_size * img_size))
     starts = range(0, max(n, 1), chunk)  # one (possibly empty) chunk at least
-    parts = [_render_chunk(_data_seeds(seed, start, min(n, start + chunk)), mode, img_size) for start in starts]
+    parts = [_render_chunk(_data_seeds(seed, start, min(n, start + chunk)), mode, img_size, texture_scale)
+             for start in starts]
     fields = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     return SyntheticSet(**fields, mode=mode)
 
@@ -440,9 +465,12 @@ def make_synthetic(n: int, img_size: int = 32, seed: int = 0, mode: str = "indep
 # Cache.
 # --------------------------------------------------------------------------------------
 
-def synthetic_cache_path(n: int, img_size: int, seed: int, mode: str) -> Path:
+def synthetic_cache_path(n: int, img_size: int, seed: int, mode: str, texture_scale: float = 1.0) -> Path:
     """Where :func:`load_synthetic` keeps a set (key covers all arguments and the version)."""
-    key = config_key({"version": GENERATOR_VERSION, "n": n, "img_size": img_size, "seed": seed, "mode": mode})
+    fields = {"version": GENERATOR_VERSION, "n": n, "img_size": img_size, "seed": seed, "mode": mode}
+    if float(texture_scale) != 1.0:  # the default keeps the keys of earlier versions
+        fields["texture_scale"] = float(texture_scale)
+    key = config_key(fields)
     return cache_dir("data") / f"synthetic-{mode}-n{n}-s{img_size}-seed{seed}-{key}.pt"
 
 
@@ -473,14 +501,14 @@ def _write_atomically(fields: dict, path: Path) -> None:
 
 
 def load_synthetic(n: int, img_size: int = 32, seed: int = 0, mode: str = "independent",
-                   cache: bool = True) -> SyntheticSet:
+                   cache: bool = True, texture_scale: float = 1.0) -> SyntheticSet:
     """:func:`make_synthetic`, cached under ``cache_dir("data")``; a corrupt cache file is regenerated."""
     if not cache:
-        return make_synthetic(n, img_size, seed, mode)
-    path = synthetic_cache_path(n, img_size, seed, mode)
+        return make_synthetic(n, img_size, seed, mode, texture_scale)
+    path = synthetic_cache_path(n, img_size, seed, mode, texture_scale)
     dataset = _read_cached(path, n, img_size)
     if dataset is None:
-        dataset = make_synthetic(n, img_size, seed, mode)
+        dataset = make_synthetic(n, img_size, seed, mode, texture_scale)
         _write_atomically(dataset.to_dict(), path)
     return dataset
 
@@ -611,9 +639,11 @@ def open_dataset(root: str | None, data_cfg: DataConfig, split: str) -> Syntheti
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
     root = root if root is not None else data_cfg.root
     if root is None:
+        scale = data_cfg.texture_scale
         if split == "train":
-            return load_synthetic(data_cfg.num_train, data_cfg.img_size, seed=data_cfg.seed)
-        return load_synthetic(data_cfg.num_eval, data_cfg.img_size, seed=data_cfg.seed + EVAL_SEED_OFFSET)
+            return load_synthetic(data_cfg.num_train, data_cfg.img_size, seed=data_cfg.seed, texture_scale=scale)
+        return load_synthetic(data_cfg.num_eval, data_cfg.img_size, seed=data_cfg.seed + EVAL_SEED_OFFSET,
+                              texture_scale=scale)
     sub = Path(root) / ("train" if split == "train" else "val")
     return ImageFolderDataset(sub if sub.is_dir() else root, data_cfg.img_size)
 

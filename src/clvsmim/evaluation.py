@@ -407,18 +407,20 @@ def shape_bias_from_predictions(pred, shape_label, texture_label) -> dict[str, f
 
 
 def shape_texture_bias(encoder: nn.Module, cfg: EvalConfig, img_size: int, seed: int = 0, pool: str = "mean",
-                       sizes: tuple[int, int] = SHAPE_TEXTURE_SIZES) -> dict[str, float]:
+                       sizes: tuple[int, int] = SHAPE_TEXTURE_SIZES, texture_scale: float = 1.0) -> dict[str, float]:
     """Shape-vs-texture bias of a linear probe on the final-depth features.
 
     The probe is trained on ``sizes[0]`` "aligned" synthetic images (foreground texture ``k``
     on every shape ``k``: both cues predict the class; seed ``seed``) and evaluated on
     ``sizes[1]`` "conflict" images (shape ``k`` filled with the texture of another class ``j``;
-    seed ``seed + EVAL_SEED_OFFSET``). See :func:`shape_bias_from_predictions`.
+    seed ``seed + EVAL_SEED_OFFSET``), both with the data's ``texture_scale``. See
+    :func:`shape_bias_from_predictions`.
     """
     from .data import EVAL_SEED_OFFSET, load_synthetic
 
-    aligned = load_synthetic(sizes[0], img_size, seed=seed, mode="aligned")
-    conflict = load_synthetic(sizes[1], img_size, seed=seed + EVAL_SEED_OFFSET, mode="conflict")
+    aligned = load_synthetic(sizes[0], img_size, seed=seed, mode="aligned", texture_scale=texture_scale)
+    conflict = load_synthetic(sizes[1], img_size, seed=seed + EVAL_SEED_OFFSET, mode="conflict",
+                              texture_scale=texture_scale)
     f_train = extract_features(encoder, aligned.images, cfg.batch_size, pool, depths=[-1])[0]
     f_eval = extract_features(encoder, conflict.images, cfg.batch_size, pool, depths=[-1])[0]
     pred = probe_predict(f_train, aligned.shape, f_eval, cfg, seed, num_classes=aligned.num_classes)
@@ -528,7 +530,8 @@ def evaluate_model(encoder: nn.Module, profile: Profile, data_root: str | None =
                           if hasattr(train_set, "token_targets") else None)
     sizes = (min(SHAPE_TEXTURE_SIZES[0], profile.data.num_train), min(SHAPE_TEXTURE_SIZES[1], profile.data.num_eval))
     out["shape_texture"] = timed("shape_texture", shape_texture_bias, encoder, cfg,
-                                 geo.grid[0] * geo.patch_size, seed=profile.data.seed, sizes=sizes)
+                                 geo.grid[0] * geo.patch_size, seed=profile.data.seed, sizes=sizes,
+                                 texture_scale=profile.data.texture_scale)
     out["noise"] = timed("noise", noise_robustness, encoder, train_set, eval_set, cfg, seed=seed)
     out["timing_s"] = timing
     return _json_safe(out)

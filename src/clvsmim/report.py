@@ -118,7 +118,8 @@ def model_analysis(profile: Profile, name: str, source: str = "zoo", data_root: 
     dev = resolve_device(device)
     model = backbone(profile, name, source, data_root, dev)
     images, _ = analysis_images(profile, data_root, n)
-    result = analyze(model, normalised_batches(images, profile.eval.batch_size, dev), device=dev)
+    # the book's analysis sets are small: the spectrum uses every image
+    result = analyze(model, normalised_batches(images, profile.eval.batch_size, dev), device=dev, spectrum_every=1)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(result))
     os.replace(tmp, path)

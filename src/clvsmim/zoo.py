@@ -533,7 +533,7 @@ def evaluations(profile: Profile, data_root: str | None = None, only: str | Iter
 # --------------------------------------------------------------------------- CLI
 
 def add_cli(subparsers) -> None:
-    """Register ``clvsmim zoo build | list | eval``."""
+    """Register ``clvsmim zoo build | list | eval | export | install``."""
     p = subparsers.add_parser("zoo", help="train / list / evaluate the cached model zoo of a profile")
     sub = p.add_subparsers(dest="zoo_command", required=True)
 
@@ -559,6 +559,52 @@ def add_cli(subparsers) -> None:
     ev.add_argument("--skip-missing", action="store_true", help="leave unbuilt models out instead of failing")
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(func=_cli_eval)
+
+    ex = sub.add_parser("export", help="write the built models as fp16 safetensors + a provenance JSON")
+    ex.add_argument("--profile", default="mini")
+    ex.add_argument("--data", default=None)
+    ex.add_argument("--only", default=None)
+    ex.add_argument("--out", required=True, help="folder for <profile>-zoo.safetensors and <profile>-zoo.json")
+    ex.set_defaults(func=_cli_export)
+
+    ins = sub.add_parser("install", help="verify (sha256) and install shipped weights into the cache")
+    ins.add_argument("--profile", default="mini")
+    ins.add_argument("--data", default=None)
+    ins.add_argument("--from", dest="src", required=True, help="folder holding <profile>-zoo.safetensors/.json")
+    ins.add_argument("--if-present", action="store_true", help="do nothing (exit 0) when no files are shipped")
+    ins.set_defaults(func=_cli_install)
+
+
+def _cli_export(args) -> int:
+    from .config import load_profile
+    from .zoo_weights import ZooWeightsError, export_zoo
+
+    try:
+        weights, provenance = export_zoo(load_profile(args.profile), args.out, args.data, args.only)
+    except ZooWeightsError as error:
+        print(f"zoo export: {error}")
+        return 1
+    record = json.loads(provenance.read_text())
+    print(f"wrote {weights} ({record['weights']['bytes'] / 2**20:.1f} MiB, sha256 {record['weights']['sha256']}, "
+          f"{len(record['models'])} models) and {provenance}")
+    return 0
+
+
+def _cli_install(args) -> int:
+    from .config import load_profile
+    from .zoo_weights import ZooWeightsError, install_zoo, weights_paths
+
+    profile = load_profile(args.profile)
+    if args.if_present and not any(p.exists() for p in weights_paths(args.src, profile.name)):
+        print(f"zoo install: no shipped {profile.name} zoo in {args.src}; `clvsmim zoo build` trains it")
+        return 0
+    try:
+        keys = install_zoo(profile, args.src, args.data)
+    except ZooWeightsError as error:
+        print(f"zoo install: {error}")
+        return 1
+    print(f"zoo install: {len(keys)} model(s) installed from {args.src} (sha256 verified)")
+    return 0
 
 
 def _cli_build(args) -> int:

@@ -15,12 +15,13 @@ from ._shapes import check_attention, compute_dtype, grid_distances
 
 
 def patch_attention(attn: torch.Tensor, num_prefix_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Patch-to-patch block ``S`` (``B×H×N×N`` view) and its query row sums ``s`` (``B×H×N``).
+    """Patch-to-patch block ``S`` (``B×H×N×N``, a contiguous copy) and its query row sums ``s`` (``B×H×N``).
 
     The renormalised attention is ``S / s[..., None]``. ``s`` is clamped away from zero so a
     row with no patch mass at all (only possible by underflow) yields zeros, not NaNs.
     """
-    a = compute_dtype(attn)[..., num_prefix_tokens:, num_prefix_tokens:]
+    # one contiguous copy: the reductions below run ~2x faster than on the strided slice
+    a = compute_dtype(attn)[..., num_prefix_tokens:, num_prefix_tokens:].contiguous()
     s = a.sum(-1).clamp_min(torch.finfo(a.dtype).tiny)
     return a, s
 

@@ -13,6 +13,14 @@ from .attention import attention_statistics
 from .tokens import diagonal_log_amplitude, per_image_spectra, token_cosine_similarity
 
 
+#: Default ``spectrum_every`` of :func:`analyze`: the spectrum is a mean over images, and a
+#: quarter of them keeps ``analyze`` near 1.3× a bare forward pass (benchmarks/analysis_speed.py).
+DEFAULT_SPECTRUM_EVERY = 4
+#: Precision of the per-image singular-value spectra in :func:`analyze` (the costliest metric):
+#: float32 is ~1.6× faster than float64 on the CPU; normalised values are within ~1e-3.
+SPECTRUM_DTYPE = torch.float32
+
+
 def model_geometry(model: nn.Module) -> Geometry:
     """:func:`clvsmim.models.geometry`, checked to describe a square patch grid."""
     geo = geometry(model)
@@ -58,7 +66,7 @@ def spectrum_selection(first_index: int, batch_size: int, every: int) -> torch.T
     if every < 1:
         raise ValueError(f"spectrum_every must be >= 1, found {every}")
     offset = (-first_index) % every
-    return torch.arange(offset, batch_size, every)
+    return torch.arange(offset, max(offset, batch_size), every)  # empty when the batch ends before offset
 
 
 def batch_sums(captured: Captured, geo: Geometry, first_index: int = 0,
@@ -81,8 +89,10 @@ def batch_sums(captured: Captured, geo: Geometry, first_index: int = 0,
         "attention_distance": (distance, batch),
         "nmi": (nmi, batch),
     }
-    if len(chosen):
-        per_depth["svd_spectrum"] = ([per_image_spectra(z[chosen], p) for z in states], len(chosen))
+    if len(chosen):  # every depth in ONE batched eigenproblem, spread over the CPU threads
+        spectra = per_image_spectra(torch.stack([z[chosen] for z in states]), p, dtype=SPECTRUM_DTYPE,
+                                    workers=torch.get_num_threads())
+        per_depth["svd_spectrum"] = (list(spectra), len(chosen))
     return {name: (torch.stack([v.sum(0).double().cpu() for v in values]), count)
             for name, (values, count) in per_depth.items()}
 
@@ -122,7 +132,7 @@ def summarise(means: dict[str, torch.Tensor], geo: Geometry, num_images: int, sv
 
 
 def analyze(model: nn.Module, loader, max_images: int | None = None, device: str | torch.device = "cpu",
-            spectrum_every: int = 1) -> dict:
+            spectrum_every: int = DEFAULT_SPECTRUM_EVERY) -> dict:
     """Per-depth means over the images of ``loader`` of every attention/representation metric.
 
     ``loader`` yields normalised image batches ``B×3×H×W`` or ``(images, labels)`` tuples;
@@ -130,7 +140,8 @@ def analyze(model: nn.Module, loader, max_images: int | None = None, device: str
     :func:`capture` per batch; batches are folded into running sums, so the result does not
     depend on how the images are split into batches. Means are over images (and over heads
     for ``"mean"``). The singular-value spectra (per image, an ``N×N`` eigenproblem: the
-    costliest metric on CPU) use every ``spectrum_every``-th image (global index), all by default.
+    costliest metric: ~0.2× a forward pass of ViT-S/16 on a 2-core CPU even in float32) use every
+    ``spectrum_every``-th image (global index): every 4th by default, ``spectrum_every=1`` for all.
 
     Returns (``L`` blocks, ``H`` heads, ``K = h − h//2``, ``R = min(N, C)``)::
 

@@ -7,6 +7,7 @@ are dropped, the remaining ``N = h·w`` form a square patch grid (row-major).
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -82,20 +83,43 @@ def single_threaded(device: torch.device):
         torch.set_num_threads(saved)
 
 
-def singular_values(x: torch.Tensor, center: bool = True) -> torch.Tensor:
-    """Singular values (descending, float64) of each ``M×C`` matrix in ``x`` (``…×M×C``).
+def batched_eigvalsh(matrices: torch.Tensor, workers: int = 1) -> torch.Tensor:
+    """``torch.linalg.eigvalsh`` of a batch ``…×n×n`` of symmetric matrices (ascending).
 
-    Uses the eigenvalues of the smaller Gram matrix (``M×M`` or ``C×C``) in float64, which is
-    several times faster than an SVD and accurate to ~1e-8 of the largest value.
-    ``center=True`` subtracts the mean row (token) first. Output ``…×min(M, C)``.
+    Solved on the CPU: each matrix with ONE intra-op thread, the batch split over ``workers``
+    Python threads (LAPACK releases the GIL) — a small eigenproblem cannot use several cores,
+    many of them side by side can. Matrices on a GPU are copied to the CPU and the values
+    copied back: measured on an H100, cuSOLVER took 3.3 s for 832 float32 196×196 problems
+    (ViT-S/16, 64 images × 13 depths), far slower than LAPACK on a few cores.
     """
-    x = x.to(torch.float64)
+    device = matrices.device
+    flat = matrices.reshape(-1, *matrices.shape[-2:]).cpu()
+    workers = max(1, min(int(workers), flat.shape[0]))
+    with single_threaded(flat.device):
+        if workers <= 1:
+            values = torch.linalg.eigvalsh(flat)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                values = torch.cat(list(pool.map(torch.linalg.eigvalsh, flat.chunk(workers))))
+    return values.reshape(matrices.shape[:-1]).to(device)
+
+
+def singular_values(x: torch.Tensor, center: bool = True, dtype: torch.dtype = torch.float64,
+                    workers: int = 1) -> torch.Tensor:
+    """Singular values (descending, in ``dtype``) of each ``M×C`` matrix in ``x`` (``…×M×C``).
+
+    Uses the eigenvalues of the smaller Gram matrix (``M×M`` or ``C×C``), several times
+    faster than an SVD. In float64 they are accurate to ~1e-8 of the largest value; float32
+    is ~1.6× faster on the CPU and accurate to ~1e-3 of the largest value (the square root
+    of the eigenvalues' round-off: only the smallest values are affected). ``center=True``
+    subtracts the mean row (token) first. ``workers``: see :func:`batched_eigvalsh`.
+    Output ``…×min(M, C)``.
+    """
+    x = x.to(dtype)
     if center:
         x = x - x.mean(-2, keepdim=True)
     gram = x @ x.mT if x.shape[-2] <= x.shape[-1] else x.mT @ x
-    with single_threaded(gram.device):
-        eigenvalues = torch.linalg.eigvalsh(gram)
-    return eigenvalues.flip(-1).clamp_min(0).sqrt()
+    return batched_eigvalsh(gram, workers).flip(-1).clamp_min(0).sqrt()
 
 
 def _normalise_spectrum(values: torch.Tensor, normalize: str) -> torch.Tensor:
@@ -110,10 +134,11 @@ def _normalise_spectrum(values: torch.Tensor, normalize: str) -> torch.Tensor:
 
 
 def per_image_spectra(z: torch.Tensor, num_prefix_tokens: int = 1, center: bool = True,
-                      normalize: str = "max") -> torch.Tensor:
-    """Normalised singular values of each image's ``N×C`` patch-token matrix, ``B×min(N, C)``."""
-    check_tokens(z, num_prefix_tokens, "per_image_spectra")
-    return _normalise_spectrum(singular_values(z[:, num_prefix_tokens:], center), normalize)
+                      normalize: str = "max", dtype: torch.dtype = torch.float64, workers: int = 1) -> torch.Tensor:
+    """Normalised singular values of each image's ``N×C`` patch-token matrix, ``…×B×min(N, C)``
+    (``z`` may carry leading batch dimensions, e.g. depth × image); see :func:`singular_values`."""
+    check_tokens(z.reshape(-1, *z.shape[-2:]), num_prefix_tokens, "per_image_spectra")
+    return _normalise_spectrum(singular_values(z[..., num_prefix_tokens:, :], center, dtype, workers), normalize)
 
 
 def singular_value_spectrum(z: torch.Tensor, num_prefix_tokens: int = 1, *, per_image: bool = True,

@@ -117,8 +117,9 @@ def dataset_samples(profile, classes: Sequence[int] | None = None, n_scan: int =
     from ..data import SHAPES, TEXTURES, load_synthetic
 
     size, seed = profile.data.img_size, profile.data.seed
-    aligned = load_synthetic(n_scan, size, seed=seed, mode="aligned")
-    conflict = load_synthetic(n_scan, size, seed=seed, mode="conflict")
+    scale = profile.data.texture_scale
+    aligned = load_synthetic(n_scan, size, seed=seed, mode="aligned", texture_scale=scale)
+    conflict = load_synthetic(n_scan, size, seed=seed, mode="conflict", texture_scale=scale)
     classes = list(range(len(SHAPES))) if classes is None else list(classes)
     idx = []
     for k in classes:

@@ -1,0 +1,171 @@
+"""A built zoo as two files — fp16 weights and their provenance — and back into the cache, verified.
+
+Training a faithful zoo can take far longer than a book build may (hours on a 2-core CPU,
+minutes on a GPU), so a zoo trained once can be shipped and installed instead:
+
+* :func:`export_zoo` writes ``<dest>/<profile>-zoo.safetensors`` — every built model's
+  encoder in fp16 as ``<key>/encoder/<param>`` (for MAE the whole objective as
+  ``<key>/model/<param>``: the architecture chapter reads its decoder) — and
+  ``<dest>/<profile>-zoo.json``, the provenance: the weights file's sha256 and size, and per
+  model its zoo record (objective, λ, size, seed, model / training / data configs, steps,
+  final loss, wall time, torch version), the trainer's ``meta.json`` (git commit, device
+  throughput) and its training log (``log.csv``).
+* :func:`install_zoo` checks the sha256 (a corrupt or altered file is refused, naming both
+  hashes), then writes each model of the file whose key belongs to the profile's zoo
+  (:func:`clvsmim.zoo.zoo_specs`: the key covers every setting the run depends on, so a
+  changed profile never picks up stale weights) and is not built yet into the cache, exactly
+  as :func:`clvsmim.zoo.build` would have left it (``checkpoint.pt`` with fp32 tensors,
+  ``log.csv``, ``meta.json``, ``done.json`` last, recording where it came from).
+
+``clvsmim zoo export --profile P --out DIR`` and ``clvsmim zoo install --profile P --from DIR``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from .config import Profile
+
+__all__ = ["WEIGHTS_FORMAT", "weights_paths", "sha256_of", "export_zoo", "install_zoo", "ZooWeightsError"]
+
+#: Bump when the layout of the two files changes.
+WEIGHTS_FORMAT = 1
+_FILES_KEPT = ("log.csv", "meta.json")
+
+
+class ZooWeightsError(RuntimeError):
+    """A shipped zoo cannot be installed: missing file, checksum mismatch, wrong profile."""
+
+
+def weights_paths(folder: str | os.PathLike, profile_name: str) -> tuple[Path, Path]:
+    """``(<folder>/<name>-zoo.safetensors, <folder>/<name>-zoo.json)``."""
+    folder = Path(folder)
+    return folder / f"{profile_name}-zoo.safetensors", folder / f"{profile_name}-zoo.json"
+
+
+def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+
+
+def _read_text(path: Path) -> str | None:
+    return path.read_text() if path.is_file() else None
+
+
+def export_zoo(profile: Profile, dest: str | os.PathLike, data_root: str | None = None,
+               only: str | Iterable[str] | None = None) -> tuple[Path, Path]:
+    """Every built model of the profile's zoo (or of ``only``) into the two files; returns their paths."""
+    from safetensors.torch import save_file
+
+    from . import zoo
+    from .checkpoint import load_checkpoint
+
+    specs = [s for s in zoo._select(profile, only, data_root) if zoo.is_built(profile, s)]
+    if not specs:
+        raise ZooWeightsError(f"zoo {profile.name}: no built model to export "
+                              f"(run `clvsmim zoo build --profile {profile.name}` first)")
+    tensors: dict[str, torch.Tensor] = {}
+    models: dict[str, Any] = {}
+    for spec in specs:
+        folder = zoo.model_dir(profile, spec.key, data_root=data_root)
+        ckpt = load_checkpoint(folder / zoo.CHECKPOINT_NAME, "cpu")
+        part = "model" if spec.objective == "mae" else "encoder"
+        for name, value in _half(ckpt[part]).items():
+            tensors[f"{spec.key}/{part}/{name}"] = value
+        models[spec.key] = {"part": part, "model_config": ckpt.get("model_config"),
+                            "objective": ckpt.get("objective"), "step": ckpt.get("step"),
+                            "done": json.loads((folder / zoo.DONE_NAME).read_text()),
+                            "files": {n: _read_text(folder / n) for n in _FILES_KEPT}}
+    weights, provenance = weights_paths(dest, profile.name)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    tmp = weights.with_name(f".{weights.name}.tmp")
+    save_file(tensors, str(tmp), metadata={"format": str(WEIGHTS_FORMAT), "profile": profile.name})
+    os.replace(tmp, weights)
+    record = {"format": WEIGHTS_FORMAT, "profile": profile.name, "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "weights": {"file": weights.name, "sha256": sha256_of(weights), "bytes": weights.stat().st_size,
+                          "dtype": "float16"},
+              "models": models}
+    tmp = provenance.with_name(f".{provenance.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, provenance)
+    return weights, provenance
+
+
+def _load_provenance(weights: Path, provenance: Path) -> dict[str, Any]:
+    for path in (weights, provenance):
+        if not path.is_file():
+            raise ZooWeightsError(f"shipped zoo: {path} is missing")
+    try:
+        record = json.loads(provenance.read_text())
+    except ValueError as error:
+        raise ZooWeightsError(f"shipped zoo: {provenance} is not valid JSON ({error})") from error
+    if record.get("format") != WEIGHTS_FORMAT:
+        raise ZooWeightsError(f"shipped zoo: {provenance} has format {record.get('format')!r}, "
+                              f"this version reads {WEIGHTS_FORMAT}")
+    expected = record.get("weights", {}).get("sha256")
+    found = sha256_of(weights)
+    if found != expected:
+        raise ZooWeightsError(f"shipped zoo: checksum mismatch for {weights}: expected sha256 {expected}, "
+                              f"found {found} (corrupt or altered file; re-export or retrain with "
+                              f"`clvsmim zoo build`)")
+    return record
+
+
+def install_zoo(profile: Profile, src: str | os.PathLike, data_root: str | None = None) -> list[str]:
+    """Install the shipped models of ``profile`` from ``src`` into the cache; returns the keys
+    written (models already built are left alone). Raises :class:`ZooWeightsError`."""
+    from safetensors.torch import load_file
+
+    from . import zoo
+    from .checkpoint import save_atomic
+
+    weights, provenance = weights_paths(src, profile.name)
+    record = _load_provenance(weights, provenance)
+    wanted = {s.key: s for s in zoo.zoo_specs(profile, data_root)}
+    shipped = record.get("models", {})
+    matching = [key for key in shipped if key in wanted]
+    if not matching:
+        raise ZooWeightsError(f"shipped zoo {weights}: none of its {len(shipped)} models belongs to profile "
+                              f"{profile.name!r} as configured now (keys differ: the profile changed since "
+                              f"the export); retrain with `clvsmim zoo build --profile {profile.name}`")
+    todo = [key for key in matching if not zoo.is_built(profile, wanted[key])]
+    if not todo:
+        return []
+    tensors = load_file(str(weights))
+    sha = record["weights"]["sha256"]
+    for key in todo:
+        entry = shipped[key]
+        part = entry["part"]
+        prefix = f"{key}/{part}/"
+        state = {name[len(prefix):]: value.float() if value.is_floating_point() else value
+                 for name, value in tensors.items() if name.startswith(prefix)}
+        if not state:
+            raise ZooWeightsError(f"shipped zoo {weights}: no tensors for model {key} ({prefix}*)")
+        ckpt = {part: state, "model_config": entry["model_config"], "objective": entry["objective"],
+                "step": entry["step"], "config": None}
+        if part == "model":  # the encoder alone, as training checkpoints also carry it
+            ckpt["encoder"] = {n[len("encoder."):]: v for n, v in state.items() if n.startswith("encoder.")}
+        folder = zoo.model_dir(profile, key, data_root=data_root)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_atomic(ckpt, folder / zoo.CHECKPOINT_NAME)
+        for name, text in entry.get("files", {}).items():
+            if text is not None and name in _FILES_KEPT:
+                (folder / name).write_text(text)
+        done = {**entry["done"], "installed_from": str(weights), "weights_sha256": sha, "weights_dtype": "float16"}
+        tmp = folder / f".{zoo.DONE_NAME}.tmp"
+        tmp.write_text(json.dumps(done, indent=1))
+        os.replace(tmp, folder / zoo.DONE_NAME)
+    return todo

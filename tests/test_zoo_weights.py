@@ -1,0 +1,104 @@
+"""Shipping a zoo: export to fp16 safetensors + provenance, verified install, refusal of bad files."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from clvsmim import cli, trainer, zoo
+from clvsmim.checkpoint import load_objective_state
+from clvsmim.config import profile_from_dict
+from clvsmim.objectives import build_objective
+from clvsmim.zoo_weights import ZooWeightsError, export_zoo, install_zoo, weights_paths
+
+TINY = {
+    "name": "tiny",
+    "data": {"img_size": 32, "num_train": 64, "num_eval": 32},
+    "model": {"img_size": 32, "patch_size": 8, "embed_dim": 16, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0},
+    "train": {"steps": 3, "batch_size": 16, "warmup_steps": 1, "checkpoint_every": 3, "log_every": 1},
+    "moco": {"proj_hidden": 16, "proj_out": 8, "pred_hidden": 16},
+    "simmim": {"mask_patch_size": 8},
+    "mae": {"decoder_dim": 16, "decoder_depth": 1, "decoder_heads": 2},
+    "lams": [0.0, 1.0],
+}
+MODELS = "moco,mae,random"
+
+
+@pytest.fixture
+def profile():
+    return profile_from_dict(TINY)
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch, profile):
+    """A built tiny zoo (MoCo, MAE, control) exported to ``tmp_path/ship``; then a fresh cache."""
+    torch.set_num_threads(1)
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "trained"))
+    zoo.build(profile, only=MODELS, jobs=1, progress=False)
+    originals = {name: zoo.load(profile, name) for name in MODELS.split(",")}
+    weights, provenance = export_zoo(profile, tmp_path / "ship")
+    mae_path = zoo.model_dir(profile, "mae") / zoo.CHECKPOINT_NAME
+    mae_state = torch.load(mae_path, weights_only=False)["model"]
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "fresh"))
+    return {"weights": weights, "provenance": provenance, "originals": originals, "mae_state": mae_state}
+
+
+def test_export_then_install_gives_the_same_models_in_fp16(shipped, profile, monkeypatch):
+    record = json.loads(shipped["provenance"].read_text())
+    assert record["weights"]["sha256"] and record["weights"]["dtype"] == "float16"
+    assert {m["done"]["name"] for m in record["models"].values()} == {"moco-default", "mae-default", "random-default"}
+    moco = next(m for m in record["models"].values() if m["done"]["name"] == "moco-default")
+    assert moco["done"]["step"] == 3 and moco["files"]["log.csv"].startswith("step")  # the training log travels
+    assert not any(zoo.is_built(profile, s) for s in zoo.zoo_specs(profile))  # fresh cache
+
+    installed = install_zoo(profile, shipped["weights"].parent)
+    assert len(installed) == 3
+    for name, original in shipped["originals"].items():
+        got = zoo.load(profile, name)
+        for (k, a), (k2, b) in zip(original.state_dict().items(), got.state_dict().items()):
+            assert k == k2 and a.shape == b.shape
+            torch.testing.assert_close(b, a.half().float(), rtol=0, atol=0)  # exactly the fp16 rounding
+        done = json.loads((zoo.model_dir(profile, name) / "done.json").read_text())
+        assert done["weights_sha256"] == json.loads(shipped["provenance"].read_text())["weights"]["sha256"]
+    # MAE: the whole objective (decoder included) is restored
+    mae = build_objective("mae", profile)
+    load_objective_state(mae, zoo.model_dir(profile, "mae") / zoo.CHECKPOINT_NAME)
+    for k, v in shipped["mae_state"].items():
+        torch.testing.assert_close(mae.state_dict()[k], v.half().float(), rtol=0, atol=0)
+    # installed models count as built: nothing trains, a second install writes nothing
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: pytest.fail("trained an installed model"))
+    zoo.build(profile, only=MODELS, jobs=1, progress=False)
+    assert install_zoo(profile, shipped["weights"].parent) == []
+
+
+def test_install_refuses_a_corrupt_file_naming_both_hashes(shipped, profile):
+    data = bytearray(shipped["weights"].read_bytes())
+    data[-3] ^= 0xFF
+    shipped["weights"].write_bytes(bytes(data))
+    expected = json.loads(shipped["provenance"].read_text())["weights"]["sha256"]
+    with pytest.raises(ZooWeightsError, match=f"checksum mismatch .*expected sha256 {expected}, found [0-9a-f]{{64}}"):
+        install_zoo(profile, shipped["weights"].parent)
+    assert not any(zoo.is_built(profile, s) for s in zoo.zoo_specs(profile))
+
+
+def test_install_refuses_weights_of_another_configuration(shipped, profile):
+    # another learning rate: the trained models' keys differ, only the untrained control still fits
+    other_lr = dataclasses.replace(profile, train=dataclasses.replace(profile.train, lr=profile.train.lr * 2))
+    assert [k.split("-")[0] for k in install_zoo(other_lr, shipped["weights"].parent)] == ["random"]
+    other_model = dataclasses.replace(profile, model=dataclasses.replace(profile.model, mlp_ratio=4.0))
+    with pytest.raises(ZooWeightsError, match="none of its 3 models belongs to profile 'tiny'"):
+        install_zoo(other_model, shipped["weights"].parent)
+    with pytest.raises(ZooWeightsError, match="missing"):
+        install_zoo(profile, shipped["weights"].parent / "nowhere")
+
+
+def test_cli_install_if_present_and_export(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "cache"))
+    assert cli.main(["zoo", "install", "--profile", "smoke", "--from", str(tmp_path), "--if-present"]) == 0
+    assert "no shipped smoke zoo" in capsys.readouterr().out
+    assert cli.main(["zoo", "install", "--profile", "smoke", "--from", str(tmp_path)]) == 1
+    assert "missing" in capsys.readouterr().out
+    assert cli.main(["zoo", "export", "--profile", "smoke", "--out", str(tmp_path)]) == 1  # nothing built
+    assert not any(p.exists() for p in weights_paths(tmp_path, "smoke"))
