@@ -113,8 +113,9 @@ class MoCo(Objective):
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
         """EMA update of the momentum encoder + projector: ``θ_m ← m·θ_m + (1 − m)·θ``."""
         m = momentum_at(step, total_steps, self.cfg.momentum)
-        for pm, p in zip(self.momentum_parameters(), self.online_parameters()):
-            pm.mul_(m).add_(p.detach(), alpha=1.0 - m)
+        momentum = list(self.momentum_parameters())
+        torch._foreach_mul_(momentum, m)  # two multi-tensor kernels instead of two per parameter
+        torch._foreach_add_(momentum, [p.detach() for p in self.online_parameters()], alpha=1.0 - m)
 
     def extra_state_modules(self) -> dict[str, nn.Module]:
         return {"momentum_encoder": self.momentum_encoder, "momentum_projector": self.momentum_projector}
