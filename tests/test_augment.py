@@ -227,3 +227,15 @@ def test_patchify_roundtrip():
     assert torch.equal(A.unpatchify(p, 8, (2, 3)), x)
     with pytest.raises(ValueError, match="not divisible by patch size"):
         A.patchify(x, 5)
+
+
+def test_batched_moco_views_equal_one_pass_per_view(images, seeds):
+    v1, v2 = A.moco_views(images, seeds, 24, 0.2)
+    s = A.blur_sigma_for(24)
+    for view, (stream, blur_p, sol_p) in zip((v1, v2), zip(A.MOCO_VIEW_STREAMS, A.MOCO_BLUR_P, A.MOCO_SOLARIZE_P)):
+        torch.testing.assert_close(view, A.moco_view(images, seeds, 24, 0.2, blur_p, sol_p, stream, s),
+                                   atol=1e-5, rtol=0)
+    streams = torch.tensor([3, 9, 3])
+    rows = A.hash_uniform(seeds[:3], 4, streams)
+    for i in range(3):
+        assert torch.equal(rows[i:i + 1], A.hash_uniform(seeds[i:i + 1], 4, int(streams[i])))

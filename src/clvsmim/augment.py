@@ -43,6 +43,8 @@ _GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_t
 
 # Stream numbers: one block of 16 per view, one offset per operation inside a view.
 MOCO_VIEW_STREAMS = (16, 32)  # view 1, view 2
+MOCO_BLUR_P = (1.0, 0.1)  # view 1, view 2 (MoCo v3's asymmetric augmentation)
+MOCO_SOLARIZE_P = (0.0, 0.2)
 SIMMIM_VIEW_STREAM = 48
 MAE_VIEW_STREAM = 64
 SIMMIM_MASK_STREAM = 80
@@ -352,7 +354,7 @@ def gaussian_blur(x: torch.Tensor, seeds: torch.Tensor, p: float = 1.0, sigma=BL
 def random_solarize(x: torch.Tensor, seeds: torch.Tensor, p: float, threshold: float = 0.5,
                     stream: int = 0) -> torch.Tensor:
     """With probability ``p`` invert every pixel value ``>= threshold`` (PIL's solarize at 128)."""
-    if p <= 0:
+    if not isinstance(p, torch.Tensor) and p <= 0:
         return x
     flags = (hash_uniform(seeds, 1, stream)[:, 0] < p).view(-1, 1, 1, 1)
     return torch.where(flags & (x >= threshold), 1.0 - x, x)
@@ -367,8 +369,11 @@ def blur_sigma_for(out_size: int) -> tuple[float, float]:
 
 
 def moco_view(images: torch.Tensor, seeds: torch.Tensor, out_size: int, min_scale: float,
-              blur_p: float, solarize_p: float, stream: int, blur_sigma=None) -> torch.Tensor:
-    """One MoCo v3 view (normalised): crop+flip, jitter (p 0.8), grayscale (p 0.2), blur, solarize."""
+              blur_p: float | torch.Tensor, solarize_p: float | torch.Tensor, stream: int | torch.Tensor,
+              blur_sigma=None) -> torch.Tensor:
+    """One MoCo v3 view (normalised): crop+flip, jitter (p 0.8), grayscale (p 0.2), blur, solarize.
+
+    ``blur_p``, ``solarize_p`` and ``stream`` may be ``(B,)`` tensors (a value per sample)."""
     seeds = _check_batch(images, seeds)
     x = random_resized_crop(images, seeds, out_size, scale=(min_scale, 1.0), stream=stream + _CROP)
     x = color_jitter(x, seeds, stream=stream + _JITTER, **JITTER_STRENGTH)
@@ -387,10 +392,19 @@ def moco_views(images: torch.Tensor, seeds: torch.Tensor, out_size: int, min_sca
     scale ``(min_scale, 1)``, flip, colour jitter (0.4, 0.4, 0.2, 0.1) p = 0.8, grayscale
     p = 0.2. ``blur_sigma=None`` uses 0.1–2.0 px rescaled from 224 px to ``out_size``
     (:func:`blur_sigma_for`); pass ``(0.1, 2.0)`` for the literal upstream pixel values.
+    Both views are made in ONE batched pass over ``2B`` samples (each with its view's stream
+    and probabilities): half the kernel launches of two passes, the same numbers.
     """
-    v1 = moco_view(images, seeds, out_size, min_scale, 1.0, 0.0, MOCO_VIEW_STREAMS[0], blur_sigma)
-    v2 = moco_view(images, seeds, out_size, min_scale, 0.1, 0.2, MOCO_VIEW_STREAMS[1], blur_sigma)
-    return v1, v2
+    seeds = _check_batch(images, seeds)
+    b = seeds.shape[0]
+
+    def per_view(values, dtype):
+        return torch.tensor(values, dtype=dtype, device=seeds.device).repeat_interleave(b)
+
+    both = moco_view(images.repeat(2, 1, 1, 1), seeds.repeat(2), out_size, min_scale,
+                     per_view(MOCO_BLUR_P, torch.float32), per_view(MOCO_SOLARIZE_P, torch.float32),
+                     per_view(MOCO_VIEW_STREAMS, torch.int64), blur_sigma)
+    return both[:b], both[b:]
 
 
 def simmim_view(images: torch.Tensor, seeds: torch.Tensor, out_size: int,

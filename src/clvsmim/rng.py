@@ -31,14 +31,18 @@ def sample_seed(run_seed: int, step: int | torch.Tensor, index: torch.Tensor) ->
     return pcg_hash(pcg_hash(pcg_hash(torch.full_like(index, run_seed)) ^ step) ^ index)
 
 
-def hash_uniform(seeds: torch.Tensor, n: int, stream: int = 0) -> torch.Tensor:
+def hash_uniform(seeds: torch.Tensor, n: int, stream: int | torch.Tensor = 0) -> torch.Tensor:
     """``(B, n)`` float32 uniforms in [0, 1), one independent row per seed.
 
-    ``stream`` separates independent uses (e.g. crop vs. jitter vs. mask) of the same seed.
+    ``stream`` separates independent uses (e.g. crop vs. jitter vs. mask) of the same seed:
+    an int, or a ``(B,)`` integer tensor giving each row its own stream (row ``i`` then equals
+    ``hash_uniform(seeds[i:i+1], n, int(stream[i]))``: several uses in one batched call).
     """
     seeds = torch.as_tensor(seeds, dtype=torch.int64)
-    counters = torch.arange(n, dtype=torch.int64, device=seeds.device) + (stream & 0xFFFF) * 65536
-    h = pcg_hash(pcg_hash(seeds.reshape(-1, 1)) ^ pcg_hash(counters.reshape(1, -1) + 0x9E3779B9))
+    if isinstance(stream, torch.Tensor):
+        stream = stream.to(device=seeds.device, dtype=torch.int64).reshape(-1, 1)
+    counters = torch.arange(n, dtype=torch.int64, device=seeds.device).reshape(1, n) + (stream & 0xFFFF) * 65536
+    h = pcg_hash(pcg_hash(seeds.reshape(-1, 1)) ^ pcg_hash(counters + 0x9E3779B9))
     return (h >> 8).to(torch.float32) / float(1 << 24)
 
 
