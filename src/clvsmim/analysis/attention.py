@@ -41,9 +41,11 @@ def normalized_mutual_information(a: torch.Tensor, s: torch.Tensor) -> torch.Ten
     0 (it is non-negative; tiny negative values are round-off).
     """
     n = a.shape[-1]
-    log_a = a.log().clamp_min_(torch.finfo(a.dtype).min)  # log 0 -> finite, so 0·log 0 = 0
-    row_entropy = s.log() - torch.linalg.vecdot(a, log_a) / s  # (B, H, N)
-    p_k = torch.einsum("bhq,bhqk->bhk", 1.0 / (n * s), a)  # key marginal (B, H, N)
+    a_log_a = torch.linalg.vecdot(a, a.log())  # Σ_k a log a; NaN where some a_qk = 0 (0·log 0)
+    if not torch.isfinite(a_log_a).all():  # exact zeros (e.g. hard attention): 0·log 0 = 0
+        a_log_a = torch.linalg.vecdot(a, a.log().clamp_min_(torch.finfo(a.dtype).min))
+    row_entropy = s.log() - a_log_a / s  # (B, H, N)
+    p_k = ((1.0 / (n * s)).unsqueeze(-2) @ a).squeeze(-2)  # key marginal (B, H, N)
     key_entropy = -torch.special.xlogy(p_k, p_k).sum(-1)  # (B, H)
     info = (key_entropy - row_entropy.mean(-1)).clamp_min(0)
     denom = (math.log(n) * key_entropy).sqrt() if n > 1 else torch.zeros_like(key_entropy)
