@@ -30,20 +30,16 @@ from clvsmim.analysis import analyze  # noqa: E402
 from clvsmim.models import capture  # noqa: E402
 
 
-def _sync() -> None:
-    torch.cuda.synchronize()
-
-
-def timed(fn, repeats: int = 5, warmup: int = 2) -> float:
-    """Median seconds of ``fn()`` after ``warmup`` untimed calls (CUDA synchronised)."""
+def timed(fn, repeats: int = 5, warmup: int = 2, device: torch.device = torch.device("cuda")) -> float:
+    """Median seconds of ``fn()`` after ``warmup`` untimed calls (synchronised on ``device``)."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
-        _sync()
+        train_throughput._sync(device)
         start = time.perf_counter()
         fn()
-        _sync()
+        train_throughput._sync(device)
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
 

@@ -17,4 +17,4 @@ echo "gpu_check rc $? at ${SECONDS}s"; grep -v "^ " $work/gpu_check.log | tail -
 args=(); for c in ${1:-b}; do args+=(--candidate "$c=benchmarks/mini_candidates/$c.yaml"); done
 python3 benchmarks/zoo_sweep.py "${args[@]}" --seeds 0,1,2 --adaptive --parallel 2 --jobs 7 \
   --deadline $(( ${2:-550} - SECONDS )) --cache /tmp/zoo_sweep --out $work
-(cd $work && tar czf "$OUT/reports.tgz" *.json *.log *.yaml && cp -r */ "$OUT/" 2>/dev/null); ls -la "$OUT"
+(cd $work && tar czf "$OUT/reports.tgz" *.json *.log && cp -r */ "$OUT/" 2>/dev/null); ls -la "$OUT"

@@ -1,8 +1,8 @@
 """Train and check candidate zoo profiles on one machine, several seeds at once, under a deadline.
 
-For every ``NAME=PROFILE.yaml`` and seed, one ``clvsmim claims --seeds 1`` process runs on a
-copy of the profile with that training seed (the same keys as ``clvsmim claims --seeds N``
-gives), with its own zoo cache per candidate (``CACHE/NAME``). Tasks start in priority order
+For every ``NAME=PROFILE.yaml`` and seed, one ``clvsmim claims --seeds 1 --first-seed SEED``
+process runs (the same keys as ``clvsmim claims --seeds N`` gives), with its own zoo cache per
+candidate (``CACHE/NAME``). Tasks start in priority order
 (every candidate's first seed, then the other seeds — with ``--adaptive``, those of the
 candidate with the most claims holding on its first seed first), at most ``--parallel`` at a
 time, each training ``--jobs`` models at once. At the deadline, running tasks are stopped; then the
@@ -26,25 +26,17 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
 
 
-def seeded_profile(src: Path, seed: int, dest: Path) -> Path:
-    """``src`` with ``train.seed = seed``, written to ``dest``."""
-    raw = yaml.safe_load(src.read_text())
-    raw.setdefault("train", {})["seed"] = int(seed)
-    dest.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return dest
-
-
-def export_seed(cache: Path, profile_file: Path, dest: Path) -> int:
+def export_seed(cache: Path, profile_file: str, seed: int, dest: Path) -> int:
     """The built models of one candidate seed as a shipped zoo (``clvsmim.zoo_weights``) in ``dest``."""
+    from clvsmim.claims import seed_profile
     from clvsmim.config import load_profile
     from clvsmim.zoo_weights import ZooWeightsError, export_zoo
 
     os.environ["CLVSMIM_CACHE"] = str(cache)
     try:
-        _, provenance = export_zoo(load_profile(str(profile_file)), dest)
+        _, provenance = export_zoo(seed_profile(load_profile(profile_file), seed), dest)
     except ZooWeightsError:
         return 0
     return len(json.loads(provenance.read_text())["models"])
@@ -90,10 +82,10 @@ def main() -> int:
             pending, later = rank_later(later, out, seeds[0]) if args.adaptive else later, []
         while pending and len(running) < args.parallel:
             name, seed = pending.pop(0)
-            prof = seeded_profile(Path(candidates[name]), seed, out / f"{name}-s{seed}.yaml")
             env = {**os.environ, "CLVSMIM_CACHE": str(cache / name), "PYTHONUNBUFFERED": "1"}
             log = open(out / f"{name}-s{seed}.log", "w")
-            cmd = [sys.executable, "-m", "clvsmim", "claims", "--profile", str(prof), "--seeds", "1",
+            cmd = [sys.executable, "-m", "clvsmim", "claims", "--profile", candidates[name], "--seeds", "1",
+                   "--first-seed", str(seed),
                    "--jobs", str(args.jobs), "--no-progress", "--out", str(out / f"{name}-s{seed}.json")]
             running[(name, seed)] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                                       start_new_session=True), time.monotonic())
@@ -114,7 +106,7 @@ def main() -> int:
         time.sleep(2)
     time.sleep(3)
     for (name, seed), info in finished.items():
-        info["exported_models"] = export_seed(cache / name, out / f"{name}-s{seed}.yaml", out / f"{name}-s{seed}")
+        info["exported_models"] = export_seed(cache / name, candidates[name], seed, out / f"{name}-s{seed}")
     (out / "sweep.json").write_text(json.dumps({f"{n}-s{s}": v for (n, s), v in finished.items()}, indent=1))
     print(json.dumps({f"{n}-s{s}": v for (n, s), v in finished.items()}, indent=1))
     return 0

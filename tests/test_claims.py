@@ -155,6 +155,7 @@ def test_last_third_and_seed_profiles():
     after = {s.name: s.key for s in zoo.zoo_specs(other)}
     assert before.keys() == after.keys() and all(before[n] != after[n] for n in before)
     assert claims.seeds_for(profile, 3) == [0, 1, 2]
+    assert claims.seeds_for(profile, 2, first=5) == [5, 6]  # one seed per process: --first-seed
 
 
 # --------------------------------------------------------------------------- end to end

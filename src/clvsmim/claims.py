@@ -91,7 +91,8 @@ from typing import Any, Callable, Iterable, Sequence
 from .config import Profile, config_key
 
 __all__ = [
-    "VERDICTS", "MARGINS", "CONTROL_RULE", "ROWS", "Claim", "ClaimSummary", "ClaimsTable", "Measurements",
+    "VERDICTS", "MARGINS", "CONTROL_RULE", "ROWS", "ClaimInfo", "Claim", "with_claim", "ClaimSummary", "ClaimsTable",
+    "Measurements",
     "CLAIMS", "evaluate_claims", "evaluate_claim", "claim_markdown", "aggregate", "last_third", "seed_profile",
     "seeds_for",
     "model_names", "measure", "claims_table", "model_cache_path", "cached_json", "token_cluster_scores",
@@ -136,8 +137,20 @@ ROWS: dict[str, tuple[str, ...]] = {
 # --------------------------------------------------------------------------- results
 
 @dataclass(frozen=True)
-class Claim:
-    """One claim measured on one seed.
+class ClaimInfo:
+    """What a claim says, independent of any measurement (:data:`INFO`)."""
+
+    row: str
+    statement: str
+    statistic: str
+    comparison: str
+    cl_label: str
+    mim_label: str
+
+
+@dataclass(frozen=True)
+class Claim(ClaimInfo):
+    """One claim measured on one seed: its :class:`ClaimInfo` plus the numbers.
 
     ``cl`` / ``mim`` / ``control``: the statistic of each model (``None`` when not measured);
     ``value``: the signed margin in the claim's direction (positive = as the paper says);
@@ -146,12 +159,6 @@ class Claim:
     """
 
     id: str
-    row: str
-    statement: str
-    statistic: str
-    comparison: str
-    cl_label: str
-    mim_label: str
     cl: float | None
     mim: float | None
     control: float | None
@@ -164,52 +171,42 @@ class Claim:
         return _json_safe(dataclasses.asdict(self))
 
 
-@dataclass(frozen=True)
-class _Info:
-    row: str
-    statement: str
-    statistic: str
-    comparison: str
-    cl_label: str
-    mim_label: str
-
-
-INFO: dict[str, _Info] = {
-    "C1": _Info("self-attention", "CL attends more globally than MIM, especially in the later blocks.",
+INFO: dict[str, ClaimInfo] = {
+    "C1": ClaimInfo("self-attention", "CL attends more globally than MIM, especially in the later blocks.",
                 "mean attention distance (px), last third of the blocks", "CL > MIM",
                 "global attention", "local attention"),
-    "C2": _Info("self-attention", "CL's attention collapses to the same map for every query; MIM's does not.",
+    "C2": ClaimInfo("self-attention", "CL's attention collapses to the same map for every query; MIM's does not.",
                 "attention NMI, last third of the blocks", "CL < MIM",
                 "collapsed (query-independent)", "query-dependent"),
-    "C3": _Info("representation", "CL's tokens are homogeneous within an image.",
+    "C3": ClaimInfo("representation", "CL's tokens are homogeneous within an image.",
                 "token cosine similarity, mean over blocks 1..L", "CL > MIM",
                 "homogeneous tokens", "diverse tokens"),
-    "C4": _Info("representation", "CL captures low frequencies, MIM high frequencies.",
+    "C4": ClaimInfo("representation", "CL captures low frequencies, MIM high frequencies.",
                 "Fourier Δ log amplitude (highest frequency), mean over depths 0..L", "CL < MIM",
                 "low-frequency", "high-frequency"),
-    "C5": _Info("representation", "CL separates images: the tokens of one image cluster together; MIM's intermingle.",
+    "C5": ClaimInfo("representation", "CL separates images: the tokens of one image cluster together; MIM's intermingle.",
                 "silhouette of tokens by image id (cosine), last depth", "CL > MIM",
                 "distinguishes images", "distinguishes tokens"),
-    "C6": _Info("self-attention", "CL is shape-biased, MIM texture-biased.",
+    "C6": ClaimInfo("self-attention", "CL is shape-biased, MIM texture-biased.",
                 "shape bias on cue-conflict images", "CL > MIM",
                 "shape-oriented", "texture-oriented"),
-    "C7": _Info("architecture", "CL relies on the later layers, MIM on the earlier ones: CL's best linear probe "
+    "C7": ClaimInfo("architecture", "CL relies on the later layers, MIM on the earlier ones: CL's best linear probe "
                 "is at the last block, MIM's is earlier and its accuracy drops over the last blocks.",
                 "depth of the best linear probe (MIM: accuracy drop over the last blocks)",
                 "CL best = L; MIM best < L",
                 "later layers matter", "early layers matter"),
-    "C8": _Info("CL + MIM", "Some hybrid 0 < λ < 1 is at least as good as both λ = 0 (MIM) and λ = 1 (CL) "
+    "C8": ClaimInfo("CL + MIM", "Some hybrid 0 < λ < 1 is at least as good as both λ = 0 (MIM) and λ = 1 (CL) "
                 "on linear probing and on fine-tuning.",
                 "max over 0<λ<1 of min(Δ linear probe, Δ fine-tune) vs the better endpoint",
                 "≥ 0",
                 "λ = 1", "λ = 0"),
-    "C9": _Info("behaviour", "CL is better than MIM at linear probing.",
+    "C9": ClaimInfo("behaviour", "CL is better than MIM at linear probing.",
                 "linear-probe accuracy (last depth)", "CL > MIM",
                 "better at linear probing", "worse at linear probing"),
-    "C10": _Info("behaviour", "MIM is better than CL at fine-tuning.",
+    "C10": ClaimInfo("behaviour", "MIM is better than CL at fine-tuning.",
                  "fine-tuning accuracy", "CL < MIM",
                  "worse at fine-tuning", "better at fine-tuning"),
-    "C11": _Info("behaviour", "MIM gains more from a larger model than CL (CL suits small models).",
+    "C11": ClaimInfo("behaviour", "MIM gains more from a larger model than CL (CL suits small models).",
                  "fine-tuning gain, smallest → largest size", "CL < MIM",
                  "small models", "large models"),
 }
@@ -231,11 +228,8 @@ def _finite(*values: Any) -> bool:
 
 def _claim(cid: str, cl=None, mim=None, control=None, value=None, verdict="inconclusive", reason="",
            **details) -> Claim:
-    info = INFO[cid]
     f = lambda v: None if v is None else float(v)  # noqa: E731
-    return Claim(id=cid, row=info.row, statement=info.statement, statistic=info.statistic,
-                 comparison=info.comparison, cl_label=info.cl_label, mim_label=info.mim_label,
-                 cl=f(cl), mim=f(mim), control=f(control), value=f(value), verdict=verdict, reason=reason,
+    return Claim(**dataclasses.asdict(INFO[cid]), id=cid, cl=f(cl), mim=f(mim), control=f(control), value=f(value), verdict=verdict, reason=reason,
                  details=_json_safe(details))
 
 
@@ -536,6 +530,11 @@ def _num(v: float | None, digits: int = 3) -> str:
     return "n/a" if v is None or not math.isfinite(v) else f"{v:.{digits}g}"
 
 
+def with_claim(text: str, claim: Claim | None) -> str:
+    """``text`` followed by the claim's :func:`claim_markdown` paragraph (unchanged without a claim)."""
+    return text if claim is None else text + "\n\n" + claim_markdown(claim)
+
+
 def claim_markdown(claim: Claim, cl_name: str = "CL", mim_name: str = "MIM") -> str:
     """One Markdown paragraph: the claim, the measured numbers, the verdict and, where it does
     not hold, that this differs from the paper."""
@@ -712,11 +711,12 @@ def seed_profile(profile: Profile, seed: int) -> Profile:
                                train_overrides=overrides)
 
 
-def seeds_for(profile: Profile, n: int) -> list[int]:
-    """``n`` training seeds starting at the profile's own (whose zoo the book uses)."""
+def seeds_for(profile: Profile, n: int, first: int | None = None) -> list[int]:
+    """``n`` training seeds from ``first`` (default: the profile's own, whose zoo the book uses)."""
     if n < 1:
         raise ValueError(f"need at least one seed, got {n}")
-    return [profile.train.seed + i for i in range(n)]
+    start = profile.train.seed if first is None else int(first)
+    return [start + i for i in range(n)]
 
 
 # --------------------------------------------------------------------------- measuring
@@ -865,6 +865,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--profile", default="mini", help="smoke | mini | paper | path/to/profile.yaml")
     p.add_argument("--seeds", type=int, default=1,
                    help="number of training seeds, from the profile's own (default 1; 3 for a verdict)")
+    p.add_argument("--first-seed", type=int, default=None,
+                   help="first training seed (default: the profile's own); e.g. one seed per process")
     p.add_argument("--data", default=None, help="ImageFolder root overriding the profile's data.root")
     p.add_argument("--out", default=None, help="write the table as JSON to this file")
     p.add_argument("--device", default="auto")
@@ -880,7 +882,7 @@ def _cli_claims(args) -> int:
 
     profile = load_profile(args.profile)
     try:
-        table = claims_table(profile, seeds_for(profile, args.seeds), args.data, args.device,
+        table = claims_table(profile, seeds_for(profile, args.seeds, args.first_seed), args.data, args.device,
                              build=not args.no_build, jobs=args.jobs, progress=not args.no_progress)
     except (ZooBuildError, FileNotFoundError, KeyError, ValueError) as error:
         print(f"claims: {error}")

@@ -21,7 +21,6 @@ minutes on a GPU), so a zoo trained once can be shipped and installed instead:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -31,8 +30,9 @@ from typing import Any, Iterable
 import torch
 
 from .config import Profile
+from .weights.download import file_digests
 
-__all__ = ["WEIGHTS_FORMAT", "weights_paths", "sha256_of", "export_zoo", "install_zoo", "ZooWeightsError"]
+__all__ = ["WEIGHTS_FORMAT", "weights_paths", "export_zoo", "install_zoo", "ZooWeightsError"]
 
 #: Bump when the layout of the two files changes.
 WEIGHTS_FORMAT = 1
@@ -47,14 +47,6 @@ def weights_paths(folder: str | os.PathLike, profile_name: str) -> tuple[Path, P
     """``(<folder>/<name>-zoo.safetensors, <folder>/<name>-zoo.json)``."""
     folder = Path(folder)
     return folder / f"{profile_name}-zoo.safetensors", folder / f"{profile_name}-zoo.json"
-
-
-def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -94,13 +86,11 @@ def export_zoo(profile: Profile, dest: str | os.PathLike, data_root: str | None 
     tmp = weights.with_name(f".{weights.name}.tmp")
     save_file(tensors, str(tmp), metadata={"format": str(WEIGHTS_FORMAT), "profile": profile.name})
     os.replace(tmp, weights)
-    record = {"format": WEIGHTS_FORMAT, "profile": profile.name, "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "weights": {"file": weights.name, "sha256": sha256_of(weights), "bytes": weights.stat().st_size,
-                          "dtype": "float16"},
-              "models": models}
-    tmp = provenance.with_name(f".{provenance.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, provenance)
+    sha256, _, size = file_digests(weights)
+    zoo._write_json(provenance, {"format": WEIGHTS_FORMAT, "profile": profile.name,
+                                 "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                 "weights": {"file": weights.name, "sha256": sha256, "bytes": size, "dtype": "float16"},
+                                 "models": models})
     return weights, provenance
 
 
@@ -116,7 +106,7 @@ def _load_provenance(weights: Path, provenance: Path) -> dict[str, Any]:
         raise ZooWeightsError(f"shipped zoo: {provenance} has format {record.get('format')!r}, "
                               f"this version reads {WEIGHTS_FORMAT}")
     expected = record.get("weights", {}).get("sha256")
-    found = sha256_of(weights)
+    found = file_digests(weights)[0]
     if found != expected:
         raise ZooWeightsError(f"shipped zoo: checksum mismatch for {weights}: expected sha256 {expected}, "
                               f"found {found} (corrupt or altered file; re-export or retrain with "
@@ -164,8 +154,6 @@ def install_zoo(profile: Profile, src: str | os.PathLike, data_root: str | None 
         for name, text in entry.get("files", {}).items():
             if text is not None and name in _FILES_KEPT:
                 (folder / name).write_text(text)
-        done = {**entry["done"], "installed_from": str(weights), "weights_sha256": sha, "weights_dtype": "float16"}
-        tmp = folder / f".{zoo.DONE_NAME}.tmp"
-        tmp.write_text(json.dumps(done, indent=1))
-        os.replace(tmp, folder / zoo.DONE_NAME)
+        zoo._write_json(folder / zoo.DONE_NAME, {**entry["done"], "installed_from": str(weights),
+                                                 "weights_sha256": sha, "weights_dtype": "float16"})
     return todo

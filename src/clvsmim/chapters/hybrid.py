@@ -111,7 +111,7 @@ def _fmt(v: float | None, digits: int = 3) -> str:
 
 def sweep_sentences(points: Sequence[Mapping[str, Any]], claim=None) -> str:
     """F9 on these models: the best λ for each metric, and C8's verdict."""
-    from ..claims import claim_markdown
+    from ..claims import with_claim
 
     lp = {p["lam"]: p["linear_probe"] for p in points}
     ft = {p["lam"]: p["finetune"] for p in points if p["finetune"] is not None}
@@ -122,9 +122,7 @@ def sweep_sentences(points: Sequence[Mapping[str, Any]], claim=None) -> str:
             + f". The best linear probe is at λ = {best_lp:g}"
             + (f", the best fine-tuning at λ = {best_ft:g}." if best_ft is not None else ".")
             + " In the paper λ = 0.2 is best at fine-tuning and the hybrids match or beat CL at linear probing.")
-    if claim is not None:
-        text += "\n\n" + claim_markdown(claim)
-    return text
+    return with_claim(text, claim)
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:

@@ -211,7 +211,7 @@ def _name(n: str) -> str:
 
 def tsne_sentences(results: Mapping[str, dict], claim=None) -> str:
     """What F5 shows on these models (silhouettes) and C5's verdict on the analysis images."""
-    from ..claims import claim_markdown
+    from ..claims import with_claim
 
     parts = [f"{_name(n)}: silhouette by image {fmt(r['silhouette_image'])}, by class {fmt(r['silhouette_class'])}"
              for n, r in results.items()]
@@ -234,14 +234,12 @@ def tsne_sentences(results: Mapping[str, dict], claim=None) -> str:
                      f"{'more' if same else 'less'} than {_name(MIM)}'s — "
                      + ("as in the paper." if same else
                         "the opposite of the paper, where CL forms one cluster per image and MIM intermingles them."))
-    if claim is not None:
-        text += "\n\n" + claim_markdown(claim)
-    return text
+    return with_claim(text, claim)
 
 
 def fourier_sentences(curves: Mapping[str, Sequence[float]], claim=None) -> str:
     """F6 on these models: mean over depth, the trend at the last depths (MIM's implicit decoder)."""
-    from ..claims import claim_markdown
+    from ..claims import with_claim
 
     models = [n for n in curves if n != "depth"]
     means = {n: sum(curves[n]) / len(curves[n]) for n in models}
@@ -257,22 +255,18 @@ def fourier_sentences(curves: Mapping[str, Sequence[float]], claim=None) -> str:
                  f"{fmt(mim[last])} after block {last} — "
                  + (f"a drop of {fmt(drop)}, as in the paper." if drop > TOLERANCE else
                     "no drop at the end, unlike the paper."))
-    if claim is not None:
-        text += "\n\n" + claim_markdown(claim)
-    return text
+    return with_claim(text, claim)
 
 
 def cosine_sentences(curves: Mapping[str, Sequence[float]], claim=None) -> str:
-    from ..claims import claim_markdown
+    from ..claims import with_claim
 
     models = [n for n in curves if n != "depth"]
     text = ("Mean cosine similarity between the patch tokens of one image at the last depth: "
             + ", ".join(f"{_name(n)} {fmt(curves[n][-1])}" for n in models)
             + ". The paper finds CL's tokens nearly identical in the later layers (they all carry the image's "
               "global information) and MIM's tokens diverse.")
-    if claim is not None:
-        text += "\n\n" + claim_markdown(claim)
-    return text
+    return with_claim(text, claim)
 
 
 def svd_sentences(spectra: Mapping[str, Any]) -> str:
@@ -295,15 +289,13 @@ def svd_sentences(spectra: Mapping[str, Any]) -> str:
 
 
 def shape_sentences(rows: Mapping[str, dict], claim=None) -> str:
-    from ..claims import claim_markdown
+    from ..claims import with_claim
 
     text = ("Shape bias = decisions that follow the shape / decisions that follow either the shape or the texture, "
             "on cue-conflict images (the shape of one class filled with another class's texture), for a linear "
             "probe trained on images where both cues agree: "
             + ", ".join(f"{_name(n)} {fmt(r['shape_bias'])}" for n, r in rows.items()) + ".")
-    if claim is not None:
-        text += "\n\n" + claim_markdown(claim)
-    return text
+    return with_claim(text, claim)
 
 
 def noise_sentences(rows: Mapping[str, dict]) -> str:
