@@ -200,3 +200,25 @@ def test_claims_command_end_to_end(tmp_path, monkeypatch, capsys):
     assert c1["cl"]["per_seed"][0] != c1["cl"]["per_seed"][1] and c1["cl"]["std"] is not None
     profile = claims.seed_profile(profile_from_dict(TINY), 1)
     assert all(zoo.is_built(profile, zoo.resolve(profile, n)) for n in ("moco", "simmim", "hybrid-0.5", "random"))
+
+
+def test_claims_skip_missing_models_leaves_their_claims_inconclusive(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(zoo, "default_jobs", lambda: 1)
+    torch.set_num_threads(1)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    zoo.build(profile_from_dict(TINY), only="moco,simmim,random", jobs=1, progress=False)  # no hybrid, no Ti
+    args = ["claims", "--profile", str(path), "--no-build", "--no-progress", "--out", str(tmp_path / "c.json")]
+    assert cli.main(args) == 1  # without --skip-missing an unbuilt model is an error naming it
+    assert "moco-Ti" in capsys.readouterr().out
+    assert cli.main(args + ["--skip-missing"]) == 0
+    printed = capsys.readouterr().out
+    table = json.loads((tmp_path / "c.json").read_text())
+    by_id = {c["id"]: c for c in table["claims"]}
+    assert {"moco-Ti", "simmim-Ti", "hybrid-0.5-S"} <= set(table["missing_models"]["0"]) and "left out" in printed
+    # C8 (part of the λ sweep) and C11 (the Ti models) are not measured; the S-model claims are
+    for cid in ("C8", "C11"):
+        assert by_id[cid]["verdict"] == "inconclusive" and "not measured" in by_id[cid]["per_seed"][0]["reason"]
+    for cid in ("C1", "C2", "C3", "C9", "C10"):
+        assert math.isfinite(by_id[cid]["cl"]["mean"]) and math.isfinite(by_id[cid]["mim"]["mean"])

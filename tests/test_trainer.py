@@ -239,6 +239,36 @@ def test_stop_after_then_resume_is_exact_and_finished_run_returns(tmp_path):
     assert_same_state(fresh, reference)
 
 
+def test_sigterm_checkpoints_the_current_step_and_resume_is_exact(tmp_path, monkeypatch):
+    import signal
+
+    from clvsmim import trainer as trainer_mod
+
+    monkeypatch.setattr(trainer_mod, "_STOP", type(trainer_mod._STOP)())  # a fresh flag for this test
+    cfg = toy_cfg(checkpoint_every=4, log_every=2)
+    reference, _ = run_toy(tmp_path / "ref", cfg)
+    handler = signal.getsignal(signal.SIGTERM)
+
+    def terminate_at_3(step, _scalars):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    _, stopped = run_toy(tmp_path / "run", cfg, callback=terminate_at_3)
+    # the step after the signal finishes and is checkpointed although checkpoint_every is 4
+    assert not stopped["complete"] and stopped["step"] == 4
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 4
+    assert signal.getsignal(signal.SIGTERM) is handler and trainer_mod.stop_requested()  # handler restored
+    # the flag is sticky: a later run in this process stops at its start, writing nothing new
+    before = (tmp_path / "run" / "checkpoint.pt").stat().st_mtime_ns
+    _, again = run_toy(tmp_path / "run", cfg, objective=make_toy(seed=3), resume=True)
+    assert again["step"] == 4 and (tmp_path / "run" / "checkpoint.pt").stat().st_mtime_ns == before
+    trainer_mod._STOP.clear()
+    resumed, summary = run_toy(tmp_path / "run", cfg, objective=make_toy(seed=7), resume=True)
+    assert summary["complete"] and summary["step"] == 8
+    assert_same_state(resumed, reference)
+    assert [r["loss"] for r in read_log(tmp_path / "run")] == [r["loss"] for r in read_log(tmp_path / "ref")]
+
+
 # --------------------------------------------------------------------------- failures
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):

@@ -207,3 +207,22 @@ def test_cli_list_and_build(profile, tmp_path, capsys):
     cli.main(["zoo", "list", "--profile", str(path), "--json"])
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["random-B"]["status"] == "cached" and rows["moco-S"]["status"] == "missing"
+
+
+def test_only_is_a_priority_order_and_seed_selects_the_seeds_zoo(profile, tmp_path, capsys, train_calls):
+    from clvsmim.config import seed_profile
+
+    assert [s.name for s in zoo._select(profile, "simmim-Ti,moco,simmim-Ti,random-B", None)] == [
+        "simmim-Ti", "moco-S", "random-B"]  # given order, duplicates once
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    assert cli.main(["zoo", "build", "--profile", str(path), "--seed", "3", "--only", "simmim-Ti,moco-Ti",
+                     "--jobs", "1", "--no-progress"]) == 0
+    assert [c["name"] for c in train_calls] == ["simmim-Ti", "moco-Ti"]
+    capsys.readouterr()
+    cli.main(["zoo", "list", "--profile", str(path), "--seed", "3", "--json"])
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    seeded = seed_profile(profile, 3)
+    assert rows["moco-Ti"]["key"] == zoo.resolve(seeded, "moco-Ti").key != zoo.resolve(profile, "moco-Ti").key
+    assert rows["moco-Ti"]["status"] == "cached" and zoo.is_built(seeded, zoo.resolve(seeded, "simmim-Ti"))
+    assert not zoo.is_built(profile, zoo.resolve(profile, "moco-Ti"))  # the profile's own seed: untouched

@@ -88,7 +88,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .config import Profile, config_key
+from .config import Profile, config_key, seed_profile
 
 __all__ = [
     "VERDICTS", "MARGINS", "CONTROL_RULE", "ROWS", "ClaimInfo", "Claim", "with_claim", "ClaimSummary", "ClaimsTable",
@@ -248,7 +248,8 @@ class Measurements:
     for C11, ``cl-small``, ``cl-large``, ``mim-small``, ``mim-large``, ``control-large``;
     ``cluster``: ``{role: token_cluster_scores dict}`` (``{"depths": [...], "score": [...]}``);
     ``sweep``: ``{λ: evaluation dict}`` with λ = 0 (MIM) … 1 (CL);
-    ``names``: the zoo names behind the roles (provenance only).
+    ``names``: the zoo names behind the roles (provenance only);
+    ``missing``: zoo names left out because they were not built (``missing="skip"``).
     """
 
     analyses: dict[str, dict] = field(default_factory=dict)
@@ -256,6 +257,7 @@ class Measurements:
     cluster: dict[str, dict] = field(default_factory=dict)
     sweep: dict[float, dict] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
 
 
 def last_third(num_blocks: int) -> list[int]:
@@ -644,6 +646,7 @@ class ClaimsTable:
     summaries: list[ClaimSummary]
     models: dict[str, dict[str, str]] = field(default_factory=dict)  # seed -> role -> zoo name
     wall_time_s: float | None = None
+    missing_models: dict[str, list[str]] = field(default_factory=dict)  # seed -> names not built (skipped)
 
     def __getitem__(self, cid: str) -> ClaimSummary:
         for s in self.summaries:
@@ -656,7 +659,8 @@ class ClaimsTable:
 
     def to_dict(self) -> dict[str, Any]:
         return _json_safe({"profile": self.profile, "seeds": self.seeds, "margins": MARGINS,
-                           "counts": self.counts(), "models": self.models, "wall_time_s": self.wall_time_s,
+                           "counts": self.counts(), "models": self.models, "missing_models": self.missing_models,
+                           "wall_time_s": self.wall_time_s,
                            "claims": [s.to_dict() for s in self.summaries]})
 
     def rows(self) -> list[dict[str, str]]:
@@ -681,6 +685,7 @@ class ClaimsTable:
         counts = self.counts()
         lines.append(f"profile {self.profile}, seeds {self.seeds}: " +
                      ", ".join(f"{counts[v]} {v}" for v in VERDICTS))
+        lines += [f"seed {seed}: not built, left out: {', '.join(names)}" for seed, names in self.missing_models.items()]
         return "\n".join(lines)
 
     def markdown(self) -> str:
@@ -698,17 +703,6 @@ class ClaimsTable:
         tmp.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n")
         os.replace(tmp, path)
         return path
-
-
-def seed_profile(profile: Profile, seed: int) -> Profile:
-    """``profile`` with training seed ``seed`` (per-objective seed overrides replaced too);
-    the data stay the same. The profile's own seed returns ``profile`` unchanged."""
-    if int(seed) == profile.train.seed and not any("seed" in o for o in profile.train_overrides.values()):
-        return profile
-    overrides = {obj: {**over, "seed": int(seed)} if "seed" in over else dict(over)
-                 for obj, over in profile.train_overrides.items()}
-    return dataclasses.replace(profile, train=dataclasses.replace(profile.train, seed=int(seed)),
-                               train_overrides=overrides)
 
 
 def seeds_for(profile: Profile, n: int, first: int | None = None) -> list[int]:
@@ -810,9 +804,14 @@ def model_names(profile: Profile, scaling: bool | None = None, cl: str = "moco",
 
 def measure(profile: Profile, data_root: str | None = None, device: str = "auto", *, build: bool = True,
             jobs: int | None = None, progress: bool = False, scaling: bool | None = None,
-            cl: str = "moco", mim: str = "simmim", control: str = "random") -> Measurements:
+            cl: str = "moco", mim: str = "simmim", control: str = "random", missing: str = "raise") -> Measurements:
     """Everything the claims read, for one profile (one training seed): builds the missing
-    models when ``build``, evaluates them (cached), analyses CL / MIM / control (cached)."""
+    models when ``build``, evaluates them (cached), analyses CL / MIM / control (cached).
+
+    ``missing="skip"`` (with ``build=False``) leaves unbuilt models out: the claims reading them
+    are inconclusive ("not measured"). The hybrid sweep counts only when every λ of the
+    profile is built — C8 is never decided on part of it. CL, MIM and the control must exist.
+    """
     from . import zoo
     from .report import model_analysis
 
@@ -821,25 +820,31 @@ def measure(profile: Profile, data_root: str | None = None, device: str = "auto"
     wanted = list(dict.fromkeys([*names.values(), *(spec.key for _, spec in sweep_specs)]))
     if build:
         zoo.build(profile, data_root, only=wanted, jobs=jobs, progress=progress)
-    results = zoo.evaluations(profile, data_root, only=wanted, jobs=jobs, progress=progress)
+    results = zoo.evaluations(profile, data_root, only=wanted, jobs=jobs, missing=missing, progress=progress)
     key = {n: zoo.resolve(profile, n, data_root=data_root).key for n in names.values()}
     core = ("cl", "mim", "control")
+    absent = [n for n in names.values() if key[n] not in results]
+    absent += [spec.name for _, spec in sweep_specs if spec.key not in results and spec.name not in absent]
+    sweep = {lam: results[spec.key] for lam, spec in sweep_specs if spec.key in results}
     return Measurements(
         analyses={r: model_analysis(profile, names[r], "zoo", data_root, device) for r in core},
-        evaluations={r: results[key[n]] for r, n in names.items()},
+        evaluations={r: results[key[n]] for r, n in names.items() if key[n] in results},
         cluster={r: token_cluster_scores(profile, names[r], "zoo", data_root, device) for r in core},
-        sweep={lam: results[spec.key] for lam, spec in sweep_specs},
+        sweep=sweep if len(sweep) == len(sweep_specs) else {},
         names={**names, **{f"lam={lam:g}": spec.name for lam, spec in sweep_specs}},
+        missing=absent,
     )
 
 
 def claims_table(profile: Profile, seeds: Sequence[int] = (0, 1, 2), data_root: str | None = None,
                  device: str = "auto", *, build: bool = True, jobs: int | None = None, progress: bool = False,
-                 scaling: bool | None = None, measurements: dict[int, Measurements] | None = None) -> ClaimsTable:
+                 scaling: bool | None = None, measurements: dict[int, Measurements] | None = None,
+                 missing: str = "raise") -> ClaimsTable:
     """Every claim on every training seed (:func:`seed_profile`), aggregated (:func:`aggregate`).
 
-    Trains (``build``) or reuses the zoo of each seed. ``measurements`` (seed -> bundle)
-    skips the measuring, for hand-made inputs.
+    Trains (``build``) or reuses the zoo of each seed; ``missing="skip"`` (see :func:`measure`)
+    leaves a seed's unbuilt models out. ``measurements`` (seed -> bundle) skips the measuring,
+    for hand-made inputs.
     """
     start = time.perf_counter()
     seeds = [int(s) for s in seeds]
@@ -849,11 +854,12 @@ def claims_table(profile: Profile, seeds: Sequence[int] = (0, 1, 2), data_root: 
     for s in seeds:
         if s not in bundles:
             bundles[s] = measure(seed_profile(profile, s), data_root, device, build=build, jobs=jobs,
-                                 progress=progress, scaling=scaling)
+                                 progress=progress, scaling=scaling, missing=missing)
     per_seed = {s: evaluate_claims(bundles[s]) for s in seeds}
     summaries = [aggregate([per_seed[s][i] for s in seeds], seeds) for i in range(len(CLAIMS))]
     return ClaimsTable(profile=profile.name, seeds=seeds, summaries=summaries,
                        models={str(s): bundles[s].names for s in seeds},
+                       missing_models={str(s): bundles[s].missing for s in seeds if bundles[s].missing},
                        wall_time_s=round(time.perf_counter() - start, 2))
 
 
@@ -872,6 +878,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--jobs", type=int, default=None, help="parallel zoo runs / evaluations")
     p.add_argument("--no-build", action="store_true", help="fail instead of training missing models")
+    p.add_argument("--skip-missing", action="store_true",
+                   help="with --no-build: leave unbuilt models out (the claims that read them are inconclusive)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cli_claims)
 
@@ -883,7 +891,8 @@ def _cli_claims(args) -> int:
     profile = load_profile(args.profile)
     try:
         table = claims_table(profile, seeds_for(profile, args.seeds, args.first_seed), args.data, args.device,
-                             build=not args.no_build, jobs=args.jobs, progress=not args.no_progress)
+                             build=not args.no_build, jobs=args.jobs, progress=not args.no_progress,
+                             missing="skip" if args.skip_missing and args.no_build else "raise")
     except (ZooBuildError, FileNotFoundError, KeyError, ValueError) as error:
         print(f"claims: {error}")
         return 1

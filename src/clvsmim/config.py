@@ -178,6 +178,17 @@ def train_config_for(profile: Profile, objective: str) -> TrainConfig:
     return dataclasses.replace(profile.train, **{k: tuple(v) if isinstance(v, list) else v for k, v in over.items()})
 
 
+def seed_profile(profile: Profile, seed: int) -> Profile:
+    """``profile`` with training seed ``seed`` (per-objective seed overrides replaced too);
+    the data stay the same. The profile's own seed returns ``profile`` unchanged."""
+    if int(seed) == profile.train.seed and not any("seed" in o for o in profile.train_overrides.values()):
+        return profile
+    overrides = {obj: {**over, "seed": int(seed)} if "seed" in over else dict(over)
+                 for obj, over in profile.train_overrides.items()}
+    return dataclasses.replace(profile, train=dataclasses.replace(profile.train, seed=int(seed)),
+                               train_overrides=overrides)
+
+
 def to_dict(obj: Any) -> Any:
     """Dataclass (nested) -> plain JSON-able structure."""
     if dataclasses.is_dataclass(obj):

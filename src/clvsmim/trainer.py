@@ -13,6 +13,10 @@ Determinism by construction
 Hence a DDP run equals a single-process run with the same global batch (the loss is a
 per-sample mean, gradients are averaged), and ``resume=True`` continues bit-exactly.
 
+Stopping: SIGTERM (what ``timeout``, SLURM and preemptible machines send) makes the run save a
+checkpoint after its current step and return as incomplete (``summary['complete']`` False);
+every later :func:`train` in that process stops at its start. ``resume=True`` continues it.
+
 Step numbering: ``s`` is the 0-based index of an optimizer step (used for the per-sample
 seeds, the LR schedule and ``objective.after_optimizer_step(s, total_steps)``); the log,
 checkpoints and error messages count steps *done*, ``s + 1``.
@@ -24,7 +28,9 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import subprocess
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +51,7 @@ __all__ = [
     "NonFiniteLossError", "CosineSchedule", "train", "build_optimizer", "build_scheduler", "param_groups",
     "uses_weight_decay", "native_bf16", "resolve_precision", "autocast_for", "epoch_permutation", "BatchPlan",
     "make_accelerator", "load_encoder", "load_objective_state", "set_threads", "add_cli",
-    "LOG_NAME", "META_NAME",
+    "LOG_NAME", "META_NAME", "stop_requested",
 ]
 
 LOG_NAME = "log.csv"
@@ -262,6 +268,29 @@ def git_commit() -> str | None:
 
 
 # --------------------------------------------------------------------------- runtime
+
+_STOP = threading.Event()  # set by SIGTERM: stop after the current step, checkpoint, return
+
+
+def stop_requested() -> bool:
+    """Whether this process received SIGTERM while (or before) training."""
+    return _STOP.is_set()
+
+
+class _StopOnSigterm:
+    """While active (main thread only), SIGTERM sets :func:`stop_requested` instead of killing."""
+
+    def __enter__(self):
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, lambda signum, frame: _STOP.set())
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+        return False
+
 
 def set_threads(threads: int | None = None) -> int:
     """Set torch's intra-op threads from ``threads`` or ``$CLVSMIM_THREADS``; returns the count in use."""
@@ -563,17 +592,24 @@ def train(objective: nn.Module, dataset, cfg: TrainConfig, out_dir: str | Path, 
 
     bar = _progress_bar(cfg.steps, session.start, enabled=progress and accelerator.is_main_process)
     session.model.train()
+    if stop_requested():
+        stop = session.start
     try:
-        for s, (local_idx, images) in _prefetched(fetch, range(session.start, stop)):
-            scalars = session.step(s, local_idx, images)
-            row = session.record(s + 1, dict(scalars))
-            if row is not None:
-                bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
-            bar.update(1)
-            if (s + 1) % cfg.checkpoint_every == 0 or s + 1 == stop:
-                session.save(s + 1)
-            if callback is not None:
-                callback(s + 1, scalars)
+        with _StopOnSigterm():
+            for s, (local_idx, images) in _prefetched(fetch, range(session.start, stop)):
+                scalars = session.step(s, local_idx, images)
+                row = session.record(s + 1, dict(scalars))
+                if row is not None:
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
+                bar.update(1)
+                if stop_requested():
+                    stop = s + 1
+                if (s + 1) % cfg.checkpoint_every == 0 or s + 1 == stop:
+                    session.save(s + 1)
+                if callback is not None:
+                    callback(s + 1, scalars)
+                if s + 1 == stop:
+                    break
     finally:
         bar.close()
     return _finish(session, out_dir, stop, extra_meta)

@@ -331,9 +331,11 @@ def _cost(spec: ModelSpec) -> float:
 
 
 def _run_jobs(task: Callable, specs: Sequence[ModelSpec], args: tuple, jobs: int, progress: bool,
-              desc: str) -> tuple[dict[str, Any], dict[str, str]]:
+              desc: str, in_order: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
     """Run ``task(spec, *args)`` for every spec; ``jobs=1`` in-process, else a spawn pool.
 
+    The pool starts the costliest runs first (shortest total time), or the runs in the given
+    order with ``in_order`` (a priority list under a deadline).
     Returns ``(results by key, failures by key)``; a failure never stops the other runs.
     """
     from tqdm import tqdm
@@ -357,7 +359,7 @@ def _run_jobs(task: Callable, specs: Sequence[ModelSpec], args: tuple, jobs: int
         with ProcessPoolExecutor(max_workers=min(jobs, len(specs)), mp_context=ctx,
                                  initializer=_worker_init) as pool:
             futures = {pool.submit(_worker, task, spec, *args): spec
-                       for spec in sorted(specs, key=_cost, reverse=True)}
+                       for spec in (specs if in_order else sorted(specs, key=_cost, reverse=True))}
             for future in as_completed(futures):
                 spec = futures[future]
                 try:
@@ -377,8 +379,9 @@ def _select(profile: Profile, only: str | Iterable[str] | None, data_root: str |
     if only is None:
         return specs
     names = [s.strip() for s in (only.split(",") if isinstance(only, str) else only) if s.strip()]
-    chosen = {resolve(profile, name, data_root=data_root).key for name in names}
-    return [s for s in specs if s.key in chosen]
+    order = list(dict.fromkeys(resolve(profile, name, data_root=data_root).key for name in names))
+    by_key = {s.key: s for s in specs}
+    return [by_key[key] for key in order]
 
 
 def build(profile: Profile, data_root: str | None = None, only: str | Iterable[str] | None = None,
@@ -387,6 +390,7 @@ def build(profile: Profile, data_root: str | None = None, only: str | Iterable[s
 
     Built models are skipped; interrupted ones resume. ``jobs`` parallel processes with one
     torch thread each (default :func:`default_jobs`); ``jobs=1`` trains in this process.
+    With ``only``, runs start in its order (a priority list); else the costliest first.
     Raises :class:`ZooBuildError` (listing every failed key) after all runs have finished.
     """
     specs = _select(profile, only, data_root)
@@ -396,7 +400,8 @@ def build(profile: Profile, data_root: str | None = None, only: str | Iterable[s
     runs = [s for s in pending if s.trains]
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
     _, failures = _run_jobs(_build_one, controls, (profile, False), 1, False, "zoo")
-    _, run_failures = _run_jobs(_build_one, runs, (profile, progress and jobs <= 1), jobs, progress, "zoo")
+    _, run_failures = _run_jobs(_build_one, runs, (profile, progress and jobs <= 1), jobs, progress, "zoo",
+                                in_order=only is not None)
     failures.update(run_failures)
     if failures:
         raise ZooBuildError(failures, {k: d for k, d in dirs.items() if k not in failures})
@@ -573,14 +578,24 @@ def add_cli(subparsers) -> None:
     ins.add_argument("--from", dest="src", required=True, help="folder holding <profile>-zoo.safetensors/.json")
     ins.add_argument("--if-present", action="store_true", help="do nothing (exit 0) when no files are shipped")
     ins.set_defaults(func=_cli_install)
+    for sp in (b, ls, ev, ex, ins):
+        sp.add_argument("--seed", type=int, default=None,
+                        help="training seed of the zoo (default: the profile's; see `clvsmim claims --seeds`)")
+
+
+def _cli_profile(args):
+    """The profile named by ``--profile``, with the training seed of ``--seed`` when given."""
+    from .config import load_profile, seed_profile
+
+    profile = load_profile(args.profile)
+    return profile if args.seed is None else seed_profile(profile, args.seed)
 
 
 def _cli_export(args) -> int:
-    from .config import load_profile
     from .zoo_weights import ZooWeightsError, export_zoo
 
     try:
-        weights, provenance = export_zoo(load_profile(args.profile), args.out, args.data, args.only)
+        weights, provenance = export_zoo(_cli_profile(args), args.out, args.data, args.only)
     except ZooWeightsError as error:
         print(f"zoo export: {error}")
         return 1
@@ -591,10 +606,9 @@ def _cli_export(args) -> int:
 
 
 def _cli_install(args) -> int:
-    from .config import load_profile
     from .zoo_weights import ZooWeightsError, install_zoo, weights_paths
 
-    profile = load_profile(args.profile)
+    profile = _cli_profile(args)
     if args.if_present and not any(p.exists() for p in weights_paths(args.src, profile.name)):
         print(f"zoo install: no shipped {profile.name} zoo in {args.src}; `clvsmim zoo build` trains it")
         return 0
@@ -608,9 +622,7 @@ def _cli_install(args) -> int:
 
 
 def _cli_build(args) -> int:
-    from .config import load_profile
-
-    profile = load_profile(args.profile)
+    profile = _cli_profile(args)
     start = time.perf_counter()
     try:
         dirs = build(profile, args.data, args.only, args.jobs, progress=not args.no_progress)
@@ -623,17 +635,13 @@ def _cli_build(args) -> int:
 
 
 def _cli_list(args) -> int:
-    from .config import load_profile
-
-    rows = list_models(load_profile(args.profile), args.data)
+    rows = list_models(_cli_profile(args), args.data)
     print(json.dumps(rows, indent=2) if args.json else _format_table(rows))
     return 0
 
 
 def _cli_eval(args) -> int:
-    from .config import load_profile
-
-    profile = load_profile(args.profile)
+    profile = _cli_profile(args)
     try:
         results = evaluations(profile, args.data, args.only, args.jobs,
                               missing="skip" if args.skip_missing else "raise", progress=not args.no_progress)
