@@ -174,12 +174,19 @@ TINY = {
 }
 
 
-def test_claims_command_end_to_end(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def tiny_yaml(tmp_path, monkeypatch):
+    """TINY as a profile file, with its own cache and in-process zoo runs."""
     monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(zoo, "default_jobs", lambda: 1)
     torch.set_num_threads(1)
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+def test_claims_command_end_to_end(tmp_path, tiny_yaml, capsys):
+    path = tiny_yaml
     out = tmp_path / "claims.json"
     assert cli.main(["claims", "--profile", str(path), "--seeds", "2", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
@@ -202,12 +209,8 @@ def test_claims_command_end_to_end(tmp_path, monkeypatch, capsys):
     assert all(zoo.is_built(profile, zoo.resolve(profile, n)) for n in ("moco", "simmim", "hybrid-0.5", "random"))
 
 
-def test_claims_skip_missing_models_leaves_their_claims_inconclusive(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(zoo, "default_jobs", lambda: 1)
-    torch.set_num_threads(1)
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY))
+def test_claims_skip_missing_models_leaves_their_claims_inconclusive(tmp_path, tiny_yaml, capsys):
+    path = tiny_yaml
     zoo.build(profile_from_dict(TINY), only="moco,simmim,random", jobs=1, progress=False)  # no hybrid, no Ti
     args = ["claims", "--profile", str(path), "--no-build", "--no-progress", "--out", str(tmp_path / "c.json")]
     assert cli.main(args) == 1  # without --skip-missing an unbuilt model is an error naming it

@@ -102,3 +102,26 @@ def test_cli_install_if_present_and_export(tmp_path, monkeypatch, capsys):
     assert "missing" in capsys.readouterr().out
     assert cli.main(["zoo", "export", "--profile", "smoke", "--out", str(tmp_path)]) == 1  # nothing built
     assert not any(p.exists() for p in weights_paths(tmp_path, "smoke"))
+
+
+def test_the_shipped_mini_zoo_is_complete_for_the_profile_and_verifies():
+    """zoo-weights/ (what `make book` installs) holds every model of `mini` as configured now,
+    each fully trained, with sha256 verified and tensors for every model."""
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    from clvsmim.config import load_profile
+    from clvsmim.zoo_weights import _load_provenance
+
+    profile = load_profile("mini")
+    weights, provenance = weights_paths(Path(__file__).resolve().parents[1] / "zoo-weights", "mini")
+    record = _load_provenance(weights, provenance)  # raises on a checksum mismatch
+    specs = {s.key: s for s in zoo.zoo_specs(profile)}
+    assert set(record["models"]) == set(specs), "zoo-weights/ is not the mini zoo: re-export with `make zoo`"
+    with safe_open(str(weights), "pt") as f:
+        prefixes = {name.split("/", 1)[0] for name in f.keys()}
+    assert prefixes == set(specs)
+    for key, entry in record["models"].items():
+        total = specs[key].train_cfg.steps if specs[key].trains else 0
+        assert entry["step"] == total and entry["done"]["complete"], key
