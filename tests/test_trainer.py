@@ -245,7 +245,7 @@ def test_sigterm_checkpoints_the_current_step_and_resume_is_exact(tmp_path, monk
     from clvsmim import trainer as trainer_mod
 
     monkeypatch.setattr(trainer_mod, "_STOP", type(trainer_mod._STOP)())  # a fresh flag for this test
-    cfg = toy_cfg(checkpoint_every=4, log_every=2)
+    cfg = toy_cfg(checkpoint_every=5, log_every=2)
     reference, _ = run_toy(tmp_path / "ref", cfg)
     handler = signal.getsignal(signal.SIGTERM)
 
@@ -254,7 +254,7 @@ def test_sigterm_checkpoints_the_current_step_and_resume_is_exact(tmp_path, monk
             os.kill(os.getpid(), signal.SIGTERM)
 
     _, stopped = run_toy(tmp_path / "run", cfg, callback=terminate_at_3)
-    # the step after the signal finishes and is checkpointed although checkpoint_every is 4
+    # the step after the signal finishes and is checkpointed although checkpoint_every is 5
     assert not stopped["complete"] and stopped["step"] == 4
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 4
     assert signal.getsignal(signal.SIGTERM) is handler and trainer_mod.stop_requested()  # handler restored
