@@ -385,12 +385,12 @@ def _select(profile: Profile, only: str | Iterable[str] | None, data_root: str |
 
 
 def build(profile: Profile, data_root: str | None = None, only: str | Iterable[str] | None = None,
-          jobs: int | None = None, progress: bool = True) -> dict[str, Path]:
+          jobs: int | None = None, progress: bool = True, in_order: bool = False) -> dict[str, Path]:
     """Train every missing zoo model (or those of ``only``: keys or names); ``{key: folder}``.
 
     Built models are skipped; interrupted ones resume. ``jobs`` parallel processes with one
     torch thread each (default :func:`default_jobs`); ``jobs=1`` trains in this process.
-    With ``only``, runs start in its order (a priority list); else the costliest first.
+    ``in_order``: runs start in the order of ``only`` (a priority list); else the costliest first.
     Raises :class:`ZooBuildError` (listing every failed key) after all runs have finished.
     """
     specs = _select(profile, only, data_root)
@@ -401,7 +401,7 @@ def build(profile: Profile, data_root: str | None = None, only: str | Iterable[s
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
     _, failures = _run_jobs(_build_one, controls, (profile, False), 1, False, "zoo")
     _, run_failures = _run_jobs(_build_one, runs, (profile, progress and jobs <= 1), jobs, progress, "zoo",
-                                in_order=only is not None)
+                                in_order=in_order)
     failures.update(run_failures)
     if failures:
         raise ZooBuildError(failures, {k: d for k, d in dirs.items() if k not in failures})
@@ -545,7 +545,7 @@ def add_cli(subparsers) -> None:
     b = sub.add_parser("build", help="train every missing model of the profile's zoo")
     b.add_argument("--profile", default="mini", help="smoke | mini | paper | path/to/profile.yaml")
     b.add_argument("--data", default=None, help="ImageFolder root overriding the profile's data.root")
-    b.add_argument("--only", default=None, help="comma-separated keys or names (moco, simmim-Ti, hybrid-0.4, ...)")
+    b.add_argument("--only", default=None, help="comma-separated keys or names (moco, simmim-Ti, hybrid-0.4, ...), started in this order")
     b.add_argument("--jobs", type=int, default=None, help="parallel runs (default: CPU cores; 1 on GPU)")
     b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=_cli_build)
@@ -625,7 +625,8 @@ def _cli_build(args) -> int:
     profile = _cli_profile(args)
     start = time.perf_counter()
     try:
-        dirs = build(profile, args.data, args.only, args.jobs, progress=not args.no_progress)
+        dirs = build(profile, args.data, args.only, args.jobs, progress=not args.no_progress,
+                     in_order=args.only is not None)
     except (ZooBuildError, KeyError) as error:
         print(f"zoo build: {error}")
         return 1
