@@ -144,6 +144,31 @@ def test_seeds_agree_or_the_verdict_is_inconclusive():
     json.dumps(same.to_dict(), allow_nan=False)
 
 
+def test_a_saved_table_loads_back_and_its_verdicts_are_checked(tmp_path, capsys):
+    profile = profile_from_dict({"name": "hand"})
+    table = claims_table(profile, seeds=(0, 1, 2),
+                         measurements={0: holding_set(), 1: holding_set(), 2: failing_set()})
+    path = table.save(tmp_path / "t.json")
+    loaded = claims.ClaimsTable.load(path)
+    assert loaded.to_dict() == table.to_dict()
+    md = loaded.markdown(per_seed=True).splitlines()
+    assert len(md) == 2 + len(claims.CLAIMS) and "CL (seeds 0/1/2)" in md[0]
+    c1 = next(line for line in md if line.startswith("| C1 "))
+    assert "✓ ✓ ✗" in c1 and "10 / 10 / 6" in c1 and "**inconclusive**" in c1
+    assert cli.main(["claims", "--show", str(path), "--markdown"]) == 0
+    assert capsys.readouterr().out.strip() == loaded.markdown(per_seed=True)
+    # a stored verdict that its seeds do not give is an error naming the claim
+    data = json.loads(path.read_text())
+    data["claims"][0]["verdict"] = "holds"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="C1 is stored as 'holds'.*'inconclusive'"):
+        claims.ClaimsTable.load(path)
+    del data["seeds"]
+    path.write_text(json.dumps(data))
+    assert cli.main(["claims", "--show", str(path)]) == 1
+    assert "missing key 'seeds'" in capsys.readouterr().out
+
+
 def test_last_third_and_seed_profiles():
     assert claims.last_third(12) == [8, 9, 10, 11]
     assert claims.last_third(6) == [4, 5] and claims.last_third(3) == [2] and claims.last_third(1) == [0]

@@ -74,7 +74,8 @@ The seed of a claim is the zoo's *training* seed: :func:`seed_profile` replaces
 analysis images and the evaluation splits, stay fixed. The control is re-initialised from
 the same seed. The profile's own seed reuses the book's zoo.
 
-Command line: ``clvsmim claims --profile P [--seeds N] [--data PATH] [--out FILE.json]``.
+Command line: ``clvsmim claims --profile P [--seeds N] [--data PATH] [--out FILE.json]``;
+``clvsmim claims --show FILE.json [--markdown]`` prints a saved table again.
 """
 from __future__ import annotations
 
@@ -100,6 +101,7 @@ __all__ = [
 ]
 
 VERDICTS = ("holds", "fails", "inconclusive")
+VERDICT_MARKS = {"holds": "✓", "fails": "✗", "inconclusive": "?"}
 
 #: Margin of every claim, in the unit of its statistic: a difference smaller than this is no
 #: difference (neither for the ordering nor for "moved from the control"). C1's margin is
@@ -169,6 +171,15 @@ class Claim(ClaimInfo):
 
     def to_dict(self) -> dict[str, Any]:
         return _json_safe(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Claim":
+        """Inverse of :meth:`to_dict` (extra keys, such as a table's ``seed``, are ignored)."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in d and n != "details"]
+        if missing:
+            raise KeyError(f"claim {d.get('id', '?')}: missing key(s) {missing}")
+        return cls(**{n: d[n] for n in names if n in d})
 
 
 INFO: dict[str, ClaimInfo] = {
@@ -688,13 +699,57 @@ class ClaimsTable:
         lines += [f"seed {seed}: not built, left out: {', '.join(names)}" for seed, names in self.missing_models.items()]
         return "\n".join(lines)
 
-    def markdown(self) -> str:
-        """A Markdown table (no extra dependency)."""
-        cols = ["id", "verdict", "comparison", "CL", "MIM", "control", "seeds", "statistic"]
+    def markdown(self, per_seed: bool = False) -> str:
+        """A Markdown table (no extra dependency).
+
+        ``per_seed=True``: one column of verdict marks (✓ holds, ✗ fails, ? inconclusive) and the
+        CL / MIM / control statistic of every seed (``a / b / c``) instead of mean ± std.
+        """
         esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+        if per_seed:
+            seeds = "/".join(str(s) for s in self.seeds)
+            cols = ["claim", "verdict", "per seed", f"CL (seeds {seeds})", "MIM", "control"]
+            body = [[f"{s.id} {s.statistic} ({s.comparison})", f"**{s.verdict}**",
+                     " ".join(VERDICT_MARKS[c.verdict] for c in s.per_seed),
+                     *(" / ".join(_num(v) for v in s.stat(k)["per_seed"]) for k in ("cl", "mim", "control"))]
+                    for s in self.summaries]
+        else:
+            cols = ["id", "verdict", "comparison", "CL", "MIM", "control", "seeds", "statistic"]
+            body = [[r[c] for c in cols] for r in self.rows()]
         lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        lines += ["| " + " | ".join(esc(r[c]) for c in cols) + " |" for r in self.rows()]
+        lines += ["| " + " | ".join(esc(cell) for cell in row) + " |" for row in body]
         return "\n".join(lines)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ClaimsTable":
+        """Inverse of :meth:`to_dict`; the stored verdicts must agree with :func:`aggregate`."""
+        for key in ("profile", "seeds", "claims"):
+            if key not in d:
+                raise KeyError(f"claims table: missing key {key!r} (found {sorted(d)})")
+        seeds = [int(s) for s in d["seeds"]]
+        summaries = []
+        for c in d["claims"]:
+            got = [int(p["seed"]) for p in c["per_seed"]]
+            if got != seeds:
+                raise ValueError(f"claims table: {c['id']} has seeds {got}, the table {seeds}")
+            summary = aggregate([Claim.from_dict(p) for p in c["per_seed"]], seeds)
+            if summary.verdict != c["verdict"]:
+                raise ValueError(f"claims table: {c['id']} is stored as {c['verdict']!r} but its seeds give "
+                                 f"{summary.verdict!r}")
+            summaries.append(summary)
+        return cls(profile=d["profile"], seeds=seeds, summaries=summaries, models=d.get("models", {}),
+                   wall_time_s=d.get("wall_time_s"), missing_models=d.get("missing_models", {}))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ClaimsTable":
+        """Read a table written by :meth:`save` (``clvsmim claims --out``)."""
+        path = Path(path)
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not JSON ({error})") from None
+        except (KeyError, ValueError) as error:
+            raise type(error)(f"{path}: {error.args[0] if error.args else error}") from None
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
@@ -880,14 +935,30 @@ def add_cli(subparsers) -> None:
     p.add_argument("--no-build", action="store_true", help="fail instead of training missing models")
     p.add_argument("--skip-missing", action="store_true",
                    help="with --no-build: leave unbuilt models out (the claims that read them are inconclusive)")
+    p.add_argument("--show", default=None, metavar="FILE.json",
+                   help="print a table saved with --out (checking its verdicts) instead of measuring")
+    p.add_argument("--markdown", action="store_true",
+                   help="print a Markdown table with every seed's verdict and statistics")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cli_claims)
+
+
+def _print_table(table: ClaimsTable, markdown: bool) -> None:
+    print(table.markdown(per_seed=True) if markdown else table.format())
 
 
 def _cli_claims(args) -> int:
     from .config import load_profile
     from .zoo import ZooBuildError
 
+    if args.show:
+        try:
+            table = ClaimsTable.load(args.show)
+        except (OSError, KeyError, ValueError) as error:
+            print(f"claims: {error}")
+            return 1
+        _print_table(table, args.markdown)
+        return 0
     profile = load_profile(args.profile)
     try:
         table = claims_table(profile, seeds_for(profile, args.seeds, args.first_seed), args.data, args.device,
@@ -896,7 +967,7 @@ def _cli_claims(args) -> int:
     except (ZooBuildError, FileNotFoundError, KeyError, ValueError) as error:
         print(f"claims: {error}")
         return 1
-    print(table.format())
+    _print_table(table, args.markdown)
     if args.out:
         print(f"written {table.save(args.out)}")
     return 0
