@@ -104,6 +104,17 @@ def test_representation_sentences_follow_the_numbers():
     assert "as in the paper" in rep.fourier_sentences(fourier)  # simmim decreases towards the end
     flat = {"depth": [0, 1, 2, 3], "simmim": [-1.0, -1.0, -0.9, -0.8]}
     assert "unlike the paper" in rep.fourier_sentences(flat)
+    # depth by depth: the embeddings carry the opposite order, the late blocks the paper's
+    order = rep.depths_by_order([-2.4, -2.5, -2.6, -2.7], [-2.9, -2.5, -2.5, -2.5])
+    assert order == {"below": [2, 3], "above": [0], "tied": [1]}
+    text = rep.fourier_order_sentence([-2.4, -2.5, -2.6, -2.7], [-2.9, -2.5, -2.5, -2.5])
+    assert "at depths 2, 3, above it at 0" in text and "0.25 over depths 0–1" in text and "-0.15 over depths 2–3" in text
+    with pytest.raises(ValueError, match="different depths"):
+        rep.depths_by_order([0.0], [0.0, 1.0])
+    shape = rep.shape_sentences({"moco": {"shape_bias": 0.5, "num_decided": 400},
+                                 "simmim": {"shape_bias": 0.9, "num_decided": 100}})
+    assert "n = 400, ± 0.025" in shape and "n = 100, ± 0.030" in shape  # sqrt(.25/400), sqrt(.09/100)
+    assert "standard error" not in rep.shape_sentences({"moco": {"shape_bias": 0.5}})  # older evaluations
     svd = rep.svd_sentences(rep.svd_spectra(ANALYSES))
     assert "steeper" in svd and "as in the paper" in svd
     noise = rep.noise_sentences({"moco": {"clean": 0.5, "low_freq": 0.3, "high_freq": 0.48},

@@ -168,12 +168,13 @@ def effective_rank(spectrum: Sequence[float]) -> float:
 
 
 def evaluation_rows(evaluations: Mapping[str, dict]) -> dict[str, dict[str, float | None]]:
-    """Per model: ``shape_bias``, ``shape_acc``, ``texture_acc``, ``clean``, ``low_freq``, ``high_freq``."""
+    """Per model: ``shape_bias``, ``shape_acc``, ``texture_acc``, ``num_decided``, ``clean``, ``low_freq``,
+    ``high_freq``."""
     rows = {}
     for n, e in evaluations.items():
         st, nz = e.get("shape_texture") or {}, e.get("noise") or {}
         rows[n] = {"shape_bias": st.get("shape_bias"), "shape_acc": st.get("shape_acc"),
-                   "texture_acc": st.get("texture_acc"), "clean": nz.get("clean"),
+                   "texture_acc": st.get("texture_acc"), "num_decided": st.get("num_decided"), "clean": nz.get("clean"),
                    "low_freq": nz.get("low_freq"), "high_freq": nz.get("high_freq")}
     return rows
 
@@ -255,7 +256,36 @@ def fourier_sentences(curves: Mapping[str, Sequence[float]], claim=None) -> str:
                  f"{fmt(mim[last])} after block {last} — "
                  + (f"a drop of {fmt(drop)}, as in the paper." if drop > TOLERANCE else
                     "no drop at the end, unlike the paper."))
+    if CL in curves and MIM in curves:
+        text += " " + fourier_order_sentence(curves[CL], curves[MIM])
     return with_claim(text, claim)
+
+
+def depths_by_order(cl: Sequence[float], mim: Sequence[float], tolerance: float = TOLERANCE) -> dict[str, list[int]]:
+    """Depths where ``cl < mim − tolerance`` (``"below"``), ``cl > mim + tolerance`` (``"above"``), else ``"tied"``."""
+    if len(cl) != len(mim):
+        raise ValueError(f"curves of different depths: {len(cl)} vs {len(mim)}")
+    out: dict[str, list[int]] = {"below": [], "above": [], "tied": []}
+    for d, (c, m) in enumerate(zip(cl, mim)):
+        out["below" if c < m - tolerance else "above" if c > m + tolerance else "tied"].append(d)
+    return out
+
+
+def _depth_list(depths: Sequence[int]) -> str:
+    return ", ".join(map(str, depths)) if depths else "none"
+
+
+def fourier_order_sentence(cl: Sequence[float], mim: Sequence[float]) -> str:
+    """Where along depth CL's high-frequency amplitude lies below MIM's (the paper's order), and
+    how much of the depth-mean difference the embeddings (depth 0) and the first half carry."""
+    order = depths_by_order(cl, mim)
+    half = (len(cl) + 1) // 2
+    early = sum(cl[:half]) / half - sum(mim[:half]) / half
+    late = sum(cl[half:]) / (len(cl) - half) - sum(mim[half:]) / (len(cl) - half)
+    return (f"Depth by depth, {_name(CL)} lies below {_name(MIM)} (the paper's order) at depths "
+            f"{_depth_list(order['below'])}, above it at {_depth_list(order['above'])} (ties within {TOLERANCE}: "
+            f"{_depth_list(order['tied'])}); the mean difference CL − MIM is {fmt(early)} over depths 0–{half - 1} "
+            f"and {fmt(late)} over depths {half}–{len(cl) - 1}.")
 
 
 def cosine_sentences(curves: Mapping[str, Sequence[float]], claim=None) -> str:
@@ -295,7 +325,21 @@ def shape_sentences(rows: Mapping[str, dict], claim=None) -> str:
             "on cue-conflict images (the shape of one class filled with another class's texture), for a linear "
             "probe trained on images where both cues agree: "
             + ", ".join(f"{_name(n)} {fmt(r['shape_bias'])}" for n, r in rows.items()) + ".")
+    decided = {n: (r["shape_bias"], r.get("num_decided")) for n, r in rows.items()}
+    if all(k and p is not None and math.isfinite(p) for p, k in decided.values()):
+        text += (" The bias counts only the n decisions that follow one of the two cues, so its binomial "
+                 "standard error is √(p(1−p)/n): "
+                 + ", ".join(f"{_name(n)} n = {k}, ± {fmt(shape_bias_standard_error(p, k), 3)}"
+                             for n, (p, k) in decided.items())
+                 + "; differences smaller than about twice that are within sampling noise.")
     return with_claim(text, claim)
+
+
+def shape_bias_standard_error(bias: float, num_decided: int) -> float:
+    """Binomial standard error ``sqrt(p(1-p)/n)`` of a shape bias ``p`` over ``n`` decided images."""
+    if num_decided <= 0:
+        raise ValueError(f"need at least one decided image, got {num_decided}")
+    return math.sqrt(bias * (1.0 - bias) / num_decided)
 
 
 def noise_sentences(rows: Mapping[str, dict]) -> str:
