@@ -185,3 +185,27 @@ def test_summary_grid_markdown_and_figure():
     assert "inconclusive" in sm.verdict_sentences(mixed)
     paragraphs = sm.claims_paragraphs(mixed)
     assert "C1 — inconclusive" in paragraphs and "holds, fails → inconclusive" in paragraphs
+    html = sm.seeds_table_html(mixed)
+    assert html.count("<tr>") == len(claims.CLAIMS) + 1 and "CL (seeds 0/1)" in html and "✓ ✗" in html
+
+
+def test_the_recorded_three_seed_table_is_found_and_checked(tmp_path):
+    try:
+        from test_claims import failing_set, holding_set
+    except ImportError:  # pragma: no cover
+        from tests.test_claims import failing_set, holding_set
+
+    assert sm.recorded_table("hand", root=tmp_path) is None
+    table = claims.claims_table(profile_from_dict({"name": "hand"}), seeds=(0, 1, 2),
+                                measurements={0: holding_set(), 1: holding_set(), 2: holding_set()})
+    table.save(tmp_path / sm.RECORDED_TABLE.format(profile="hand"))
+    loaded = sm.recorded_table("hand", root=tmp_path)
+    assert loaded.seeds == [0, 1, 2] and loaded.counts()["holds"] == len(claims.CLAIMS)
+    table.save(tmp_path / sm.RECORDED_TABLE.format(profile="other"))  # a file under the wrong name
+    with pytest.raises(ValueError, match="recorded for profile 'hand', not 'other'"):
+        sm.recorded_table("other", root=tmp_path)
+    # the project's own recorded mini table loads and its verdicts agree with its seeds
+    mini = sm.recorded_table("mini")
+    assert mini is not None and mini.profile == "mini" and len(mini.seeds) == 3
+    for seed, names in mini.missing_models.items():
+        assert f"seed {seed}: {', '.join(names)}" in sm.verdict_sentences(mini)

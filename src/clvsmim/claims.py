@@ -707,18 +707,25 @@ class ClaimsTable:
         """
         esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
         if per_seed:
-            seeds = "/".join(str(s) for s in self.seeds)
-            cols = ["claim", "verdict", "per seed", f"CL (seeds {seeds})", "MIM", "control"]
-            body = [[f"{s.id} {s.statistic} ({s.comparison})", f"**{s.verdict}**",
-                     " ".join(VERDICT_MARKS[c.verdict] for c in s.per_seed),
-                     *(" / ".join(_num(v) for v in s.stat(k)["per_seed"]) for k in ("cl", "mim", "control"))]
-                    for s in self.summaries]
+            cols, body = self.per_seed_rows()
+            body = [[row[0], f"**{row[1]}**", *row[2:]] for row in body]
         else:
             cols = ["id", "verdict", "comparison", "CL", "MIM", "control", "seeds", "statistic"]
             body = [[r[c] for c in cols] for r in self.rows()]
         lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(esc(cell) for cell in row) + " |" for row in body]
         return "\n".join(lines)
+
+    def per_seed_rows(self) -> tuple[list[str], list[list[str]]]:
+        """Header and rows: claim, verdict, the seeds' verdict marks (✓ ✗ ?), and the CL / MIM /
+        control statistic of every seed as ``a / b / c``."""
+        seeds = "/".join(str(s) for s in self.seeds)
+        cols = ["claim", "verdict", "per seed", f"CL (seeds {seeds})", "MIM", "control"]
+        body = [[f"{s.id} {s.statistic} ({s.comparison})", s.verdict,
+                 " ".join(VERDICT_MARKS[c.verdict] for c in s.per_seed),
+                 *(" / ".join(_num(v) for v in s.stat(k)["per_seed"]) for k in ("cl", "mim", "control"))]
+                for s in self.summaries]
+        return cols, body
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ClaimsTable":

@@ -9,10 +9,13 @@ per claim for the CL and the MIM column: the side's description, the measured nu
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Mapping
 
+from ..claims import VERDICT_MARKS
+
 __all__ = ["SHORT", "VERDICT_MARK", "VERDICT_COLOR", "value_text", "summary_grid", "grid_markdown", "grid_html",
-           "table_html", "verdict_sentences",
+           "table_html", "seeds_table_html", "recorded_table", "verdict_sentences",
            "claims_paragraphs", "claims_json"]
 
 #: Short name and unit of each claim's statistic, as shown in the table's cells.
@@ -22,7 +25,9 @@ SHORT: dict[str, tuple[str, str]] = {
     "C7": ("best probe depth", ""), "C8": ("mean of lin. probe & fine-tune", ""),
     "C9": ("linear probe", ""), "C10": ("fine-tune", ""), "C11": ("fine-tune gain", ""),
 }
-VERDICT_MARK = {"holds": "✓", "fails": "✗", "inconclusive": "?"}
+VERDICT_MARK = VERDICT_MARKS
+#: Where ``clvsmim claims --seeds 3 --out`` tables are kept, relative to the project root.
+RECORDED_TABLE = "docs/{profile}-claims-3seeds.json"
 
 
 def _num(v: float | None, digits: int) -> str:
@@ -144,6 +149,32 @@ def table_html(table: Any) -> str:
     return _html_table(cols, rows)
 
 
+def seeds_table_html(table: Any) -> str:
+    """Every seed's verdict and statistics (:meth:`~clvsmim.claims.ClaimsTable.per_seed_rows`) as HTML."""
+    from html import escape
+
+    cols, body = table.per_seed_rows()
+    rows = [[escape(row[0]), f'<b style="color:{VERDICT_COLOR[row[1]]}">{escape(row[1])}</b>',
+             *(escape(c) for c in row[2:])] for row in body]
+    return _html_table([escape(c) for c in cols], rows)
+
+
+def recorded_table(profile: str, root: str | Path | None = None) -> Any:
+    """The multi-seed claims table recorded for ``profile`` (:data:`RECORDED_TABLE` under the
+    project root, default: found from the cwd), loaded with its verdicts re-checked; ``None``
+    when none is recorded."""
+    from ..bookrun import find_root
+    from ..claims import ClaimsTable
+
+    path = Path(root or find_root()) / RECORDED_TABLE.format(profile=profile)
+    if not path.is_file():
+        return None
+    table = ClaimsTable.load(path)
+    if table.profile != profile:
+        raise ValueError(f"{path}: recorded for profile {table.profile!r}, not {profile!r}")
+    return table
+
+
 def verdict_sentences(table: Any) -> str:
     """How many claims hold / fail / are inconclusive, and which differ from the paper."""
     d = table.to_dict() if hasattr(table, "to_dict") else table
@@ -161,6 +192,9 @@ def verdict_sentences(table: Any) -> str:
     if unsure:
         text += (" Not decided (seeds disagree, or a number is missing): "
                  + ", ".join(c["id"] for c in unsure) + ".")
+    if d.get("missing_models"):
+        text += (" Models not trained for this table (the claims reading them are not measured on that seed): "
+                 + "; ".join(f"seed {seed}: {', '.join(names)}" for seed, names in d["missing_models"].items()) + ".")
     if len(seeds) == 1:
         text += (" With a single seed a verdict says nothing about its stability; `clvsmim claims --seeds 3` "
                  "repeats the training with three seeds and calls a claim inconclusive when they disagree.")
