@@ -166,7 +166,12 @@ def recorded_table(profile: str, root: str | Path | None = None) -> Any:
     from ..bookrun import find_root
     from ..claims import ClaimsTable
 
-    path = Path(root or find_root()) / RECORDED_TABLE.format(profile=profile)
+    if root is None:
+        try:
+            root = find_root()
+        except FileNotFoundError:  # the package without its project (pip install, no checkout)
+            return None
+    path = Path(root) / RECORDED_TABLE.format(profile=profile)
     if not path.is_file():
         return None
     table = ClaimsTable.load(path)
