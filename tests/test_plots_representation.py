@@ -108,7 +108,12 @@ def test_representation_sentences_follow_the_numbers():
     order = rep.depths_by_order([-2.4, -2.5, -2.6, -2.7], [-2.9, -2.5, -2.5, -2.5])
     assert order == {"below": [2, 3], "above": [0], "tied": [1]}
     text = rep.fourier_order_sentence([-2.4, -2.5, -2.6, -2.7], [-2.9, -2.5, -2.5, -2.5])
-    assert "at depths 2, 3, above it at 0" in text and "0.25 over depths 0–1" in text and "-0.15 over depths 2–3" in text
+    assert "at depths 2, 3, above it at depth 0 (ties within 0.01: depth 1)" in text and "0.25 over depths 0–1" in text and "-0.15 over depths 2–3" in text
+    frozen = rep.fourier_sentences({"depth": [0, 1, 2], "moco": [-2.4, -2.5, -2.6], "simmim": [-2.9, -2.5, -2.6],
+                                    "random": [-2.4, -2.4, -2.4]})
+    assert "equals the untrained control (-2.40 vs -2.40)" in frozen and "learns its own (-2.90)" in frozen
+    assert "equals the untrained control" not in rep.fourier_sentences(
+        {"depth": [0, 1, 2], "moco": [-2.6, -2.5, -2.6], "simmim": [-2.9, -2.5, -2.6], "random": [-2.4] * 3})
     with pytest.raises(ValueError, match="different depths"):
         rep.depths_by_order([0.0], [0.0, 1.0])
     shape = rep.shape_sentences({"moco": {"shape_bias": 0.5, "num_decided": 400},

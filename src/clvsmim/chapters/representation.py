@@ -258,6 +258,11 @@ def fourier_sentences(curves: Mapping[str, Sequence[float]], claim=None) -> str:
                     "no drop at the end, unlike the paper."))
     if CL in curves and MIM in curves:
         text += " " + fourier_order_sentence(curves[CL], curves[MIM])
+        if CONTROL in curves and abs(curves[CL][0] - curves[CONTROL][0]) < TOLERANCE:
+            text += (f" At depth 0 (the patch embeddings) {_name(CL)} equals the untrained control "
+                     f"({fmt(curves[CL][0])} vs {fmt(curves[CONTROL][0])}): its patch projection stays frozen at its "
+                     f"random initialisation (MoCo v3's stability trick), while {_name(MIM)} learns its own "
+                     f"({fmt(curves[MIM][0])}).")
     return with_claim(text, claim)
 
 
@@ -272,7 +277,9 @@ def depths_by_order(cl: Sequence[float], mim: Sequence[float], tolerance: float 
 
 
 def _depth_list(depths: Sequence[int]) -> str:
-    return ", ".join(map(str, depths)) if depths else "none"
+    if not depths:
+        return "no depth"
+    return ("depth " if len(depths) == 1 else "depths ") + ", ".join(map(str, depths))
 
 
 def fourier_order_sentence(cl: Sequence[float], mim: Sequence[float]) -> str:
@@ -282,7 +289,7 @@ def fourier_order_sentence(cl: Sequence[float], mim: Sequence[float]) -> str:
     half = (len(cl) + 1) // 2
     early = sum(cl[:half]) / half - sum(mim[:half]) / half
     late = sum(cl[half:]) / (len(cl) - half) - sum(mim[half:]) / (len(cl) - half)
-    return (f"Depth by depth, {_name(CL)} lies below {_name(MIM)} (the paper's order) at depths "
+    return (f"Depth by depth, {_name(CL)} lies below {_name(MIM)} (the paper's order) at "
             f"{_depth_list(order['below'])}, above it at {_depth_list(order['above'])} (ties within {TOLERANCE}: "
             f"{_depth_list(order['tied'])}); the mean difference CL − MIM is {fmt(early)} over depths 0–{half - 1} "
             f"and {fmt(late)} over depths {half}–{len(cl) - 1}.")
