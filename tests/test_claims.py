@@ -75,6 +75,17 @@ def test_every_claim_holds_on_the_papers_picture():
     assert c8.details["best_lam"] == 0.5 and c8.value == pytest.approx(0.02)
 
 
+def test_c6_reports_the_binomial_standard_error_of_the_difference():
+    m = holding_set()
+    assert "difference_se" not in evaluate_claim("C6", m).details  # evaluations without counts
+    m.evaluations["cl"]["shape_texture"]["num_decided"] = 100  # p = 0.7
+    m.evaluations["mim"]["shape_texture"]["num_decided"] = 300  # p = 0.3
+    c6 = evaluate_claim("C6", m)
+    se = math.sqrt(0.7 * 0.3 / 100 + 0.3 * 0.7 / 300)
+    assert c6.verdict == "holds" and c6.details["difference_se"] == pytest.approx(se)
+    assert c6.details["num_decided"] == [100, 300] and f"±{se:.2g}" in c6.reason
+
+
 def test_every_claim_fails_when_cl_and_mim_swap():
     results = evaluate_claims(failing_set())
     wrong = {c.id: (c.verdict, c.reason) for c in results if c.verdict != "fails"}

@@ -396,7 +396,16 @@ def c5_image_clusters(m: Measurements) -> Claim:
 def c6_shape_bias(m: Measurements) -> Claim:
     """Shape bias on the cue-conflict split: CL > MIM."""
     vals = [_get(m.evaluations.get(r), "shape_texture", "shape_bias") for r in ("cl", "mim", "control")]
-    return _ordered_verdict("C6", *vals, +1, MARGINS["C6"], CONTROL_RULE["C6"])
+    decided = [_get(m.evaluations.get(r), "shape_texture", "num_decided") for r in ("cl", "mim")]
+    if not (_finite(*vals[:2], *decided) and min(decided) > 0):
+        return _ordered_verdict("C6", *vals, +1, MARGINS["C6"], CONTROL_RULE["C6"])
+    from .evaluation import shape_bias_standard_error
+
+    se = math.hypot(*(shape_bias_standard_error(p, int(n)) for p, n in zip(vals, decided)))
+    claim = _ordered_verdict("C6", *vals, +1, MARGINS["C6"], CONTROL_RULE["C6"], difference_se=se,
+                             num_decided=[int(n) for n in decided])
+    return dataclasses.replace(claim, reason=f"{claim.reason}; binomial standard error of CL − MIM ±{se:.2g} "
+                                             f"({int(decided[0])} and {int(decided[1])} decided images)")
 
 
 def _best_depth(acc: Sequence[float]) -> int:

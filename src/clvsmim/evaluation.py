@@ -406,6 +406,13 @@ def shape_bias_from_predictions(pred, shape_label, texture_label) -> dict[str, f
             "num_decided": decided}
 
 
+def shape_bias_standard_error(bias: float, num_decided: int) -> float:
+    """Binomial standard error ``sqrt(p(1-p)/n)`` of a shape bias ``p`` over ``n`` decided images."""
+    if num_decided <= 0:
+        raise ValueError(f"need at least one decided image, got {num_decided}")
+    return math.sqrt(bias * (1.0 - bias) / num_decided)
+
+
 def shape_texture_bias(encoder: nn.Module, cfg: EvalConfig, img_size: int, seed: int = 0, pool: str = "mean",
                        sizes: tuple[int, int] = SHAPE_TEXTURE_SIZES, texture_scale: float = 1.0) -> dict[str, float]:
     """Shape-vs-texture bias of a linear probe on the final-depth features.

@@ -327,6 +327,7 @@ def svd_sentences(spectra: Mapping[str, Any]) -> str:
 
 def shape_sentences(rows: Mapping[str, dict], claim=None) -> str:
     from ..claims import with_claim
+    from ..evaluation import shape_bias_standard_error
 
     text = ("Shape bias = decisions that follow the shape / decisions that follow either the shape or the texture, "
             "on cue-conflict images (the shape of one class filled with another class's texture), for a linear "
@@ -341,12 +342,6 @@ def shape_sentences(rows: Mapping[str, dict], claim=None) -> str:
                  + "; differences smaller than about twice that are within sampling noise.")
     return with_claim(text, claim)
 
-
-def shape_bias_standard_error(bias: float, num_decided: int) -> float:
-    """Binomial standard error ``sqrt(p(1-p)/n)`` of a shape bias ``p`` over ``n`` decided images."""
-    if num_decided <= 0:
-        raise ValueError(f"need at least one decided image, got {num_decided}")
-    return math.sqrt(bias * (1.0 - bias) / num_decided)
 
 
 def noise_sentences(rows: Mapping[str, dict]) -> str:
