@@ -84,3 +84,7 @@ if recorded is None:
 else:
     display(Markdown(sm.verdict_sentences(recorded)))
     display(HTML(sm.seeds_table_html(recorded)))
+    disagreements = sm.seed_disagreements(recorded)
+    if disagreements:
+        display(Markdown("Where the seeds disagree, and why each seed that does not hold says so:\n\n"
+                         + disagreements))

@@ -16,7 +16,7 @@ from ..claims import VERDICT_MARKS
 
 __all__ = ["SHORT", "VERDICT_MARK", "VERDICT_COLOR", "value_text", "summary_grid", "grid_markdown", "grid_html",
            "table_html", "seeds_table_html", "recorded_table", "verdict_sentences",
-           "claims_paragraphs", "claims_json"]
+           "seed_disagreements", "claims_paragraphs", "claims_json"]
 
 #: Short name and unit of each claim's statistic, as shown in the table's cells.
 SHORT: dict[str, tuple[str, str]] = {
@@ -204,6 +204,36 @@ def verdict_sentences(table: Any) -> str:
         text += (" With a single seed a verdict says nothing about its stability; `clvsmim claims --seeds 3` "
                  "repeats the training with three seeds and calls a claim inconclusive when they disagree.")
     return text
+
+
+def _seed_list(seeds: list[int]) -> str:
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+
+def seed_disagreements(table: Any) -> str:
+    """A Markdown list with one item per claim whose seeds give different verdicts: on which
+    seeds it holds, and why it does not on the others (each seed's own reason). Empty when
+    every claim's seeds agree."""
+    d = table.to_dict() if hasattr(table, "to_dict") else table
+    items = []
+    for c in d["claims"]:
+        by_verdict: dict[str, list[dict[str, Any]]] = {}
+        for s in c["per_seed"]:
+            by_verdict.setdefault(s["verdict"], []).append(s)
+        if len(by_verdict) < 2:
+            continue
+        parts = []
+        for verdict in ("holds", "fails", "inconclusive"):
+            seeds = by_verdict.get(verdict, [])
+            if not seeds:
+                continue
+            label = "not decided" if verdict == "inconclusive" else verdict
+            text = f"{label} on {_seed_list([s['seed'] for s in seeds])}"
+            if verdict != "holds":
+                text += " (" + "; ".join(f"seed {s['seed']}: {s['reason']}" for s in seeds) + ")"
+            parts.append(text)
+        items.append(f"- **{c['id']}** ({c['statistic']}, {c['comparison']}): " + "; ".join(parts) + ".")
+    return "\n".join(items)
 
 
 def claims_paragraphs(table: Any) -> str:
