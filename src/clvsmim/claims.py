@@ -397,16 +397,18 @@ def c6_shape_bias(m: Measurements) -> Claim:
     """Shape bias on the cue-conflict split: CL > MIM."""
     vals = [_get(m.evaluations.get(r), "shape_texture", "shape_bias") for r in ("cl", "mim", "control")]
     decided = [_get(m.evaluations.get(r), "shape_texture", "num_decided") for r in ("cl", "mim")]
-    if not (_finite(*vals[:2], *decided) and min(decided) > 0):
-        return _ordered_verdict("C6", *vals, +1, MARGINS["C6"], CONTROL_RULE["C6"])
-    from .evaluation import shape_bias_standard_error
+    extra: dict[str, Any] = {}
+    if _finite(*vals[:2], *decided) and min(decided) > 0:
+        from .evaluation import shape_bias_standard_error
 
-    se = math.hypot(*(shape_bias_standard_error(p, int(n)) for p, n in zip(vals, decided)))
-    claim = _ordered_verdict("C6", *vals, +1, MARGINS["C6"], CONTROL_RULE["C6"], difference_se=se,
-                             num_decided=[int(n) for n in decided])
-    return dataclasses.replace(claim, reason=f"{claim.reason}; binomial standard error of CL − MIM ±{se:.2g} "
-                                             f"({int(decided[0])} and {int(decided[1])} decided images)")
-
+        counts = [int(n) for n in decided]
+        extra = {"difference_se": math.hypot(*map(shape_bias_standard_error, vals[:2], counts)),
+                 "num_decided": counts}
+    claim = _ordered_verdict("C6", *vals, +1, MARGINS["C6"], CONTROL_RULE["C6"], **extra)
+    if not extra:
+        return claim
+    return dataclasses.replace(claim, reason=f"{claim.reason}; binomial standard error of CL − MIM "
+                                             f"±{extra['difference_se']:.2g} ({counts[0]} and {counts[1]} decided images)")
 
 def _best_depth(acc: Sequence[float]) -> int:
     """Index of the best accuracy; ties go to the deepest."""

@@ -343,7 +343,6 @@ def shape_sentences(rows: Mapping[str, dict], claim=None) -> str:
     return with_claim(text, claim)
 
 
-
 def noise_sentences(rows: Mapping[str, dict]) -> str:
     """Accuracy change under low- / high-frequency noise; the paper's account predicts that
     high-frequency noise costs CL less than MIM."""

@@ -56,7 +56,7 @@ def summary_grid(table: Any) -> list[dict[str, Any]]:
     where ``cl`` / ``mim`` are the cell lines (description, statistic, number)."""
     from ..claims import ROWS
 
-    d = table.to_dict() if hasattr(table, "to_dict") else table
+    d = claims_json(table)
     by_id = {c["id"]: c for c in d["claims"]}
     grid = []
     for row, ids in ROWS.items():
@@ -182,7 +182,7 @@ def recorded_table(profile: str, root: str | Path | None = None) -> Any:
 
 def verdict_sentences(table: Any) -> str:
     """How many claims hold / fail / are inconclusive, and which differ from the paper."""
-    d = table.to_dict() if hasattr(table, "to_dict") else table
+    d = claims_json(table)
     counts = d["counts"]
     n = len(d["claims"])
     seeds = d["seeds"]
@@ -214,7 +214,7 @@ def seed_disagreements(table: Any) -> str:
     """A Markdown list with one item per claim whose seeds give different verdicts: on which
     seeds it holds, and why it does not on the others (each seed's own reason). Empty when
     every claim's seeds agree."""
-    d = table.to_dict() if hasattr(table, "to_dict") else table
+    d = claims_json(table)
     items = []
     for c in d["claims"]:
         by_verdict: dict[str, list[dict[str, Any]]] = {}
