@@ -392,10 +392,10 @@ def analyze_model(model: nn.Module, dataset_or_images, images: int | None = DEFA
         tsne {depth, image_positions, labels, perplexity, image_cluster_score, points} | {skipped}
         probe {pooling, accuracy L+1, train/test sizes, budget, chance} | {skipped}
     """
-    from .analysis import image_cluster_score, linear_probe_per_layer, pooled_features, query_attention_map, token_tsne
-    from .analysis.pipeline import batch_sums, model_geometry, spectrum_selection, summarise
+    from .analysis import (MetricSums, PatchTokens, PooledFeatures, QueryMaps, analyze, image_cluster_score,
+                           linear_probe_per_layer, token_tsne)
+    from .analysis.pipeline import model_geometry, spectrum_selection
     from .data import get_batch
-    from .models import capture
     from .report import resolve_device
 
     t_start = time.perf_counter()
@@ -418,60 +418,40 @@ def analyze_model(model: nn.Module, dataset_or_images, images: int | None = DEFA
         raise AnalyzeError("the data holds no images")
     labels = None if all_labels is None else all_labels[order]
     tsne_positions = tsne_selection(labels, n) if tsne else []
-    tsne_lookup = {p: i for i, p in enumerate(tsne_positions)}
     p = geo.num_prefix_tokens
 
-    model.to(dev)
-    was_training = model.training
-    model.eval()
-    sums: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
-    pooled: list[list[torch.Tensor]] = []
-    tsne_tokens: list[torch.Tensor | None] = [None] * len(tsne_positions)
     seen_labels: list[torch.Tensor] = []
-    attention_maps: dict[str, Any] | None = None
-    first_image: torch.Tensor | None = None
-    t_forward = time.perf_counter()
-    try:
+    first_images: list[torch.Tensor] = []
+
+    def batches():
+        """Normalised batches in analysis order; records the labels and the first image."""
         for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            batch, batch_labels = get_batch(dataset, idx)
+            batch, batch_labels = get_batch(dataset, order[start:start + batch_size])
             if tuple(batch.shape[-2:]) != (size, size):
                 raise AnalyzeError(f"images are {tuple(batch.shape[-2:])} px but the model takes {size}×{size}; "
                                    f"render / transform the data at the model's input size")
             seen_labels.append(batch_labels.cpu())
-            captured = capture(model, _normalise(batch.to(dev), mean, std))
-            if len(captured.attentions) != geo.depth or len(captured.hidden_states) != geo.depth + 1:
-                raise RuntimeError(f"capture returned {len(captured.attentions)} attention maps and "
-                                   f"{len(captured.hidden_states)} hidden states for a depth-{geo.depth} model")
-            for key, (value, count) in batch_sums(captured, geo, start, spectrum_every).items():
-                sums[key] = sums[key] + value if key in sums else value
-                counts[key] = counts.get(key, 0) + count
-            if probe:
-                feats = pooled_features(captured.hidden_states, PROBE_POOLING, p)
-                pooled = pooled or [[] for _ in feats]
-                for bucket, f in zip(pooled, feats):
-                    bucket.append(f.float().cpu())
-            last = captured.hidden_states[-1]
-            for j in range(len(idx)):
-                if start + j in tsne_lookup:
-                    tsne_tokens[tsne_lookup[start + j]] = last[j].float().cpu()
             if start == 0:
-                first_image = batch[0].cpu()
-                queries = attention_queries(geo.grid)
-                attn = captured.attentions[-1][:1]
-                maps = torch.stack([query_attention_map(attn, q, p)[0] for q in queries]).double().cpu()  # Q×H×h×w
-                attention_maps = {"block": geo.depth, "image_index": int(order[0]),
-                                  "queries": [list(q) for q in queries],
-                                  "mean": maps.mean(1).tolist(), "per_head": maps.tolist()}
-            del captured
-    finally:
-        model.train(was_training)
+                first_images.append(batch[0].cpu())
+            yield _normalise(batch.to(dev), mean, std), batch_labels
+
+    queries = attention_queries(geo.grid)
+    collectors = {"metrics": MetricSums(spectrum_every), "maps": QueryMaps(queries)}
+    if probe:
+        collectors["pooled"] = PooledFeatures(PROBE_POOLING)
+    if len(tsne_positions):
+        collectors["tsne"] = PatchTokens(depths=[-1], positions=tsne_positions)
+    model.to(dev)
+    t_forward = time.perf_counter()
+    collected = analyze(model, batches(), collectors, device=dev)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     timing = {"forward_s": time.perf_counter() - t_forward}
-    means = {key: value / counts[key] for key, value in sums.items()}
-    result = summarise(means, geo, n, counts.get("svd_spectrum", 0))
+    result = collected["metrics"]
+    maps = collected["maps"]  # Q×H×h×w
+    attention_maps = {"block": geo.depth, "image_index": int(order[0]), "queries": [list(q) for q in queries],
+                      "mean": maps.mean(1).tolist(), "per_head": maps.tolist()}
+    first_image = first_images[0]
 
     # labels as seen by the model (datasets without a .labels attribute report them per item)
     batch_labels_all = torch.cat(seen_labels)
@@ -479,10 +459,11 @@ def analyze_model(model: nn.Module, dataset_or_images, images: int | None = DEFA
         labels = batch_labels_all
 
     t0 = time.perf_counter()
-    result["tsne"] = _tsne(tsne_tokens, tsne_positions, labels, p, token_tsne, image_cluster_score, geo.depth) \
-        if tsne else {"skipped": "disabled"}
+    result["tsne"] = _tsne(collected.get("tsne", [None])[0], tsne_positions, labels, token_tsne,
+                           image_cluster_score, geo.depth) if tsne else {"skipped": "disabled"}
     timing["tsne_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    pooled = collected["pooled"][0] if probe else []
     result["probe"] = _probe(pooled, labels, linear_probe_per_layer) if probe else {"skipped": "disabled"}
     timing["probe_s"] = time.perf_counter() - t0
     result["attention_maps"] = attention_maps
@@ -540,10 +521,10 @@ def _tsne_threads():
     return threadpool_limits(1)
 
 
-def _tsne(tokens, positions, labels, prefix, token_tsne, image_cluster_score, depth) -> dict:
+def _tsne(z, positions, labels, token_tsne, image_cluster_score, depth) -> dict:
+    """t-SNE of the patch tokens ``z`` (k×N×C, prefix dropped) of the images at ``positions``."""
     if len(positions) < 2:
         return {"skipped": f"needs at least 2 images, found {len(positions)}"}
-    z = torch.stack(tokens)[:, prefix:]  # (k, N, C): prefix already dropped
     ids = torch.arange(len(positions))
     n_tokens = z.shape[0] * z.shape[1]
     perplexity = float(min(TSNE_PERPLEXITY, max(1.0, (n_tokens - 1) / 3)))
@@ -570,7 +551,7 @@ def _probe(pooled, labels, linear_probe_per_layer) -> dict:
     if len(labels[train].unique()) < 2 or not test:
         return {"skipped": f"too few images per class for a train/test split ({len(labels)} images, "
                            f"{len(classes)} classes)"}
-    features = [torch.cat(bucket) for bucket in pooled]
+    features = pooled
     tr, te = torch.tensor(train), torch.tensor(test)
     # relabel to 0..K-1 so the probe has exactly the classes present
     remap = {int(c): i for i, c in enumerate(classes.tolist())}

@@ -832,23 +832,16 @@ def token_cluster_scores(profile: Profile, name: str, source: str = "zoo", data_
     def compute() -> dict[str, Any]:
         import torch
 
-        from .analysis import image_cluster_score
-        from .models import capture, geometry
+        from .analysis import PatchTokens, analyze, image_cluster_score
         from .report import analysis_images, backbone, normalised_batches, resolve_device
 
         dev = resolve_device(device)
         model = backbone(profile, name, source, data_root, dev)
         images, _ = analysis_images(profile, data_root, n)
-        prefix = geometry(model).num_prefix_tokens
-        per_depth: list[list[torch.Tensor]] = []
-        for batch in normalised_batches(images, profile.eval.batch_size, dev):
-            states = capture(model, batch, attentions=False).hidden_states
-            if not per_depth:
-                per_depth = [[] for _ in states]
-            for d, z in enumerate(states):
-                per_depth[d].append(z[:, prefix:].float().cpu())
+        batches = normalised_batches(images, profile.eval.batch_size, dev)
+        per_depth = analyze(model, batches, {"tokens": PatchTokens(depths=None)}, device=dev)["tokens"]
         ids = torch.arange(len(images))
-        scores = [image_cluster_score(torch.cat(zs), ids, num_prefix_tokens=0) for zs in per_depth]
+        scores = [image_cluster_score(z, ids, num_prefix_tokens=0) for z in per_depth]
         return {"depths": list(range(len(scores))), "score": scores, "num_images": len(images)}
 
     return cached_json(path, compute)

@@ -6,8 +6,8 @@ Every number here comes from a fixed recipe whose budgets are read from
 models, never of their evaluation. Everything is deterministic for a given encoder.
 
 Features
-    ``extract_features`` runs one :func:`clvsmim.models.capture` pass per batch (hidden
-    states only) and pools every depth: **mean-pooled patch tokens by default** (as SimMIM's
+    ``extract_features`` runs one :func:`clvsmim.analysis.analyze` pass (one capture per batch,
+    hidden states only) and pools every depth: **mean-pooled patch tokens by default** (as SimMIM's
     authors probe; the CLS token with ``pool="cls"``). Hidden states are the raw block
     outputs (depth 0 = embeddings, depth ``L`` = last block, before the final norm).
 
@@ -35,9 +35,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import augment
-from .analysis.probe import linear_probe_per_layer, pooled_features, train_linear_probe
+from .analysis import PatchTokens, PooledFeatures, analyze
+from .analysis.probe import linear_probe_per_layer, train_linear_probe
 from .config import EvalConfig, Profile, to_dict
-from .models import capture, geometry
+from .models import geometry
 from .precision import autocast_for, native_bf16
 from .rng import hash_normal, sample_seed
 
@@ -126,66 +127,46 @@ class _EvalMode:
         return False
 
 
-def _resolve_depths(depths: Sequence[int] | None, num_states: int) -> list[int]:
-    if depths is None:
-        return list(range(num_states))
-    out = []
-    for d in depths:
-        d = int(d)
-        if not -num_states <= d < num_states:
-            raise ValueError(f"depth {d} out of range for {num_states - 1} blocks (0..{num_states - 1})")
-        out.append(d % num_states)
-    return out
-
-
 # --------------------------------------------------------------------------- features
+
+def _normalised_batches(images_uint8, batch_size: int, device: torch.device, transform=None):
+    """ImageNet-normalised float batches on ``device`` of an image tensor or a dataset;
+    ``transform(images01, indices)`` may perturb each batch (float in [0, 1]) first."""
+    for images, idx in _batches(images_uint8, batch_size):
+        x = augment.to_float(images.to(device))
+        if transform is not None:
+            x = transform(x, idx)
+        yield augment.normalize(x)
+
 
 def extract_features(encoder: nn.Module, images_uint8, batch_size: int, pool: str = "mean",
                      depths: Sequence[int] | None = None, transform=None) -> list[torch.Tensor]:
     """Pooled features of each depth: a list of float32 CPU tensors ``N×C``.
 
     images_uint8: ``N×3×H×W`` uint8 (or float in [0, 1]), or a dataset read with
-    :func:`clvsmim.data.get_batch`. One :func:`capture` pass per batch (hidden states only,
-    no attention maps); each depth is pooled with ``pool``: ``"mean"`` (default) = the mean
-    of the patch tokens, ``"cls"`` = the CLS token. ``depths``: which depths to return
-    (0 = embeddings … L = last block; negative counts from the end); default all ``L+1``.
-    ``transform(images01, indices)`` may perturb each batch (float in [0, 1]) before the
-    ImageNet normalisation. The encoder runs in eval mode; its training flag is restored.
+    :func:`clvsmim.data.get_batch`. One :func:`clvsmim.analysis.analyze` pass (hidden states
+    only) with a :class:`~clvsmim.analysis.PooledFeatures` collector; each depth is pooled with
+    ``pool``: ``"mean"`` (default) = the mean of the patch tokens, ``"cls"`` = the CLS token.
+    ``depths``: which depths to return (0 = embeddings … L = last block; negative counts from
+    the end); default all ``L+1``. ``transform(images01, indices)`` may perturb each batch
+    (float in [0, 1]) before the ImageNet normalisation.
     """
-    geo = geometry(encoder)
     device = _device_of(encoder)
-    per_depth: list[list[torch.Tensor]] | None = None
-    chosen: list[int] = []
-    with _EvalMode(encoder):
-        for images, idx in _batches(images_uint8, batch_size):
-            x = augment.to_float(images.to(device))
-            if transform is not None:
-                x = transform(x, idx)
-            states = capture(encoder, augment.normalize(x), attentions=False).hidden_states
-            if per_depth is None:
-                chosen = _resolve_depths(depths, len(states))
-                per_depth = [[] for _ in chosen]
-            pooled = pooled_features([states[d] for d in chosen], pool, geo.num_prefix_tokens)
-            for bucket, feats in zip(per_depth, pooled):
-                bucket.append(feats.float().cpu())
-    if per_depth is None:
-        raise ValueError("extract_features: no images")
-    return [torch.cat(b) for b in per_depth]
+    batches = _normalised_batches(images_uint8, batch_size, device, transform)
+    try:
+        return analyze(encoder, batches, {"f": PooledFeatures(pool, depths)}, device=device)["f"][0]
+    except ValueError as exc:
+        raise ValueError(f"extract_features: {exc}") from exc
 
 
 def extract_tokens(encoder: nn.Module, images_uint8, batch_size: int, depth: int = -1) -> torch.Tensor:
     """Patch tokens (prefix tokens dropped) of one depth: float32 CPU ``N×h·w×C`` (row-major grid)."""
-    geo = geometry(encoder)
     device = _device_of(encoder)
-    out = []
-    with _EvalMode(encoder):
-        for images, _ in _batches(images_uint8, batch_size):
-            states = capture(encoder, augment.normalize(images.to(device)), attentions=False).hidden_states
-            d = _resolve_depths([depth], len(states))[0]
-            out.append(states[d][:, geo.num_prefix_tokens:].float().cpu())
-    if not out:
-        raise ValueError("extract_tokens: no images")
-    return torch.cat(out)
+    batches = _normalised_batches(images_uint8, batch_size, device)
+    try:
+        return analyze(encoder, batches, {"t": PatchTokens([depth])}, device=device)["t"][0]
+    except ValueError as exc:
+        raise ValueError(f"extract_tokens: {exc}") from exc
 
 
 def _standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:

@@ -10,54 +10,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..models import capture
-from ._shapes import check_tokens
-from .pipeline import iterate_batches, model_geometry
-
-
-def pooled_features(hidden_states, mode: str = "mean", num_prefix_tokens: int = 1):
-    """Pool token features ``B×T×C`` to ``B×C``: mean of the patch tokens (default) or CLS.
-
-    ``hidden_states`` is one tensor or a list of them (one per depth); returns the same
-    structure. ``mode="cls"`` takes token 0 and needs ``num_prefix_tokens ≥ 1``.
-    """
-    if isinstance(hidden_states, (list, tuple)):
-        return [pooled_features(z, mode, num_prefix_tokens) for z in hidden_states]
-    check_tokens(hidden_states, num_prefix_tokens, "pooled_features")
-    if mode == "mean":
-        return hidden_states[:, num_prefix_tokens:].mean(1)
-    if mode == "cls":
-        if num_prefix_tokens < 1:
-            raise ValueError("pooled_features: mode='cls' needs a prefix (CLS) token, found num_prefix_tokens=0")
-        return hidden_states[:, 0]
-    raise ValueError(f"pooled_features: mode must be 'mean' or 'cls', found {mode!r}")
+from .collectors import PooledFeatures
+from .pipeline import analyze
+from .tokens import pooled_features  # noqa: F401  (re-exported: the probe's pooling)
 
 
 def collect_pooled_features(model: nn.Module, loader, mode: str = "mean", max_images: int | None = None,
                             device: str | torch.device = "cpu") -> tuple[list[torch.Tensor], torch.Tensor]:
     """Pooled features of every depth over a labelled loader: (``L+1`` tensors ``N×C``, labels ``N``).
 
-    ``loader`` yields ``(images, labels)``; one :func:`capture` pass (no attention) per batch.
-    The model is put in eval mode for the pass and restored afterwards.
+    ``loader`` yields ``(images, labels)``; one :func:`~clvsmim.analysis.analyze` pass (no
+    attention maps) with a :class:`~clvsmim.analysis.collectors.PooledFeatures` collector.
     """
-    geo = model_geometry(model)
-    per_depth: list[list[torch.Tensor]] = []
-    labels: list[torch.Tensor] = []
-    was_training = model.training
-    model.eval()
-    try:
-        for images, y in iterate_batches(loader, max_images, device, need_labels=True):
-            states = capture(model, images, attentions=False).hidden_states
-            pooled = pooled_features(states, mode, geo.num_prefix_tokens)
-            per_depth = per_depth or [[] for _ in pooled]
-            for bucket, feats in zip(per_depth, pooled):
-                bucket.append(feats.float().cpu())
-            labels.append(y.cpu())
-    finally:
-        model.train(was_training)
-    if not labels:
-        raise ValueError("collect_pooled_features: the loader yielded no images")
-    return [torch.cat(b) for b in per_depth], torch.cat(labels)
+    features, labels = analyze(model, loader, {"pooled": PooledFeatures(mode)}, max_images=max_images,
+                               device=device)["pooled"]
+    if labels is None or len(labels) != len(features[0]):
+        raise ValueError("expected the loader to yield (images, labels) tuples, found images only")
+    return features, labels
 
 
 def _standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

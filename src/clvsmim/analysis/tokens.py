@@ -215,3 +215,21 @@ def image_cluster_score(z: torch.Tensor, image_ids, num_prefix_tokens: int = 1) 
         raise ValueError(f"image_cluster_score: needs 2 ≤ number of images < number of tokens, "
                          f"found {distinct} images for {len(ids)} tokens")
     return float(silhouette_score(x, ids, metric="cosine"))
+
+
+def pooled_features(hidden_states, mode: str = "mean", num_prefix_tokens: int = 1):
+    """Pool token features ``B×T×C`` to ``B×C``: mean of the patch tokens (default) or CLS.
+
+    ``hidden_states`` is one tensor or a list of them (one per depth); returns the same
+    structure. ``mode="cls"`` takes token 0 and needs ``num_prefix_tokens ≥ 1``.
+    """
+    if isinstance(hidden_states, (list, tuple)):
+        return [pooled_features(z, mode, num_prefix_tokens) for z in hidden_states]
+    check_tokens(hidden_states, num_prefix_tokens, "pooled_features")
+    if mode == "mean":
+        return hidden_states[:, num_prefix_tokens:].mean(1)
+    if mode == "cls":
+        if num_prefix_tokens < 1:
+            raise ValueError("pooled_features: mode='cls' needs a prefix (CLS) token, found num_prefix_tokens=0")
+        return hidden_states[:, 0]
+    raise ValueError(f"pooled_features: mode must be 'mean' or 'cls', found {mode!r}")

@@ -81,13 +81,6 @@ def mae_objective(profile, source: str = "zoo", data_root: str | None = None, de
     return objective.to(device).eval()
 
 
-def _curve_sums(states: Sequence[torch.Tensor], num_prefix_tokens: int = 1) -> torch.Tensor:
-    """Per depth, the sum over images of the diagonal log amplitude: ``depths×K`` float64 (CPU)."""
-    from ..analysis import diagonal_log_amplitude
-
-    return torch.stack([diagonal_log_amplitude(z, num_prefix_tokens).sum(0).double().cpu() for z in states])
-
-
 @torch.no_grad()
 def mae_fourier(mae, images_uint8: torch.Tensor, seeds: torch.Tensor, mask_ratio: float | None = None,
                 batch_size: int = 64) -> dict[str, Any]:
@@ -99,28 +92,27 @@ def mae_fourier(mae, images_uint8: torch.Tensor, seeds: torch.Tensor, mask_ratio
     like :func:`clvsmim.analysis.analyze` (mean log amplitude, then minus the centre).
     Returns ``encoder`` (``L+1``), ``decoder`` (``D+1``), the full ``*_curves`` and ``mask_ratio``.
     """
+    from dataclasses import replace
+
+    from ..analysis import FourierSums, analyze
+    from ..analysis.collectors import Batch
     from ..augment import normalize
-    from ..models import capture, geometry
+    from ..models import Captured, geometry
 
     ratio = mae.cfg.mask_ratio if mask_ratio is None else float(mask_ratio)
     device = next(mae.parameters()).device
-    prefix = geometry(mae.encoder).num_prefix_tokens
-    enc_sum = dec_sum = None
-    count = 0
-    for start in range(0, len(images_uint8), batch_size):
-        x = images_uint8[start:start + batch_size].to(device)
-        s = torch.as_tensor(seeds[start:start + batch_size], dtype=torch.int64, device=device)
-        enc_states = capture(mae.encoder, normalize(x), attentions=False).hidden_states
-        dec_states = mae.decoder_hidden_states(x, s, ratio)
-        e, d = _curve_sums(enc_states, prefix), _curve_sums(dec_states, 1)
-        enc_sum = e if enc_sum is None else enc_sum + e
-        dec_sum = d if dec_sum is None else dec_sum + d
-        count += len(x)
-    if count == 0:
+    starts = range(0, len(images_uint8), batch_size)
+    if not starts:
         raise ValueError("mae_fourier: no images")
-    enc = enc_sum / count
-    dec = dec_sum / count
-    enc, dec = enc - enc[:, :1], dec - dec[:, :1]
+    batches = (normalize(images_uint8[i:i + batch_size].to(device)) for i in starts)
+    enc = analyze(mae.encoder, batches, {"fourier": FourierSums()}, device=device)["fourier"]
+    decoder = FourierSums()  # decoder tokens: CLS + all N (mask tokens included)
+    decoder.start(replace(geometry(mae.encoder), num_prefix_tokens=1, depth=len(mae.decoder.blocks)))
+    for i in starts:
+        x = images_uint8[i:i + batch_size].to(device)
+        s = torch.as_tensor(seeds[i:i + batch_size], dtype=torch.int64, device=device)
+        decoder.update(Captured(hidden_states=mae.decoder_hidden_states(x, s, ratio)), Batch(x, None, i))
+    dec, count = decoder.result(), decoder.num_images
     return {"encoder": enc[:, -1].tolist(), "decoder": dec[:, -1].tolist(), "encoder_curves": enc.tolist(),
             "decoder_curves": dec.tolist(), "mask_ratio": ratio, "num_images": count}
 

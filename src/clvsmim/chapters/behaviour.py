@@ -319,14 +319,11 @@ def query_attention_maps(model, image_normalised, queries: Mapping[str, tuple[in
                          block: int = -1) -> dict[str, np.ndarray]:
     """Head-averaged attention map ``h×w`` of each query patch at ``block`` (1-based; -1 = last),
     for one normalised image ``1×3×H×W``."""
-    from ..analysis import query_attention_map
-    from ..models import capture, geometry
+    from ..analysis import QueryMaps, analyze
 
-    geo = geometry(model)
-    cap = capture(model, image_normalised, hidden_states=False)
-    attn = cap.attentions[block if block < 0 else block - 1]
-    return {q: query_attention_map(attn, rc, geo.num_prefix_tokens)[0].mean(0).float().cpu().numpy()
-            for q, rc in queries.items()}
+    collector = QueryMaps(list(queries.values()), block=block)
+    maps = analyze(model, [image_normalised], {"maps": collector}, device=image_normalised.device)["maps"]
+    return {q: m.mean(0).float().numpy() for q, m in zip(queries, maps)}
 
 
 def map_cosine(a: np.ndarray, b: np.ndarray) -> float:
