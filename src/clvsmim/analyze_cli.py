@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import json
 import math
 import os
 import re
@@ -49,6 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .cache import write_json_atomic
 from .data import IMAGENET_MEAN, IMAGENET_STD
 
 #: Bumped when the layout of ``metrics.json`` changes.
@@ -418,8 +418,6 @@ def analyze_model(model: nn.Module, dataset_or_images, images: int | None = DEFA
         raise AnalyzeError("the data holds no images")
     labels = None if all_labels is None else all_labels[order]
     tsne_positions = tsne_selection(labels, n) if tsne else []
-    p = geo.num_prefix_tokens
-
     seen_labels: list[torch.Tensor] = []
     first_images: list[torch.Tensor] = []
 
@@ -498,10 +496,7 @@ def analyze_model(model: nn.Module, dataset_or_images, images: int | None = DEFA
     metrics["timing"] = timing
     metrics = _finite(metrics)
     if out_dir is not None:
-        path = Path(out_dir) / "metrics.json"
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(metrics, indent=1))
-        os.replace(tmp, path)
+        write_json_atomic(Path(out_dir) / "metrics.json", metrics, indent=1)
     return metrics
 
 

@@ -56,6 +56,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from .cache import write_json_atomic
+
 log = logging.getLogger("clvsmim.book")
 
 TOC_NAME = "_toc.yml"
@@ -549,9 +551,7 @@ def run_book(root: str | os.PathLike | None = None, profile: str = "smoke", *,
         else:
             hashes.pop(entry.file, None)
             log.error("%s: FAILED at %s", entry.file, res.detail())
-        tmp = hashes_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(hashes, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, hashes_path)
+        write_json_atomic(hashes_path, hashes, indent=1, sort_keys=True)
 
     if html:
         src = assemble_book(root, out, entries, toc_path=toc_path)

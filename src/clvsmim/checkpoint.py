@@ -17,9 +17,7 @@ loads with ``torch.load(weights_only=True)``:
 """
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,31 +25,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .cache import save_torch_atomic as save_atomic  # noqa: F401  (the checkpoint writer)
 from .config import ModelConfig
 from .models import build_vit
 
 CHECKPOINT_NAME = "checkpoint.pt"
-
-
-def save_atomic(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace`` it into place.
-
-    A crash at any point leaves either the previous file or the new one, never a partial
-    file; the temporary file is removed when saving fails.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

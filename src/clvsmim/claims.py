@@ -89,6 +89,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from .cache import cached_json, json_safe as _json_safe, write_json_atomic
 from .config import Profile, config_key, seed_profile
 
 __all__ = [
@@ -221,16 +222,6 @@ INFO: dict[str, ClaimInfo] = {
                  "fine-tuning gain, smallest → largest size", "CL < MIM",
                  "small models", "large models"),
 }
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _finite(*values: Any) -> bool:
@@ -772,10 +763,7 @@ class ClaimsTable:
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_json_atomic(path, self.to_dict(), indent=1, allow_nan=False)
 
 
 def seeds_for(profile: Profile, n: int, first: int | None = None) -> list[int]:
@@ -801,20 +789,6 @@ def model_cache_path(profile: Profile, name: str, stem: str, content: Any, sourc
 
         return model_dir(profile, name, data_root=data_root) / f"{stem}-{key}.json"
     return cache_dir("official", name) / f"{stem}-{key}.json"
-
-
-def cached_json(path: Path, compute: Callable[[], Any]) -> Any:
-    """``compute()`` cached as JSON at ``path`` (written atomically; a corrupt file is recomputed)."""
-    if path.is_file():
-        try:
-            return json.loads(path.read_text())
-        except ValueError:
-            path.unlink()
-    value = _json_safe(compute())
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(value, allow_nan=False))
-    os.replace(tmp, path)
-    return value
 
 
 #: Bump when :func:`token_cluster_scores` changes its recipe.

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from functools import partial
@@ -37,6 +36,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode, v2
 
+from .cache import save_torch_atomic
 from .config import DataConfig, config_key
 from .paths import cache_dir
 from .rng import hash_uniform, pcg_hash, sample_seed
@@ -488,18 +488,6 @@ def _read_cached(path: Path, n: int, img_size: int) -> SyntheticSet | None:
     return dataset
 
 
-def _write_atomically(fields: dict, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(fields, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def load_synthetic(n: int, img_size: int = 32, seed: int = 0, mode: str = "independent",
                    cache: bool = True, texture_scale: float = 1.0) -> SyntheticSet:
     """:func:`make_synthetic`, cached under ``cache_dir("data")``; a corrupt cache file is regenerated."""
@@ -509,7 +497,7 @@ def load_synthetic(n: int, img_size: int = 32, seed: int = 0, mode: str = "indep
     dataset = _read_cached(path, n, img_size)
     if dataset is None:
         dataset = make_synthetic(n, img_size, seed, mode, texture_scale)
-        _write_atomically(dataset.to_dict(), path)
+        save_torch_atomic(dataset.to_dict(), path)
     return dataset
 
 

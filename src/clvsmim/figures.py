@@ -27,9 +27,10 @@ import math
 import os
 import re
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
+
+from .cache import write_text_atomic
 
 DEFAULT_OUT = Path("_build") / "clvsmim"
 FIG_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -263,18 +264,6 @@ def _locked(lock_path: Path):
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def read_manifest(out_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """The figure manifest ``{fig_id: entry}`` (empty if no figure was saved yet)."""
     path = book_out_dir(out_dir) / "figures" / "manifest.json"
@@ -288,7 +277,7 @@ def _register(fig_dir: Path, fig_id: str, entry: dict[str, Any]) -> None:
     with _locked(fig_dir / ".manifest.lock"):
         current = json.loads(manifest.read_text()) if manifest.is_file() else {}
         current[fig_id] = entry
-        _atomic_write_text(manifest, json.dumps(dict(sorted(current.items())), indent=2) + "\n")
+        write_text_atomic(manifest, json.dumps(dict(sorted(current.items())), indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,7 +327,7 @@ def save_figure(fig: Any, fig_id: str, data: Any, out_dir: str | os.PathLike | N
         text = data.to_csv(index=True)
     else:
         text = json.dumps(plain, indent=1, allow_nan=False) + "\n"
-    _atomic_write_text(data_path, text)
+    write_text_atomic(data_path, text)
     with contextlib.suppress(FileNotFoundError):
         stale.unlink()
 

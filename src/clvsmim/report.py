@@ -14,14 +14,13 @@ Two sources, one code path:
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from .cache import cached_json
 from .config import Profile, config_key
 from .paths import cache_dir
 
@@ -109,21 +108,16 @@ def model_analysis(profile: Profile, name: str, source: str = "zoo", data_root: 
     from .analysis import analyze
 
     n = n or profile.eval.num_analysis_images
-    path = _analysis_path(profile, name, source, data_root, n)
-    if path.is_file():
-        try:
-            return json.loads(path.read_text())
-        except ValueError:
-            path.unlink()  # corrupt cache: recompute
-    dev = resolve_device(device)
-    model = backbone(profile, name, source, data_root, dev)
-    images, _ = analysis_images(profile, data_root, n)
-    # the book's analysis sets are small: the spectrum uses every image
-    result = analyze(model, normalised_batches(images, profile.eval.batch_size, dev), device=dev, spectrum_every=1)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, path)
-    return result
+
+    def compute() -> dict[str, Any]:
+        dev = resolve_device(device)
+        model = backbone(profile, name, source, data_root, dev)
+        images, _ = analysis_images(profile, data_root, n)
+        # the book's analysis sets are small: the spectrum uses every image
+        return analyze(model, normalised_batches(images, profile.eval.batch_size, dev), device=dev,
+                       spectrum_every=1)
+
+    return cached_json(_analysis_path(profile, name, source, data_root, n), compute)
 
 
 def model_analyses(profile: Profile, names: list[str], **kwargs) -> dict[str, dict[str, Any]]:

@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
+from .cache import write_atomic, write_json_atomic
 from .checkpoint import (CHECKPOINT_NAME, capture_rng_state, load_checkpoint, load_encoder,
                          load_objective_state, restore_rng_state, save_atomic)
 from .config import ModelConfig, TrainConfig, to_dict
@@ -233,13 +234,13 @@ class CsvLog:
             reader = csv.DictReader(f)
             self.columns = list(reader.fieldnames or []) or None
             rows = [r for r in reader if int(r["step"]) <= step]
-        tmp = self.path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as f:
+        def write(f) -> None:
             if self.columns:
                 writer = csv.DictWriter(f, self.columns)
                 writer.writeheader()
                 writer.writerows(rows)
-        os.replace(tmp, self.path)
+
+        write_atomic(self.path, write)
 
     def append(self, row: dict[str, Any]) -> None:
         new_file = self.columns is None
@@ -434,9 +435,7 @@ def _write_meta(out_dir: Path, summary: dict, cfg: TrainConfig, model_config, ex
     meta = {**summary, "config": to_dict(cfg), "git_commit": git_commit(),
             "model_config": to_dict(model_config) if model_config is not None else None,
             **to_dict(extra_meta or {})}
-    tmp = out_dir / f".{META_NAME}.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, default=str))
-    os.replace(tmp, out_dir / META_NAME)
+    write_json_atomic(out_dir / META_NAME, meta, indent=2, default=str)
 
 
 def _summary_of_finished(out_dir: Path, ckpt: dict, name: str, cfg: TrainConfig) -> dict:

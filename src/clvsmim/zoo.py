@@ -45,6 +45,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
+from .cache import write_json_atomic
 from .config import DataConfig, ModelConfig, Profile, TrainConfig, config_key, to_dict, train_config_for
 from .paths import cache_dir
 
@@ -252,12 +253,6 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)
-
-
 def _save_random(spec: ModelSpec, out: Path) -> dict[str, Any]:
     """Initialise the untrained control from its seed and save it like a training checkpoint."""
     from .checkpoint import save_atomic
@@ -301,7 +296,7 @@ def _build_one(spec: ModelSpec, profile: Profile, progress: bool = False) -> dic
     record = {**spec.meta(), **{k: v for k, v in summary.items() if k not in ("out_dir", "checkpoint", "log")},
               "profile": profile.name, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "torch": torch.__version__}
-    _write_json(done, record)
+    write_json_atomic(done, record, indent=2, default=str)
     return {**record, "trained": True}
 
 
@@ -504,7 +499,7 @@ def _evaluate_one(spec: ModelSpec, profile: Profile, progress: bool = False) -> 
     result = evaluate_model(encoder, profile, spec.data_cfg.root, progress=progress)
     result = {"model": {k: v for k, v in spec.meta().items() if k in ("key", "name", "objective", "lam", "size")},
               **result, "wall_time_s": time.perf_counter() - start}
-    _write_json(path, result)
+    write_json_atomic(path, result, indent=2, default=str)
     return result
 
 

@@ -29,6 +29,7 @@ from typing import Any, Iterable
 
 import torch
 
+from .cache import write_atomic, write_json_atomic
 from .config import Profile
 from .weights.download import file_digests
 
@@ -60,7 +61,7 @@ def _read_text(path: Path) -> str | None:
 def export_zoo(profile: Profile, dest: str | os.PathLike, data_root: str | None = None,
                only: str | Iterable[str] | None = None) -> tuple[Path, Path]:
     """Every built model of the profile's zoo (or of ``only``) into the two files; returns their paths."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from . import zoo
     from .checkpoint import load_checkpoint
@@ -83,11 +84,10 @@ def export_zoo(profile: Profile, dest: str | os.PathLike, data_root: str | None 
                             "files": {n: _read_text(folder / n) for n in _FILES_KEPT}}
     weights, provenance = weights_paths(dest, profile.name)
     weights.parent.mkdir(parents=True, exist_ok=True)
-    tmp = weights.with_name(f".{weights.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"format": str(WEIGHTS_FORMAT), "profile": profile.name})
-    os.replace(tmp, weights)
+    blob = save(tensors, metadata={"format": str(WEIGHTS_FORMAT), "profile": profile.name})
+    write_atomic(weights, lambda f: f.write(blob), binary=True)
     sha256, _, size = file_digests(weights)
-    zoo._write_json(provenance, {"format": WEIGHTS_FORMAT, "profile": profile.name,
+    write_json_atomic(provenance, {"format": WEIGHTS_FORMAT, "profile": profile.name,
                                  "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                  "weights": {"file": weights.name, "sha256": sha256, "bytes": size, "dtype": "float16"},
                                  "models": models})
@@ -154,6 +154,6 @@ def install_zoo(profile: Profile, src: str | os.PathLike, data_root: str | None 
         for name, text in entry.get("files", {}).items():
             if text is not None and name in _FILES_KEPT:
                 (folder / name).write_text(text)
-        zoo._write_json(folder / zoo.DONE_NAME, {**entry["done"], "installed_from": str(weights),
+        write_json_atomic(folder / zoo.DONE_NAME, {**entry["done"], "installed_from": str(weights),
                                                  "weights_sha256": sha, "weights_dtype": "float16"})
     return todo

@@ -92,7 +92,8 @@ def token_tsne_result(profile, name: str, source: str = "zoo", data_root: str | 
     the model: ``coords`` (N_tokens×2), ``image`` and ``label`` per token, ``class_names``,
     ``silhouette_image`` / ``silhouette_class`` (cosine silhouette of the tokens grouped by image
     / by class, :func:`clvsmim.analysis.image_cluster_score`), ``perplexity`` actually used."""
-    from ..claims import cached_json, model_cache_path
+    from ..cache import cached_json
+    from ..claims import model_cache_path
 
     content = {"format": TSNE_FORMAT, "classes": classes, "per_class": per_class, "perplexity": perplexity,
                "seed": seed, "depth": -1}

@@ -36,6 +36,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from ..cache import write_json_atomic
 from ..paths import cache_dir
 from .registry import IMAGENETTE, WeightEntry, all_entries, get_entry
 
@@ -80,9 +81,7 @@ def _write_lock(path: Path, entries: dict[str, dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = {"_comment": "sha256 pins of downloaded files (clvsmim.weights); commit to share them",
             "version": 1, "entries": dict(sorted(entries.items()))}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(blob, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, blob, indent=2)
 
 
 def expected_digest(entry: WeightEntry, lock: str | Path | None = None) -> tuple[str | None, int | None, str]:
