@@ -50,6 +50,7 @@ from torch import nn
 
 from .cache import write_json_atomic
 from .data import IMAGENET_MEAN, IMAGENET_STD
+from .methods import OFFICIAL_NAMES
 
 #: Bumped when the layout of ``metrics.json`` changes.
 METRICS_FORMAT = 1
@@ -60,8 +61,6 @@ FIGURES = ("attention_distance", "nmi", "fourier", "token_cosine", "svd_spectrum
 TSNE_IMAGES, TSNE_CLASSES, TSNE_PERPLEXITY = 18, 3, 20.0
 #: The linear probe's budget, identical for every depth (full batch, AdamW, cosine lr).
 PROBE_STEPS, PROBE_LR, PROBE_WEIGHT_DECAY, PROBE_POOLING = 200, 1e-2, 0.0, "mean"
-#: The book's short names accepted by ``--model`` (see :data:`clvsmim.report.OFFICIAL_NAMES`).
-MODEL_ALIASES = {"moco": "moco_v3_vit_b", "simmim": "simmim_vit_b", "mae": "mae_vit_b", "dino": "dino_vit_b"}
 #: Checkpoint file suffixes: a ``--model`` value with one of these (or a path separator) is a PATH.
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".bin", ".ckpt", ".safetensors", ".pkl")
 DEFAULT_IMAGES, DEFAULT_BATCH_SIZE = 64, 16
@@ -185,8 +184,8 @@ def resolve_model(spec: str, *, random_init: bool = False, allow_pickle: bool = 
         raise AnalyzeError("--model is empty")
     if spec.startswith("timm:"):
         model, info = _timm_model(spec[len("timm:"):], random_init, img_size, seed)
-    elif spec in REGISTRY or spec in MODEL_ALIASES:
-        name = MODEL_ALIASES.get(spec, spec)
+    elif spec in REGISTRY or spec in OFFICIAL_NAMES:
+        name = OFFICIAL_NAMES.get(spec, spec)
         if REGISTRY[name].kind != "checkpoint":
             raise AnalyzeError(f"{name} is a {REGISTRY[name].kind}, not a model")
         model, info = _registry_model(name, random_init, allow_pickle, seed)
@@ -194,10 +193,10 @@ def resolve_model(spec: str, *, random_init: bool = False, allow_pickle: bool = 
         model, info = _checkpoint_model(Path(spec).expanduser(), random_init, allow_pickle, seed)
     else:
         names = sorted(n for n, e in REGISTRY.items() if e.kind == "checkpoint")
-        close = difflib.get_close_matches(spec, names + sorted(MODEL_ALIASES), n=3, cutoff=0.5)
+        close = difflib.get_close_matches(spec, names + sorted(OFFICIAL_NAMES), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise AnalyzeError(f"unknown model {spec!r}: not a registry name, not timm:NAME and not an existing file. "
-                           f"Available registry names: {', '.join(names)} (aliases: {', '.join(sorted(MODEL_ALIASES))}); "
+                           f"Available registry names: {', '.join(names)} (aliases: {', '.join(sorted(OFFICIAL_NAMES))}); "
                            f"or timm:NAME for any timm ViT/BEiT; or the path of a checkpoint.{hint}")
     check_backbone(model, spec)
     info.setdefault("mean", list(IMAGENET_MEAN))

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .cache import write_text_atomic
+from .methods import METHODS
 
 DEFAULT_OUT = Path("_build") / "clvsmim"
 FIG_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -39,17 +40,9 @@ PNG_DPI = 150
 # Families: contrastive learning (CL), masked image modeling (MIM), their combination.
 FAMILY_COLOR = {"CL": "#d62728", "MIM": "#1f77b4", "hybrid": "#9467bd", "supervised": "#7f7f7f"}
 
-#: Colour, marker and family of every method; all plots draw methods with these.
-METHOD_STYLE: dict[str, dict[str, Any]] = {
-    "moco": {"label": "MoCo v3", "family": "CL", "color": "#d62728", "marker": "s", "linestyle": "-"},
-    "dino": {"label": "DINO", "family": "CL", "color": "#99000d", "marker": "D", "linestyle": "-."},
-    "simmim": {"label": "SimMIM", "family": "MIM", "color": "#1f77b4", "marker": "^", "linestyle": "-"},
-    "mae": {"label": "MAE", "family": "MIM", "color": "#08306b", "marker": "v", "linestyle": "--"},
-    "beit": {"label": "BEiT", "family": "MIM", "color": "#6baed6", "marker": ">", "linestyle": ":"},
-    "hybrid": {"label": "CL + MIM", "family": "hybrid", "color": "#9467bd", "marker": "o", "linestyle": "-"},
-    "supervised": {"label": "Supervised", "family": "supervised", "color": "#7f7f7f", "marker": "x",
-                   "linestyle": ":"},
-}
+#: Colour, marker and family of every method (from :data:`clvsmim.methods.METHODS`); all plots
+#: draw methods with these.
+METHOD_STYLE: dict[str, dict[str, Any]] = {key: method.style() for key, method in METHODS.items()}
 _ALIASES = {
     "mocov3": "moco", "moco3": "moco", "mocov3vit": "moco", "cl": "moco",
     "dinov1": "dino",

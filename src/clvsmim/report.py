@@ -22,26 +22,11 @@ from torch import nn
 
 from .cache import cached_json
 from .config import Profile, config_key
+from .methods import OFFICIAL_NAMES, display_name  # noqa: F401  (display_name: used by the chapters as report.display_name)
 from .paths import cache_dir
 
 #: Bump when the analysis recipe changes so cached analyses are recomputed.
 ANALYSIS_FORMAT = 1
-
-#: Short model names of the book -> official checkpoint names of :mod:`clvsmim.weights`.
-OFFICIAL_NAMES = {"moco": "moco_v3_vit_b", "simmim": "simmim_vit_b", "mae": "mae_vit_b", "dino": "dino_vit_b"}
-
-#: Display names used in legends.
-DISPLAY_NAMES = {"moco": "MoCo v3", "simmim": "SimMIM", "mae": "MAE", "dino": "DINO", "random": "random init"}
-
-
-def display_name(name: str) -> str:
-    """``moco`` -> ``MoCo v3``, ``hybrid-0.4`` -> ``hybrid λ=0.4``, ``simmim-Ti`` -> ``SimMIM (Ti)``."""
-    base, _, rest = name.partition("-")
-    if base == "hybrid":
-        return f"hybrid λ={rest}"
-    label = DISPLAY_NAMES.get(base, base)
-    return f"{label} ({rest})" if rest else label
-
 
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` -> CUDA when available, else CPU."""

@@ -163,7 +163,7 @@ def probe_sentences(summary: Mapping[str, Mapping[str, Any]], cl: str = "moco", 
     """F7: per model its best depth and the drop over the last blocks, then the paper's two
     findings checked: CL's best depth is deeper than SimMIM's, and SimMIM loses more over its
     last blocks than CL (and than MAE, whose decoder takes over the reconstruction)."""
-    from ..report import display_name
+    from ..methods import display_name
     from .behaviour import compare_sentence
 
     out = []

@@ -425,7 +425,7 @@ def attention_sentences(f2: Mapping[str, Any] | None, distance: Mapping[str, Map
     queries are alike (higher cosine) and less local; CL attends farther (late blocks) and
     has a lower NMI (collapse). ``distance`` / ``nmi`` are :func:`depth_curves` results;
     ``control`` optionally ``{"attention_distance": curve, "nmi": curve}`` of the untrained model."""
-    from ..report import display_name
+    from ..methods import display_name
 
     a, b = display_name(cl), display_name(mim)
     out = []

@@ -206,7 +206,7 @@ def fmt(value: float | None, digits: int = 2, unit: str = "") -> str:
 
 
 def _name(n: str) -> str:
-    from ..report import display_name
+    from ..methods import display_name
 
     return display_name(n)
 

@@ -37,7 +37,7 @@ def family_of(name: str) -> str:
 
 
 def _label(name: str) -> str:
-    from ..report import display_name
+    from ..methods import display_name
 
     return display_name(name)
 

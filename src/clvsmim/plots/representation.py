@@ -20,7 +20,7 @@ CLASS_COLORS = ("#1b1b8f", "#b8339b", "#f2a23a", "#2ca02c", "#17becf", "#8c564b"
 
 
 def _display(name: str) -> str:
-    from ..report import display_name
+    from ..methods import display_name
 
     return display_name(name)
 
