@@ -21,6 +21,7 @@ import yaml  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from clvsmim import bookrun, figures  # noqa: E402
+from clvsmim.config import load_profile  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -246,17 +247,12 @@ def test_toc_files_walks_parts_and_sections():
     assert bookrun.toc_files(toc) == ["index", "a", "b", "c"]
 
 
-def test_ensure_zoo_calls_build_or_skips(monkeypatch, caplog):
-    monkeypatch.setitem(sys.modules, "clvsmim.zoo", None)
-    with caplog.at_level("INFO", logger="clvsmim.book"):
-        assert bookrun.ensure_zoo("smoke") is None
-    assert "not available" in caplog.text
+def test_ensure_zoo_builds_the_profile_with_the_data_root(monkeypatch):
     calls = []
-    fake = types.ModuleType("clvsmim.zoo")
-    fake.build = lambda profile, data_root=None: calls.append((profile, data_root)) or "built"
-    monkeypatch.setitem(sys.modules, "clvsmim.zoo", fake)
+    monkeypatch.setattr(bookrun.zoo, "build", lambda profile, data_root=None: calls.append((profile, data_root)) or "built")
     assert bookrun.ensure_zoo("smoke", "/data/x") == "built"
-    assert calls[0][0].name == "smoke" and calls[0][1] == "/data/x"
+    assert bookrun.ensure_zoo(load_profile("smoke")) == "built"
+    assert calls[0][0].name == "smoke" and calls[0][1] == "/data/x" and calls[1][1] is None
 
 
 # ------------------------------------------------------------------------------ Colab notebooks

@@ -176,8 +176,9 @@ def test_a_saved_table_loads_back_and_its_verdicts_are_checked(tmp_path, capsys)
         claims.ClaimsTable.load(path)
     del data["seeds"]
     path.write_text(json.dumps(data))
-    assert cli.main(["claims", "--show", str(path)]) == 1
-    assert "missing key 'seeds'" in capsys.readouterr().out
+    assert cli.main(["claims", "--show", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("clvsmim claims: error:") and "missing key 'seeds'" in err and err.count("\n") == 1
 
 
 def test_last_third_and_seed_profiles():
@@ -249,8 +250,8 @@ def test_claims_skip_missing_models_leaves_their_claims_inconclusive(tmp_path, t
     path = tiny_yaml
     zoo.build(profile_from_dict(TINY), only="moco,simmim,random", jobs=1, progress=False)  # no hybrid, no Ti
     args = ["claims", "--profile", str(path), "--no-build", "--no-progress", "--out", str(tmp_path / "c.json")]
-    assert cli.main(args) == 1  # without --skip-missing an unbuilt model is an error naming it
-    assert "moco-Ti" in capsys.readouterr().out
+    assert cli.main(args) == 2  # without --skip-missing an unbuilt model is an error naming it
+    assert "moco-Ti" in capsys.readouterr().err
     assert cli.main(args + ["--skip-missing"]) == 0
     printed = capsys.readouterr().out
     table = json.loads((tmp_path / "c.json").read_text())

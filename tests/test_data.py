@@ -301,25 +301,23 @@ def test_get_batch_equals_stacking_items(independent, folder):
 
 def test_open_dataset_synthetic_splits():
     cfg = DataConfig(img_size=32, num_train=40, num_eval=12, seed=1)
-    train, evaluation = open_dataset(None, cfg, "train"), open_dataset(None, cfg, "eval")
+    train, evaluation = open_dataset(cfg, "train"), open_dataset(cfg, "eval")
     assert isinstance(train, SyntheticSet) and len(train) == 40 and len(evaluation) == 12
     assert train.mode == "independent"
     assert not torch.equal(train.images[:12], evaluation.images)
     with pytest.raises(ValueError, match="split"):
-        open_dataset(None, cfg, "test")
+        open_dataset(cfg, "test")
 
 
 def test_open_dataset_folders(tmp_path, folder):
-    cfg = DataConfig(img_size=32)
-    flat = open_dataset(str(folder), cfg, "eval")
+    flat = open_dataset(DataConfig(img_size=32, root=str(folder)), "eval")
     assert isinstance(flat, ImageFolderDataset) and flat.root == folder
     write_image(tmp_path / "split" / "train" / "a" / "x.png", (40, 40), (0, 0, 0))
     write_image(tmp_path / "split" / "val" / "a" / "y.png", (40, 40), (0, 0, 0))
     split = tmp_path / "split"
-    assert open_dataset(str(split), cfg, "train").root == split / "train"
-    assert open_dataset(str(split), cfg, "eval").root == split / "val"
-    from_cfg = open_dataset(None, DataConfig(img_size=32, root=str(folder)), "train")
-    assert isinstance(from_cfg, ImageFolderDataset)
+    split_cfg = DataConfig(img_size=32, root=str(split))
+    assert open_dataset(split_cfg, "train").root == split / "train"
+    assert open_dataset(split_cfg, "eval").root == split / "val"
 
 
 def test_texture_scale_coarsens_the_textures_of_the_same_scenes(tmp_path, monkeypatch):

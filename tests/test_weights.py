@@ -444,17 +444,7 @@ def test_fetch_imagenette_extracts_safely(server, tmp_path):
 
 
 def test_cli_list_fetch_verify(server, tmp_path, capsys, monkeypatch):
-    import argparse
-
-    from clvsmim.cli import COMMAND_MODULES
-
-    assert "weights" in COMMAND_MODULES
-
-    def main(argv):  # only our sub-commands: independent of the other modules' CLIs
-        parser = argparse.ArgumentParser(prog="clvsmim")
-        W.add_cli(parser.add_subparsers(dest="command", required=True))
-        args = parser.parse_args(argv)
-        return args.func(args)
+    from clvsmim.cli import main
 
     assert main(["weights", "list"]) == 0
     out = capsys.readouterr().out

@@ -212,7 +212,7 @@ def test_cli_list_and_build(profile, tmp_path, capsys):
 def test_only_is_a_priority_order_and_seed_selects_the_seeds_zoo(profile, tmp_path, capsys, train_calls):
     from clvsmim.config import seed_profile
 
-    assert [s.name for s in zoo._select(profile, "simmim-Ti,moco,simmim-Ti,random-B", None)] == [
+    assert [s.name for s in zoo.select_specs(profile, "simmim-Ti,moco,simmim-Ti,random-B", None)] == [
         "simmim-Ti", "moco-S", "random-B"]  # given order, duplicates once
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(TINY))

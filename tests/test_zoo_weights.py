@@ -98,9 +98,10 @@ def test_cli_install_if_present_and_export(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "cache"))
     assert cli.main(["zoo", "install", "--profile", "smoke", "--from", str(tmp_path), "--if-present"]) == 0
     assert "no shipped smoke zoo" in capsys.readouterr().out
-    assert cli.main(["zoo", "install", "--profile", "smoke", "--from", str(tmp_path)]) == 1
-    assert "missing" in capsys.readouterr().out
-    assert cli.main(["zoo", "export", "--profile", "smoke", "--out", str(tmp_path)]) == 1  # nothing built
+    assert cli.main(["zoo", "install", "--profile", "smoke", "--from", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("clvsmim zoo: error:") and "missing" in err
+    assert cli.main(["zoo", "export", "--profile", "smoke", "--out", str(tmp_path)]) == 2  # nothing built
     assert not any(p.exists() for p in weights_paths(tmp_path, "smoke"))
 
 

@@ -36,12 +36,9 @@ Chapter contract (for the authors of ``book/*.py``):
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import hashlib
-import importlib
-import inspect
 import json
 import logging
 import os
@@ -56,7 +53,9 @@ from typing import Any, Iterable
 
 import yaml
 
+from . import zoo
 from .cache import write_json_atomic
+from .config import Profile, load_profile
 
 log = logging.getLogger("clvsmim.book")
 
@@ -194,35 +193,14 @@ def chapter_hash(source: Path, params: dict[str, Any], profile: str, pkg_hash: s
 # Zoo hook
 # --------------------------------------------------------------------------------------------
 def ensure_zoo(profile: Any, data: str | os.PathLike | None = None) -> Any:
-    """Build (or find cached) every model the chapters need: ``clvsmim.zoo.build(profile)``.
+    """Build (or find cached) every model the chapters need: :func:`clvsmim.zoo.build`.
 
     ``profile`` is a name, a YAML path or a :class:`~clvsmim.config.Profile`; ``data`` (an
-    ImageFolder root) replaces the profile's ``data.root``. Skipped with a log line while the
-    ``clvsmim.zoo`` module does not exist.
+    ImageFolder root) replaces the profile's ``data.root``.
     """
-    try:
-        zoo = importlib.import_module("clvsmim.zoo")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("clvsmim.zoo",):
-            raise
-        log.info("zoo: clvsmim.zoo is not available; skipping the model build")
-        return None
-    build = getattr(zoo, "build", None)
-    if build is None:
-        log.info("zoo: clvsmim.zoo has no build(); skipping the model build")
-        return None
-    from .config import Profile, load_profile
-
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
-    params = inspect.signature(build).parameters
-    kwargs: dict[str, Any] = {}
-    if data is not None:
-        if "data_root" in params:
-            kwargs["data_root"] = str(data)
-        else:
-            prof = dataclasses.replace(prof, data=dataclasses.replace(prof.data, root=str(data)))
     log.info("zoo: building / checking the models of profile %r", prof.name)
-    return build(prof, **kwargs)
+    return zoo.build(prof, data_root=None if data is None else str(data))
 
 
 # --------------------------------------------------------------------------------------------
@@ -834,60 +812,3 @@ def render_notebooks(out_dir: str | os.PathLike, root: str | os.PathLike | None 
         nbformat.write(nb, dest)
         written.append(dest)
     return written
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-def _setup_logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("papermill").setLevel(logging.WARNING)
-    logging.getLogger("traitlets").setLevel(logging.ERROR)
-
-
-def _cmd_book(args: argparse.Namespace) -> int:
-    _setup_logging()
-    if not profile_path(args.profile).is_file():
-        raise SystemExit(f"unknown profile {args.profile!r} (no {profile_path(args.profile)})")
-    report = run_book(args.root, args.profile, data=args.data, out=args.out,
-                      chapters=args.chapters.split(",") if args.chapters else None,
-                      html=not args.no_html, force=args.force, seed=args.seed, device=args.device,
-                      timeout=args.timeout, zoo=not args.no_zoo)
-    print(report.table(), flush=True)
-    return report.exit_code
-
-
-def _cmd_notebooks(args: argparse.Namespace) -> int:
-    _setup_logging()
-    written = render_notebooks(args.out, args.root, profile=args.profile, device=args.device)
-    for p in written:
-        print(p)
-    if not written:
-        log.warning("no .py chapter in the toc: nothing rendered")
-    return 0
-
-
-def add_cli(subparsers: Any) -> None:
-    p = subparsers.add_parser("book", help="execute the chapters and build the HTML book",
-                              description="Execute the chapters listed in _toc.yml with papermill "
-                                          "(skipping unchanged ones) and build the HTML book.")
-    p.add_argument("--profile", default="smoke", help="smoke | mini | paper, or a profile YAML (default: smoke)")
-    p.add_argument("--data", default=None, help="ImageFolder root (default: the profile's data)")
-    p.add_argument("--out", default=None, help="output folder (default: <root>/_build/clvsmim/<profile>)")
-    p.add_argument("--chapters", default=None, help="comma-separated chapters to run (default: all)")
-    p.add_argument("--no-html", action="store_true", help="execute only; skip the HTML build")
-    p.add_argument("--force", action="store_true", help="re-execute chapters even if unchanged")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda (passed to the chapters)")
-    p.add_argument("--timeout", type=float, default=None, help="per-cell time limit in seconds")
-    p.add_argument("--no-zoo", action="store_true", help="do not build the model zoo first")
-    p.add_argument("--root", default=None, help="project root (default: found from the cwd)")
-    p.set_defaults(func=_cmd_book)
-
-    q = subparsers.add_parser("notebooks", help="render clean Colab notebooks from the chapters")
-    q.add_argument("--out", required=True, help="folder to write <toc file>.ipynb into")
-    q.add_argument("--profile", default="paper")
-    q.add_argument("--device", default="cuda")
-    q.add_argument("--root", default=None)
-    q.set_defaults(func=_cmd_notebooks)

@@ -98,7 +98,6 @@ __all__ = [
     "CLAIMS", "evaluate_claims", "evaluate_claim", "claim_markdown", "aggregate", "last_third", "seed_profile",
     "seeds_for",
     "model_names", "measure", "claims_table", "model_cache_path", "cached_json", "token_cluster_scores",
-    "add_cli",
 ]
 
 VERDICTS = ("holds", "fails", "inconclusive")
@@ -781,9 +780,8 @@ def model_cache_path(profile: Profile, name: str, stem: str, content: Any, sourc
     """``<model folder>/<stem>-<hash>.json``: a per-model cache file next to the checkpoint (zoo)
     or under ``cache_dir("official", name)``; the hash covers ``content``, the data and the source."""
     from .paths import cache_dir
-    from .report import _data_cfg
 
-    key = config_key({"stem": stem, "content": content, "data": _data_cfg(profile, data_root), "source": source})
+    key = config_key({"stem": stem, "content": content, "data": profile.with_data_root(data_root).data, "source": source})
     if source == "zoo":
         from .zoo import model_dir
 
@@ -901,58 +899,3 @@ def claims_table(profile: Profile, seeds: Sequence[int] = (0, 1, 2), data_root: 
                        models={str(s): bundles[s].names for s in seeds},
                        missing_models={str(s): bundles[s].missing for s in seeds if bundles[s].missing},
                        wall_time_s=round(time.perf_counter() - start, 2))
-
-
-# --------------------------------------------------------------------------- CLI
-
-def add_cli(subparsers) -> None:
-    """Register ``clvsmim claims``."""
-    p = subparsers.add_parser("claims", help="check the paper's claims on the zoo (per training seed)")
-    p.add_argument("--profile", default="mini", help="smoke | mini | paper | path/to/profile.yaml")
-    p.add_argument("--seeds", type=int, default=1,
-                   help="number of training seeds, from the profile's own (default 1; 3 for a verdict)")
-    p.add_argument("--first-seed", type=int, default=None,
-                   help="first training seed (default: the profile's own); e.g. one seed per process")
-    p.add_argument("--data", default=None, help="ImageFolder root overriding the profile's data.root")
-    p.add_argument("--out", default=None, help="write the table as JSON to this file")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--jobs", type=int, default=None, help="parallel zoo runs / evaluations")
-    p.add_argument("--no-build", action="store_true", help="fail instead of training missing models")
-    p.add_argument("--skip-missing", action="store_true",
-                   help="with --no-build: leave unbuilt models out (the claims that read them are inconclusive)")
-    p.add_argument("--show", default=None, metavar="FILE.json",
-                   help="print a table saved with --out (checking its verdicts) instead of measuring")
-    p.add_argument("--markdown", action="store_true",
-                   help="print a Markdown table with every seed's verdict and statistics")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_cli_claims)
-
-
-def _print_table(table: ClaimsTable, markdown: bool) -> None:
-    print(table.markdown(per_seed=True) if markdown else table.format())
-
-
-def _cli_claims(args) -> int:
-    from .config import load_profile
-    from .zoo import ZooBuildError
-
-    if args.show:
-        try:
-            table = ClaimsTable.load(args.show)
-        except (OSError, KeyError, ValueError) as error:
-            print(f"claims: {error}")
-            return 1
-        _print_table(table, args.markdown)
-        return 0
-    profile = load_profile(args.profile)
-    try:
-        table = claims_table(profile, seeds_for(profile, args.seeds, args.first_seed), args.data, args.device,
-                             build=not args.no_build, jobs=args.jobs, progress=not args.no_progress,
-                             missing="skip" if args.skip_missing and args.no_build else "raise")
-    except (ZooBuildError, FileNotFoundError, KeyError, ValueError) as error:
-        print(f"claims: {error}")
-        return 1
-    _print_table(table, args.markdown)
-    if args.out:
-        print(f"written {table.save(args.out)}")
-    return 0

@@ -119,6 +119,12 @@ class Profile:
     lams: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     train_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per objective
 
+    def with_data_root(self, root: str | None) -> "Profile":
+        """This profile reading its images from the ImageFolder ``root`` (None: unchanged)."""
+        if root is None:
+            return self
+        return dataclasses.replace(self, data=dataclasses.replace(self.data, root=str(root)))
+
 
 def _build(cls, values: dict[str, Any] | None, where: str):
     """Instantiate dataclass ``cls`` from a dict, naming unknown keys in the error."""

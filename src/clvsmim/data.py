@@ -617,15 +617,15 @@ class ImageFolderDataset(Dataset):
 # Entry points for the rest of the package.
 # --------------------------------------------------------------------------------------
 
-def open_dataset(root: str | None, data_cfg: DataConfig, split: str) -> SyntheticSet | ImageFolderDataset:
-    """The train or eval split: synthetic when no root is given (nor ``data_cfg.root``), else a folder.
+def open_dataset(data_cfg: DataConfig, split: str) -> SyntheticSet | ImageFolderDataset:
+    """The train or eval split: synthetic when ``data_cfg.root`` is None, else an image folder.
 
     Synthetic: ``num_train`` / ``num_eval`` images, the eval split from ``seed + EVAL_SEED_OFFSET``.
     Folder: ``root/train`` / ``root/val`` when they exist, else ``root`` itself for both splits.
     """
     if split not in ("train", "eval"):
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
-    root = root if root is not None else data_cfg.root
+    root = data_cfg.root
     if root is None:
         scale = data_cfg.texture_scale
         if split == "train":

@@ -25,7 +25,6 @@ Fine-tuning (``finetune``)
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import time
 from typing import Any, Iterator, Sequence
@@ -493,9 +492,9 @@ def evaluate_model(encoder: nn.Module, profile: Profile, data_root: str | None =
     """
     from .data import open_dataset
 
-    data_cfg = profile.data if data_root is None else dataclasses.replace(profile.data, root=data_root)
-    train_set = open_dataset(data_cfg.root, data_cfg, "train")
-    eval_set = open_dataset(data_cfg.root, data_cfg, "eval")
+    data_cfg = profile.with_data_root(data_root).data
+    train_set = open_dataset(data_cfg, "train")
+    eval_set = open_dataset(data_cfg, "eval")
     cfg = profile.eval
     geo = geometry(encoder)
     timing: dict[str, float] = {}

@@ -13,7 +13,6 @@ Two sources, one code path:
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +34,13 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def _data_cfg(profile: Profile, data_root: str | None):
-    return profile.data if data_root is None else dataclasses.replace(profile.data, root=data_root)
-
-
 def analysis_images(profile: Profile, data_root: str | None = None, n: int | None = None):
     """The first ``n`` (default ``profile.eval.num_analysis_images``) evaluation images and
     labels: ``(uint8 n×3×S×S, int64 n)``. The same images for every model."""
     from .data import get_batch, open_dataset
 
     n = n or profile.eval.num_analysis_images
-    dataset = open_dataset(data_root, _data_cfg(profile, data_root), "eval")
+    dataset = open_dataset(profile.with_data_root(data_root).data, "eval")
     if len(dataset) < n:
         raise ValueError(f"evaluation split has {len(dataset)} images, the analysis needs {n}")
     return get_batch(dataset, torch.arange(n))
@@ -79,7 +74,7 @@ def backbone(profile: Profile, name: str, source: str = "zoo", data_root: str | 
 
 
 def _analysis_path(profile: Profile, name: str, source: str, data_root: str | None, n: int) -> Path:
-    key = config_key({"format": ANALYSIS_FORMAT, "n": n, "data": _data_cfg(profile, data_root), "source": source})
+    key = config_key({"format": ANALYSIS_FORMAT, "n": n, "data": profile.with_data_root(data_root).data, "source": source})
     if source == "zoo":
         from .zoo import model_dir
 

@@ -51,7 +51,7 @@ from .rng import pcg_hash, sample_seed
 __all__ = [
     "NonFiniteLossError", "CosineSchedule", "train", "build_optimizer", "build_scheduler", "param_groups",
     "uses_weight_decay", "native_bf16", "resolve_precision", "autocast_for", "epoch_permutation", "BatchPlan",
-    "make_accelerator", "load_encoder", "load_objective_state", "set_threads", "add_cli",
+    "make_accelerator", "load_encoder", "load_objective_state", "set_threads",
     "LOG_NAME", "META_NAME", "stop_requested",
 ]
 
@@ -643,54 +643,3 @@ def _finish(session: _Session, out_dir: Path, stop: int, extra_meta: dict | None
 def _progress_bar(total: int, initial: int, enabled: bool):
     from tqdm.auto import tqdm
     return tqdm(total=total, initial=initial, disable=not enabled, desc="train", dynamic_ncols=True)
-
-
-# --------------------------------------------------------------------------- CLI
-
-def add_cli(subparsers) -> None:
-    """Register ``clvsmim train``."""
-    p = subparsers.add_parser("train", help="pre-train one objective (works under `accelerate launch`)")
-    p.add_argument("--objective", required=True, choices=["moco", "simmim", "mae", "hybrid"])
-    p.add_argument("--lam", type=float, default=None, help="hybrid weight λ of the CL loss (hybrid only)")
-    p.add_argument("--profile", default="mini", help="smoke | mini | paper | path/to/profile.yaml")
-    p.add_argument("--size", default=None, help="backbone size from the profile's `sizes` (e.g. Ti, S, B)")
-    p.add_argument("--data", default=None, help="dataset root (ImageFolder) overriding the profile's data.root")
-    p.add_argument("--out", required=True, help="output folder (log.csv, checkpoint.pt, meta.json)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--steps", type=int, default=None, help="override the number of optimizer steps")
-    p.add_argument("--seed", type=int, default=None, help="override the training seed")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default $CLVSMIM_THREADS or torch's)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run_cli)
-
-
-def _run_cli(args) -> int:
-    from .config import load_profile, train_config_for
-    from .data import open_dataset
-    from .objectives import build_objective
-
-    set_threads(args.threads)
-    profile = load_profile(args.profile)
-    model_cfg = _model_config_for(profile, args.size)
-    cfg = train_config_for(profile, args.objective)
-    overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed)) if v is not None}
-    cfg = dataclasses.replace(cfg, **overrides)
-    data_cfg = dataclasses.replace(profile.data, root=args.data) if args.data else profile.data
-
-    torch.manual_seed(cfg.seed)  # identical initial weights on every process
-    objective = build_objective(args.objective, profile, model_cfg=model_cfg, lam=args.lam)
-    dataset = open_dataset(data_cfg.root, data_cfg, "train")
-    extra = {"profile": profile.name, "size": args.size, "lam": args.lam, "cli_objective": args.objective}
-    summary = train(objective, dataset, cfg, args.out, resume=args.resume, progress=not args.no_progress,
-                    extra_meta=extra, model_config=model_cfg)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(summary))
-    return 0
-
-
-def _model_config_for(profile, size: str | None) -> ModelConfig:
-    if size is None:
-        return profile.model
-    if size not in profile.sizes:
-        raise SystemExit(f"profile {profile.name!r} has no size {size!r}; available: {sorted(profile.sizes)}")
-    return profile.sizes[size]

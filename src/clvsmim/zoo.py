@@ -31,7 +31,6 @@ failures at the end.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -52,7 +51,7 @@ from .paths import cache_dir
 __all__ = [
     "ZOO_FORMAT", "EVAL_FORMAT", "OBJECTIVES", "ModelSpec", "ZooBuildError", "default_size", "zoo_specs",
     "resolve", "model_dir", "is_built", "build", "load", "load_model", "hybrid_sweep", "list_models",
-    "evaluations", "eval_path", "default_jobs", "add_cli",
+    "evaluations", "eval_path", "default_jobs", "select_specs", "format_table",
 ]
 
 #: Part of every key: bump when a change of the code (not the config) must retrain the zoo.
@@ -118,10 +117,6 @@ def _objective_config(profile: Profile, objective: str) -> dict[str, Any]:
             "hybrid": {"moco": profile.moco, "simmim": profile.simmim}, "random": {}}[objective]
 
 
-def _data_config(profile: Profile, data_root: str | None) -> DataConfig:
-    return profile.data if data_root is None else dataclasses.replace(profile.data, root=str(data_root))
-
-
 def _make_spec(profile: Profile, objective: str, lam: float | None, size: str, model_cfg: ModelConfig,
                data_cfg: DataConfig) -> ModelSpec:
     if objective == "random":
@@ -143,7 +138,7 @@ def _is_endpoint(lam: float) -> bool:
 
 def zoo_specs(profile: Profile, data_root: str | None = None) -> list[ModelSpec]:
     """Every model of the profile's zoo (unique keys), default-size models first."""
-    data_cfg = _data_config(profile, data_root)
+    data_cfg = profile.with_data_root(data_root).data
     base = default_size(profile)
     sizes = dict(profile.sizes) if profile.sizes else {}
     sizes.setdefault(base, profile.model)
@@ -275,7 +270,7 @@ def _train(spec: ModelSpec, profile: Profile, out: Path, progress: bool) -> dict
     resume = (out / CHECKPOINT_NAME).is_file()  # an interrupted run (no done.json): continue it
     torch.manual_seed(spec.seed)  # the initial weights are a function of the seed
     objective = build_objective(spec.objective, profile, model_cfg=spec.model_cfg, lam=spec.lam)
-    dataset = open_dataset(spec.data_cfg.root, spec.data_cfg, "train")
+    dataset = open_dataset(spec.data_cfg, "train")
     extra = {"zoo_key": spec.key, "zoo_name": spec.name, "profile": profile.name, "size": spec.size,
              "lam": spec.lam}
     summary = trainer.train(objective, dataset, spec.train_cfg, out, resume=resume, progress=progress,
@@ -369,7 +364,7 @@ def _run_jobs(task: Callable, specs: Sequence[ModelSpec], args: tuple, jobs: int
     return results, failures
 
 
-def _select(profile: Profile, only: str | Iterable[str] | None, data_root: str | None) -> list[ModelSpec]:
+def select_specs(profile: Profile, only: str | Iterable[str] | None, data_root: str | None) -> list[ModelSpec]:
     specs = zoo_specs(profile, data_root)
     if only is None:
         return specs
@@ -388,7 +383,7 @@ def build(profile: Profile, data_root: str | None = None, only: str | Iterable[s
     ``in_order``: runs start in the order of ``only`` (a priority list); else the costliest first.
     Raises :class:`ZooBuildError` (listing every failed key) after all runs have finished.
     """
-    specs = _select(profile, only, data_root)
+    specs = select_specs(profile, only, data_root)
     dirs = {s.key: _dir_of(profile, s) for s in specs}
     pending = [s for s in specs if not is_built(profile, s)]
     controls = [s for s in pending if not s.trains]  # cheap: always in-process
@@ -451,7 +446,7 @@ def list_models(profile: Profile, data_root: str | None = None) -> list[dict[str
     return rows
 
 
-def _format_table(rows: list[dict[str, Any]]) -> str:
+def format_table(rows: list[dict[str, Any]]) -> str:
     def fmt(v, kind):
         if v is None:
             return "-"
@@ -513,7 +508,7 @@ def evaluations(profile: Profile, data_root: str | None = None, only: str | Iter
     """
     if missing not in ("raise", "skip"):
         raise ValueError(f"missing must be 'raise' or 'skip', got {missing!r}")
-    specs = _select(profile, only, data_root)
+    specs = select_specs(profile, only, data_root)
     absent = [s for s in specs if not is_built(profile, s)]
     if absent and missing == "raise":
         names = ",".join(s.name for s in absent)
@@ -528,123 +523,3 @@ def evaluations(profile: Profile, data_root: str | None = None, only: str | Iter
     if failures:
         raise ZooBuildError(failures, {s.key: _dir_of(profile, s) for s in specs if s.key not in failures})
     return results
-
-
-# --------------------------------------------------------------------------- CLI
-
-def add_cli(subparsers) -> None:
-    """Register ``clvsmim zoo build | list | eval | export | install``."""
-    p = subparsers.add_parser("zoo", help="train / list / evaluate the cached model zoo of a profile")
-    sub = p.add_subparsers(dest="zoo_command", required=True)
-
-    b = sub.add_parser("build", help="train every missing model of the profile's zoo")
-    b.add_argument("--profile", default="mini", help="smoke | mini | paper | path/to/profile.yaml")
-    b.add_argument("--data", default=None, help="ImageFolder root overriding the profile's data.root")
-    b.add_argument("--only", default=None, help="comma-separated keys or names (moco, simmim-Ti, hybrid-0.4, ...), started in this order")
-    b.add_argument("--jobs", type=int, default=None, help="parallel runs (default: CPU cores; 1 on GPU)")
-    b.add_argument("--no-progress", action="store_true")
-    b.set_defaults(func=_cli_build)
-
-    ls = sub.add_parser("list", help="the zoo's models and whether they are cached")
-    ls.add_argument("--profile", default="mini")
-    ls.add_argument("--data", default=None)
-    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    ls.set_defaults(func=_cli_list)
-
-    ev = sub.add_parser("eval", help="evaluate every built model (cached as eval-<key>.json)")
-    ev.add_argument("--profile", default="mini")
-    ev.add_argument("--data", default=None)
-    ev.add_argument("--only", default=None)
-    ev.add_argument("--jobs", type=int, default=None)
-    ev.add_argument("--skip-missing", action="store_true", help="leave unbuilt models out instead of failing")
-    ev.add_argument("--no-progress", action="store_true")
-    ev.set_defaults(func=_cli_eval)
-
-    ex = sub.add_parser("export", help="write the built models as fp16 safetensors + a provenance JSON")
-    ex.add_argument("--profile", default="mini")
-    ex.add_argument("--data", default=None)
-    ex.add_argument("--only", default=None)
-    ex.add_argument("--out", required=True, help="folder for <profile>-zoo.safetensors and <profile>-zoo.json")
-    ex.set_defaults(func=_cli_export)
-
-    ins = sub.add_parser("install", help="verify (sha256) and install shipped weights into the cache")
-    ins.add_argument("--profile", default="mini")
-    ins.add_argument("--data", default=None)
-    ins.add_argument("--from", dest="src", required=True, help="folder holding <profile>-zoo.safetensors/.json")
-    ins.add_argument("--if-present", action="store_true", help="do nothing (exit 0) when no files are shipped")
-    ins.set_defaults(func=_cli_install)
-    for sp in (b, ls, ev, ex, ins):
-        sp.add_argument("--seed", type=int, default=None,
-                        help="training seed of the zoo (default: the profile's; see `clvsmim claims --seeds`)")
-
-
-def _cli_profile(args):
-    """The profile named by ``--profile``, with the training seed of ``--seed`` when given."""
-    from .config import load_profile, seed_profile
-
-    profile = load_profile(args.profile)
-    return profile if args.seed is None else seed_profile(profile, args.seed)
-
-
-def _cli_export(args) -> int:
-    from .zoo_weights import ZooWeightsError, export_zoo
-
-    try:
-        weights, provenance = export_zoo(_cli_profile(args), args.out, args.data, args.only)
-    except ZooWeightsError as error:
-        print(f"zoo export: {error}")
-        return 1
-    record = json.loads(provenance.read_text())
-    print(f"wrote {weights} ({record['weights']['bytes'] / 2**20:.1f} MiB, sha256 {record['weights']['sha256']}, "
-          f"{len(record['models'])} models) and {provenance}")
-    return 0
-
-
-def _cli_install(args) -> int:
-    from .zoo_weights import ZooWeightsError, install_zoo, weights_paths
-
-    profile = _cli_profile(args)
-    if args.if_present and not any(p.exists() for p in weights_paths(args.src, profile.name)):
-        print(f"zoo install: no shipped {profile.name} zoo in {args.src}; `clvsmim zoo build` trains it")
-        return 0
-    try:
-        keys = install_zoo(profile, args.src, args.data)
-    except ZooWeightsError as error:
-        print(f"zoo install: {error}")
-        return 1
-    print(f"zoo install: {len(keys)} model(s) installed from {args.src} (sha256 verified)")
-    return 0
-
-
-def _cli_build(args) -> int:
-    profile = _cli_profile(args)
-    start = time.perf_counter()
-    try:
-        dirs = build(profile, args.data, args.only, args.jobs, progress=not args.no_progress,
-                     in_order=args.only is not None)
-    except (ZooBuildError, KeyError) as error:
-        print(f"zoo build: {error}")
-        return 1
-    print(f"zoo {profile.name}: {len(dirs)} model(s) ready in {time.perf_counter() - start:.1f} s")
-    print(_format_table([r for r in list_models(profile, args.data) if r["key"] in dirs]))
-    return 0
-
-
-def _cli_list(args) -> int:
-    rows = list_models(_cli_profile(args), args.data)
-    print(json.dumps(rows, indent=2) if args.json else _format_table(rows))
-    return 0
-
-
-def _cli_eval(args) -> int:
-    profile = _cli_profile(args)
-    try:
-        results = evaluations(profile, args.data, args.only, args.jobs,
-                              missing="skip" if args.skip_missing else "raise", progress=not args.no_progress)
-    except (ZooBuildError, FileNotFoundError, KeyError) as error:
-        print(f"zoo eval: {error}")
-        return 1
-    for key, res in results.items():
-        lp, ft = res.get("linear_probe") or {}, res.get("finetune")
-        print(f"{res['model']['name']:<16} linear {lp.get('final')}  finetune {ft}  ({key})")
-    return 0

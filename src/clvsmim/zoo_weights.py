@@ -29,6 +29,7 @@ from typing import Any, Iterable
 
 import torch
 
+from . import zoo
 from .cache import write_atomic, write_json_atomic
 from .config import Profile
 from .weights.download import file_digests
@@ -63,10 +64,9 @@ def export_zoo(profile: Profile, dest: str | os.PathLike, data_root: str | None 
     """Every built model of the profile's zoo (or of ``only``) into the two files; returns their paths."""
     from safetensors.torch import save
 
-    from . import zoo
     from .checkpoint import load_checkpoint
 
-    specs = [s for s in zoo._select(profile, only, data_root) if zoo.is_built(profile, s)]
+    specs = [s for s in zoo.select_specs(profile, only, data_root) if zoo.is_built(profile, s)]
     if not specs:
         raise ZooWeightsError(f"zoo {profile.name}: no built model to export "
                               f"(run `clvsmim zoo build --profile {profile.name}` first)")
@@ -119,7 +119,6 @@ def install_zoo(profile: Profile, src: str | os.PathLike, data_root: str | None 
     written (models already built are left alone). Raises :class:`ZooWeightsError`."""
     from safetensors.torch import load_file
 
-    from . import zoo
     from .checkpoint import save_atomic
 
     weights, provenance = weights_paths(src, profile.name)

@@ -146,13 +146,12 @@ def fourier_summary(fourier: Mapping[str, Any], simmim_encoder: Sequence[float] 
 
 def chance_level(profile, data_root: str | None = None) -> float | None:
     """Chance accuracy (%) of the evaluation classes, or ``None`` when unknown."""
-    import dataclasses
 
     from ..data import open_dataset
 
-    data_cfg = profile.data if data_root is None else dataclasses.replace(profile.data, root=data_root)
+    data_cfg = profile.with_data_root(data_root).data
     try:
-        n = int(open_dataset(data_root, data_cfg, "eval").num_classes)
+        n = int(open_dataset(data_cfg, "eval").num_classes)
     except (OSError, ValueError, AttributeError):
         return None
     return 100.0 / n if n > 0 else None

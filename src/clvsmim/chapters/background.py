@@ -12,7 +12,6 @@ class's texture), with its foreground mask.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Sequence
 
 import numpy as np
@@ -39,8 +38,8 @@ def _labels_of(profile, data_root: str | None, ids: Sequence[int]) -> list[dict[
     """Shape / texture names of evaluation images (class index only for an image folder)."""
     from ..data import SHAPES, TEXTURES, open_dataset
 
-    data_cfg = profile.data if data_root is None else dataclasses.replace(profile.data, root=data_root)
-    dataset = open_dataset(data_root, data_cfg, "eval")
+    data_cfg = profile.with_data_root(data_root).data
+    dataset = open_dataset(data_cfg, "eval")
     out = []
     for i in ids:
         if hasattr(dataset, "texture"):

@@ -261,12 +261,11 @@ def control_analysis(profile, data_root: str | None = None, device: str = "auto"
 def foreground_fractions(profile, data_root: str | None, n: int, patch_size: int):
     """Foreground fraction per patch ``n×h×w`` (numpy) of the first ``n`` evaluation images, or
     ``None`` when the data has no masks (an image folder)."""
-    import dataclasses
 
     from ..data import open_dataset
 
-    data_cfg = profile.data if data_root is None else dataclasses.replace(profile.data, root=data_root)
-    dataset = open_dataset(data_root, data_cfg, "eval")
+    data_cfg = profile.with_data_root(data_root).data
+    dataset = open_dataset(data_cfg, "eval")
     if not hasattr(dataset, "token_targets") or dataset.img_size % patch_size:
         return None
     return dataset.token_targets(patch_size)[:n].numpy()

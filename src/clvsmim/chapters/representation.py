@@ -61,14 +61,13 @@ def load_evaluations(profile, names: Sequence[str], data_root: str | None = None
 def tsne_selection(profile, data_root: str | None = None, classes: int = 3, per_class: int = 6) -> dict[str, Any]:
     """The first ``per_class`` evaluation images of each of the first ``classes`` classes (in
     class order) that have that many: ``{"indices", "labels", "class_names"}``."""
-    import dataclasses
 
     import torch
 
     from ..data import open_dataset
 
-    data_cfg = profile.data if data_root is None else dataclasses.replace(profile.data, root=data_root)
-    dataset = open_dataset(data_root, data_cfg, "eval")
+    data_cfg = profile.with_data_root(data_root).data
+    dataset = open_dataset(data_cfg, "eval")
     labels = torch.as_tensor(dataset.labels)
     names = list(getattr(dataset, "classes", []))
     chosen: list[int] = []
@@ -101,7 +100,6 @@ def token_tsne_result(profile, name: str, source: str = "zoo", data_root: str | 
     path = model_cache_path(profile, name, "tsne", content, src, data_root)
 
     def compute() -> dict[str, Any]:
-        import dataclasses
 
         import torch
 
@@ -111,8 +109,8 @@ def token_tsne_result(profile, name: str, source: str = "zoo", data_root: str | 
         from ..evaluation import extract_tokens
 
         sel = tsne_selection(profile, data_root, classes, per_class)
-        data_cfg = profile.data if data_root is None else dataclasses.replace(profile.data, root=data_root)
-        images, labels = get_batch(open_dataset(data_root, data_cfg, "eval"), torch.tensor(sel["indices"]))
+        data_cfg = profile.with_data_root(data_root).data
+        images, labels = get_batch(open_dataset(data_cfg, "eval"), torch.tensor(sel["indices"]))
         model = report.backbone(profile, name, src, data_root, report.resolve_device(device))
         tokens = extract_tokens(model, images, profile.eval.batch_size, depth=-1)  # n×N×C
         n_img, n_tok = tokens.shape[:2]

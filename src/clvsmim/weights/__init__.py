@@ -16,7 +16,6 @@ See :mod:`clvsmim.weights.download` for the lock file (``$CLVSMIM_WEIGHTS_LOCK``
 """
 from __future__ import annotations
 
-from .cli import add_cli
 from .convert import (
     CONVERTERS,
     CheckpointError,
@@ -56,5 +55,5 @@ __all__ = [
     "CONVERTERS", "CheckpointError", "UnsafeCheckpointError", "read_checkpoint", "detect_format", "convert",
     "infer_architecture", "build_architecture", "load_state_dict_strict", "load_checkpoint", "load_pretrained",
     "MAE_DECODER_KEYS", "mae_decoder_state_dict", "mae_decoder_config", "load_mae_decoder",
-    "load_mae_with_decoder", "load_mae_objective", "add_cli",
+    "load_mae_with_decoder", "load_mae_objective",
 ]

@@ -1,8 +1,12 @@
-"""``clvsmim weights ...`` sub-commands."""
+"""``clvsmim weights list | fetch | verify | inspect | imagenette``: the official checkpoints."""
 from __future__ import annotations
 
 import argparse
 import sys
+
+from ..weights.convert import load_checkpoint
+from ..weights.download import DownloadError, cached_path, expected_digest, fetch, fetch_imagenette, verify
+from ..weights.registry import IMAGENETTE, all_entries
 
 
 def _human(n: int | None) -> str:
@@ -16,9 +20,6 @@ def _human(n: int | None) -> str:
 
 
 def cmd_list(args) -> int:
-    from .download import cached_path, expected_digest
-    from .registry import all_entries
-
     rows = [("name", "kind", "size", "sha256", "cached", "licence")]
     for e in all_entries().values():
         if e.source == "timm":
@@ -38,24 +39,14 @@ def cmd_list(args) -> int:
 
 
 def cmd_fetch(args) -> int:
-    from .download import DownloadError, fetch, fetch_imagenette
-    from .registry import IMAGENETTE
-
-    try:
-        if args.name == IMAGENETTE.name and args.extract:
-            print(fetch_imagenette(args.extract, progress=not args.no_progress, cache=args.cache))
-        else:
-            print(fetch(args.name, cache=args.cache, progress=not args.no_progress))
-    except (DownloadError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    if args.name == IMAGENETTE.name and args.extract:
+        print(fetch_imagenette(args.extract, progress=not args.no_progress, cache=args.cache))
+    else:
+        print(fetch(args.name, cache=args.cache, progress=not args.no_progress))
     return 0
 
 
 def cmd_verify(args) -> int:
-    from .download import DownloadError, cached_path, verify
-    from .registry import all_entries
-
     targets = [args.name] if args.name else [e.name for e in all_entries().values() if e.filename]
     bad = 0
     for t in targets:
@@ -75,14 +66,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from .convert import CheckpointError, load_checkpoint
-
-    try:
-        model = load_checkpoint(args.path, format=args.format, allow_pickle=args.allow_pickle,
-                                num_heads=args.num_heads)
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    model = load_checkpoint(args.path, format=args.format, allow_pickle=args.allow_pickle, num_heads=args.num_heads)
     n = sum(p.numel() for p in model.parameters())
     print(f"format {model.clvsmim_source['format']}: {type(model).__name__}, embed_dim {model.embed_dim}, "
           f"depth {len(model.blocks)}, heads {model.blocks[0].attn.num_heads}, "
@@ -91,17 +75,11 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_imagenette(args) -> int:
-    from .download import DownloadError, fetch_imagenette
-
-    try:
-        print(fetch_imagenette(args.dest, progress=not args.no_progress, cache=args.cache))
-    except DownloadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    print(fetch_imagenette(args.dest, progress=not args.no_progress, cache=args.cache))
     return 0
 
 
-def add_cli(subparsers) -> None:
+def register(subparsers) -> None:
     p = subparsers.add_parser("weights", help="official checkpoints: list, fetch, verify, inspect",
                               description="Official checkpoints and the Imagenette archive: list, fetch "
                                           "(resumable, sha256-verified), verify, inspect.")

@@ -1,0 +1,96 @@
+"""``clvsmim zoo build | list | eval | export | install``: the cached model zoo of a profile."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from ..config import Profile, load_profile, seed_profile
+from ..zoo import build, evaluations, format_table, list_models
+from ..zoo_weights import export_zoo, install_zoo, weights_paths
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("zoo", help="train / list / evaluate the cached model zoo of a profile")
+    sub = p.add_subparsers(dest="zoo_command", required=True)
+
+    b = sub.add_parser("build", help="train every missing model of the profile's zoo")
+    b.add_argument("--only", default=None,
+                   help="comma-separated keys or names (moco, simmim-Ti, hybrid-0.4, ...), started in this order")
+    b.add_argument("--jobs", type=int, default=None, help="parallel runs (default: CPU cores; 1 on GPU)")
+    b.add_argument("--no-progress", action="store_true")
+    b.set_defaults(func=cmd_build)
+
+    ls = sub.add_parser("list", help="the zoo's models and whether they are cached")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ls.set_defaults(func=cmd_list)
+
+    ev = sub.add_parser("eval", help="evaluate every built model (cached as eval-<key>.json)")
+    ev.add_argument("--only", default=None)
+    ev.add_argument("--jobs", type=int, default=None)
+    ev.add_argument("--skip-missing", action="store_true", help="leave unbuilt models out instead of failing")
+    ev.add_argument("--no-progress", action="store_true")
+    ev.set_defaults(func=cmd_eval)
+
+    ex = sub.add_parser("export", help="write the built models as fp16 safetensors + a provenance JSON")
+    ex.add_argument("--only", default=None)
+    ex.add_argument("--out", required=True, help="folder for <profile>-zoo.safetensors and <profile>-zoo.json")
+    ex.set_defaults(func=cmd_export)
+
+    ins = sub.add_parser("install", help="verify (sha256) and install shipped weights into the cache")
+    ins.add_argument("--from", dest="src", required=True, help="folder holding <profile>-zoo.safetensors/.json")
+    ins.add_argument("--if-present", action="store_true", help="do nothing (exit 0) when no files are shipped")
+    ins.set_defaults(func=cmd_install)
+    for sp in (b, ls, ev, ex, ins):
+        sp.add_argument("--profile", default="mini", help="smoke | mini | paper | path/to/profile.yaml")
+        sp.add_argument("--data", default=None, help="ImageFolder root overriding the profile's data.root")
+        sp.add_argument("--seed", type=int, default=None,
+                        help="training seed of the zoo (default: the profile's; see `clvsmim claims --seeds`)")
+
+
+def profile_of(args: argparse.Namespace) -> Profile:
+    """The profile named by ``--profile``, with the training seed of ``--seed`` when given."""
+    profile = load_profile(args.profile)
+    return profile if args.seed is None else seed_profile(profile, args.seed)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    weights, provenance = export_zoo(profile_of(args), args.out, args.data, args.only)
+    record = json.loads(provenance.read_text())
+    print(f"wrote {weights} ({record['weights']['bytes'] / 2**20:.1f} MiB, sha256 {record['weights']['sha256']}, "
+          f"{len(record['models'])} models) and {provenance}")
+    return 0
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    profile = profile_of(args)
+    if args.if_present and not any(p.exists() for p in weights_paths(args.src, profile.name)):
+        print(f"zoo install: no shipped {profile.name} zoo in {args.src}; `clvsmim zoo build` trains it")
+        return 0
+    keys = install_zoo(profile, args.src, args.data)
+    print(f"zoo install: {len(keys)} model(s) installed from {args.src} (sha256 verified)")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    profile = profile_of(args)
+    start = time.perf_counter()
+    dirs = build(profile, args.data, args.only, args.jobs, progress=not args.no_progress, in_order=args.only is not None)
+    print(f"zoo {profile.name}: {len(dirs)} model(s) ready in {time.perf_counter() - start:.1f} s")
+    print(format_table([r for r in list_models(profile, args.data) if r["key"] in dirs]))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = list_models(profile_of(args), args.data)
+    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    results = evaluations(profile_of(args), args.data, args.only, args.jobs,
+                          missing="skip" if args.skip_missing else "raise", progress=not args.no_progress)
+    for key, res in results.items():
+        lp, ft = res.get("linear_probe") or {}, res.get("finetune")
+        print(f"{res['model']['name']:<16} linear {lp.get('final')}  finetune {ft}  ({key})")
+    return 0

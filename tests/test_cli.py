@@ -1,0 +1,36 @@
+"""The command line: every command validates its inputs at the entry and reports a package
+error as ONE line ``clvsmim <command>: error: …`` with exit code 2, before any work starts."""
+import pytest
+
+from clvsmim import cli
+
+
+@pytest.mark.parametrize("argv, command, expected", [
+    (["train", "--objective", "hybrid", "--lam", "1.5", "--out", "OUT"], "train", "--lam 1.5"),
+    (["train", "--objective", "moco", "--profile", "nonexistent", "--out", "OUT"], "train", "profile 'nonexistent'"),
+    (["train", "--objective", "moco", "--profile", "smoke", "--size", "XL", "--out", "OUT"], "train", "no size 'XL'"),
+    (["book", "--data", "/nonexistent/folder"], "book", "--data /nonexistent/folder"),
+    (["book", "--profile", "nonexistent"], "book", "unknown profile"),
+    (["claims", "--profile", "smoke", "--seeds", "0"], "claims", "--seeds 0"),
+    (["zoo", "list", "--profile", "BADPROFILE"], "zoo", "profile 'BADPROFILE'"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, command, expected, tmp_path, capsys):
+    argv = [a.replace("OUT", str(tmp_path / "out")) for a in argv]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"clvsmim {command}: error: ") and expected in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()  # nothing was started
+
+
+def test_unknown_profile_key_is_named(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  embed_dimension: 8\n")
+    assert cli.main(["zoo", "list", "--profile", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key(s) ['embed_dimension']" in err and err.count("\n") == 1
+
+
+def test_every_command_is_registered():
+    parser = cli.build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 (argparse has no public accessor)
+    assert set(commands) == {"train", "zoo", "claims", "book", "notebooks", "analyze", "weights"}
