@@ -30,7 +30,7 @@ classes — a linear probe of every depth on mean-pooled patch tokens (the image
 class into alternating train/test halves; one small fixed budget for every depth).
 
 Output: ``DIR/metrics.json`` (model and data description, timing, per-depth lists) and one
-figure per analysis, ``DIR/<name>.png`` (:data:`FIGURES`). Python API: :func:`analyze_model`.
+figure per analysis, ``DIR/<name>.png`` (:data:`clvsmim.plots.analyze.FIGURES`). Python API: :func:`analyze_model`.
 """
 from __future__ import annotations
 
@@ -50,12 +50,11 @@ from torch import nn
 from .cache import write_json_atomic
 from .data import IMAGENET_MEAN, IMAGENET_STD
 from .methods import OFFICIAL_NAMES
+from .models import square_geometry
+from .plots.analyze import FIGURES, write_figures  # noqa: F401  (FIGURES: the figures written)
 
 #: Bumped when the layout of ``metrics.json`` changes.
 METRICS_FORMAT = 1
-#: Figures written by :func:`analyze_model` (those that apply): ``<name>.png``.
-FIGURES = ("attention_distance", "nmi", "fourier", "token_cosine", "svd_spectrum", "attention_maps", "tsne",
-           "probe")
 #: t-SNE: at most this many images, from at most ``TSNE_CLASSES`` classes when labels exist.
 TSNE_IMAGES, TSNE_CLASSES, TSNE_PERPLEXITY = 18, 3, 20.0
 #: The linear probe's budget, identical for every depth (full batch, AdamW, cosine lr).
@@ -205,7 +204,6 @@ def resolve_model(spec: str, *, random_init: bool = False, allow_pickle: bool = 
 
 def input_size(model: nn.Module) -> int:
     """The square input resolution the backbone was built for (patch grid × patch size)."""
-    from .analysis.pipeline import model_geometry
 
     pe = model.patch_embed
     size = getattr(pe, "img_size", None)
@@ -213,7 +211,7 @@ def input_size(model: nn.Module) -> int:
         return int(size[0])
     if isinstance(size, int):
         return size
-    geo = model_geometry(model)
+    geo = square_geometry(model)
     return geo.grid[0] * geo.patch_size
 
 
@@ -392,7 +390,7 @@ def analyze_model(model: nn.Module, dataset_or_images, images: int | None = DEFA
     """
     from .analysis import (MetricSums, PatchTokens, PooledFeatures, QueryMaps, analyze, image_cluster_score,
                            linear_probe_per_layer, token_tsne)
-    from .analysis.pipeline import model_geometry, spectrum_selection
+    from .analysis.pipeline import spectrum_selection
     from .data import get_batch
     from .report import resolve_device
 
@@ -405,7 +403,7 @@ def analyze_model(model: nn.Module, dataset_or_images, images: int | None = DEFA
     spectrum_selection(0, 0, spectrum_every)
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     dataset = _as_dataset(dataset_or_images)
-    geo = model_geometry(model)
+    geo = square_geometry(model)
     size = input_size(model)
     mean = list(mean or (model_info or {}).get("mean") or IMAGENET_MEAN)
     std = list(std or (model_info or {}).get("std") or IMAGENET_STD)
@@ -560,224 +558,3 @@ def _probe(pooled, labels, linear_probe_per_layer) -> dict:
             "split": "within each class, alternate train / test in analysis order",
             "budget": {"steps": PROBE_STEPS, "lr": PROBE_LR, "weight_decay": PROBE_WEIGHT_DECAY,
                        "optimizer": "AdamW, cosine lr, full batch, standardised features, zero init"}}
-
-
-# ----------------------------------------------------------------------------- figures
-def _line_style(name: str) -> dict:
-    from .figures import plot_kwargs
-
-    try:
-        kw = plot_kwargs(name)
-    except KeyError:
-        kw = {"color": "#333333", "marker": "o", "label": name, "linestyle": "-"}
-    kw["label"] = name
-    return kw
-
-
-def _per_head_figure(per_head, mean, name, ylabel, title):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.0, 3.6))
-    ax = fig.subplots()
-    per_head = np.asarray(per_head, dtype=float)
-    blocks = np.arange(1, len(per_head) + 1)
-    kw = _line_style(name)
-    for h in range(per_head.shape[1]):
-        ax.scatter(blocks, per_head[:, h], s=10, color=kw["color"], alpha=0.3, linewidths=0,
-                   label="heads" if h == 0 else None)
-    ax.plot(blocks, mean, **{**kw, "label": f"{name} (mean over heads)"})
-    ax.set_xlabel("depth (block)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.set_xticks(blocks)
-    ax.legend()
-    return fig
-
-
-def plot_attention_distance(metrics: dict):
-    """Mean attention distance (pixels) per block: heads as dots, mean as a line."""
-    d = metrics["attention_distance"]
-    return _per_head_figure(d["per_head"], d["mean"], metrics["model"]["name"], "attention distance (px)",
-                            "Mean attention distance")
-
-
-def plot_nmi(metrics: dict):
-    """Normalised mutual information of attention per block (low = collapsed, query-independent)."""
-    d = metrics["nmi"]
-    return _per_head_figure(d["per_head"], d["mean"], metrics["model"]["name"], "NMI", "NMI of attention")
-
-
-def _depth_colours(n: int):
-    import matplotlib
-
-    cmap = matplotlib.colormaps["viridis"]
-    return [cmap(i / max(n - 1, 1)) for i in range(n)]
-
-
-def plot_fourier(metrics: dict):
-    """Left: Δ log amplitude curves (centre → corner) per depth; right: the highest frequency per depth."""
-    from matplotlib.figure import Figure
-
-    curves = np.asarray(metrics["fourier"]["curves"], dtype=float)
-    fig = Figure(figsize=(9.0, 3.6))
-    left, right = fig.subplots(1, 2)
-    freqs = np.linspace(0, 1, curves.shape[1])
-    for depth, (curve, colour) in enumerate(zip(curves, _depth_colours(len(curves)))):
-        left.plot(freqs, curve, color=colour, marker=None, label=f"{depth}" if depth in (0, len(curves) - 1) else None)
-    left.set_xlabel("frequency (0 → π)")
-    left.set_ylabel("Δ log amplitude")
-    left.set_title("Fourier curves (colour = depth)")
-    left.legend(title="depth")
-    depths = np.arange(len(curves))
-    right.plot(depths, metrics["fourier"]["delta_log_amplitude"], **_line_style(metrics["model"]["name"]))
-    right.set_xlabel("depth")
-    right.set_ylabel("Δ log amplitude at π")
-    right.set_title("Highest frequency")
-    right.legend()
-    return fig
-
-
-def plot_token_cosine(metrics: dict):
-    """Mean cosine similarity between the patch tokens of one image, per depth."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.0, 3.6))
-    ax = fig.subplots()
-    ax.plot(np.arange(len(metrics["token_cosine"])), metrics["token_cosine"], **_line_style(metrics["model"]["name"]))
-    ax.set_xlabel("depth")
-    ax.set_ylabel("token cosine similarity")
-    ax.set_title("Token homogeneity within an image")
-    ax.legend()
-    return fig
-
-
-def plot_svd_spectrum(metrics: dict):
-    """Normalised singular values of each image's token matrix, per depth (log scale)."""
-    from matplotlib.figure import Figure
-
-    spectra = np.asarray(metrics["svd_spectrum"], dtype=float)
-    fig = Figure(figsize=(5.0, 3.6))
-    ax = fig.subplots()
-    ranks = np.arange(1, spectra.shape[1] + 1)
-    for depth, (values, colour) in enumerate(zip(spectra, _depth_colours(len(spectra)))):
-        # centring makes the last value of an N×C (N ≤ C) matrix zero: leave out values at round-off level
-        ax.plot(ranks, np.where(values > 1e-6, values, np.nan), color=colour, marker=None,
-                label=f"depth {depth}" if depth in (0, len(spectra) - 1) else None)
-    ax.set_yscale("log")
-    ax.set_xlabel("singular value index")
-    ax.set_ylabel("σ / σ₁")
-    ax.set_title(f"Token singular values ({metrics['model']['name']})")
-    ax.legend()
-    return fig
-
-
-def plot_attention_maps(metrics: dict, image: torch.Tensor | None, max_heads: int = 6):
-    """Per query patch: the image with the query marked, the head-mean map and the first heads."""
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
-
-    from .augment import to_float
-
-    maps = metrics["attention_maps"]
-    per_head = np.asarray(maps["per_head"], dtype=float)  # Q×H×h×w
-    queries = maps["queries"]
-    heads = min(per_head.shape[1], max_heads)
-    cols = 2 + heads
-    fig = Figure(figsize=(1.6 * cols, 1.7 * len(queries)))
-    axes = np.asarray(fig.subplots(len(queries), cols, squeeze=False))
-    h, w = per_head.shape[-2:]
-    for qi, (row, col) in enumerate(queries):
-        ax = axes[qi, 0]
-        if image is not None:
-            img = to_float(image.unsqueeze(0))[0].permute(1, 2, 0).numpy()
-            ax.imshow(img, extent=(0, w, h, 0))
-        ax.add_patch(Rectangle((col, row), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
-        ax.set_title(f"query ({row}, {col})", fontsize=8)
-        panels = [("mean", np.asarray(maps["mean"][qi]))] + [(f"head {k}", per_head[qi, k]) for k in range(heads)]
-        for ax, (label, m) in zip(axes[qi, 1:], panels):
-            ax.imshow(m, cmap="inferno")
-            ax.plot([col], [row], marker="x", color="cyan", markersize=5)
-            ax.set_title(label, fontsize=8)
-    for ax in axes.ravel():
-        ax.set_xticks([]), ax.set_yticks([])
-        ax.grid(False)
-    fig.suptitle(f"{metrics['model']['name']}: attention of two query patches, block {maps['block']}", fontsize=9)
-    return fig
-
-
-def plot_tsne(metrics: dict):
-    """t-SNE of the last-depth patch tokens (colour = class, or image when unlabelled)."""
-    from matplotlib.figure import Figure
-
-    t = metrics["tsne"]
-    points = np.asarray(t["points"], dtype=float)
-    per_image = t["tokens_per_image"]
-    image_of_point = np.repeat(np.arange(len(t["image_positions"])), per_image)
-    groups = np.asarray(t["labels"])[image_of_point] if t["labels"] is not None else image_of_point
-    fig = Figure(figsize=(4.6, 4.2))
-    ax = fig.subplots()
-    import matplotlib
-
-    names = metrics.get("data", {}).get("classes") or []
-    cmap = matplotlib.colormaps["tab10" if len(np.unique(groups)) <= 10 else "tab20"]
-    for i, g in enumerate(np.unique(groups)):
-        sel = groups == g
-        if t["labels"] is None:
-            label = f"image {t['image_positions'][g]}"
-        else:
-            label = names[g] if 0 <= g < len(names) else f"class {g}"
-        ax.scatter(points[sel, 0], points[sel, 1], s=4, color=cmap(i % cmap.N), alpha=0.7, linewidths=0, label=label)
-    score = t["image_cluster_score"]
-    ax.set_title(f"Token t-SNE, depth {t['depth']} (image cluster score {score:.2f})" if score is not None
-                 else f"Token t-SNE, depth {t['depth']}", fontsize=9)
-    ax.set_xticks([]), ax.set_yticks([])
-    ax.legend(fontsize=7, markerscale=3, loc="best")
-    return fig
-
-
-def plot_probe(metrics: dict):
-    """Linear-probe test accuracy of every depth, with chance level."""
-    from matplotlib.figure import Figure
-
-    pr = metrics["probe"]
-    fig = Figure(figsize=(5.0, 3.6))
-    ax = fig.subplots()
-    acc = 100 * np.asarray(pr["accuracy"], dtype=float)
-    ax.plot(np.arange(len(acc)), acc, **_line_style(metrics["model"]["name"]))
-    ax.axhline(100 * pr["chance"], color="grey", linestyle=":", label="chance")
-    ax.set_xlabel("depth")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Linear probe per depth ({pr['pooling']}-pooled tokens, train/test {pr['num_train']}/"
-                 f"{pr['num_test']} images)",
-                 fontsize=9)
-    ax.legend()
-    return fig
-
-
-def write_figures(metrics: dict, out: Path, first_image: torch.Tensor | None = None) -> list[str]:
-    """Save every figure that applies as ``out/<name>.png``; return the names written."""
-    import matplotlib as mpl
-
-    from .figures import PNG_DPI, use_style
-
-    plots = {
-        "attention_distance": lambda: plot_attention_distance(metrics),
-        "nmi": lambda: plot_nmi(metrics),
-        "fourier": lambda: plot_fourier(metrics),
-        "token_cosine": lambda: plot_token_cosine(metrics),
-        "svd_spectrum": lambda: plot_svd_spectrum(metrics),
-        "attention_maps": (lambda: plot_attention_maps(metrics, first_image)) if metrics.get("attention_maps") else None,
-        "tsne": (lambda: plot_tsne(metrics)) if "points" in metrics.get("tsne", {}) else None,
-        "probe": (lambda: plot_probe(metrics)) if "accuracy" in metrics.get("probe", {}) else None,
-    }
-    written = []
-    with mpl.rc_context():
-        use_style()
-        for key in FIGURES:
-            make = plots[key]
-            if make is None:
-                continue
-            fig = make()
-            fig.savefig(out / f"{key}.png", dpi=PNG_DPI, bbox_inches="tight")
-            written.append(key)
-    return written

@@ -78,9 +78,20 @@ def style_for(name: str) -> dict[str, Any]:
     raise KeyError(f"no plot style for method {name!r}; known: {sorted(METHOD_STYLE)}")
 
 
+#: Style of a model that is no known method (e.g. a user's checkpoint in ``clvsmim analyze``).
+OTHER_STYLE = {"color": "#333333", "marker": "o", "linestyle": "-"}
+
+
 def plot_kwargs(name: str, **override: Any) -> dict[str, Any]:
-    """Keyword arguments for ``ax.plot`` / ``ax.scatter`` for a method: colour, marker, label."""
-    s = style_for(name)
+    """Keyword arguments for ``ax.plot`` / ``ax.scatter`` for a method: colour, marker, label.
+
+    A name that is no known method (:func:`style_for` raises) gets :data:`OTHER_STYLE`,
+    labelled with the name itself.
+    """
+    try:
+        s = style_for(name)
+    except KeyError:
+        s = {**OTHER_STYLE, "label": name}
     kw = {"color": s["color"], "marker": s["marker"], "label": s["label"], "linestyle": s["linestyle"]}
     kw.update(override)
     return kw

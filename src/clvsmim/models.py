@@ -79,6 +79,14 @@ def geometry(model: nn.Module) -> Geometry:
     )
 
 
+def square_geometry(model: nn.Module, who: str = "analysis") -> Geometry:
+    """:func:`geometry`, checked to describe a square patch grid (``who`` names the caller)."""
+    geo = geometry(model)
+    if geo.grid[0] != geo.grid[1]:
+        raise ValueError(f"{who} needs a square patch grid, found {geo.grid[0]}×{geo.grid[1]}")
+    return geo
+
+
 @dataclass
 class Captured:
     """Everything one forward pass exposes.

@@ -12,23 +12,15 @@ from typing import Iterable, Mapping
 import torch
 from torch import nn
 
-from ..models import Captured, Geometry, capture, geometry
+from ..models import Captured, Geometry, capture, square_geometry
 from .collectors import Batch, Collector, MetricSums, batch_sums, spectrum_selection, summarise
 
-__all__ = ["analyze", "iterate_batches", "model_geometry", "batch_sums", "spectrum_selection", "summarise",
+__all__ = ["analyze", "iterate_batches", "batch_sums", "spectrum_selection", "summarise",
            "DEFAULT_SPECTRUM_EVERY"]
 
 #: Default ``spectrum_every`` of :func:`analyze`: the spectrum is a mean over images, and a
 #: quarter of them keeps ``analyze`` near 1.3× a bare forward pass (benchmarks/analysis_speed.py).
 DEFAULT_SPECTRUM_EVERY = 4
-
-
-def model_geometry(model: nn.Module) -> Geometry:
-    """:func:`clvsmim.models.geometry`, checked to describe a square patch grid."""
-    geo = geometry(model)
-    if geo.grid[0] != geo.grid[1]:
-        raise ValueError(f"analysis needs a square patch grid, found {geo.grid[0]}×{geo.grid[1]}")
-    return geo
 
 
 def _split_batch(batch, need_labels: bool):
@@ -106,7 +98,7 @@ def analyze(model: nn.Module, batches: Iterable, collectors: Mapping[str, Collec
     metrics_only = collectors is None
     if metrics_only:
         collectors = {"metrics": MetricSums(spectrum_every)}
-    geo = model_geometry(model)
+    geo = square_geometry(model)
     _check_device(model, device)
     attentions = any(c.attentions for c in collectors.values())
     hidden_states = any(c.hidden_states for c in collectors.values())

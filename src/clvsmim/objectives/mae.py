@@ -21,9 +21,9 @@ from timm.models.vision_transformer import Block
 
 from ..augment import denormalize, eval_view, mae_masking, mae_view, patchify, unpatchify
 from ..config import MAEConfig
-from ..models import capture, sincos_pos_embed_2d
+from ..models import capture, sincos_pos_embed_2d, square_geometry
 from .base import Objective
-from .simmim import _check_vit, square_geometry
+from .simmim import _check_vit
 
 
 class MAEDecoder(nn.Module):

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..augment import denormalize, eval_view, patchify, simmim_mask, simmim_view, unpatchify
 from ..config import SimMIMConfig
-from ..models import geometry
+from ..models import square_geometry
 from .base import Objective
 
 
@@ -30,14 +30,6 @@ def _check_vit(encoder: nn.Module, who: str) -> None:
     if not hasattr(encoder, "_pos_embed") or getattr(encoder, "dynamic_img_size", False):
         raise TypeError(f"{who} trains a timm VisionTransformer (fixed image size); "
                         f"got {type(encoder).__name__}")
-
-
-def square_geometry(encoder: nn.Module, who: str):
-    """The encoder's :class:`~clvsmim.models.Geometry`, which must have a square token grid."""
-    geo = geometry(encoder)
-    if geo.grid[0] != geo.grid[1]:
-        raise ValueError(f"{who} needs a square token grid, got {geo.grid}")
-    return geo
 
 
 class SimMIM(Objective):

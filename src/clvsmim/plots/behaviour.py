@@ -13,7 +13,7 @@ import numpy as np
 from ..figures import FAMILY_COLOR, plot_kwargs, set_depth_ticks, bare_axes
 
 __all__ = ["FAMILY_MARKER", "family_of", "plot_behaviour", "plot_query_attention", "plot_depth_metric",
-           "plot_nmi", "CONTROL_STYLE"]
+           "plot_nmi", "plot_per_head", "CONTROL_STYLE"]
 
 #: Paper's convention: CL red squares, MIM blue triangles (supervised: grey pentagons).
 FAMILY_MARKER = {"CL": "s", "MIM": "^", "supervised": "p", "hybrid": "o"}
@@ -238,10 +238,11 @@ def plot_depth_metric(curves: Mapping[str, Mapping[str, Any]], ylabel: str, cont
     return fig
 
 
-def plot_nmi(curves: Mapping[str, Mapping[str, Any]], control: Mapping[str, Any] | None = None,
-             control_name: str = "random", seed: int = 0):
-    """F4: NMI per depth; per-head values as small points (jittered sideways per model), the
-    head mean as a line; the untrained control grey dashed."""
+def plot_per_head(curves: Mapping[str, Mapping[str, Any]], ylabel: str, control: Mapping[str, Any] | None = None,
+                  control_name: str = "random", seed: int = 0, title: str | None = None, ylim_zero: bool = False):
+    """A per-head metric per depth: per-head values (``curves[name]["per_head"]``, depth × heads)
+    as small points, jittered sideways per model, the head mean as a line; the untrained control
+    grey dashed."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
@@ -258,8 +259,17 @@ def plot_nmi(curves: Mapping[str, Mapping[str, Any]], control: Mapping[str, Any]
     if control is not None:
         ax.plot(control["depth"], control["mean"], label=_control_label(control_name), **CONTROL_STYLE)
     set_depth_ticks(ax, (d for c in curves.values() for d in c["depth"]))
-    ax.set(xlabel="depth (block)", ylabel="NMI (points: heads, line: mean)")
-    ax.set_ylim(bottom=0)
+    ax.set(xlabel="depth (block)", ylabel=ylabel)
+    if title:
+        ax.set_title(title)
+    if ylim_zero:
+        ax.set_ylim(bottom=0)
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def plot_nmi(curves: Mapping[str, Mapping[str, Any]], control: Mapping[str, Any] | None = None,
+             control_name: str = "random", seed: int = 0):
+    """F4: NMI per depth (:func:`plot_per_head`: points = heads, line = mean, control dashed)."""
+    return plot_per_head(curves, "NMI (points: heads, line: mean)", control, control_name, seed, ylim_zero=True)
