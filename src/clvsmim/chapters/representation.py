@@ -255,8 +255,8 @@ def cluster_strength_note(cl_silhouette: float | None, threshold: float = WEAK_S
         return ""
     if cl_silhouette >= threshold:
         return ""
-    return (f"CL's own silhouette by image is {fmt(cl_silhouette, 3)}, below {threshold:g}, so its tokens "
-            f"barely form per-image clusters in absolute terms")
+    return (f"CL's own silhouette by image, {fmt(cl_silhouette, 3)}, is below {threshold:g}: weak per-image "
+            f"clustering in absolute terms")
 
 
 def fourier_sentences(curves: Mapping[str, Sequence[float]], claim=None) -> str:

@@ -80,8 +80,8 @@ def scaling_note(claim: Mapping[str, Any]) -> str:
     small, large = _size_of(models.get("mim-small")), _size_of(models.get("mim-large"))
     if large not in BELOW_CROSSOVER:
         return ""
-    return (f"sizes {small}→{large}: in the paper's own runs (†) CL still fine-tunes better at {large} and MIM "
-            f"overtakes only at B; only the direction of the gain is comparable")
+    return (f"sizes {small}→{large}: in the paper's own runs (†) CL is still ahead at {large}, MIM overtakes at B; "
+            f"only the gain's direction is comparable")
 
 
 def cluster_note(claim: Mapping[str, Any]) -> str:
