@@ -6,8 +6,8 @@
 # learning (CL) wins linear probing, MIM wins fine-tuning; CL is better with small models, MIM
 # scales better with model size; MIM transfers better to dense prediction (fine-tuned COCO
 # detection). It then explains them with the self-attention of the two families: CL's attention
-# is **global** and, especially in the later layers, nearly the same for every query and head
-# (attention collapse); MIM's is **local** and query-dependent.
+# is **global** and nearly the same for every query and head (attention collapse), both
+# especially in the later layers; MIM's is **local** and query-dependent.
 #
 # Every comparison below is shown twice: with the literature numbers (cited in
 # `data/literature.csv`) and measured on the models this book trained with one shared budget

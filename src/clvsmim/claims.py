@@ -190,8 +190,8 @@ INFO: dict[str, ClaimInfo] = {
     "C1": ClaimInfo("self-attention", "CL attends more globally than MIM, especially in the later blocks.",
                 "mean attention distance (px), last third of the blocks", "CL > MIM",
                 "global attention", "local attention"),
-    "C2": ClaimInfo("self-attention", "CL's attention collapses to the same map for every query and head; MIM's "
-                "does not.",
+    "C2": ClaimInfo("self-attention", "CL's attention collapses to the same map for every query and head, "
+                "especially in the later blocks; MIM's does not.",
                 "attention NMI, last third of the blocks", "CL < MIM",
                 "collapsed (query-independent)", "query-dependent"),
     "C3": ClaimInfo("representation", "CL's tokens are homogeneous within an image.",
