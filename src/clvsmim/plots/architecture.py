@@ -71,7 +71,7 @@ def plot_mae_fourier(fourier: Mapping[str, Any], simmim_encoder: Sequence[float]
     ax_e.set(xlabel="encoder depth", ylabel="Δ log amplitude (highest freq.)")
     ax_e.legend(fontsize=8)
     xs = [depth + j for j in range(len(dec))]
-    ax_d.plot(xs, dec, **plot_kwargs("mae", label="MAE decoder (visible tokens + mask tokens)", linestyle="-"))
+    ax_d.plot(xs, dec, **plot_kwargs("mae", label="MAE decoder", linestyle="-"))
     ax_d.axvspan(depth - 0.3, depth + 0.3, color="#1f77b4", alpha=0.08)
     ax_d.set_xticks(xs, [f"{depth}\n(input emb.)"] + [str(x) for x in xs[1:]])
     ax_d.set_xlabel("decoder depth")

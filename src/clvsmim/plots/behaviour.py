@@ -166,7 +166,8 @@ def plot_behaviour(literature: Mapping[str, list[dict[str, Any]]], measured: Map
         _empty(ax, "evaluations")
 
     _scatter_panel(axes[1, 2], measured.get("detection", []), "dense_miou", _measured_point,
-                   "dense probe mIoU (%)", "fine-tuning (%)", "(c) this project, dense", "evaluations")
+                   "dense probe mIoU (%)", "fine-tuning (%)", "(c) this project: linear dense probe,\nnot the paper's COCO test",
+                   "evaluations")
 
     handles = [Line2D([], [], ls="", marker="s", color=FAMILY_COLOR["CL"], label="CL"),
                Line2D([], [], ls="", marker="^", color=FAMILY_COLOR["MIM"], label="MIM"),
