@@ -64,10 +64,12 @@ bullets(ch.probe_sentences(summary))
 # The relative log amplitude of the highest spatial frequency of the token feature maps
 # (Δ log amplitude; more negative = smoother, lower-frequency representations), at every depth.
 # Left: the MAE encoder on full images, as every other Fourier curve in this book, with
-# SimMIM's encoder dashed. Right: the MAE decoder, run the way it is trained — on the encoder's
-# output for the *visible* patches plus mask tokens (masking ratio of the profile); its first
-# point is the decoder's input embedding. Top: masked input, MAE's reconstruction and the
-# original image.
+# SimMIM's encoder dashed for reference. Right: the MAE decoder, run the way it is trained — on
+# the encoder's output for the *visible* patches plus mask tokens (masking ratio of the
+# profile); its first point is the decoder's input embedding, not a decoder block. The two
+# halves therefore see different inputs (full images vs masked input plus mask tokens). The
+# paper's point here is MAE's encoder against MAE's decoder; it makes no claim about SimMIM's
+# encoder against MAE's. Top: masked input, MAE's reconstruction and the original image.
 
 # %%
 dev = report.resolve_device(device)

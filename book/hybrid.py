@@ -11,7 +11,8 @@
 # $$
 #
 # for several λ and finds that a hybrid beats both pure methods on linear probing *and*
-# fine-tuning. This chapter repeats the sweep on the profile's models.
+# fine-tuning. This chapter repeats the sweep on the profile's models. Accuracies are in percent
+# (one decimal), as in every chapter.
 
 # %% tags=["parameters"]
 profile = "smoke"

@@ -85,7 +85,9 @@ if geo["grid"][0] <= 4:
 #
 # The mean cosine similarity between the patch tokens of one image, per depth. CL's image-level
 # objective pulls every token towards the same global content, so the paper finds its tokens
-# nearly identical in the later layers; MIM's token-level objective keeps them apart.
+# more homogeneous — less diverse — in the later layers (its attention collapses into
+# homogeneity, so CL hardly adjusts the tokens of a single image); MIM's token-level objective
+# keeps them diverse.
 
 # %%
 cosine = rep.depth_curves(analyses, "token_cosine")
@@ -114,8 +116,11 @@ display(Markdown(rep.svd_sentences(spectra)))
 # A linear probe on the final-depth features is trained on images where shape and texture
 # agree (class *k*: shape *k* filled with texture *k*) and tested on cue-conflict images
 # (shape *k* filled with the texture of another class). The shape bias is the fraction of its
-# decisions that follow the shape rather than the texture. The paper links CL's global,
-# low-frequency attention to shape and MIM's local, high-frequency attention to texture.
+# decisions that follow the shape rather than the texture. The paper's frequency result is about
+# representations (CL's are low-frequency, MIM's high-frequency); from it, and from CL's global
+# attention, the paper infers that CL is shape-oriented and MIM texture-oriented, as its abstract
+# says. (One sentence of the official `naver-ai/cl-vs-mim` README states the reverse — CL texture,
+# MIM shape; this book follows the paper.)
 
 # %%
 if evaluations:
@@ -141,7 +146,7 @@ if evaluations:
     fig = plots.plot_noise_robustness({n: rows[n] for n in names})
     save_figure(fig, "A-noise", {n: {k: rows[n][k] for k in ("clean", "low_freq", "high_freq")} for n in names},
                 models=names, caption="Linear-probe accuracy: clean, + low-frequency noise, + high-frequency noise.")
-    display(Markdown(rep.noise_sentences({n: rows[n] for n in names})))
+    display(Markdown(rep.noise_sentences({n: rows[n] for n in names}, rep.eval_size(p, data_root))))
 
 # %% [markdown]
 # ## What this chapter found

@@ -123,7 +123,7 @@ def test_representation_sentences_follow_the_numbers():
     svd = rep.svd_sentences(rep.svd_spectra(ANALYSES))
     assert "steeper" in svd and "as in the paper" in svd
     noise = rep.noise_sentences({"moco": {"clean": 0.5, "low_freq": 0.3, "high_freq": 0.48},
-                                 "simmim": {"clean": 0.5, "low_freq": 0.45, "high_freq": 0.3}})
+                                 "simmim": {"clean": 0.5, "low_freq": 0.45, "high_freq": 0.3}}, num_images=1000)
     assert "consistent with the paper" in noise and "+-" not in noise and "−-" not in noise
     m = claims.Measurements(analyses={"cl": ANALYSES["moco"], "mim": ANALYSES["simmim"], "control": ANALYSES["random"]})
     c3 = claims.evaluate_claim("C3", m)
@@ -157,7 +157,7 @@ def test_hybrid_sweep_and_curves():
     assert len(fig.axes) == 3
     save_figure(fig, "A-hybrid-curves", curves)
     text = hy.curves_sentences(curves)
-    assert text.count("as the paper's account predicts") == 3
+    assert text.count("as the inference from the paper's account predicts") == 3
     assert hy.spearman([0, 1, 2], [3, 2, 1]) == pytest.approx(-1.0)
     assert math.isnan(hy.spearman([0, 1, 2], [1, 1, 1]))
     branches = hy.branches_markdown(profile_from_dict({"name": "x"}))

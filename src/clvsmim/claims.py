@@ -179,14 +179,19 @@ class Claim(ClaimInfo):
         missing = [n for n in names if n not in d and n != "details"]
         if missing:
             raise KeyError(f"claim {d.get('id', '?')}: missing key(s) {missing}")
-        return cls(**{n: d[n] for n in names if n in d})
+        wording = {}
+        if d["id"] in INFO:  # the claim's wording is a definition: a recorded table shows the current one
+            info = INFO[d["id"]]
+            wording = {"statement": info.statement, "cl_label": info.cl_label, "mim_label": info.mim_label}
+        return cls(**{n: d[n] for n in names if n in d} | wording)
 
 
 INFO: dict[str, ClaimInfo] = {
     "C1": ClaimInfo("self-attention", "CL attends more globally than MIM, especially in the later blocks.",
                 "mean attention distance (px), last third of the blocks", "CL > MIM",
                 "global attention", "local attention"),
-    "C2": ClaimInfo("self-attention", "CL's attention collapses to the same map for every query; MIM's does not.",
+    "C2": ClaimInfo("self-attention", "CL's attention collapses to the same map for every query and head, "
+                "especially in the later blocks; MIM's does not.",
                 "attention NMI, last third of the blocks", "CL < MIM",
                 "collapsed (query-independent)", "query-dependent"),
     "C3": ClaimInfo("representation", "CL's tokens are homogeneous within an image.",
@@ -217,9 +222,10 @@ INFO: dict[str, ClaimInfo] = {
     "C10": ClaimInfo("behaviour", "MIM is better than CL at fine-tuning.",
                  "fine-tuning accuracy", "CL < MIM",
                  "worse at fine-tuning", "better at fine-tuning"),
-    "C11": ClaimInfo("behaviour", "MIM gains more from a larger model than CL (CL suits small models).",
+    "C11": ClaimInfo("behaviour", "MIM gains more than CL from a larger model (in the paper CL suits small "
+                 "models, MIM large ones).",
                  "fine-tuning gain, smallest → largest size", "CL < MIM",
-                 "small models", "large models"),
+                 "gains less with size", "gains more with size"),
 }
 
 
@@ -285,9 +291,26 @@ def _get(d: dict | None, *path: Any) -> Any:
     return d
 
 
+def _q(v: float, kind: str | None = None, signed: bool = False) -> str:
+    """A number in a reason: unitless (3 significant digits), or an accuracy (``kind="percent"``)
+    or accuracy difference (``"points"``) in the book's unit (:mod:`clvsmim.units`)."""
+    from .units import percent, points
+
+    if kind == "percent":
+        return percent(v)
+    if kind == "points":
+        return points(v, signed=signed)
+    return f"{v:+.3g}" if signed else f"{v:.3g}"
+
+
 def _ordered_verdict(cid: str, cl, mim, control, direction: int, margin: float, rule: str,
                      **details) -> Claim:
-    """The generic "CL > MIM" (``direction=+1``) / "CL < MIM" (``-1``) check with a control."""
+    """The generic "CL > MIM" (``direction=+1``) / "CL < MIM" (``-1``) check with a control;
+    accuracies (:data:`clvsmim.units.ACCURACY_CLAIMS`) are written in percent / points."""
+    from .units import claim_value_kind
+
+    acc = claim_value_kind(cid, "value") is not None
+    diff, level = ("points", "percent") if acc else (None, None)
     if not _finite(cl, mim):
         return _missing(cid, "CL or MIM statistic", cl=cl, mim=mim, control=control)
     value = direction * (cl - mim) + 0.0  # + 0.0: no "-0" in the reasons
@@ -299,13 +322,14 @@ def _ordered_verdict(cid: str, cl, mim, control, direction: int, margin: float, 
     moved = {"mim": mim_moved, "cl": cl_moved, "either": cl_moved or mim_moved}[rule]
     sign = ">" if direction > 0 else "<"
     if not ordered:
-        reason = f"not CL {sign} MIM by more than {margin:.3g} (signed difference {value:+.3g})"
+        reason = (f"not CL {sign} MIM by more than {_q(margin, diff)} "
+                  f"(signed difference {_q(value, diff, signed=True)})")
     elif not moved:
         who = {"mim": "MIM has", "cl": "CL has", "either": "neither model has"}[rule]
-        reason = (f"CL {sign} MIM, but {who} not moved away from the control ({control:.3g}) "
-                  f"towards its side by more than {margin:.3g}")
+        reason = (f"CL {sign} MIM, but {who} not moved away from the control ({_q(control, level)}) "
+                  f"towards its side by more than {_q(margin, diff)}")
     else:
-        reason = f"CL {sign} MIM by {value:.3g}; " + (
+        reason = f"CL {sign} MIM by {_q(value, diff)}; " + (
             "both moved from the control" if cl_moved and mim_moved else
             ("CL" if cl_moved else "MIM") + " moved away from the control")
     return _claim(cid, cl, mim, control, value, "holds" if ordered and moved else "fails", reason,
@@ -433,16 +457,17 @@ def c7_layers(m: Measurements) -> Claim:
     details.update(cl_moved=cl_moved, mim_moved=mim_moved)
     problems = []
     if not cl_last_best:
-        problems.append(f"CL's last block is {max(cl_acc) - cl_acc[L]:.3g} below its best (depth {best_cl})")
+        problems.append(f"CL's last block is {_q(max(cl_acc) - cl_acc[L], 'points', signed=False)} below its best "
+                        f"(depth {best_cl})")
     if not mim_drops:
-        problems.append(f"MIM's accuracy does not drop over its last blocks (drop {drop:+.3g})")
+        problems.append(f"MIM's accuracy does not drop over its last blocks (drop {_q(drop, 'points', True)})")
     if not cl_moved:
         problems.append("CL's last-block probe does not beat the control's")
     if not mim_moved:
         problems.append(f"MIM's best probe (depth {best_mim_early}) does not beat the control's there")
     verdict = "fails" if problems else "holds"
     reason = "; ".join(problems) if problems else (
-        f"CL best at the last block ({L}); MIM best at depth {best_mim_early}, drop {drop:.3g} to block {L}")
+        f"CL best at the last block ({L}); MIM best at depth {best_mim_early}, drop {_q(drop, 'points')} to block {L}")
     return _claim(cid, best_cl, best_mim, best_ctrl, drop, verdict, reason, **details)
 
 
@@ -487,12 +512,12 @@ def c8_hybrid(m: Measurements) -> Claim:
         return _claim(cid, *args, "inconclusive", "no control measured", **details)
     if value >= 0 and per_lam[best]["beats_control"]:
         verdict, reason = "holds", (f"λ = {best:g} is at least as good as both endpoints "
-                                    f"(worse margin {value:+.3g}) and beats the control")
+                                    f"(worse margin {_q(value, 'points', True)}) and beats the control")
     elif value >= 0:
         verdict, reason = "fails", f"λ = {best:g} matches both endpoints but does not beat the control"
     else:
         verdict, reason = "fails", (f"no hybrid is at least as good as both endpoints on both metrics "
-                                    f"(best: λ = {best:g}, worse margin {value:+.3g})")
+                                    f"(best: λ = {best:g}, worse margin {_q(value, 'points', True)})")
     return _claim(cid, *args, verdict, reason, **details)
 
 
@@ -531,11 +556,12 @@ def c11_scaling(m: Measurements) -> Claim:
     mim_moved = ft["mim-large"] - control > margin
     details["mim_moved"] = mim_moved
     if not ordered:
-        reason = f"MIM's gain is not larger than CL's by more than {margin:.3g} (difference {value:+.3g})"
+        reason = (f"MIM's gain is not larger than CL's by more than {_q(margin, 'points')} "
+                  f"(difference {_q(value, 'points', True)})")
     elif not mim_moved:
         reason = "MIM gains more, but its large model does not beat fine-tuning the control from scratch"
     else:
-        reason = f"MIM gains {value:.3g} more than CL and its large model beats the control"
+        reason = f"MIM gains {_q(value, 'points')} more than CL and its large model beats the control"
     return _claim(cid, cl_gain, mim_gain, control, value, "holds" if ordered and mim_moved else "fails",
                   reason, **details)
 
@@ -551,21 +577,31 @@ def with_claim(text: str, claim: Claim | None) -> str:
 
 def claim_markdown(claim: Claim, cl_name: str = "CL", mim_name: str = "MIM") -> str:
     """One Markdown paragraph: the claim, the measured numbers, the verdict and, where it does
-    not hold, that this differs from the paper."""
+    not hold, that this differs from the paper. Accuracies are in percent, accuracy differences
+    in points (:mod:`clvsmim.units`)."""
+    from .units import claim_value_kind, percent, points
+
+    def num(which: str, v: float | None = None, kind: str | None = None) -> str:
+        v = getattr(claim, which) if v is None and which else v
+        kind = kind or claim_value_kind(claim.id, which)
+        if v is None or not math.isfinite(v):
+            return "n/a"
+        return percent(v) if kind == "percent" else points(v, signed=False) if kind == "points" else _num(v)
+
     head = f"**{claim.id} — {claim.verdict}.** {claim.statement}"
     if claim.id == "C8" and claim.details.get("best_lam") is not None:
-        numbers = (f" Measured: the best hybrid, λ = {claim.details['best_lam']:g}, is {_num(claim.value)} above the "
-                   f"better endpoint on its worse metric (linear probe or fine-tune); mean of the two accuracies: "
-                   f"λ = 1 (CL) {_num(claim.cl)}, λ = 0 (MIM) {_num(claim.mim)}, random-init control "
-                   f"{_num(claim.control)}.")
+        numbers = (f" Measured: the best hybrid, λ = {claim.details['best_lam']:g}, is "
+                   f"{points(claim.value)} from the better endpoint on its worse metric (linear probe or "
+                   f"fine-tune); mean of the two accuracies: λ = 1 (CL) {num('cl')}, λ = 0 (MIM) {num('mim')}, "
+                   f"random-init control {num('control')}.")
     elif claim.id == "C11" and isinstance(claim.details.get("finetune"), dict):
         ft = claim.details["finetune"]
-        numbers = (f" Measured ({claim.statistic}): {cl_name} {_num(claim.cl)}, {mim_name} {_num(claim.mim)}; "
-                   f"the largest {mim_name} model fine-tunes to {_num(ft.get('mim-large'))}, the untrained control "
-                   f"of that size (fine-tuned from scratch) to {_num(claim.control)}.")
+        numbers = (f" Measured ({claim.statistic}): {cl_name} {num('cl')}, {mim_name} {num('mim')}; "
+                   f"the largest {mim_name} model fine-tunes to {num('', ft.get('mim-large'), 'percent')}, the "
+                   f"untrained control of that size (fine-tuned from scratch) to {num('control')}.")
     else:
-        numbers = (f" Measured ({claim.statistic}): {cl_name} {_num(claim.cl)}, {mim_name} {_num(claim.mim)}, "
-                   f"random-init control {_num(claim.control)}.")
+        numbers = (f" Measured ({claim.statistic}): {cl_name} {num('cl')}, {mim_name} {num('mim')}, "
+                   f"random-init control {num('control')}.")
     if claim.verdict == "holds":
         tail = f" As in the paper ({claim.reason})."
     elif claim.verdict == "fails":
@@ -642,11 +678,29 @@ def aggregate(per_seed: Sequence[Claim], seeds: Sequence[int] | None = None) -> 
     return ClaimSummary(id=per_seed[0].id, seeds=seeds, per_seed=list(per_seed), verdict=verdict)
 
 
-def _fmt(stat: dict[str, Any], digits: int = 3) -> str:
+def _fmt(stat: dict[str, Any], digits: int = 3, kind: str | None = None) -> str:
+    """``mean ± std``; accuracies (``kind`` "percent" / "points") in the book's unit."""
+    from .units import ACCURACY_DIGITS, to_percent
+
     if stat["mean"] is None:
         return "—"
+    if kind in ("percent", "points"):
+        mean, std = to_percent(stat["mean"]), to_percent(stat["std"])
+        unit = " %" if kind == "percent" else " points"
+        return (f"{mean:.{ACCURACY_DIGITS}f}" + (f" ± {std:.{ACCURACY_DIGITS}f}" if std is not None else "")
+                + unit)
     text = f"{stat['mean']:.{digits}g}"
     return text + (f" ± {stat['std']:.2g}" if stat["std"] is not None else "")
+
+
+def _num_of(cid: str, which: str, v: float | None) -> str:
+    """One seed's statistic: accuracies in percent / points, other statistics unitless."""
+    from .units import claim_value_kind, percent, points
+
+    kind = claim_value_kind(cid, which)
+    if kind is None or v is None or not math.isfinite(v):
+        return _num(v)
+    return percent(v) if kind == "percent" else points(v, signed=False)
 
 
 @dataclass
@@ -676,10 +730,13 @@ class ClaimsTable:
                            "claims": [s.to_dict() for s in self.summaries]})
 
     def rows(self) -> list[dict[str, str]]:
-        """Display rows: id, verdict, statistic, CL, MIM, control, value, per-seed verdicts."""
+        """Display rows: id, verdict, statistic, CL, MIM, control, value, per-seed verdicts
+        (accuracies in percent, accuracy differences in points)."""
+        from .units import claim_value_kind
+
         return [{"id": s.id, "verdict": s.verdict, "comparison": s.comparison, "statistic": s.statistic,
-                 "CL": _fmt(s.stat("cl")), "MIM": _fmt(s.stat("mim")), "control": _fmt(s.stat("control")),
-                 "value": _fmt(s.stat("value")),
+                 **{label: _fmt(s.stat(k), kind=claim_value_kind(s.id, k))
+                    for label, k in (("CL", "cl"), ("MIM", "mim"), ("control", "control"), ("value", "value"))},
                  "seeds": " ".join(c.verdict for c in s.per_seed)} for s in self.summaries]
 
     def to_frame(self):
@@ -724,7 +781,7 @@ class ClaimsTable:
         cols = ["claim", "verdict", "per seed", f"CL (seeds {seeds})", "MIM", "control"]
         body = [[f"{s.id} {s.statistic} ({s.comparison})", s.verdict,
                  " ".join(VERDICT_MARKS[c.verdict] for c in s.per_seed),
-                 *(" / ".join(_num(v) for v in s.stat(k)["per_seed"]) for k in ("cl", "mim", "control"))]
+                 *(" / ".join(_num_of(s.id, k, v) for v in s.stat(k)["per_seed"]) for k in ("cl", "mim", "control"))]
                 for s in self.summaries]
         return cols, body
 

@@ -105,20 +105,18 @@ def branches_markdown(profile) -> str:
     )
 
 
-def _fmt(v: float | None, digits: int = 3) -> str:
-    return "n/a" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
-
-
 def sweep_sentences(points: Sequence[Mapping[str, Any]], claim=None) -> str:
-    """F9 on these models: the best λ for each metric, and C8's verdict."""
+    """F9 on these models (accuracies in percent, :mod:`clvsmim.units`): the best λ for each
+    metric, and C8's verdict."""
     from ..claims import with_claim
+    from ..units import percent
 
     lp = {p["lam"]: p["linear_probe"] for p in points}
     ft = {p["lam"]: p["finetune"] for p in points if p["finetune"] is not None}
     best_lp = max(lp, key=lambda k: lp[k])
     best_ft = max(ft, key=lambda k: ft[k]) if ft else None
     text = ("Linear probe / fine-tune accuracy per λ: "
-            + "; ".join(f"λ = {p['lam']:g}: {_fmt(p['linear_probe'])} / {_fmt(p['finetune'])}" for p in points)
+            + "; ".join(f"λ = {p['lam']:g}: {percent(p['linear_probe'])} / {percent(p['finetune'])}" for p in points)
             + f". The best linear probe is at λ = {best_lp:g}"
             + (f", the best fine-tuning at λ = {best_ft:g}." if best_ft is not None else ".")
             + " In the paper λ = 0.2 is best at fine-tuning and the hybrids match or beat CL at linear probing.")
@@ -177,15 +175,17 @@ def curves_sentences(curves: Mapping[str, Any]) -> str:
         elif not math.isfinite(rho):
             verdict = "does not vary with λ"
         elif rho * expected > 0.5:
-            verdict = f"follows λ as the paper's account predicts (ρ = {rho:+.2f})"
+            verdict = f"follows λ as the inference from the paper's account predicts (ρ = {rho:+.2f})"
         elif rho * expected < -0.5:
-            verdict = f"follows λ the opposite way to the paper's account (ρ = {rho:+.2f})"
+            verdict = f"follows λ the opposite way to that inference (ρ = {rho:+.2f})"
         else:
             verdict = f"shows no clear trend with λ (ρ = {rho:+.2f})"
         lines.append(f"- {label}: " + ", ".join(f"λ={k} {v:.3g}" for k, v in zip(keys, values)) + f" — {verdict}.")
-    text = ("Expected from the paper: the more weight on CL (larger λ), the more global the late attention "
-            "(distance ↑), the more collapsed (NMI ↓) and the lower the frequencies (Δ log amplitude ↓). "
-            "Measured, with the Spearman correlation ρ between λ and the statistic:\n\n" + "\n".join(lines))
+    text = ("The paper does not measure these statistics along λ; inferred from its account (CL: global, "
+            "collapsed attention and low-frequency representations; MIM: the opposite), the more weight on CL "
+            "(larger λ), the more global the late attention (distance ↑), the more collapsed (NMI ↓) and the "
+            "lower the frequencies (Δ log amplitude ↓). Measured, with the Spearman correlation ρ between λ "
+            "and the statistic:\n\n" + "\n".join(lines))
     inner = [k for lam, k in zip(lams, keys) if 0 < lam < 1]
     if inner and "0" in curves["attention_distance"] and "1" in curves["attention_distance"]:
         mim, cl = curves["attention_distance"]["0"], curves["attention_distance"]["1"]
@@ -202,7 +202,8 @@ def curves_sentences(curves: Mapping[str, Any]) -> str:
             text += ("\n\nWhere each hybrid's attention distance lies between SimMIM's (0) and MoCo v3's (1), "
                      "averaged over the first and the second half of the blocks (blocks where the two differ by "
                      "less than 2 % are left out): " + "; ".join(parts) + ". The paper's account — CL shapes "
-                     "the later layers, MIM the earlier ones — predicts larger values late than early.")
+                     "the later layers, MIM the earlier ones — suggests (it does not measure this) larger "
+                     "values late than early.")
         else:
             text += ("\n\nSimMIM's and MoCo v3's attention distances differ by less than 2 % at every block, so "
                      "where the hybrids lie between them cannot be told.")

@@ -20,7 +20,7 @@ __all__ = [
     "CL", "MIM", "MODELS", "CONTROL", "TSNE_FORMAT", "chapter_models", "load_analyses", "load_evaluations",
     "tsne_selection", "token_tsne_result", "depth_curves", "svd_spectra", "effective_rank", "evaluation_rows",
     "measurements", "fmt", "tsne_sentences", "fourier_sentences", "cosine_sentences", "svd_sentences",
-    "shape_sentences", "noise_sentences",
+    "shape_sentences", "noise_sentences", "cluster_strength_note", "WEAK_SILHOUETTE", "eval_size",
 ]
 
 CL, MIM = "moco", "simmim"
@@ -32,6 +32,9 @@ CONTROL = "random"
 TOLERANCE = 0.01
 #: Bump when :func:`token_tsne_result` changes its recipe.
 TSNE_FORMAT = 1
+#: A silhouette below this is read as no substantial cluster structure (Kaufman & Rousseeuw's
+#: rule of thumb): a claim that CL clusters *more* than MIM can hold while CL barely clusters.
+WEAK_SILHOUETTE = 0.25
 
 
 def chapter_models(source: str = "zoo") -> list[str]:
@@ -234,7 +237,25 @@ def tsne_sentences(results: Mapping[str, dict], claim=None) -> str:
                      f"{'more' if same else 'less'} than {_name(MIM)}'s — "
                      + ("as in the paper." if same else
                         "the opposite of the paper, where CL forms one cluster per image and MIM intermingles them."))
+            if same:
+                note = cluster_strength_note(s[CL])
+                text += f" This is relative to MIM only: {note}." if note else ""
+    if claim is not None and claim.verdict == "holds":
+        note = cluster_strength_note(claim.cl)
+        if note:
+            text += f" C5 (below) holds relative to MIM only: {note}."
     return with_claim(text, claim)
+
+
+def cluster_strength_note(cl_silhouette: float | None, threshold: float = WEAK_SILHOUETTE) -> str:
+    """A clause saying CL's own clustering by image is weak in absolute terms (its silhouette is
+    below ``threshold``), or ``""`` when it is not (or unknown)."""
+    if cl_silhouette is None or not isinstance(cl_silhouette, (int, float)) or not math.isfinite(cl_silhouette):
+        return ""
+    if cl_silhouette >= threshold:
+        return ""
+    return (f"CL's own silhouette by image, {fmt(cl_silhouette, 3)}, is below {threshold:g}: weak per-image "
+            f"clustering in absolute terms")
 
 
 def fourier_sentences(curves: Mapping[str, Sequence[float]], claim=None) -> str:
@@ -300,8 +321,9 @@ def cosine_sentences(curves: Mapping[str, Sequence[float]], claim=None) -> str:
     models = [n for n in curves if n != "depth"]
     text = ("Mean cosine similarity between the patch tokens of one image at the last depth: "
             + ", ".join(f"{_name(n)} {fmt(curves[n][-1])}" for n in models)
-            + ". The paper finds CL's tokens nearly identical in the later layers (they all carry the image's "
-              "global information) and MIM's tokens diverse.")
+            + ". The paper finds CL's tokens of one image more homogeneous — less diverse — than MIM's in the "
+              "later layers: CL's attention collapses into homogeneity, so CL hardly adjusts the tokens of a "
+              "single image, while MIM keeps them diverse.")
     return with_claim(text, claim)
 
 
@@ -342,16 +364,37 @@ def shape_sentences(rows: Mapping[str, dict], claim=None) -> str:
     return with_claim(text, claim)
 
 
-def noise_sentences(rows: Mapping[str, dict]) -> str:
-    """Accuracy change under low- / high-frequency noise; the paper's account predicts that
-    high-frequency noise costs CL less than MIM."""
+def eval_size(profile, data_root: str | None = None) -> int | None:
+    """Number of evaluation images (what every accuracy of the zoo's evaluations is over), or
+    ``None`` when the split cannot be opened."""
+    from ..data import open_dataset
+
+    try:
+        return len(open_dataset(profile.with_data_root(data_root).data, "eval"))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _accuracy_se(p: float, n: int) -> float:
+    """Binomial standard error of an accuracy ``p`` over ``n`` images."""
+    p = min(max(float(p), 0.0), 1.0)
+    return math.sqrt(p * (1.0 - p) / n)
+
+
+def noise_sentences(rows: Mapping[str, dict], num_images: int | None = None) -> str:
+    """Accuracy change under low- / high-frequency noise (in points); the paper's account predicts
+    that high-frequency noise costs CL less than MIM.
+
+    The comparison is called consistent (or opposite) only when the difference of the two
+    changes exceeds twice its standard error, from the binomial standard errors of the four
+    accuracies over ``num_images`` evaluation images (treated as independent: conservative for
+    the paired clean / noisy accuracies). Without ``num_images`` it is not scored."""
+    from ..units import points
+
     def change(r, key):
         return None if r["clean"] is None or r[key] is None else r[key] - r["clean"]
 
-    def signed(v):
-        return "n/a" if v is None else f"{v:+.2f}"
-
-    parts = [f"{_name(n)} {signed(change(r, 'low_freq'))} (low) / {signed(change(r, 'high_freq'))} (high)"
+    parts = [f"{_name(n)} {points(change(r, 'low_freq'))} (low) / {points(change(r, 'high_freq'))} (high)"
              for n, r in rows.items()]
     text = ("Change of the final-depth linear probe's accuracy when band-limited noise of equal energy is added: "
             + "; ".join(parts) + ".")
@@ -359,10 +402,17 @@ def noise_sentences(rows: Mapping[str, dict]) -> str:
         dc, dm = change(rows[CL], "high_freq"), change(rows[MIM], "high_freq")
         if dc is not None and dm is not None:
             text += (" If CL relies on low frequencies and MIM on high ones, high-frequency noise should cost CL "
-                     f"less accuracy than MIM; here the change is {signed(dc)} for {_name(CL)} and {signed(dm)} for "
-                     f"{_name(MIM)} — ")
-            if abs(dc - dm) < TOLERANCE:
-                text += f"no difference larger than {TOLERANCE}, so the paper's prediction is not visible."
+                     f"less accuracy than MIM; here the change is {points(dc)} for {_name(CL)} and {points(dm)} "
+                     f"for {_name(MIM)}: a difference of {points(dc - dm)}")
+            if not num_images:
+                text += (" — with no uncertainty available for these accuracies, this difference is not scored "
+                         "against the paper.")
+                return text
+            se = math.sqrt(sum(_accuracy_se(rows[m][k], num_images) ** 2
+                               for m in (CL, MIM) for k in ("clean", "high_freq")))
+            text += f" ± {points(se, signed=False)} (one standard error, {num_images} evaluation images) — "
+            if abs(dc - dm) <= 2 * se:
+                text += "within twice its standard error, so this measurement neither supports nor contradicts the paper."
             else:
                 text += ("consistent with the paper." if dc > dm else "the opposite of the paper's prediction.")
     return text

@@ -15,7 +15,8 @@ from typing import Any, Mapping
 from ..claims import VERDICT_MARKS
 
 __all__ = ["SHORT", "VERDICT_MARK", "VERDICT_COLOR", "value_text", "summary_grid", "grid_markdown", "grid_html",
-           "table_html", "seeds_table_html", "recorded_table", "verdict_sentences",
+           "table_html", "seeds_table_html", "recorded_table", "table_of_record", "verdict_sentences",
+           "scaling_note", "cluster_note",
            "seed_disagreements", "claims_paragraphs", "claims_json"]
 
 #: Short name and unit of each claim's statistic, as shown in the table's cells.
@@ -36,8 +37,16 @@ def _num(v: float | None, digits: int) -> str:
     return f"{v:.{digits}f}" if abs(v) >= 10 ** -digits or v == 0 else f"{v:.2g}"
 
 
-def value_text(stat: Mapping[str, Any], digits: int = 3) -> str:
-    """``mean`` or ``mean ± std`` of a ``{"mean", "std"}`` dict."""
+def value_text(stat: Mapping[str, Any], digits: int = 3, kind: str | None = None) -> str:
+    """``mean`` or ``mean ± std`` of a ``{"mean", "std"}`` dict; ``kind`` ``"percent"`` /
+    ``"points"``: an accuracy / accuracy difference stored as a fraction, shown in the book's
+    unit (:mod:`clvsmim.units`: percent with one decimal)."""
+    if kind in ("percent", "points"):
+        from ..units import ACCURACY_DIGITS, to_percent
+
+        mean, std = to_percent(stat.get("mean")), to_percent(stat.get("std"))
+        text = _num(mean, ACCURACY_DIGITS) + (f" ± {_num(std, ACCURACY_DIGITS)}" if std is not None else "")
+        return text + (" %" if kind == "percent" else " points")
     text = _num(stat.get("mean"), digits)
     return text + (f" ± {_num(stat['std'], digits)}" if stat.get("std") is not None else "")
 
@@ -51,10 +60,46 @@ def _digits(cid: str, stat: Mapping[str, Any]) -> int:
     return 4 if mean is not None and abs(mean) < 1e-2 and mean != 0 else 3
 
 
+#: Model sizes below the paper's crossover: in its own runs (†, Fig. 1b) CL still fine-tunes
+#: better than MIM at ViT-Ti and ViT-S; MIM overtakes at ViT-B.
+BELOW_CROSSOVER = ("Ti", "S")
+
+
+def _size_of(name: str | None) -> str | None:
+    """``"moco-S"`` -> ``"S"``; ``None`` for a name without a size suffix."""
+    if not name or "-" not in name:
+        return None
+    return name.rsplit("-", 1)[1]
+
+
+def scaling_note(claim: Mapping[str, Any]) -> str:
+    """For C11 (a claim dict of :func:`claims_json`): what the sizes measured here can say. Where
+    the largest size is below ViT-B the paper's own runs still have CL ahead there (the crossover
+    comes at B), so only the direction of the gain is comparable; empty otherwise."""
+    models = (claim.get("per_seed") or [{}])[0].get("details", {}).get("models") or {}
+    small, large = _size_of(models.get("mim-small")), _size_of(models.get("mim-large"))
+    if large not in BELOW_CROSSOVER:
+        return ""
+    return (f"sizes {small}→{large}: in the paper's own runs (†) CL is still ahead at {large}, MIM overtakes at B; "
+            f"only the gain's direction is comparable")
+
+
+def cluster_note(claim: Mapping[str, Any]) -> str:
+    """For C5: a verdict that holds compares CL with MIM only; say when CL's own silhouette is weak."""
+    from .representation import cluster_strength_note
+
+    if claim.get("verdict") != "holds":
+        return ""
+    note = cluster_strength_note((claim.get("cl") or {}).get("mean"))
+    return f"holds relative to MIM only: {note}" if note else ""
+
+
 def summary_grid(table: Any) -> list[dict[str, Any]]:
     """One entry per table row: ``{"row", "claims": [{"id", "verdict", "cl", "mim", "note"}]}``
-    where ``cl`` / ``mim`` are the cell lines (description, statistic, number)."""
+    where ``cl`` / ``mim`` are the cell lines (description, statistic, number). Accuracies are in
+    percent, accuracy differences in points (:mod:`clvsmim.units`)."""
     from ..claims import ROWS
+    from ..units import claim_value_kind
 
     d = claims_json(table)
     by_id = {c["id"]: c for c in d["claims"]}
@@ -67,26 +112,29 @@ def summary_grid(table: Any) -> list[dict[str, Any]]:
             c = by_id[cid]
             short, unit = SHORT.get(cid, (c["statistic"], ""))
             cl, mim = c["cl"], c["mim"]
+            kind = {k: claim_value_kind(cid, k) for k in ("cl", "mim", "control", "value")}
             note = ""
             if cid == "C7":
                 L = c["per_seed"][0]["details"].get("L")
                 of = f" of {L}" if L is not None else ""
                 cl_text = f"{c['cl_label']}: {short} {value_text(cl, _digits(cid, cl))}{of}"
                 mim_text = (f"{c['mim_label']}: {short} {value_text(mim, _digits(cid, mim))}{of}, "
-                            f"drop {value_text(c['value'], 3)}")
+                            f"drop {value_text(c['value'], 3, kind['value'])}")
             elif cid == "C8":
                 lams = [s["details"].get("best_lam") for s in c["per_seed"]]
                 lams = sorted({lam for lam in lams if lam is not None})
                 best = ", ".join(f"{lam:g}" for lam in lams) or "n/a"
-                cl_text = f"λ = 1: {short} {value_text(cl)}"
-                mim_text = f"λ = 0: {short} {value_text(mim)}"
-                note = f"best hybrid λ = {best}: margin {value_text(c['value'])} over the better endpoint"
+                cl_text = f"λ = 1: {short} {value_text(cl, kind=kind['cl'])}"
+                mim_text = f"λ = 0: {short} {value_text(mim, kind=kind['mim'])}"
+                note = (f"best hybrid λ = {best}: margin {value_text(c['value'], kind=kind['value'])} "
+                        f"over the better endpoint")
             else:
-                cl_text = f"{c['cl_label']}: {short} {value_text(cl, _digits(cid, cl))}{unit}"
-                mim_text = f"{c['mim_label']}: {short} {value_text(mim, _digits(cid, mim))}{unit}"
+                cl_text = f"{c['cl_label']}: {short} {value_text(cl, _digits(cid, cl), kind['cl'])}{unit}"
+                mim_text = f"{c['mim_label']}: {short} {value_text(mim, _digits(cid, mim), kind['mim'])}{unit}"
+                note = scaling_note(c) if cid == "C11" else cluster_note(c) if cid == "C5" else ""
             entries.append({"id": cid, "verdict": c["verdict"], "cl": cl_text, "mim": mim_text, "note": note,
                             "comparison": c["comparison"],
-                            "control": value_text(c["control"], _digits(cid, c["control"]))})
+                            "control": value_text(c["control"], _digits(cid, c["control"]), kind["control"])})
         grid.append({"row": row, "claims": entries})
     return grid
 
@@ -180,6 +228,21 @@ def recorded_table(profile: str, root: str | Path | None = None) -> Any:
     return table
 
 
+def table_of_record(profile: str, computed: Any, root: str | Path | None = None) -> Any:
+    """The one table the summary chapter's verdicts come from — its sentences, F10 and its tables:
+    the recorded multi-seed table of ``profile`` (:func:`recorded_table`) when one exists, else
+    ``computed`` (the claims of this build's own seeds). ``computed`` must be of ``profile``."""
+    if computed is not None and getattr(computed, "profile", profile) != profile:
+        raise ValueError(f"the computed claims table is of profile {computed.profile!r}, not {profile!r}")
+    recorded = recorded_table(profile, root)
+    if recorded is not None:
+        return recorded
+    if computed is None:
+        raise ValueError(f"no claims table for profile {profile!r}: none recorded "
+                         f"({RECORDED_TABLE.format(profile=profile)}) and none computed")
+    return computed
+
+
 def verdict_sentences(table: Any) -> str:
     """How many claims hold / fail / are inconclusive, and which differ from the paper."""
     d = claims_json(table)
@@ -241,6 +304,7 @@ def claims_paragraphs(table: Any) -> str:
     every seed's verdict when there are several."""
     from ..claims import claim_markdown
 
+    by_id = {c["id"]: c for c in claims_json(table)["claims"]}
     out = []
     for s in table.summaries:
         text = claim_markdown(s.per_seed[0])
@@ -248,6 +312,9 @@ def claims_paragraphs(table: Any) -> str:
             text = text.replace(f"**{s.id} — {s.per_seed[0].verdict}.**", f"**{s.id} — {s.verdict}.**", 1)
             text += (f" *Seed {s.seeds[0]} shown; over seeds {', '.join(map(str, s.seeds))}: "
                      f"{', '.join(c.verdict for c in s.per_seed)} → {s.verdict}.*")
+        note = {"C11": scaling_note, "C5": cluster_note}.get(s.id, lambda c: "")(by_id[s.id])
+        if note:
+            text += f" *Note: {note}.*"
         out.append(text)
     return "\n\n".join(out)
 

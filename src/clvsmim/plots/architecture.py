@@ -62,21 +62,21 @@ def plot_mae_fourier(fourier: Mapping[str, Any], simmim_encoder: Sequence[float]
     bottom = outer[-1].subgridspec(1, 2, width_ratios=[max(depth, 1) + 1, max(len(dec), 2)], wspace=0.08)
     ax_e = fig.add_subplot(bottom[0])
     ax_d = fig.add_subplot(bottom[1], sharey=ax_e)
-    mae_kw = plot_kwargs("mae", label="MAE encoder", linestyle="-")
+    mae_kw = plot_kwargs("mae", label="MAE encoder (full images)", linestyle="-")
     ax_e.plot(range(depth + 1), enc, **mae_kw)
     if simmim_encoder is not None:
         ax_e.plot(range(len(simmim_encoder)), list(simmim_encoder),
-                  **plot_kwargs("simmim", label="SimMIM encoder", linestyle="--", markerfacecolor="none"))
+                  **plot_kwargs("simmim", label="SimMIM encoder (full images)", linestyle="--", markerfacecolor="none"))
     ax_e.set_xticks(range(0, depth + 1, max(1, (depth + 1) // 8)))
     ax_e.set(xlabel="encoder depth", ylabel="Δ log amplitude (highest freq.)")
     ax_e.legend(fontsize=8)
     xs = [depth + j for j in range(len(dec))]
     ax_d.plot(xs, dec, **plot_kwargs("mae", label="MAE decoder", linestyle="-"))
     ax_d.axvspan(depth - 0.3, depth + 0.3, color="#1f77b4", alpha=0.08)
-    ax_d.set_xticks(xs, [f"{depth}\n(input)"] + [str(x) for x in xs[1:]])
+    ax_d.set_xticks(xs, [f"{depth}\n(input emb.)"] + [str(x) for x in xs[1:]])
     ax_d.set_xlabel("decoder depth")
     ax_d.tick_params(labelleft=False)
     ax_d.legend(fontsize=8)
-    ax_d.set_title(f"masked input ({fourier['mask_ratio']:.0%})", fontsize=9)
-    ax_e.set_title("full images", fontsize=9)
+    ax_d.set_title(f"decoder: masked input ({fourier['mask_ratio']:.0%})\n+ mask tokens", fontsize=9)
+    ax_e.set_title("encoder: full images (no masking)", fontsize=9)
     return fig

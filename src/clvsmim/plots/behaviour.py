@@ -10,11 +10,15 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..chapters.behaviour import PAPER_RUN_MARK
 from ..figures import FAMILY_COLOR, plot_kwargs, set_depth_ticks, bare_axes
 
-__all__ = ["FAMILY_MARKER", "family_of", "plot_behaviour", "plot_query_attention", "plot_depth_metric",
-           "plot_nmi", "plot_per_head", "CONTROL_STYLE"]
+__all__ = ["FAMILY_MARKER", "LITERATURE_PROBE_NOTE", "family_of", "plot_behaviour", "plot_query_attention",
+           "plot_depth_metric", "plot_nmi", "plot_per_head", "CONTROL_STYLE"]
 
+#: The literature's MIM linear probes are not last-block probes (F1a says so on the panel).
+LITERATURE_PROBE_NOTE = ("MIM linear probes as published: BEiT block 9,\nSimMIM block 8 (average pooling);\n"
+                         "this project (below): last block")
 #: Paper's convention: CL red squares, MIM blue triangles (supervised: grey pentagons).
 FAMILY_MARKER = {"CL": "s", "MIM": "^", "supervised": "p", "hybrid": "o"}
 #: The untrained control: grey dashed, no markers.
@@ -50,7 +54,8 @@ def _point(ax, x, y, family: str, filled: bool = True, text: str | None = None, 
         ax.annotate(text, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8, color=color)
 
 
-def _size_line(ax, xs, ys, label: str, family: str, verified: Sequence[bool], style_key: str | None = None) -> None:
+def _size_line(ax, xs, ys, label: str, family: str, verified: Sequence[bool], style_key: str | None = None,
+               linestyle: str = "-") -> None:
     """One method across model sizes: family colour, the method's own marker (hollow where unverified)."""
     from ..figures import style_for
 
@@ -59,10 +64,10 @@ def _size_line(ax, xs, ys, label: str, family: str, verified: Sequence[bool], st
         marker = style_for(style_key or label)["marker"]
     except KeyError:
         marker = FAMILY_MARKER.get(family, "o")
-    ax.plot(xs, ys, color=color, lw=1.2, zorder=2)
+    ax.plot(xs, ys, color=color, lw=1.2, zorder=2, linestyle=linestyle)
     ax.scatter(xs, ys, marker=marker, s=40, zorder=3, linewidths=1.4, edgecolors=color,
                facecolors=[color if v else "none" for v in verified])
-    ax.plot([], [], color=color, marker=marker, lw=1.2, label=label)
+    ax.plot([], [], color=color, marker=marker, lw=1.2, label=label, linestyle=linestyle)
 
 
 def _pad(ax, xs: Sequence[float], ys: Sequence[float], frac: float = 0.15) -> None:
@@ -112,15 +117,21 @@ def plot_behaviour(literature: Mapping[str, list[dict[str, Any]]], measured: Map
     # ---- literature
     _scatter_panel(axes[0, 0], literature.get("linear_vs_finetune", []), "linear_probe", _literature_point,
                    "linear probing (%)", "fine-tuning (%)", "(a) literature, ViT-B", "numbers")
+    if literature.get("linear_vs_finetune"):
+        axes[0, 0].text(0.02, 0.02, LITERATURE_PROBE_NOTE, transform=axes[0, 0].transAxes, fontsize=6.5,
+                        color="#555555", va="bottom", ha="left", style="italic")
 
     ax = axes[0, 1]
     rows = [r for r in literature.get("size", []) if r["family"] in ("CL", "MIM")]
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    for method in methods:
+    for method in methods:  # the paper's own runs (†) are their own series, dashed, never joined to official ones
         pts = [r for r in rows if r["method"] == method]
         pts.sort(key=lambda r: _SIZES.index(r["size"]))
+        own = method.endswith(PAPER_RUN_MARK)
         _size_line(ax, [r["params_m"] or _SIZE_PARAMS[r["size"]] for r in pts], [r["finetune"] for r in pts],
-                   method, pts[0]["family"], [r["status"] == "verified" for r in pts])
+                   f"{method} (paper's own runs)" if own else method, pts[0]["family"],
+                   [r["status"] == "verified" for r in pts], style_key=method.rstrip(PAPER_RUN_MARK),
+                   linestyle="--" if own else "-")
     if methods:
         ax.legend(fontsize=7, loc="lower right")
     ax.set_xscale("log")
@@ -155,7 +166,8 @@ def plot_behaviour(literature: Mapping[str, list[dict[str, Any]]], measured: Map
         _empty(ax, "evaluations")
 
     _scatter_panel(axes[1, 2], measured.get("detection", []), "dense_miou", _measured_point,
-                   "dense probe mIoU (%)", "fine-tuning (%)", "(c) this project, dense", "evaluations")
+                   "dense probe mIoU (%)", "fine-tuning (%)", "(c) this project: linear dense probe,\nnot the paper's COCO test",
+                   "evaluations")
 
     handles = [Line2D([], [], ls="", marker="s", color=FAMILY_COLOR["CL"], label="CL"),
                Line2D([], [], ls="", marker="^", color=FAMILY_COLOR["MIM"], label="MIM"),

@@ -8,19 +8,19 @@ __all__ = ["plot_sweep", "plot_hybrid_curves"]
 
 
 def plot_sweep(points: Sequence[Mapping[str, Any]]):
-    """F9: fine-tune (y) vs linear-probe (x) accuracy, one point per λ, joined in λ order and
-    annotated ``λ=…`` (the endpoints also ``(MIM)`` / ``(CL)``)."""
+    """F9: fine-tune (y) vs linear-probe (x) accuracy in percent (``points`` hold fractions), one
+    point per λ, joined in λ order and annotated ``λ=…`` (the endpoints also ``(MIM)`` / ``(CL)``)."""
     import matplotlib.pyplot as plt
 
     from ..figures import FAMILY_COLOR, lam_color
 
     pts = sorted(points, key=lambda p: p["lam"])
-    xs = [p["linear_probe"] for p in pts]
-    ys = [p["finetune"] for p in pts]
+    xs = [100.0 * p["linear_probe"] for p in pts]
+    ys = [100.0 * p["finetune"] for p in pts]
     fig, ax = plt.subplots(figsize=(5.0, 3.8))
     ax.plot(xs, ys, color=FAMILY_COLOR["hybrid"], linewidth=1.3, zorder=1)
-    span_x = (max(xs) - min(xs)) or 1e-3
-    span_y = (max(ys) - min(ys)) or 1e-3
+    span_x = (max(xs) - min(xs)) or 0.1
+    span_y = (max(ys) - min(ys)) or 0.1
     groups: list[tuple[float, float, list[float]]] = []  # coincident points share one label
     for p, x, y in zip(pts, xs, ys):
         lam = p["lam"]
@@ -37,8 +37,8 @@ def plot_sweep(points: Sequence[Mapping[str, Any]]):
                     textcoords="offset points", fontsize=8)
     ax.set_xlim(min(xs) - 0.15 * span_x, max(xs) + 0.35 * span_x)
     ax.set_ylim(min(ys) - 0.15 * span_y, max(ys) + 0.2 * span_y)
-    ax.set_xlabel("linear-probe accuracy")
-    ax.set_ylabel("fine-tuning accuracy")
+    ax.set_xlabel("linear-probe accuracy (%)")
+    ax.set_ylabel("fine-tuning accuracy (%)")
     ax.set_title("CL + MIM: L = λ·L_CL + (1 − λ)·L_MIM")
     fig.tight_layout()
     return fig

@@ -153,7 +153,8 @@ def plot_shape_bias(values: Mapping[str, float | None]):
 
 
 def plot_noise_robustness(rows: Mapping[str, Mapping[str, float | None]]):
-    """Accuracy clean / + low-frequency noise / + high-frequency noise per model (grouped bars)."""
+    """Accuracy (in percent; ``rows`` hold fractions) clean / + low-frequency noise / + high-frequency
+    noise per model (grouped bars)."""
     import matplotlib.pyplot as plt
 
     names = list(rows)
@@ -163,14 +164,14 @@ def plot_noise_robustness(rows: Mapping[str, Mapping[str, float | None]]):
     width = 0.26
     for k, (key, label, alpha) in enumerate(kinds):
         xs = np.arange(len(names)) + (k - 1) * width
-        ys = [rows[n].get(key) or 0.0 for n in names]
+        ys = [100.0 * (rows[n].get(key) or 0.0) for n in names]
         bars = ax.bar(xs, ys, width=width, color=[_bar_color(n) for n in names], alpha=alpha,
                       edgecolor="black", linewidth=0.4, label=label,
                       hatch=[None, None, "//"][k])
         for bar, y in zip(bars, ys):
-            ax.text(bar.get_x() + bar.get_width() / 2, y + 0.005, f"{y:.2f}", ha="center", va="bottom", fontsize=6)
+            ax.text(bar.get_x() + bar.get_width() / 2, y + 0.5, f"{y:.1f}", ha="center", va="bottom", fontsize=6)
     ax.set_xticks(range(len(names)), [_display(n) for n in names], rotation=20, ha="right")
-    ax.set_ylabel("linear-probe accuracy")
+    ax.set_ylabel("linear-probe accuracy (%)")
     ax.set_title("Robustness to low- vs high-frequency noise")
     handles = [plt.Rectangle((0, 0), 1, 1, facecolor="#999999", alpha=a, edgecolor="black", hatch=h, linewidth=0.4)
                for (_, _, a), h in zip(kinds, [None, None, "//"])]
