@@ -141,6 +141,29 @@ def test_pages_load_nothing_from_the_network(explorer_dir):
     assert srcs and all((page.parent / s).is_file() for s in srcs), srcs
 
 
+def test_analyze_cli_writes_a_standalone_explorer_with_the_metrics_numbers(tmp_path, monkeypatch, capsys):
+    from clvsmim.cli import main
+    from official_formats import tiny_vit
+
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    torch.save(tiny_vit().state_dict(), tmp_path / "vit.pth")
+    out = tmp_path / "out"
+    rc = main(["analyze", "--model", str(tmp_path / "vit.pth"), "--data", "synthetic", "--images", "4",
+               "--batch-size", "3", "--device", "cpu", "--no-figures", "--explorer", "--out", str(out)])
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    assert "attention explorer:" in printed.out and (out / "explorer.html").is_file()
+    assert len(list((out / "explorer").glob("img*.model.js"))) == 4
+    npz = read_npz(out / "explorer" / "explorer.npz")
+    metrics = json.loads((out / "metrics.json").read_text())
+    # the explorer's per-head numbers, averaged over the same images, are the analysis' (F3 / F4)
+    for key in ("attention_distance", "nmi"):
+        mine = npz["models"]["model"]["distance" if key == "attention_distance" else "nmi"].mean(0)
+        np.testing.assert_allclose(mine, np.array(metrics[key]["per_head"]), rtol=1e-4, atol=1e-6, err_msg=key)
+    assert all("(" in t for t in npz["titles"])  # class names of the synthetic data
+
+
 # ----------------------------------------------------------------------------- browser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

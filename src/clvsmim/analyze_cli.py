@@ -4,7 +4,7 @@
 
     clvsmim analyze --model {NAME|timm:NAME|PATH} --data {synthetic|PATH} [--images N]
                     [--batch-size B] [--img-size S] [--device auto] [--allow-pickle]
-                    [--random-init] [--seed K] [--spectrum-every K] [--no-figures] [--out DIR]
+                    [--random-init] [--seed K] [--spectrum-every K] [--no-figures] [--explorer] [--out DIR]
 
 ``--model``
     a registry name of :mod:`clvsmim.weights` (``moco_v3_vit_b``, ``simmim_vit_b``, ``mae_vit_b``,
@@ -31,6 +31,8 @@ class into alternating train/test halves; one small fixed budget for every depth
 
 Output: ``DIR/metrics.json`` (model and data description, timing, per-depth lists) and one
 figure per analysis, ``DIR/<name>.png`` (:data:`FIGURES`). Python API: :func:`analyze_model`.
+``--explorer`` adds ``DIR/explorer.html`` and its data folder ``DIR/explorer/``: the attention
+explorer (:mod:`clvsmim.explorer`) of the model on the first images, offline, from ``file://``.
 """
 from __future__ import annotations
 
@@ -849,6 +851,11 @@ def cmd_analyze(args) -> int:
         metrics = analyze_model(model, dataset, images=args.images, batch_size=args.batch_size, device=dev,
                                 out_dir=out, name=args.model, model_info=info, data_info=data_info,
                                 spectrum_every=args.spectrum_every, figures=not args.no_figures)
+        if getattr(args, "explorer", False):
+            from .explorer.build import analyze_explorer
+
+            page, folder = analyze_explorer(model, dataset, out, args.model, info, dev, args.images, args.batch_size,
+                                            data_info.get("classes"))
     except (ValueError, CheckpointError, DownloadError, FileNotFoundError, KeyError) as exc:  # AnalyzeError too
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"clvsmim analyze: error: {msg}", file=sys.stderr)
@@ -865,6 +872,8 @@ def cmd_analyze(args) -> int:
         if "skipped" in metrics[key]:
             print(f"{key} skipped: {metrics[key]['skipped']}")
     print(f"wrote {out / 'metrics.json'} and {len(metrics.get('figures', []))} figure(s) in {out}")
+    if getattr(args, "explorer", False):
+        print(f"attention explorer: {page} (data: {folder.folder}, {folder.page_bytes / 1e6:.2f} MB; opens from file://)")
     return 0
 
 
@@ -892,5 +901,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--spectrum-every", type=int, default=1,
                    help="singular-value spectra on every k-th image only (the costliest metric on CPU)")
     p.add_argument("--no-figures", action="store_true", help="write metrics.json only")
+    p.add_argument("--explorer", action="store_true",
+                   help="also write DIR/explorer.html + DIR/explorer/: the interactive attention explorer (offline)")
     p.add_argument("--out", default=None, help="output folder (default _build/analyze/<model>)")
     p.set_defaults(func=cmd_analyze)

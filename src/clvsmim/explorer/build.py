@@ -147,3 +147,23 @@ def standalone_explorer(model: nn.Module, images: torch.Tensor, out: str | Path,
                            f"{n} images; {geo['depth']} blocks × {geo['heads']} heads; {geo['grid'][0]}×"
                            f"{geo['grid'][1]} patches of {geo['patch_size']} px.")
     return page, written
+
+
+def analyze_explorer(model: nn.Module, dataset, out: str | Path, name: str, model_info: Mapping[str, Any] | None,
+                     device: torch.device, images: int, batch_size: int = 16,
+                     classes: Sequence[str] | None = None) -> tuple[Path, DataFolder]:
+    """``clvsmim analyze --explorer``: :func:`standalone_explorer` on the images ``analyze`` reads
+    (the same class-by-class order), normalised like ``analyze`` does (the model's mean/std)."""
+    from ..analyze_cli import _normalise, analysis_order, dataset_labels
+    from ..data import IMAGENET_MEAN, IMAGENET_STD, get_batch
+
+    labels = dataset_labels(dataset)
+    order = analysis_order(labels, len(dataset), min(images, len(dataset)))
+    batch, _ = get_batch(dataset, order)
+    mean = list((model_info or {}).get("mean") or IMAGENET_MEAN)
+    std = list((model_info or {}).get("std") or IMAGENET_STD)
+    titles = [f"image {int(i)}" + ("" if labels is None else
+                                    f" ({classes[int(labels[i])] if classes else f'label {int(labels[i])}'})")
+              for i in order]
+    return standalone_explorer(model, batch, out, name, lambda x: _normalise(x, mean, std), device, titles,
+                               batch_size)
