@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html as _html
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -164,6 +165,31 @@ def test_analyze_cli_writes_a_standalone_explorer_with_the_metrics_numbers(tmp_p
     assert all("(" in t for t in npz["titles"])  # class names of the synthetic data
 
 
+def test_book_assembly_serves_explorer_data_from_static(tmp_path):
+    """``clvsmim book`` copies ``<out>/explorer/`` into ``_static/explorer/`` of the HTML source,
+    where the chapter's embedded HTML (``../_static/explorer/<id>/``) finds it."""
+    import yaml
+
+    from clvsmim import bookrun
+    from clvsmim.explorer.build import BOOK_STATIC_URL
+
+    repo = Path(__file__).resolve().parents[1]
+    root = tmp_path / "proj"
+    (root / "book").mkdir(parents=True)
+    shutil.copy(repo / "_config.yml", root / "_config.yml")
+    (root / "_toc.yml").write_text(yaml.safe_dump({"format": "jb-book", "root": "book/intro"}))
+    (root / "book" / "intro.md").write_text("# intro\n")
+    out = tmp_path / "out"
+    (out / "explorer" / "F2").mkdir(parents=True)
+    (out / "explorer" / "F2" / "index.js").write_text("// data\n")
+    src = bookrun.assemble_book(root, out, bookrun.read_entries(root))
+    static = yaml.safe_load((root / "_config.yml").read_text())["sphinx"]["config"]["html_static_path"][0]
+    copied = src / static / "explorer" / "F2" / "index.js"
+    assert copied.read_text() == "// data\n"
+    # a chapter page lives in html/book/, Sphinx serves html_static_path's content from html/_static/
+    assert BOOK_STATIC_URL == "../_static/explorer/"
+
+
 # ----------------------------------------------------------------------------- browser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -260,3 +286,27 @@ def test_click_and_arrow_key_draw_the_stored_attention_of_the_query(explorer_dir
     assert not np.allclose(log["click"]["drawn"]["model"], log["arrow"]["drawn"]["model"])
     # every script / stylesheet (index.js, explorer.js/.css, the payload files loaded) is a local file
     assert len(report["resources"]) >= 4 and all(r.startswith("file://") for r in report["resources"]), report["resources"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (.ci/run installs it)")
+@pytest.mark.skipif(not os.environ.get("CLVSMIM_SMOKE_BOOK"), reason="needs a built book (CLVSMIM_SMOKE_BOOK)")
+def test_book_page_explorer_draws_cl_and_mim_from_static_files():
+    out = Path(os.environ["CLVSMIM_SMOKE_BOOK"])
+    out = out if out.is_absolute() else Path(__file__).resolve().parents[1] / out
+    html_dir = out / "_build" / "html"
+    data = html_dir / "_static" / "explorer" / "F2"
+    assert (data / "index.js").is_file() and (data / "explorer.npz").is_file(), f"no explorer data in {data}"
+    npz = read_npz(data / "explorer.npz")
+    assert {"moco", "simmim"} <= set(npz["models"])
+    report = run_page(html_dir / "book" / "behaviour.html", "", 0, 1)
+    assert report["error"] is None
+    log = {e["label"]: e for e in report["log"]}
+    assert list(log) == ["start", "click", "arrow"], report["log"][-1]
+    for label, query in (("click", 0), ("arrow", 1)):
+        st = log[label]["state"]
+        assert st["query"] == query and {"moco", "simmim"} <= set(st["models"]), (label, st)
+        for name in ("moco", "simmim"):
+            np.testing.assert_allclose(np.array(log[label]["drawn"][name]), npz["models"][name]["rows"][0, :, :, query],
+                                       rtol=1e-6, atol=1e-9, err_msg=f"{label} {name}")
+    assert all(r.startswith("file://") for r in report["resources"]), report["resources"]
