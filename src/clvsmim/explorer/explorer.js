@@ -154,7 +154,10 @@
       var a = el("a", "cx-download", left, "download the explorer's data (.npz)");
       a.href = this.base + ix.download; a.setAttribute("download", "");
     }
-    this.panels = el("div", "cx-models", main);
+    var right = el("div", "cx-right", main);
+    this.panels = el("div", "cx-models", right);
+    el("div", "cx-note", right, "Bars under each model: the mean attention distance (px) and the NMI of each head " +
+       "on this image in the selected layer (the definitions of F3 and F4); black tick: this query's own distance.");
     this.status = el("div", "cx-status", root);
 
     this.canvas.style.touchAction = "none";
@@ -330,7 +333,10 @@
       var ctx = cv.getContext("2d");
       ctx.imageSmoothingEnabled = false;
       ctx.font = "11px sans-serif"; ctx.fillStyle = "#333"; ctx.textAlign = "center"; ctx.textBaseline = "middle";
-      for (var h = 0; h <= H; h++) ctx.fillText(h < H ? "head " + (h + 1) : "mean", label + (h + 0.5) * cell, 8);
+      for (var h = 0; h <= H; h++) {
+        ctx.fillText(h < H ? (cell >= 48 ? "head " : (h === 0 ? "h" : "")) + (h + 1) : (cell >= 36 ? "mean" : "μ"),
+                     label + (h + 0.5) * cell, 8);
+      }
       var rows = [];
       for (var l = 0; l < L; l++) {
         var y = 16 + l * cell, mean = new Float64Array(N), perHead = [];
@@ -383,9 +389,6 @@
       ctx.globalAlpha = 1; ctx.fillStyle = "#333";
       ctx.fillText("NMI " + fmt(n, 3), x0 + bw + 4, yn + rowH / 2);
     }
-    var note = el("div", "cx-note", panel);
-    note.textContent = "bars: mean attention distance and NMI of each head on this image (the F3 / F4 definitions); " +
-      "tick: this query's own distance.";
   };
 
   var api = window.ClvsmimExplorer = window.ClvsmimExplorer || {instances: []};
