@@ -9,8 +9,9 @@
  * URL hash at start-up: #image=I&query=Q|R,C&layer=L&control=1 (image = position in the strip,
  * layer 1-based). Keys: arrows move the query, PageUp/PageDown (or [ ]) the layer, c toggles
  * the control. Each instance is in ClvsmimExplorer.instances; after every draw the root element
- * carries data-state (JSON: image, query, layer, models drawn) and inst.drawn holds, per model,
- * the decoded attention rows of the query that were drawn (L×H arrays of N values).
+ * carries data-state (JSON: image, query, layer, models drawn) and data-first-draw-ms (ms from
+ * navigation start to the first drawn maps), and inst.drawn holds, per model, the decoded
+ * attention rows of the query that were drawn (L×H arrays of N values).
  */
 (function () {
   "use strict";
@@ -360,6 +361,9 @@
       self.drawn[m.name] = rows;
       self.drawStats(panel, m, p, q, maxDist, maxNmi, label + (H + 1) * cell);
     });
+    if (!this.root.hasAttribute("data-first-draw-ms")) {  // ms from navigation start to the first maps
+      this.root.setAttribute("data-first-draw-ms", String(Math.round(performance.now())));
+    }
     this.root.setAttribute("data-state", JSON.stringify({
       image: st.image, query: q, row: Math.floor(q / this.gw), col: q % this.gw, layer: st.layer + 1,
       models: models.map(function (m) { return m.name; }), ready: true
