@@ -81,8 +81,8 @@
     this.images = ix.images.map(function (im) { return this.imageCanvas(im); }, this);
     var hash = parseHash(), s = ix.start || {};
     this.state = {image: 0, query: 0, layer: this.L - 1, control: false, hover: null};
-    this.setImageIndex(hash.image !== undefined ? +hash.image : (s.image || 0), true);
-    this.setQuery(hash.query !== undefined ? this.parseQuery(hash.query) : (s.query || 0), true);
+    this.setImageIndex(hash.image !== undefined ? +hash.image : (s.image || 0));
+    this.setQuery(hash.query !== undefined ? this.parseQuery(hash.query) : (s.query || 0));
     this.state.layer = this.clampLayer((hash.layer !== undefined ? +hash.layer : (s.layer || this.L)) - 1);
     this.state.control = hash.control === "1";
     this.build();
@@ -205,7 +205,7 @@
     return true;
   };
 
-  Explorer.prototype.setImageIndex = function (i, quiet) {
+  Explorer.prototype.setImageIndex = function (i) {
     this.state.image = Math.max(0, Math.min(this.images.length - 1, i | 0));
   };
   Explorer.prototype.setQuery = function (q) { this.state.query = Math.max(0, Math.min(this.N - 1, q | 0)); };
