@@ -100,6 +100,27 @@ pd.DataFrame({report.display_name(n): {"cosine(object map, background map)": s["
               for n, s in f2["stats"].items()}).round(3)
 
 # %% [markdown]
+# ### Explore every patch, layer and head
+#
+# Pick an image in the strip and click (or touch) a patch: it becomes the query; the arrow keys
+# move it. For CL and MIM side by side (tick the box for the untrained control), each small map
+# is the query's attention in one layer (row) and head (column; the last column averages the
+# heads), laid over the image. Under each model: every head's attention distance and NMI on this
+# image in the selected layer, with the definitions of F3 and F4. The explorer runs in this page,
+# offline; without JavaScript, F2 above shows two of its queries.
+
+# %%
+from IPython.display import HTML
+
+from clvsmim.explorer import book_explorer
+
+explorer = book_explorer(cfg, ["moco", "simmim"], control="random", source=source, data_root=data_root,
+                         device=device, start=f2)
+display(Markdown(f"{explorer['images']} analysis images, {explorer['page_bytes'] / 1e6:.2f} MB of attention data "
+                 f"(its numbers: `figures/F2-explorer.npz`, or the download link in the explorer)."))
+HTML(explorer["html"])
+
+# %% [markdown]
 # ## F3 — mean attention distance per depth
 #
 # For every block and head: the attention-weighted distance (in pixels) between a query patch

@@ -4,7 +4,7 @@
 
     clvsmim analyze --model {NAME|timm:NAME|PATH} --data {synthetic|PATH} [--images N]
                     [--batch-size B] [--img-size S] [--device auto] [--allow-pickle]
-                    [--random-init] [--seed K] [--spectrum-every K] [--no-figures] [--out DIR]
+                    [--random-init] [--seed K] [--spectrum-every K] [--no-figures] [--explorer] [--out DIR]
 
 ``--model``
     a registry name of :mod:`clvsmim.weights` (``moco_v3_vit_b``, ``simmim_vit_b``, ``mae_vit_b``,
@@ -31,6 +31,8 @@ class into alternating train/test halves; one small fixed budget for every depth
 
 Output: ``DIR/metrics.json`` (model and data description, timing, per-depth lists) and one
 figure per analysis, ``DIR/<name>.png`` (:data:`clvsmim.plots.analyze.FIGURES`). Python API: :func:`analyze_model`.
+``--explorer`` adds ``DIR/explorer.html`` and its data folder ``DIR/explorer/``: the attention
+explorer (:mod:`clvsmim.explorer`) of the model on the first images, offline, from ``file://``.
 """
 from __future__ import annotations
 

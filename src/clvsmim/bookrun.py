@@ -643,6 +643,12 @@ def assemble_book(root: Path, out: Path, entries: list[Entry] | None = None,
         for p in fig_dir.iterdir():
             if p.is_file() and not p.name.startswith("."):
                 files[f"figures/{p.name}"] = p
+    explorers = out / "explorer"  # clvsmim.explorer data folders; pages load them from _static/explorer/
+    if explorers.is_dir():
+        static_root = (_static_dirs(root) or ["_static"])[0].rstrip("/")
+        for p in explorers.rglob("*"):
+            if p.is_file() and not p.name.startswith("."):
+                files[f"{static_root}/explorer/{p.relative_to(explorers)}"] = p
     mj = _mathjax_source()
     if mj is not None:
         files[f"book/_static/mathjax/{MATHJAX_FILE}"] = mj

@@ -8,6 +8,7 @@ import torch
 
 from ..analyze_cli import (DEFAULT_BATCH_SIZE, DEFAULT_IMAGES, AnalyzeError, model_slug, analyze_model, input_size,
                            open_analysis_data, resolve_model)
+from ..explorer.build import analyze_explorer
 from ..report import resolve_device
 
 
@@ -34,6 +35,8 @@ def register(subparsers) -> None:
     p.add_argument("--spectrum-every", type=int, default=1,
                    help="singular-value spectra on every k-th image only (the costliest metric on CPU)")
     p.add_argument("--no-figures", action="store_true", help="write metrics.json only")
+    p.add_argument("--explorer", action="store_true",
+                   help="also write DIR/explorer.html + DIR/explorer/: the interactive attention explorer (offline)")
     p.add_argument("--out", default=None, help="output folder (default _build/analyze/<model>)")
     p.set_defaults(func=run)
 
@@ -74,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
     metrics = analyze_model(model, dataset, images=args.images, batch_size=args.batch_size, device=dev,
                             out_dir=out, name=args.model, model_info=info, data_info=data_info,
                             spectrum_every=args.spectrum_every, figures=not args.no_figures)
+    if args.explorer:
+        page, folder = analyze_explorer(model, dataset, out, args.model, info, dev, args.images, args.batch_size,
+                                        data_info.get("classes"))
     geo = metrics["model"]["geometry"]
     print(f"{args.model}: {metrics['model']['class']}, depth {geo['depth']}, grid {geo['grid'][0]}×{geo['grid'][1]}, "
           f"{metrics['model']['num_params'] / 1e6:.1f} M params; {metrics['num_images']} images on {metrics['device']} "
@@ -86,4 +92,6 @@ def run(args: argparse.Namespace) -> int:
         if "skipped" in metrics[key]:
             print(f"{key} skipped: {metrics[key]['skipped']}")
     print(f"wrote {out / 'metrics.json'} and {len(metrics.get('figures', []))} figure(s) in {out}")
+    if args.explorer:
+        print(f"attention explorer: {page} (data: {folder.folder}, {folder.page_bytes / 1e6:.2f} MB; opens from file://)")
     return 0
