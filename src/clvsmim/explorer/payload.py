@@ -40,6 +40,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..analysis import analyze
+from ..analysis._shapes import grid_distances
+from ..analysis.attention import mean_distance, normalized_mutual_information, patch_attention
+from ..analysis.collectors import Collector
+
 #: Data per book page at the embedded default (bytes of every file the page can load).
 BUDGET_BYTES = 3_000_000
 #: The global the ``.js`` data files assign to: ``window[GLOBAL][data_id + "/" + key]``.
@@ -73,33 +78,41 @@ class Measured:
                 raise ValueError(f"Measured.{key}: expected shape {shape}, found {getattr(self, key).shape}")
 
 
-def measure_attention(model: nn.Module, batches: Iterable[torch.Tensor]) -> Measured:
-    """Attention rows and per-head statistics of ``model`` on normalised image batches
-    (``b×3×S×S``, e.g. :func:`clvsmim.report.normalised_batches`): one
-    :func:`clvsmim.models.capture` per batch."""
-    from ..analysis._shapes import grid_distances
-    from ..analysis.attention import mean_distance, normalized_mutual_information, patch_attention
-    from ..models import capture, geometry
+class AttentionRows(Collector):
+    """Per image and block: the normalised patch-attention rows ``H×N×N`` (each query's row sums
+    to 1 over the patches), each query's attention distance (px), and each head's attention
+    distance and NMI (the definitions of :mod:`clvsmim.analysis.attention`). Result: :class:`Measured`."""
 
-    geo = geometry(model)
-    p = geo.num_prefix_tokens
-    out: dict[str, list[np.ndarray]] = {"rows": [], "query_distance": [], "distance": [], "nmi": []}
-    for x in batches:
-        cap = capture(model, x, hidden_states=False)
-        per_block: dict[str, list[torch.Tensor]] = {k: [] for k in out}
-        for attn in cap.attentions:
-            a, s = patch_attention(attn, p)  # B×H×N×N, B×H×N
+    attentions = True
+    hidden_states = False
+
+    def start(self, geo) -> None:
+        super().start(geo)
+        self.out: dict[str, list[np.ndarray]] = {"rows": [], "query_distance": [], "distance": [], "nmi": []}
+
+    def update(self, captured, batch) -> None:
+        geo = self.geo
+        per_block: dict[str, list[torch.Tensor]] = {k: [] for k in self.out}
+        for attn in captured.attentions:
+            a, s = patch_attention(attn, geo.num_prefix_tokens)  # B×H×N×N, B×H×N
             dist = grid_distances(*geo.grid, a.device, a.dtype)
             per_block["rows"].append(a / s[..., None])
             per_block["query_distance"].append(torch.linalg.vecdot(a, dist) / s * geo.patch_size)
             per_block["distance"].append(mean_distance(a, s, dist) * geo.patch_size)
             per_block["nmi"].append(normalized_mutual_information(a, s))
         for key, values in per_block.items():  # stack blocks on dim 1: B×L×…
-            out[key].append(torch.stack(values, 1).float().cpu().numpy())
-        del cap
-    if not out["rows"]:
-        raise ValueError("measure_attention: no image batches")
-    return Measured(**{k: np.concatenate(v) for k, v in out.items()})
+            self.out[key].append(torch.stack(values, 1).float().cpu().numpy())
+
+    def result(self) -> "Measured":
+        return Measured(**{k: np.concatenate(v) for k, v in self.out.items()})
+
+
+def measure_attention(model: nn.Module, batches: Iterable[torch.Tensor]) -> Measured:
+    """Attention rows and per-head statistics of ``model`` on normalised image batches
+    (``b×3×S×S``, e.g. :func:`clvsmim.report.normalised_batches`): one
+    :func:`clvsmim.analysis.analyze` pass with an :class:`AttentionRows` collector."""
+    device = next(model.parameters()).device
+    return analyze(model, batches, {"rows": AttentionRows()}, device=device)["rows"]
 
 
 # ----------------------------------------------------------------------------- encoding
