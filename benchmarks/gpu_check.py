@@ -92,9 +92,9 @@ def training_throughput(device: torch.device, steps: int) -> list[dict]:
 
 
 def trainer_bf16(device: torch.device, steps: int = 12) -> dict:
-    """``clvsmim.trainer.train`` end to end (accelerate, bf16 autocast, checkpoint, resume) on the
+    """``clvsmim.train.trainer.train`` end to end (accelerate, bf16 autocast, checkpoint, resume) on the
     smoke profile's data, for every objective; the losses must be finite."""
-    from clvsmim import trainer
+    from clvsmim.train import trainer
     from clvsmim.config import load_profile
     from clvsmim.data import load_synthetic
     from clvsmim.objectives import build_objective

@@ -43,8 +43,8 @@ done
 python3 - "$profile" "$work" "${seeds[@]}" <<'PY'
 import sys
 from clvsmim.config import load_profile, seed_profile
-from clvsmim.zoo import _format_table, list_models
-from clvsmim.zoo_weights import ZooWeightsError, export_zoo
+from clvsmim.train.zoo import _format_table, list_models
+from clvsmim.train.zoo_weights import ZooWeightsError, export_zoo
 profile, work, seeds = load_profile(sys.argv[1]), sys.argv[2], [int(s) for s in sys.argv[3:]]
 for seed in seeds:
     seeded = seed_profile(profile, seed)

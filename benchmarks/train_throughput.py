@@ -10,7 +10,7 @@ training step = forward + backward + AdamW step on a fixed batch of random uint8
 * MFU = achieved FLOP/s / peak FLOP/s.
 
 bf16 is autocast *regardless* of native support, so on CPUs without AVX512-BF16/AMX it shows
-the emulation cost the trainer avoids (see ``clvsmim.trainer.resolve_precision``).
+the emulation cost the trainer avoids (see ``clvsmim.train.trainer.resolve_precision``).
 
 Usage::
 
@@ -29,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from clvsmim.config import Profile, load_profile
 from clvsmim.objectives import build_objective
-from clvsmim.trainer import autocast_for, build_optimizer, native_bf16, set_threads
+from clvsmim.train.trainer import autocast_for, build_optimizer, native_bf16, set_threads
 
 OBJECTIVES = ("moco", "simmim", "mae", "hybrid")
 HYBRID_LAM = 0.5

@@ -7,7 +7,7 @@ candidate (``CACHE/NAME``). Tasks start in priority order
 candidate with the most claims holding on its first seed first), at most ``--parallel`` at a
 time, each training ``--jobs`` models at once. At the deadline, running tasks are stopped; then the
 built models of every seed are exported to ``OUT/NAME-s<seed>/`` as a shipped zoo
-(:mod:`clvsmim.zoo_weights`: fp16 safetensors + provenance with sha256 and training logs) —
+(:mod:`clvsmim.train.zoo_weights`: fp16 safetensors + provenance with sha256 and training logs) —
 small enough to copy back from a rented GPU, and what ``clvsmim zoo install`` reads.
 
 Usage::
@@ -29,10 +29,10 @@ from pathlib import Path
 
 
 def export_seed(cache: Path, profile_file: str, seed: int, dest: Path) -> int:
-    """The built models of one candidate seed as a shipped zoo (``clvsmim.zoo_weights``) in ``dest``."""
+    """The built models of one candidate seed as a shipped zoo (``clvsmim.train.zoo_weights``) in ``dest``."""
     from clvsmim.claims import seed_profile
     from clvsmim.config import load_profile
-    from clvsmim.zoo_weights import ZooWeightsError, export_zoo
+    from clvsmim.train.zoo_weights import ZooWeightsError, export_zoo
 
     os.environ["CLVSMIM_CACHE"] = str(cache)
     try:

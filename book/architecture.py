@@ -19,15 +19,14 @@ source = "zoo"
 # %%
 import pandas as pd
 import torch
-from IPython.display import Markdown, display
 
-from clvsmim import report
-from clvsmim.chapters import architecture as ch
-from clvsmim.chapters.behaviour import evaluations_by_name
-from clvsmim.chapters import show_bullets as bullets
+from clvsmim.book import report
+from clvsmim.book.chapters import architecture as ch
+from clvsmim.book.chapters.behaviour import evaluations_by_name
+from clvsmim.book.chapters import show_bullets as bullets
 from clvsmim.config import load_profile
-from clvsmim.figures import save_figure, use_style
-from clvsmim.plots import architecture as plots
+from clvsmim.book.figures import save_figure, use_style
+from clvsmim.book.plots import architecture as plots
 from clvsmim.rng import sample_seed
 
 use_style()

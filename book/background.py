@@ -30,10 +30,10 @@ device = "auto"
 import pandas as pd
 from IPython.display import Markdown, display
 
-from clvsmim.chapters import background as ch
+from clvsmim.book.chapters import background as ch
 from clvsmim.config import load_profile
-from clvsmim.figures import save_figure, use_style
-from clvsmim.plots import background as plots
+from clvsmim.book.figures import save_figure, use_style
+from clvsmim.book.plots import background as plots
 
 use_style()
 cfg = load_profile(profile)
@@ -59,7 +59,7 @@ overview = ch.overview_data(cfg, data_root, n=3, seed=seed)
 fig = plots.plot_overview(overview)
 save_figure(fig, "F0", overview["record"], models=[],
             caption="CL vs MIM: two MoCo v3 views per image (attract / repel) and the SimMIM block and MAE "
-                    "random masks, made with clvsmim.augment on evaluation images.")
+                    "random masks, made with clvsmim.data.augment on evaluation images.")
 display(Markdown(ch.describe_overview(overview["record"])))
 
 # %% [markdown]

@@ -29,12 +29,12 @@ source = "zoo"
 import pandas as pd
 from IPython.display import Markdown, display
 
-from clvsmim import report
-from clvsmim.chapters import behaviour as ch
-from clvsmim.chapters import show_bullets as bullets
+from clvsmim.book import report
+from clvsmim.book.chapters import behaviour as ch
+from clvsmim.book.chapters import show_bullets as bullets
 from clvsmim.config import load_profile
-from clvsmim.figures import save_figure, use_style
-from clvsmim.plots import behaviour as plots
+from clvsmim.book.figures import save_figure, use_style
+from clvsmim.book.plots import behaviour as plots
 
 use_style()
 cfg = load_profile(profile)

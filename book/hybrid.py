@@ -24,10 +24,10 @@ device = "auto"
 from IPython.display import Markdown, display
 
 from clvsmim import claims
-from clvsmim.chapters import hybrid as hy
+from clvsmim.book.chapters import hybrid as hy
 from clvsmim.config import load_profile
-from clvsmim.figures import save_figure, use_style
-from clvsmim.plots import hybrid as plots
+from clvsmim.book.figures import save_figure, use_style
+from clvsmim.book.plots import hybrid as plots
 
 use_style()
 p = load_profile(profile)

@@ -20,11 +20,11 @@ source = "zoo"
 from IPython.display import Markdown, display
 
 from clvsmim import claims
-from clvsmim.chapters import representation as rep
+from clvsmim.book.chapters import representation as rep
 from clvsmim.config import load_profile
-from clvsmim.figures import save_figure, use_style
-from clvsmim.plots import representation as plots
-from clvsmim.report import display_name
+from clvsmim.book.figures import save_figure, use_style
+from clvsmim.book.plots import representation as plots
+from clvsmim.book.report import display_name
 
 use_style()
 p = load_profile(profile)

@@ -26,10 +26,10 @@ claim_seeds = 1
 from IPython.display import HTML, Markdown, display
 
 from clvsmim import claims
-from clvsmim.chapters import summary as sm
+from clvsmim.book.chapters import summary as sm
 from clvsmim.config import load_profile
-from clvsmim.figures import save_figure, use_style
-from clvsmim.plots import summary as plots
+from clvsmim.book.figures import save_figure, use_style
+from clvsmim.book.plots import summary as plots
 
 use_style()
 p = load_profile(profile)

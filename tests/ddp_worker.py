@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from test_trainer import ToyDataset, ddp_cfg, make_toy, toy_batch  # noqa: E402
 
-from clvsmim.trainer import make_accelerator, set_threads, train  # noqa: E402
+from clvsmim.train.trainer import make_accelerator, set_threads, train  # noqa: E402
 
 
 def main(out_dir: str) -> None:

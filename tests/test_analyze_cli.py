@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from clvsmim import analyze_cli as A
+from clvsmim.analysis import model_report as A
 from clvsmim.analysis import analyze
 from clvsmim.cli import main
-from clvsmim.report import normalised_batches
+from clvsmim.book.report import normalised_batches
 from official_formats import DEPTH, HEADS, IMG, PATCH, simmim_checkpoint, tiny_beit, tiny_vit
 from official_formats import moco_checkpoint as moco_v3_checkpoint
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from clvsmim import augment as A
+from clvsmim.data import augment as A
 
 torch.set_num_threads(1)
 

@@ -20,7 +20,8 @@ import pytest  # noqa: E402
 import yaml  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from clvsmim import bookrun, figures  # noqa: E402
+from clvsmim.book import run as bookrun  # noqa: E402
+from clvsmim.book import figures
 from clvsmim.config import load_profile  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ with open(out / "ok_runs.txt", "a") as fh:
 
 # %%
 import matplotlib.pyplot as plt
-from clvsmim.figures import save_figure, use_style, plot_kwargs
+from clvsmim.book.figures import save_figure, use_style, plot_kwargs
 use_style()
 fig, ax = plt.subplots()
 ax.plot([0, 1, 2], [0.5, 0.9, 0.7], **plot_kwargs("moco"))
@@ -236,7 +237,7 @@ def test_real_toc_lists_intro_then_the_six_chapters():
     assert cfg["repository"] == {"url": "https://github.com/clvsmim/clvsmim", "path_to_book": "",
                                  "branch": "notebooks"}
     assert not cfg["sphinx"]["config"]["mathjax_path"].startswith(("http", "//"))
-    from clvsmim.bookrun import MATHJAX_FILE, _mathjax_source
+    from clvsmim.book.run import MATHJAX_FILE, _mathjax_source
     assert cfg["sphinx"]["config"]["mathjax_path"] == f"mathjax/{MATHJAX_FILE}"
     assert _mathjax_source() is not None and _mathjax_source().stat().st_size > 100_000
 

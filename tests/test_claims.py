@@ -8,7 +8,8 @@ import pytest
 import torch
 import yaml
 
-from clvsmim import claims, cli, zoo
+from clvsmim import claims, cli
+from clvsmim.train import zoo
 from clvsmim.claims import Measurements, aggregate, claims_table, evaluate_claim, evaluate_claims
 from clvsmim.config import profile_from_dict
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from clvsmim.analysis import attention_statistics, query_attention_map
-from clvsmim.augment import normalize
+from clvsmim.data.augment import normalize
 from clvsmim.config import ModelConfig, load_profile
 from clvsmim.explorer import (BUDGET_BYTES, decode_rows, encode_rows, measure_attention, page_data_bytes,
                               profile_page_bytes, read_npz, standalone_explorer)
@@ -170,7 +170,7 @@ def test_book_assembly_serves_explorer_data_from_static(tmp_path):
     where the chapter's embedded HTML (``../_static/explorer/<id>/``) finds it."""
     import yaml
 
-    from clvsmim import bookrun
+    from clvsmim.book import run as bookrun
     from clvsmim.explorer.build import BOOK_STATIC_URL
 
     repo = Path(__file__).resolve().parents[1]

@@ -1,5 +1,7 @@
 """One registry of methods: every derived table agrees with clvsmim.methods.METHODS."""
-from clvsmim import analyze_cli, figures, report
+from clvsmim.analysis import model_report as analyze_cli
+from clvsmim.book import figures
+from clvsmim.book import report
 from clvsmim.methods import METHODS, OFFICIAL_NAMES, display_name
 from clvsmim.weights import REGISTRY
 

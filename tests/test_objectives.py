@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clvsmim import augment as A
+from clvsmim.data import augment as A
 from clvsmim.config import MAEConfig, ModelConfig, MocoConfig, Profile, SimMIMConfig
 from clvsmim.models import build_vit, capture
 from clvsmim.objectives import OBJECTIVES, MAE, Hybrid, MoCo, SimMIM, build_objective, momentum_at

@@ -15,13 +15,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from clvsmim.chapters import architecture as arch  # noqa: E402
-from clvsmim.chapters import background as bg  # noqa: E402
-from clvsmim.chapters import behaviour as beh  # noqa: E402
+from clvsmim.book.chapters import architecture as arch  # noqa: E402
+from clvsmim.book.chapters import background as bg  # noqa: E402
+from clvsmim.book.chapters import behaviour as beh  # noqa: E402
 from clvsmim.config import load_profile  # noqa: E402
-from clvsmim.plots import architecture as parch  # noqa: E402
-from clvsmim.plots import background as pbg  # noqa: E402
-from clvsmim.plots import behaviour as pbeh  # noqa: E402
+from clvsmim.book.plots import architecture as parch  # noqa: E402
+from clvsmim.book.plots import background as pbg  # noqa: E402
+from clvsmim.book.plots import behaviour as pbeh  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LITERATURE = REPO / "book" / "data" / "literature.csv"
@@ -175,7 +175,7 @@ def test_pick_image_prefers_a_visible_object_with_background():
 
 
 def test_query_attention_maps_and_stats():
-    from clvsmim.augment import normalize
+    from clvsmim.data.augment import normalize
     from clvsmim.models import build_vit
 
     p = load_profile("smoke")
@@ -295,8 +295,8 @@ def test_mae_fourier_and_strip_on_a_tiny_mae():
 
 
 def test_mae_objective_rebuilds_the_whole_zoo_checkpoint(small_profile):
-    from clvsmim import zoo
-    from clvsmim.checkpoint import save_atomic
+    from clvsmim.train import zoo
+    from clvsmim.train.checkpoint import save_atomic
     from clvsmim.objectives import build_objective
 
     with pytest.raises(FileNotFoundError, match="not built"):

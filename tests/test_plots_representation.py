@@ -13,14 +13,14 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from clvsmim import claims  # noqa: E402
-from clvsmim.chapters import hybrid as hy  # noqa: E402
-from clvsmim.chapters import representation as rep  # noqa: E402
-from clvsmim.chapters import summary as sm  # noqa: E402
+from clvsmim.book.chapters import hybrid as hy  # noqa: E402
+from clvsmim.book.chapters import representation as rep  # noqa: E402
+from clvsmim.book.chapters import summary as sm  # noqa: E402
 from clvsmim.config import profile_from_dict  # noqa: E402
-from clvsmim.figures import save_figure, use_style  # noqa: E402
-from clvsmim.plots import hybrid as hplots  # noqa: E402
-from clvsmim.plots import representation as plots  # noqa: E402
-from clvsmim.plots import summary as splots  # noqa: E402
+from clvsmim.book.figures import save_figure, use_style  # noqa: E402
+from clvsmim.book.plots import hybrid as hplots  # noqa: E402
+from clvsmim.book.plots import representation as plots  # noqa: E402
+from clvsmim.book.plots import summary as splots  # noqa: E402
 
 L = 4
 

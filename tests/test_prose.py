@@ -12,16 +12,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from clvsmim import claims, units  # noqa: E402
-from clvsmim.chapters import architecture as arch  # noqa: E402
-from clvsmim.chapters import behaviour as beh  # noqa: E402
-from clvsmim.chapters import hybrid as hy  # noqa: E402
-from clvsmim.chapters import representation as rep  # noqa: E402
-from clvsmim.chapters import summary as sm  # noqa: E402
+from clvsmim import claims  # noqa: E402
+from clvsmim.book import units
+from clvsmim.book.chapters import architecture as arch  # noqa: E402
+from clvsmim.book.chapters import behaviour as beh  # noqa: E402
+from clvsmim.book.chapters import hybrid as hy  # noqa: E402
+from clvsmim.book.chapters import representation as rep  # noqa: E402
+from clvsmim.book.chapters import summary as sm  # noqa: E402
 from clvsmim.config import profile_from_dict  # noqa: E402
-from clvsmim.plots import architecture as parch  # noqa: E402
-from clvsmim.plots import behaviour as pbeh  # noqa: E402
-from clvsmim.plots import hybrid as phy  # noqa: E402
+from clvsmim.book.plots import architecture as parch  # noqa: E402
+from clvsmim.book.plots import behaviour as pbeh  # noqa: E402
+from clvsmim.book.plots import hybrid as phy  # noqa: E402
 
 try:  # pytest puts tests/ on sys.path (rootdir-less "prepend" import mode)
     from test_claims import failing_set, holding_set

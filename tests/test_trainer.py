@@ -15,13 +15,13 @@ import pytest
 import torch
 from torch import nn
 
-from clvsmim import checkpoint as ckpt_mod
-from clvsmim.checkpoint import load_checkpoint, load_encoder, load_objective_state, save_atomic
+from clvsmim.train import checkpoint as ckpt_mod
+from clvsmim.train.checkpoint import load_checkpoint, load_encoder, load_objective_state, save_atomic
 from clvsmim.config import ModelConfig, TrainConfig
 from clvsmim.models import build_vit
 from clvsmim.objectives.base import Objective
 from clvsmim.rng import hash_uniform
-from clvsmim.trainer import (CosineSchedule, NonFiniteLossError, build_optimizer, build_scheduler,
+from clvsmim.train.trainer import (CosineSchedule, NonFiniteLossError, build_optimizer, build_scheduler,
                              epoch_permutation, param_groups, train)
 
 TOY_MODEL = ModelConfig(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0)
@@ -171,7 +171,7 @@ def test_epoch_permutation_is_deterministic():
 
 
 def test_bf16_falls_back_without_native_support_and_is_stable_when_forced(tmp_path, monkeypatch):
-    from clvsmim.trainer import native_bf16, resolve_precision
+    from clvsmim.train.trainer import native_bf16, resolve_precision
 
     cpu = torch.device("cpu")
     monkeypatch.delenv("CLVSMIM_FORCE_BF16", raising=False)
@@ -242,7 +242,7 @@ def test_stop_after_then_resume_is_exact_and_finished_run_returns(tmp_path):
 def test_sigterm_checkpoints_the_current_step_and_resume_is_exact(tmp_path, monkeypatch):
     import signal
 
-    from clvsmim import trainer as trainer_mod
+    from clvsmim.train import trainer as trainer_mod
 
     monkeypatch.setattr(trainer_mod, "_STOP", type(trainer_mod._STOP)())  # a fresh flag for this test
     cfg = toy_cfg(checkpoint_every=5, log_every=2)

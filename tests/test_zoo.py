@@ -8,7 +8,9 @@ import pytest
 import torch
 import yaml
 
-from clvsmim import cli, trainer, zoo
+from clvsmim import cli
+from clvsmim.train import trainer
+from clvsmim.train import zoo
 from clvsmim.config import profile_from_dict
 
 TINY = {

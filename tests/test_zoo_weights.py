@@ -7,11 +7,13 @@ import json
 import pytest
 import torch
 
-from clvsmim import cli, trainer, zoo
-from clvsmim.checkpoint import load_objective_state
+from clvsmim import cli
+from clvsmim.train import trainer
+from clvsmim.train import zoo
+from clvsmim.train.checkpoint import load_objective_state
 from clvsmim.config import profile_from_dict
 from clvsmim.objectives import build_objective
-from clvsmim.zoo_weights import ZooWeightsError, export_zoo, install_zoo, weights_paths
+from clvsmim.train.zoo_weights import ZooWeightsError, export_zoo, install_zoo, weights_paths
 
 TINY = {
     "name": "tiny",
@@ -113,7 +115,7 @@ def test_the_shipped_mini_zoo_is_complete_for_the_profile_and_verifies():
     from safetensors import safe_open
 
     from clvsmim.config import load_profile
-    from clvsmim.zoo_weights import _load_provenance
+    from clvsmim.train.zoo_weights import _load_provenance
 
     profile = load_profile("mini")
     weights, provenance = weights_paths(Path(__file__).resolve().parents[1] / "zoo-weights", "mini")

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from clvsmim import zoo
+from clvsmim.train import zoo
 from clvsmim.config import load_profile, seed_profile
 from clvsmim.evaluation import shape_bias_standard_error, shape_texture_bias
 

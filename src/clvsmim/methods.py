@@ -1,6 +1,6 @@
 """The one registry of the book's methods: short name → label, family, plot style, official checkpoint.
 
-Every other table derives from :data:`METHODS`: the plot styles of :mod:`clvsmim.figures`, the
+Every other table derives from :data:`METHODS`: the plot styles of :mod:`clvsmim.book.figures`, the
 legend names of :func:`display_name`, and the official checkpoint behind a short name
 (:data:`OFFICIAL_NAMES`, used by the book's ``source="official"`` and ``clvsmim analyze --model``).
 """
@@ -23,7 +23,7 @@ class Method:
     official: str | None = None  # registry name of clvsmim.weights
 
     def style(self) -> dict[str, str]:
-        """The plot style dict of :func:`clvsmim.figures.style_for`."""
+        """The plot style dict of :func:`clvsmim.book.figures.style_for`."""
         return {"label": self.label, "family": self.family, "color": self.color, "marker": self.marker,
                 "linestyle": self.linestyle}
 

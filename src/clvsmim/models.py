@@ -13,7 +13,7 @@ import timm
 import torch
 from torch import nn
 
-from .config import ModelConfig
+from clvsmim.config import ModelConfig
 
 
 def sincos_pos_embed_2d(embed_dim: int, grid: int, num_prefix_tokens: int = 1) -> torch.Tensor:

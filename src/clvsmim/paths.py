@@ -4,6 +4,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+#: The installed ``clvsmim`` package folder (``src/clvsmim`` in a checkout).
+PACKAGE_DIR = Path(__file__).resolve().parent
+
 
 def cache_dir(*parts: str) -> Path:
     """The cache root (or a sub-folder of it), created on demand."""

@@ -7,11 +7,11 @@ Attention (``B×H×T×T``): :func:`attention_distance`, :func:`attention_nmi`,
 Everything at once over batches: :func:`analyze` runs ONE capture per batch and feeds the
 collectors of :mod:`clvsmim.analysis.collectors`.
 """
-from .attention import attention_distance, attention_nmi, attention_statistics, query_attention_map
-from .collectors import FourierSums, MetricSums, PatchTokens, PooledFeatures, QueryMaps
-from .pipeline import analyze
-from .probe import collect_pooled_features, linear_probe_per_layer
-from .tokens import (diagonal_log_amplitude, flatten_tokens, image_cluster_score, pooled_features,
+from clvsmim.analysis.attention import attention_distance, attention_nmi, attention_statistics, query_attention_map
+from clvsmim.analysis.collectors import FourierSums, MetricSums, PatchTokens, PooledFeatures, QueryMaps
+from clvsmim.analysis.pipeline import analyze
+from clvsmim.analysis.probe import collect_pooled_features, linear_probe_per_layer
+from clvsmim.analysis.tokens import (diagonal_log_amplitude, flatten_tokens, image_cluster_score, pooled_features,
                      relative_log_amplitude, singular_value_spectrum, token_cosine_similarity, token_tsne)
 
 __all__ = [

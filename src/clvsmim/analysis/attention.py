@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from ._shapes import check_attention, compute_dtype, grid_distances
+from clvsmim.analysis._shapes import check_attention, compute_dtype, grid_distances
 
 
 def patch_attention(attn: torch.Tensor, num_prefix_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:

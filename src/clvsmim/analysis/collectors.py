@@ -20,9 +20,9 @@ from typing import Sequence
 
 import torch
 
-from ..models import Captured, Geometry
-from .attention import attention_statistics, query_attention_map
-from .tokens import diagonal_log_amplitude, per_image_spectra, pooled_features, token_cosine_similarity
+from clvsmim.models import Captured, Geometry
+from clvsmim.analysis.attention import attention_statistics, query_attention_map
+from clvsmim.analysis.tokens import diagonal_log_amplitude, per_image_spectra, pooled_features, token_cosine_similarity
 
 #: Precision of the per-image singular-value spectra (the costliest metric): float32 is ~1.6×
 #: faster than float64 on the CPU; normalised values are within ~1e-3.

@@ -12,8 +12,8 @@ from typing import Iterable, Mapping
 import torch
 from torch import nn
 
-from ..models import Captured, Geometry, capture, square_geometry
-from .collectors import Batch, Collector, MetricSums, batch_sums, spectrum_selection, summarise
+from clvsmim.models import Captured, Geometry, capture, square_geometry
+from clvsmim.analysis.collectors import Batch, Collector, MetricSums, batch_sums, spectrum_selection, summarise
 
 __all__ = ["analyze", "iterate_batches", "batch_sums", "spectrum_selection", "summarise",
            "DEFAULT_SPECTRUM_EVERY"]

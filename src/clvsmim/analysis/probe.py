@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .collectors import PooledFeatures
-from .pipeline import analyze
-from .tokens import pooled_features  # noqa: F401  (re-exported: the probe's pooling)
+from clvsmim.analysis.collectors import PooledFeatures
+from clvsmim.analysis.pipeline import analyze
+from clvsmim.analysis.tokens import pooled_features  # noqa: F401  (re-exported: the probe's pooling)
 
 
 def collect_pooled_features(model: nn.Module, loader, mode: str = "mean", max_images: int | None = None,

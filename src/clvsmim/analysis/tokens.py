@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from ._shapes import check_tokens, compute_dtype, diagonal_dft_basis
+from clvsmim.analysis._shapes import check_tokens, compute_dtype, diagonal_dft_basis
 
 LOG_EPS = 1e-6  # F = log(|FFT2(z)| + 1e-6), as in BRIEF.md
 

@@ -10,10 +10,10 @@ import argparse
 import os
 import sys
 
-from ..weights import CheckpointError, DownloadError
-from ..zoo import ZooBuildError
-from ..zoo_weights import ZooWeightsError
-from . import analyze, book, claims, train, weights, zoo
+from clvsmim.weights import CheckpointError, DownloadError
+from clvsmim.train.zoo import ZooBuildError
+from clvsmim.train.zoo_weights import ZooWeightsError
+from clvsmim.cli import analyze, book, claims, train, weights, zoo
 
 #: The command modules, in ``--help`` order.
 COMMANDS = (train, zoo, claims, book, analyze, weights)

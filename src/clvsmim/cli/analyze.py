@@ -1,4 +1,4 @@
-"""``clvsmim analyze``: every analysis of the paper on any ViT / BEiT (see :mod:`clvsmim.analyze_cli`)."""
+"""``clvsmim analyze``: every analysis of the paper on any ViT / BEiT (see :mod:`clvsmim.analysis.model_report`)."""
 from __future__ import annotations
 
 import argparse
@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
-from ..analyze_cli import (DEFAULT_BATCH_SIZE, DEFAULT_IMAGES, AnalyzeError, model_slug, analyze_model, input_size,
+from clvsmim.analysis.model_report import (DEFAULT_BATCH_SIZE, DEFAULT_IMAGES, AnalyzeError, model_slug, analyze_model, input_size,
                            open_analysis_data, resolve_model)
-from ..explorer.build import analyze_explorer
-from ..report import resolve_device
+from clvsmim.explorer.build import analyze_explorer
+from clvsmim.book.report import resolve_device
 
 
 def register(subparsers) -> None:

@@ -5,7 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..bookrun import profile_path, render_notebooks, run_book
+from clvsmim.book.run import profile_path, render_notebooks, run_book
 
 log = logging.getLogger("clvsmim.book")
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..claims import ClaimsTable, claims_table, seeds_for
-from ..config import load_profile
+from clvsmim.claims import ClaimsTable, claims_table, seeds_for
+from clvsmim.config import load_profile
 
 
 def register(subparsers) -> None:

@@ -8,10 +8,10 @@ import os
 
 import torch
 
-from ..config import ModelConfig, Profile, load_profile, train_config_for
-from ..data import open_dataset
-from ..objectives import build_objective
-from ..trainer import set_threads, train
+from clvsmim.config import ModelConfig, Profile, load_profile, train_config_for
+from clvsmim.data import open_dataset
+from clvsmim.objectives import build_objective
+from clvsmim.train.trainer import set_threads, train
 
 
 def register(subparsers) -> None:

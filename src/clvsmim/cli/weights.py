@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..weights.convert import load_checkpoint
-from ..weights.download import DownloadError, cached_path, expected_digest, fetch, fetch_imagenette, verify
-from ..weights.registry import IMAGENETTE, all_entries
+from clvsmim.weights.convert import load_checkpoint
+from clvsmim.weights.download import DownloadError, cached_path, expected_digest, fetch, fetch_imagenette, verify
+from clvsmim.weights.registry import IMAGENETTE, all_entries
 
 
 def _human(n: int | None) -> str:

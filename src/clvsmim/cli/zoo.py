@@ -5,9 +5,9 @@ import argparse
 import json
 import time
 
-from ..config import Profile, load_profile, seed_profile
-from ..zoo import build, evaluations, format_table, list_models
-from ..zoo_weights import export_zoo, install_zoo, weights_paths
+from clvsmim.config import Profile, load_profile, seed_profile
+from clvsmim.train.zoo import build, evaluations, format_table, list_models
+from clvsmim.train.zoo_weights import export_zoo, install_zoo, weights_paths
 
 
 def register(subparsers) -> None:

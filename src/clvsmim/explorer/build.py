@@ -9,11 +9,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .page import DataFolder, ModelEntry, embedded_html, standalone_page, write_data_folder
-from .payload import BUDGET_BYTES, Measured, images_within_budget, measure_attention
+from clvsmim.explorer.page import DataFolder, ModelEntry, embedded_html, standalone_page, write_data_folder
+from clvsmim.explorer.payload import BUDGET_BYTES, Measured, images_within_budget, measure_attention
 
 #: Where the book's explorers live: ``<book out>/explorer/<id>/``; ``clvsmim book`` copies that
-#: folder into the HTML's ``_static/explorer/`` (:func:`clvsmim.bookrun.assemble_book`).
+#: folder into the HTML's ``_static/explorer/`` (:func:`clvsmim.book.run.assemble_book`).
 BOOK_FOLDER = "explorer"
 #: URL of ``_static/explorer/`` from a chapter page (``_build/html/book/<chapter>.html``).
 BOOK_STATIC_URL = "../_static/explorer/"
@@ -23,8 +23,8 @@ CONTROL_COLOR = "#7f7f7f"
 def model_entry(name: str, measured: Measured, control: bool = False, label: str | None = None) -> ModelEntry:
     """A :class:`ModelEntry` with the book's display name and method colour (grey for a control
     or an unknown method)."""
-    from ..figures import style_for
-    from ..report import display_name
+    from clvsmim.book.figures import style_for
+    from clvsmim.book.report import display_name
 
     try:
         style = style_for(name.split("-")[0])
@@ -42,7 +42,7 @@ def model_entry(name: str, measured: Measured, control: bool = False, label: str
 
 
 def geometry_dict(model: nn.Module, img_size: int) -> dict[str, Any]:
-    from ..models import geometry
+    from clvsmim.models import geometry
 
     geo = geometry(model)
     return {"depth": geo.depth, "heads": geo.num_heads, "grid": list(geo.grid), "patch_size": geo.patch_size,
@@ -79,14 +79,14 @@ def book_explorer(profile, names: Sequence[str] = ("moco", "simmim"), control: s
     """Build the book's explorer of ``names`` (+ the untrained zoo ``control`` when it is built
     and has the same geometry) on as many analysis images as :data:`BUDGET_BYTES` allows.
 
-    ``start``: F2's data (:func:`clvsmim.chapters.behaviour.query_attention_data`) — its image
+    ``start``: F2's data (:func:`clvsmim.book.chapters.behaviour.query_attention_data`) — its image
     comes first and the page opens on its object query in the last block. Writes
     ``<book out>/explorer/<data_id>/`` and ``<book out>/figures/<data_id>-explorer.npz``.
     Returns ``{"html", "folder", "images", "page_bytes", "npz_bytes", "models"}``.
     """
-    from .. import report
-    from ..augment import normalize
-    from ..figures import book_out_dir, figures_dir
+    from clvsmim.book import report
+    from clvsmim.data.augment import normalize
+    from clvsmim.book.figures import book_out_dir, figures_dir
 
     dev = report.resolve_device(device)
     models = {n: report.backbone(profile, n, source, data_root, dev) for n in names}
@@ -154,8 +154,8 @@ def analyze_explorer(model: nn.Module, dataset, out: str | Path, name: str, mode
                      classes: Sequence[str] | None = None) -> tuple[Path, DataFolder]:
     """``clvsmim analyze --explorer``: :func:`standalone_explorer` on the images ``analyze`` reads
     (the same class-by-class order), normalised like ``analyze`` does (the model's mean/std)."""
-    from ..analyze_cli import _normalise, analysis_order, dataset_labels
-    from ..data import IMAGENET_MEAN, IMAGENET_STD, get_batch
+    from clvsmim.analysis.model_report import _normalise, analysis_order, dataset_labels
+    from clvsmim.data import IMAGENET_MEAN, IMAGENET_STD, get_batch
 
     labels = dataset_labels(dataset)
     order = analysis_order(labels, len(dataset), min(images, len(dataset)))

@@ -40,10 +40,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..analysis import analyze
-from ..analysis._shapes import grid_distances
-from ..analysis.attention import mean_distance, normalized_mutual_information, patch_attention
-from ..analysis.collectors import Collector
+from clvsmim.analysis import analyze
+from clvsmim.analysis._shapes import grid_distances
+from clvsmim.analysis.attention import mean_distance, normalized_mutual_information, patch_attention
+from clvsmim.analysis.collectors import Collector
 
 #: Data per book page at the embedded default (bytes of every file the page can load).
 BUDGET_BYTES = 3_000_000
@@ -109,7 +109,7 @@ class AttentionRows(Collector):
 
 def measure_attention(model: nn.Module, batches: Iterable[torch.Tensor]) -> Measured:
     """Attention rows and per-head statistics of ``model`` on normalised image batches
-    (``b×3×S×S``, e.g. :func:`clvsmim.report.normalised_batches`): one
+    (``b×3×S×S``, e.g. :func:`clvsmim.book.report.normalised_batches`): one
     :func:`clvsmim.analysis.analyze` pass with an :class:`AttentionRows` collector."""
     device = next(model.parameters()).device
     return analyze(model, batches, {"rows": AttentionRows()}, device=device)["rows"]
@@ -205,7 +205,7 @@ def page_data_bytes(depth: int, heads: int, grid: Sequence[int], img_size: int, 
     ``models``, ``index.js`` (bound) and the script and stylesheet (``assets``; default: the
     package's own files)."""
     if assets is None:
-        from .page import asset_bytes
+        from clvsmim.explorer.page import asset_bytes
 
         assets = asset_bytes()
     n = int(grid[0]) * int(grid[1])

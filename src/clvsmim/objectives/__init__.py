@@ -6,13 +6,13 @@ seeds, and returns ``{"loss": ..., <detached scalars>}``.
 """
 from __future__ import annotations
 
-from ..config import ModelConfig, Profile
-from ..models import build_vit
-from .base import Objective
-from .hybrid import Hybrid
-from .mae import MAE, MAEDecoder
-from .moco import MoCo, momentum_at
-from .simmim import SimMIM
+from clvsmim.config import ModelConfig, Profile
+from clvsmim.models import build_vit
+from clvsmim.objectives.base import Objective
+from clvsmim.objectives.hybrid import Hybrid
+from clvsmim.objectives.mae import MAE, MAEDecoder
+from clvsmim.objectives.moco import MoCo, momentum_at
+from clvsmim.objectives.simmim import SimMIM
 
 OBJECTIVES = ("moco", "simmim", "mae", "hybrid")
 

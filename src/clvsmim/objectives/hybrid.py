@@ -22,10 +22,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import MocoConfig, SimMIMConfig
-from .base import Objective
-from .moco import MoCo
-from .simmim import SimMIM
+from clvsmim.config import MocoConfig, SimMIMConfig
+from clvsmim.objectives.base import Objective
+from clvsmim.objectives.moco import MoCo
+from clvsmim.objectives.simmim import SimMIM
 
 
 def _borrow_encoder(part: Objective, encoder: nn.Module) -> None:

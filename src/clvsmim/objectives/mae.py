@@ -3,7 +3,7 @@ reconstructs the (normalised) pixels of the masked patches.
 
 Encoder path (the timm ViT's own modules, no ``forward_features``): MAE crop (+ flip) ->
 ``patch_embed`` + position embedding -> keep ``K = N − round(N·ratio)`` tokens (per-sample
-random shuffle, :func:`clvsmim.augment.mae_masking`) -> prepend CLS (+ its position) ->
+random shuffle, :func:`clvsmim.data.augment.mae_masking`) -> prepend CLS (+ its position) ->
 ``norm_pre`` -> ``blocks`` (so every block sees exactly ``1 + K`` tokens) -> ``norm``.
 Decoder (:class:`MAEDecoder`): ``decoder_embed`` -> append mask tokens and unshuffle ->
 fixed 2-D sin-cos position embedding -> timm ``Block`` s -> norm -> ``pred`` (patch²·3).
@@ -19,11 +19,11 @@ import torch
 from torch import nn
 from timm.models.vision_transformer import Block
 
-from ..augment import denormalize, eval_view, mae_masking, mae_view, patchify, unpatchify
-from ..config import MAEConfig
-from ..models import capture, sincos_pos_embed_2d, square_geometry
-from .base import Objective
-from .simmim import _check_vit
+from clvsmim.data.augment import denormalize, eval_view, mae_masking, mae_view, patchify, unpatchify
+from clvsmim.config import MAEConfig
+from clvsmim.models import capture, sincos_pos_embed_2d, square_geometry
+from clvsmim.objectives.base import Objective
+from clvsmim.objectives.simmim import _check_vit
 
 
 class MAEDecoder(nn.Module):

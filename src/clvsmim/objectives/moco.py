@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..augment import moco_views
-from ..config import MocoConfig
-from ..models import geometry
-from .base import Objective
-from .heads import mlp
+from clvsmim.data.augment import moco_views
+from clvsmim.config import MocoConfig
+from clvsmim.models import geometry
+from clvsmim.objectives.base import Objective
+from clvsmim.objectives.heads import mlp
 
 
 def momentum_at(step: int, total: int, m0: float) -> float:

@@ -5,7 +5,7 @@ The encoder is a plain timm ``VisionTransformer``. Forward: SimMIM crop (+ flip)
 position embedding) -> ``_pos_embed`` (CLS + position) -> ``norm_pre`` -> ``blocks`` ->
 ``norm`` -> patch tokens -> ``Linear(embed_dim, patch²·3)`` -> pixels of the normalised
 image. The loss is the ℓ1 error averaged over the masked pixels (and channels) only.
-Masks are SimMIM's block masks (:func:`clvsmim.augment.simmim_mask`).
+Masks are SimMIM's block masks (:func:`clvsmim.data.augment.simmim_mask`).
 """
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ..augment import denormalize, eval_view, patchify, simmim_mask, simmim_view, unpatchify
-from ..config import SimMIMConfig
-from ..models import square_geometry
-from .base import Objective
+from clvsmim.data.augment import denormalize, eval_view, patchify, simmim_mask, simmim_view, unpatchify
+from clvsmim.config import SimMIMConfig
+from clvsmim.models import square_geometry
+from clvsmim.objectives.base import Objective
 
 
 class MaskedPrediction(NamedTuple):

@@ -16,7 +16,7 @@ See :mod:`clvsmim.weights.download` for the lock file (``$CLVSMIM_WEIGHTS_LOCK``
 """
 from __future__ import annotations
 
-from .convert import (
+from clvsmim.weights.convert import (
     CONVERTERS,
     CheckpointError,
     UnsafeCheckpointError,
@@ -35,7 +35,7 @@ from .convert import (
     mae_decoder_state_dict,
     read_checkpoint,
 )
-from .download import (
+from clvsmim.weights.download import (
     ChecksumError,
     DownloadError,
     cached_path,
@@ -46,7 +46,7 @@ from .download import (
     safe_extract,
     verify,
 )
-from .registry import DATASETS, HEADS_BY_DIM, IMAGENETTE, REGISTRY, Architecture, WeightEntry, all_entries, get_entry
+from clvsmim.weights.registry import DATASETS, HEADS_BY_DIM, IMAGENETTE, REGISTRY, Architecture, WeightEntry, all_entries, get_entry
 
 __all__ = [
     "Architecture", "WeightEntry", "REGISTRY", "DATASETS", "IMAGENETTE", "HEADS_BY_DIM", "all_entries", "get_entry",

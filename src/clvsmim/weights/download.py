@@ -36,9 +36,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ..cache import write_json_atomic
-from ..paths import cache_dir
-from .registry import IMAGENETTE, WeightEntry, all_entries, get_entry
+from clvsmim.cache import write_json_atomic
+from clvsmim.paths import cache_dir
+from clvsmim.weights.registry import IMAGENETTE, WeightEntry, all_entries, get_entry
 
 CHUNK = 1 << 20
 USER_AGENT = "clvsmim-weights/0.1 (+https://github.com/naver-ai/cl-vs-mim reproduction)"

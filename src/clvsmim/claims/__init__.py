@@ -1,7 +1,7 @@
 """The paper's findings as checked claims: a statistic, a comparison and a verdict each.
 
 Every claim is a function of one :class:`Measurements` bundle — the cached analyses
-(:func:`clvsmim.report.model_analysis`) and evaluations (:func:`clvsmim.zoo.evaluations`) of
+(:func:`clvsmim.book.report.model_analysis`) and evaluations (:func:`clvsmim.train.zoo.evaluations`) of
 the CL model (MoCo v3), the MIM model (SimMIM), the randomly initialised **control** of the
 same architecture and the λ sweep of hybrids — and returns a :class:`Claim`: the statistic
 for CL, MIM and the control, a signed ``value`` (positive = the ordering the paper states),
@@ -89,8 +89,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .cache import cached_json, json_safe as _json_safe, write_json_atomic
-from .config import Profile, config_key, seed_profile
+from clvsmim.cache import cached_json, json_safe as _json_safe, write_json_atomic
+from clvsmim.config import Profile, config_key, seed_profile
 
 __all__ = [
     "VERDICTS", "MARGINS", "CONTROL_RULE", "ROWS", "ClaimInfo", "Claim", "with_claim", "ClaimSummary", "ClaimsTable",
@@ -293,8 +293,8 @@ def _get(d: dict | None, *path: Any) -> Any:
 
 def _q(v: float, kind: str | None = None, signed: bool = False) -> str:
     """A number in a reason: unitless (3 significant digits), or an accuracy (``kind="percent"``)
-    or accuracy difference (``"points"``) in the book's unit (:mod:`clvsmim.units`)."""
-    from .units import percent, points
+    or accuracy difference (``"points"``) in the book's unit (:mod:`clvsmim.book.units`)."""
+    from clvsmim.book.units import percent, points
 
     if kind == "percent":
         return percent(v)
@@ -306,8 +306,8 @@ def _q(v: float, kind: str | None = None, signed: bool = False) -> str:
 def _ordered_verdict(cid: str, cl, mim, control, direction: int, margin: float, rule: str,
                      **details) -> Claim:
     """The generic "CL > MIM" (``direction=+1``) / "CL < MIM" (``-1``) check with a control;
-    accuracies (:data:`clvsmim.units.ACCURACY_CLAIMS`) are written in percent / points."""
-    from .units import claim_value_kind
+    accuracies (:data:`clvsmim.book.units.ACCURACY_CLAIMS`) are written in percent / points."""
+    from clvsmim.book.units import claim_value_kind
 
     acc = claim_value_kind(cid, "value") is not None
     diff, level = ("points", "percent") if acc else (None, None)
@@ -413,7 +413,7 @@ def c6_shape_bias(m: Measurements) -> Claim:
     decided = [_get(m.evaluations.get(r), "shape_texture", "num_decided") for r in ("cl", "mim")]
     extra: dict[str, Any] = {}
     if _finite(*vals[:2], *decided) and min(decided) > 0:
-        from .evaluation import shape_bias_standard_error
+        from clvsmim.evaluation import shape_bias_standard_error
 
         counts = [int(n) for n in decided]
         extra = {"difference_se": math.hypot(*map(shape_bias_standard_error, vals[:2], counts)),
@@ -578,8 +578,8 @@ def with_claim(text: str, claim: Claim | None) -> str:
 def claim_markdown(claim: Claim, cl_name: str = "CL", mim_name: str = "MIM") -> str:
     """One Markdown paragraph: the claim, the measured numbers, the verdict and, where it does
     not hold, that this differs from the paper. Accuracies are in percent, accuracy differences
-    in points (:mod:`clvsmim.units`)."""
-    from .units import claim_value_kind, percent, points
+    in points (:mod:`clvsmim.book.units`)."""
+    from clvsmim.book.units import claim_value_kind, percent, points
 
     def num(which: str, v: float | None = None, kind: str | None = None) -> str:
         v = getattr(claim, which) if v is None and which else v
@@ -680,7 +680,7 @@ def aggregate(per_seed: Sequence[Claim], seeds: Sequence[int] | None = None) -> 
 
 def _fmt(stat: dict[str, Any], digits: int = 3, kind: str | None = None) -> str:
     """``mean ± std``; accuracies (``kind`` "percent" / "points") in the book's unit."""
-    from .units import ACCURACY_DIGITS, to_percent
+    from clvsmim.book.units import ACCURACY_DIGITS, to_percent
 
     if stat["mean"] is None:
         return "—"
@@ -695,7 +695,7 @@ def _fmt(stat: dict[str, Any], digits: int = 3, kind: str | None = None) -> str:
 
 def _num_of(cid: str, which: str, v: float | None) -> str:
     """One seed's statistic: accuracies in percent / points, other statistics unitless."""
-    from .units import claim_value_kind, percent, points
+    from clvsmim.book.units import claim_value_kind, percent, points
 
     kind = claim_value_kind(cid, which)
     if kind is None or v is None or not math.isfinite(v):
@@ -732,7 +732,7 @@ class ClaimsTable:
     def rows(self) -> list[dict[str, str]]:
         """Display rows: id, verdict, statistic, CL, MIM, control, value, per-seed verdicts
         (accuracies in percent, accuracy differences in points)."""
-        from .units import claim_value_kind
+        from clvsmim.book.units import claim_value_kind
 
         return [{"id": s.id, "verdict": s.verdict, "comparison": s.comparison, "statistic": s.statistic,
                  **{label: _fmt(s.stat(k), kind=claim_value_kind(s.id, k))
@@ -836,11 +836,11 @@ def model_cache_path(profile: Profile, name: str, stem: str, content: Any, sourc
                      data_root: str | None = None) -> Path:
     """``<model folder>/<stem>-<hash>.json``: a per-model cache file next to the checkpoint (zoo)
     or under ``cache_dir("official", name)``; the hash covers ``content``, the data and the source."""
-    from .paths import cache_dir
+    from clvsmim.paths import cache_dir
 
     key = config_key({"stem": stem, "content": content, "data": profile.with_data_root(data_root).data, "source": source})
     if source == "zoo":
-        from .zoo import model_dir
+        from clvsmim.train.zoo import model_dir
 
         return model_dir(profile, name, data_root=data_root) / f"{stem}-{key}.json"
     return cache_dir("official", name) / f"{stem}-{key}.json"
@@ -853,7 +853,7 @@ CLUSTER_FORMAT = 1
 def token_cluster_scores(profile: Profile, name: str, source: str = "zoo", data_root: str | None = None,
                          device: str = "auto", n: int | None = None) -> dict[str, Any]:
     """:func:`clvsmim.analysis.image_cluster_score` (silhouette of the patch tokens grouped by
-    image id, cosine) of every depth, on :func:`clvsmim.report.analysis_images`; cached as
+    image id, cosine) of every depth, on :func:`clvsmim.book.report.analysis_images`; cached as
     JSON next to the model. ``{"depths": [0..L], "score": [...], "num_images": n}``."""
     n = n or profile.eval.num_analysis_images
     path = model_cache_path(profile, name, "cluster", {"format": CLUSTER_FORMAT, "n": n}, source, data_root)
@@ -861,8 +861,8 @@ def token_cluster_scores(profile: Profile, name: str, source: str = "zoo", data_
     def compute() -> dict[str, Any]:
         import torch
 
-        from .analysis import PatchTokens, analyze, image_cluster_score
-        from .report import analysis_images, backbone, normalised_batches, resolve_device
+        from clvsmim.analysis import PatchTokens, analyze, image_cluster_score
+        from clvsmim.book.report import analysis_images, backbone, normalised_batches, resolve_device
 
         dev = resolve_device(device)
         model = backbone(profile, name, source, data_root, dev)
@@ -907,8 +907,8 @@ def measure(profile: Profile, data_root: str | None = None, device: str = "auto"
     are inconclusive ("not measured"). The hybrid sweep counts only when every λ of the
     profile is built — C8 is never decided on part of it. CL, MIM and the control must exist.
     """
-    from . import zoo
-    from .report import model_analysis
+    from clvsmim.train import zoo
+    from clvsmim.book.report import model_analysis
 
     names = model_names(profile, scaling, cl, mim, control)
     sweep_specs = zoo.hybrid_sweep(profile, data_root)

@@ -7,7 +7,7 @@ checkpoint so a re-run of the book recomputes nothing).
 
 Two sources, one code path:
 
-* ``source="zoo"`` — the profile's own trained models (:mod:`clvsmim.zoo`), the default;
+* ``source="zoo"`` — the profile's own trained models (:mod:`clvsmim.train.zoo`), the default;
 * ``source="official"`` — the official ViT-B/16 checkpoints (:mod:`clvsmim.weights`), for the
   ``paper`` profile on a machine with network access.
 """
@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .cache import cached_json
-from .config import Profile, config_key
-from .methods import OFFICIAL_NAMES, display_name  # noqa: F401  (display_name: used by the chapters as report.display_name)
-from .paths import cache_dir
+from clvsmim.cache import cached_json
+from clvsmim.config import Profile, config_key
+from clvsmim.methods import OFFICIAL_NAMES, display_name  # noqa: F401  (display_name: used by the chapters as report.display_name)
+from clvsmim.paths import cache_dir
 
 #: Bump when the analysis recipe changes so cached analyses are recomputed.
 ANALYSIS_FORMAT = 1
@@ -37,7 +37,7 @@ def resolve_device(device: str = "auto") -> torch.device:
 def analysis_images(profile: Profile, data_root: str | None = None, n: int | None = None):
     """The first ``n`` (default ``profile.eval.num_analysis_images``) evaluation images and
     labels: ``(uint8 n×3×S×S, int64 n)``. The same images for every model."""
-    from .data import get_batch, open_dataset
+    from clvsmim.data import get_batch, open_dataset
 
     n = n or profile.eval.num_analysis_images
     dataset = open_dataset(profile.with_data_root(data_root).data, "eval")
@@ -48,7 +48,7 @@ def analysis_images(profile: Profile, data_root: str | None = None, n: int | Non
 
 def normalised_batches(images: torch.Tensor, batch_size: int, device: torch.device):
     """Yield normalised float batches ``b×3×S×S`` of uint8 ``images`` on ``device``."""
-    from .augment import normalize
+    from clvsmim.data.augment import normalize
 
     for start in range(0, len(images), batch_size):
         yield normalize(images[start:start + batch_size].to(device))
@@ -58,11 +58,11 @@ def backbone(profile: Profile, name: str, source: str = "zoo", data_root: str | 
              device: str | torch.device = "cpu") -> nn.Module:
     """The encoder called ``name`` (``moco``, ``simmim-Ti``, ``hybrid-0.4``, ``random`` …) in eval mode."""
     if source == "zoo":
-        from .zoo import load
+        from clvsmim.train.zoo import load
 
         model = load(profile, name, data_root=data_root)
     elif source == "official":
-        from .weights import load_pretrained
+        from clvsmim.weights import load_pretrained
 
         base = name.split("-")[0]
         if base not in OFFICIAL_NAMES:
@@ -76,7 +76,7 @@ def backbone(profile: Profile, name: str, source: str = "zoo", data_root: str | 
 def _analysis_path(profile: Profile, name: str, source: str, data_root: str | None, n: int) -> Path:
     key = config_key({"format": ANALYSIS_FORMAT, "n": n, "data": profile.with_data_root(data_root).data, "source": source})
     if source == "zoo":
-        from .zoo import model_dir
+        from clvsmim.train.zoo import model_dir
 
         return model_dir(profile, name, data_root=data_root) / f"analysis-{key}.json"
     return cache_dir("official", name) / f"analysis-{key}.json"
@@ -85,7 +85,7 @@ def _analysis_path(profile: Profile, name: str, source: str, data_root: str | No
 def model_analysis(profile: Profile, name: str, source: str = "zoo", data_root: str | None = None,
                    device: str = "auto", n: int | None = None) -> dict[str, Any]:
     """:func:`clvsmim.analysis.analyze` of one model on :func:`analysis_images`, cached as JSON."""
-    from .analysis import analyze
+    from clvsmim.analysis import analyze
 
     n = n or profile.eval.num_analysis_images
 

@@ -1,5 +1,5 @@
 """F10: the CL-vs-MIM table, every cell with its measured numbers and the claims' verdicts,
-drawn with matplotlib (from :func:`clvsmim.chapters.summary.summary_grid`)."""
+drawn with matplotlib (from :func:`clvsmim.book.chapters.summary.summary_grid`)."""
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -18,7 +18,7 @@ def plot_summary_table(grid: Sequence[dict[str, Any]], cl_title: str = "Contrast
     statistic, number — followed by a coloured verdict badge ``[C1 ✓]``."""
     import matplotlib.pyplot as plt
 
-    from ..figures import FAMILY_COLOR
+    from clvsmim.book.figures import FAMILY_COLOR
 
     line_h = 0.32  # inches per text line
     n_lines = [sum(2 if e["note"] else 1 for e in row["claims"]) or 1 for row in grid]

@@ -33,13 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import augment
-from .analysis import PatchTokens, PooledFeatures, analyze
-from .analysis.probe import linear_probe_per_layer, train_linear_probe
-from .config import EvalConfig, Profile, to_dict
-from .models import geometry
-from .precision import autocast_for, native_bf16
-from .rng import hash_normal, sample_seed
+from clvsmim.data import augment
+from clvsmim.analysis import PatchTokens, PooledFeatures, analyze
+from clvsmim.analysis.probe import linear_probe_per_layer, train_linear_probe
+from clvsmim.config import EvalConfig, Profile, to_dict
+from clvsmim.models import geometry
+from clvsmim.precision import autocast_for, native_bf16
+from clvsmim.rng import hash_normal, sample_seed
 
 __all__ = [
     "extract_features", "extract_tokens", "probe_predict", "linear_probe", "finetune",
@@ -104,7 +104,7 @@ def _batches(data, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor
             idx = torch.arange(start, min(len(data), start + batch_size))
             yield data[start:start + batch_size], idx
         return
-    from .data import get_batch
+    from clvsmim.data import get_batch
     for start in range(0, len(data), batch_size):
         idx = torch.arange(start, min(len(data), start + batch_size))
         images, _ = get_batch(data, idx)
@@ -233,7 +233,7 @@ class _FinetuneNet(nn.Module):
 
 
 def _finetune_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    from .trainer import param_groups
+    from clvsmim.train.trainer import param_groups
     return param_groups(model, weight_decay)
 
 
@@ -248,7 +248,7 @@ def finetune(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, seed: int
     and a flip (p = 0.5) from its per-sample seed. ``precision="bf16"`` autocasts the forward
     pass. Deterministic for a fixed seed. With ``return_model`` returns ``(acc, model)``.
     """
-    from .trainer import CosineSchedule
+    from clvsmim.train.trainer import CosineSchedule
 
     device = _device_of(encoder)
     y_train, y_eval = _labels_of(train_set), _labels_of(eval_set)
@@ -297,7 +297,7 @@ def finetune(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, seed: int
 
 
 def _get(data, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    from .data import get_batch
+    from clvsmim.data import get_batch
     return get_batch(data, idx)
 
 
@@ -403,7 +403,7 @@ def shape_texture_bias(encoder: nn.Module, cfg: EvalConfig, img_size: int, seed:
     seed ``seed + EVAL_SEED_OFFSET``), both with the data's ``texture_scale``. See
     :func:`shape_bias_from_predictions`.
     """
-    from .data import EVAL_SEED_OFFSET, load_synthetic
+    from clvsmim.data import EVAL_SEED_OFFSET, load_synthetic
 
     aligned = load_synthetic(sizes[0], img_size, seed=seed, mode="aligned", texture_scale=texture_scale)
     conflict = load_synthetic(sizes[1], img_size, seed=seed + EVAL_SEED_OFFSET, mode="conflict",
@@ -490,7 +490,7 @@ def evaluate_model(encoder: nn.Module, profile: Profile, data_root: str | None =
     ``eval_config``, ``timing_s``, ``precision``. Fine-tuning uses ``profile.train.precision``
     (bf16 only where it is native: see :func:`finetune_precision`).
     """
-    from .data import open_dataset
+    from clvsmim.data import open_dataset
 
     data_cfg = profile.with_data_root(data_root).data
     train_set = open_dataset(data_cfg, "train")

@@ -1,7 +1,7 @@
 """Figures of the *behaviour* chapter: F1 (literature vs measured behaviour), F2 (query
 attention maps), F3 (attention distance per depth), F4 (NMI per depth).
 
-Every function takes plain data (lists / dicts as built by :mod:`clvsmim.chapters.behaviour`)
+Every function takes plain data (lists / dicts as built by :mod:`clvsmim.book.chapters.behaviour`)
 and returns a matplotlib Figure; nothing is read from disk or the model zoo here.
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..chapters.behaviour import PAPER_RUN_MARK
-from ..figures import FAMILY_COLOR, plot_kwargs, set_depth_ticks, bare_axes
+from clvsmim.book.chapters.behaviour import PAPER_RUN_MARK
+from clvsmim.book.figures import FAMILY_COLOR, plot_kwargs, set_depth_ticks, bare_axes
 
 __all__ = ["FAMILY_MARKER", "LITERATURE_PROBE_NOTE", "family_of", "plot_behaviour", "plot_query_attention",
            "plot_depth_metric", "plot_nmi", "plot_per_head", "CONTROL_STYLE"]
@@ -41,7 +41,7 @@ def family_of(name: str) -> str:
 
 
 def _label(name: str) -> str:
-    from ..methods import display_name
+    from clvsmim.methods import display_name
 
     return display_name(name)
 
@@ -57,7 +57,7 @@ def _point(ax, x, y, family: str, filled: bool = True, text: str | None = None, 
 def _size_line(ax, xs, ys, label: str, family: str, verified: Sequence[bool], style_key: str | None = None,
                linestyle: str = "-") -> None:
     """One method across model sizes: family colour, the method's own marker (hollow where unverified)."""
-    from ..figures import style_for
+    from clvsmim.book.figures import style_for
 
     color = FAMILY_COLOR.get(family, "#7f7f7f")
     try:
@@ -105,9 +105,9 @@ def _scatter_panel(ax, rows, x_key: str, describe, xlabel: str, ylabel: str, tit
 
 
 def plot_behaviour(literature: Mapping[str, list[dict[str, Any]]], measured: Mapping[str, list[dict[str, Any]]]):
-    """F1: a 2×3 grid. Top row: literature numbers (:func:`~clvsmim.chapters.behaviour.literature_panels`),
+    """F1: a 2×3 grid. Top row: literature numbers (:func:`~clvsmim.book.chapters.behaviour.literature_panels`),
     hollow markers for numbers that are not verified; bottom row: the zoo
-    (:func:`~clvsmim.chapters.behaviour.measured_behaviour`). Columns: (a) fine-tuning vs
+    (:func:`~clvsmim.book.chapters.behaviour.measured_behaviour`). Columns: (a) fine-tuning vs
     linear probing, (b) fine-tuning vs model size, (c) fine-tuning vs dense prediction
     (COCO box AP in the literature, the dense probe's mIoU on the zoo)."""
     import matplotlib.pyplot as plt
@@ -183,7 +183,7 @@ def plot_behaviour(literature: Mapping[str, list[dict[str, Any]]], measured: Map
 def plot_query_attention(data: Mapping[str, Any], names: Sequence[str] | None = None):
     """F2: the image with its two query patches, then per model (columns) and query (rows) the
     head-averaged attention map of the query over the image (data of
-    :func:`~clvsmim.chapters.behaviour.query_attention_data`)."""
+    :func:`~clvsmim.book.chapters.behaviour.query_attention_data`)."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 

@@ -44,9 +44,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from .cache import write_json_atomic
-from .config import DataConfig, ModelConfig, Profile, TrainConfig, config_key, to_dict, train_config_for
-from .paths import cache_dir
+from clvsmim.cache import write_json_atomic
+from clvsmim.config import DataConfig, ModelConfig, Profile, TrainConfig, config_key, to_dict, train_config_for
+from clvsmim.paths import cache_dir
 
 __all__ = [
     "ZOO_FORMAT", "EVAL_FORMAT", "OBJECTIVES", "ModelSpec", "ZooBuildError", "default_size", "zoo_specs",
@@ -250,8 +250,8 @@ def default_jobs() -> int:
 
 def _save_random(spec: ModelSpec, out: Path) -> dict[str, Any]:
     """Initialise the untrained control from its seed and save it like a training checkpoint."""
-    from .checkpoint import save_atomic
-    from .models import build_vit
+    from clvsmim.train.checkpoint import save_atomic
+    from clvsmim.models import build_vit
 
     start = time.perf_counter()
     torch.manual_seed(spec.seed)
@@ -263,9 +263,9 @@ def _save_random(spec: ModelSpec, out: Path) -> dict[str, Any]:
 
 
 def _train(spec: ModelSpec, profile: Profile, out: Path, progress: bool) -> dict[str, Any]:
-    from . import trainer
-    from .data import open_dataset
-    from .objectives import build_objective
+    from clvsmim.train import trainer
+    from clvsmim.data import open_dataset
+    from clvsmim.objectives import build_objective
 
     resume = (out / CHECKPOINT_NAME).is_file()  # an interrupted run (no done.json): continue it
     torch.manual_seed(spec.seed)  # the initial weights are a function of the seed
@@ -403,7 +403,7 @@ def build(profile: Profile, data_root: str | None = None, only: str | Iterable[s
 def load(profile: Profile, key_or_name: str, data_root: str | None = None,
          map_location: str | torch.device = "cpu") -> torch.nn.Module:
     """The trained timm encoder (eval mode) of a zoo model, by key or short name."""
-    from .checkpoint import load_encoder
+    from clvsmim.train.checkpoint import load_encoder
 
     spec = resolve(profile, key_or_name, data_root=data_root)
     path = _dir_of(profile, spec)
@@ -471,7 +471,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def eval_path(profile: Profile, spec: ModelSpec) -> Path:
     """``<model dir>/eval-<key>.json``; the key covers the EvalConfig, the data, the fine-tuning
     precision actually used (:func:`clvsmim.evaluation.finetune_precision`) and :data:`EVAL_FORMAT`."""
-    from .evaluation import finetune_precision
+    from clvsmim.evaluation import finetune_precision
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     key = config_key({"format": EVAL_FORMAT, "eval": profile.eval, "data": spec.data_cfg,
@@ -480,8 +480,8 @@ def eval_path(profile: Profile, spec: ModelSpec) -> Path:
 
 
 def _evaluate_one(spec: ModelSpec, profile: Profile, progress: bool = False) -> dict[str, Any]:
-    from .checkpoint import load_encoder
-    from .evaluation import evaluate_model
+    from clvsmim.train.checkpoint import load_encoder
+    from clvsmim.evaluation import evaluate_model
 
     path = eval_path(profile, spec)
     cached = _read_json(path)

@@ -31,7 +31,7 @@ __all__ = ["linear_probe_summary", "mae_objective", "mae_fourier", "reconstructi
 # --------------------------------------------------------------------------- F7
 
 def linear_probe_summary(evals: Mapping[str, Mapping[str, Any]], late: int | None = None) -> dict[str, dict[str, Any]]:
-    """Per model (short name -> :func:`clvsmim.zoo.evaluations` result): ``depth`` (0..L),
+    """Per model (short name -> :func:`clvsmim.train.zoo.evaluations` result): ``depth`` (0..L),
     ``accuracy`` (% per depth), ``best_depth`` (the deepest among equal bests), ``best``,
     ``final``, ``drop`` = best − final (percentage points the last blocks lose) and
     ``best_in_late_blocks``: whether the best depth is one of the last ``late`` blocks
@@ -62,14 +62,14 @@ def mae_objective(profile, source: str = "zoo", data_root: str | None = None, de
     profile's mask ratio.
     """
     if source == "official":
-        from ..weights import load_mae_objective
+        from clvsmim.weights import load_mae_objective
 
         return load_mae_objective(mask_ratio=profile.mae.mask_ratio).to(device).eval()
     if source != "zoo":
         raise ValueError(f"source must be 'zoo' or 'official', got {source!r}")
-    from .. import zoo
-    from ..checkpoint import load_objective_state
-    from ..objectives import build_objective
+    from clvsmim.train import zoo
+    from clvsmim.train.checkpoint import load_objective_state
+    from clvsmim.objectives import build_objective
 
     spec = zoo.resolve(profile, "mae", data_root=data_root)
     path = zoo.model_dir(profile, "mae", data_root=data_root) / zoo.CHECKPOINT_NAME
@@ -94,10 +94,10 @@ def mae_fourier(mae, images_uint8: torch.Tensor, seeds: torch.Tensor, mask_ratio
     """
     from dataclasses import replace
 
-    from ..analysis import FourierSums, analyze
-    from ..analysis.collectors import Batch
-    from ..augment import normalize
-    from ..models import Captured, geometry
+    from clvsmim.analysis import FourierSums, analyze
+    from clvsmim.analysis.collectors import Batch
+    from clvsmim.data.augment import normalize
+    from clvsmim.models import Captured, geometry
 
     ratio = mae.cfg.mask_ratio if mask_ratio is None else float(mask_ratio)
     device = next(mae.parameters()).device
@@ -147,7 +147,7 @@ def fourier_summary(fourier: Mapping[str, Any], simmim_encoder: Sequence[float] 
 def chance_level(profile, data_root: str | None = None) -> float | None:
     """Chance accuracy (%) of the evaluation classes, or ``None`` when unknown."""
 
-    from ..data import open_dataset
+    from clvsmim.data import open_dataset
 
     data_cfg = profile.with_data_root(data_root).data
     try:
@@ -162,8 +162,8 @@ def probe_sentences(summary: Mapping[str, Mapping[str, Any]], cl: str = "moco", 
     """F7: per model its best depth and the drop over the last blocks, then the paper's two
     findings checked: CL's best depth is deeper than SimMIM's, and SimMIM loses more over its
     last blocks than CL (and than MAE, whose decoder takes over the reconstruction)."""
-    from ..methods import display_name
-    from .behaviour import compare_sentence
+    from clvsmim.methods import display_name
+    from clvsmim.book.chapters.behaviour import compare_sentence
 
     out = []
     for name, s in summary.items():
@@ -186,7 +186,7 @@ def fourier_sentences(summary: Mapping[str, float]) -> list[str]:
     encoder (its reconstructions are blurred) — checked, with what each curve is run on; and
     SimMIM's late encoder blocks next to MAE's, described but not scored: the paper makes no
     claim about their order."""
-    from .behaviour import compare_sentence, fmt_number
+    from clvsmim.book.chapters.behaviour import compare_sentence, fmt_number
 
     out = [compare_sentence("mean Δ log amplitude: encoder blocks on full images vs decoder blocks on the masked "
                             "input plus mask tokens (the decoder's input embedding left out)", "the MAE encoder",

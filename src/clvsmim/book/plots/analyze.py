@@ -1,7 +1,7 @@
 """Figures of ``clvsmim analyze``: one model, every analysis, from its ``metrics.json`` dict.
 
 The attention metrics and the token similarity are drawn by the book's own plots
-(:func:`clvsmim.plots.behaviour.plot_per_head`, :func:`clvsmim.plots.representation.plot_token_similarity`);
+(:func:`clvsmim.book.plots.behaviour.plot_per_head`, :func:`clvsmim.book.plots.representation.plot_token_similarity`);
 the rest are single-model views (Fourier curves by depth, singular values by depth, query
 attention maps, token t-SNE, probe accuracy by depth). :func:`write_figures` saves them as PNG.
 """
@@ -17,10 +17,10 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from ..augment import to_float
-from ..figures import PNG_DPI, plot_kwargs, use_style
-from .behaviour import plot_per_head
-from .representation import plot_token_similarity
+from clvsmim.data.augment import to_float
+from clvsmim.book.figures import PNG_DPI, plot_kwargs, use_style
+from clvsmim.book.plots.behaviour import plot_per_head
+from clvsmim.book.plots.representation import plot_token_similarity
 
 #: Figures written by :func:`write_figures` (those that apply): ``<name>.png``.
 FIGURES = ("attention_distance", "nmi", "fourier", "token_cosine", "svd_spectrum", "attention_maps", "tsne",

@@ -12,9 +12,9 @@ minutes on a GPU), so a zoo trained once can be shipped and installed instead:
   throughput) and its training log (``log.csv``).
 * :func:`install_zoo` checks the sha256 (a corrupt or altered file is refused, naming both
   hashes), then writes each model of the file whose key belongs to the profile's zoo
-  (:func:`clvsmim.zoo.zoo_specs`: the key covers every setting the run depends on, so a
+  (:func:`clvsmim.train.zoo.zoo_specs`: the key covers every setting the run depends on, so a
   changed profile never picks up stale weights) and is not built yet into the cache, exactly
-  as :func:`clvsmim.zoo.build` would have left it (``checkpoint.pt`` with fp32 tensors,
+  as :func:`clvsmim.train.zoo.build` would have left it (``checkpoint.pt`` with fp32 tensors,
   ``log.csv``, ``meta.json``, ``done.json`` last, recording where it came from).
 
 ``clvsmim zoo export --profile P --out DIR`` and ``clvsmim zoo install --profile P --from DIR``.
@@ -29,10 +29,10 @@ from typing import Any, Iterable
 
 import torch
 
-from . import zoo
-from .cache import write_atomic, write_json_atomic
-from .config import Profile
-from .weights.download import file_digests
+from clvsmim.train import zoo
+from clvsmim.cache import write_atomic, write_json_atomic
+from clvsmim.config import Profile
+from clvsmim.weights.download import file_digests
 
 __all__ = ["WEIGHTS_FORMAT", "weights_paths", "export_zoo", "install_zoo", "ZooWeightsError"]
 
@@ -64,7 +64,7 @@ def export_zoo(profile: Profile, dest: str | os.PathLike, data_root: str | None 
     """Every built model of the profile's zoo (or of ``only``) into the two files; returns their paths."""
     from safetensors.torch import save
 
-    from .checkpoint import load_checkpoint
+    from clvsmim.train.checkpoint import load_checkpoint
 
     specs = [s for s in zoo.select_specs(profile, only, data_root) if zoo.is_built(profile, s)]
     if not specs:
@@ -119,7 +119,7 @@ def install_zoo(profile: Profile, src: str | os.PathLike, data_root: str | None 
     written (models already built are left alone). Raises :class:`ZooWeightsError`."""
     from safetensors.torch import load_file
 
-    from .checkpoint import save_atomic
+    from clvsmim.train.checkpoint import save_atomic
 
     weights, provenance = weights_paths(src, profile.name)
     record = _load_provenance(weights, provenance)

@@ -1,8 +1,8 @@
 """Data behind the *background* chapter: F0 (CL vs MIM inputs, made with the project's real
 augmentation and masking) and A-dataset (the embedded shape/texture data set).
 
-:func:`overview_data` runs :func:`clvsmim.augment.moco_views`,
-:func:`clvsmim.augment.simmim_mask` and :func:`clvsmim.augment.mae_masking` — the very
+:func:`overview_data` runs :func:`clvsmim.data.augment.moco_views`,
+:func:`clvsmim.data.augment.simmim_mask` and :func:`clvsmim.data.augment.mae_masking` — the very
 functions the training objectives call — on a few evaluation images, with per-sample seeds
 from :func:`clvsmim.rng.sample_seed`, and reports the mask ratios actually realised (SimMIM
 masks whole mask patches, so the realised ratio is ``round(ratio·count) / count``).
@@ -36,7 +36,7 @@ def _hwc(x: torch.Tensor) -> np.ndarray:
 
 def _labels_of(profile, data_root: str | None, ids: Sequence[int]) -> list[dict[str, Any]]:
     """Shape / texture names of evaluation images (class index only for an image folder)."""
-    from ..data import SHAPES, TEXTURES, open_dataset
+    from clvsmim.data import SHAPES, TEXTURES, open_dataset
 
     data_cfg = profile.with_data_root(data_root).data
     dataset = open_dataset(data_cfg, "eval")
@@ -57,9 +57,9 @@ def overview_data(profile, data_root: str | None = None, n: int = 3, seed: int =
     ``record``: the JSON-able facts (image ids, labels, per-sample seeds, nominal and realised
     mask ratios, patch sizes) that F0 saves.
     """
-    from ..augment import denormalize, mae_masking, moco_views, simmim_mask, to_float
-    from ..report import analysis_images
-    from ..rng import sample_seed
+    from clvsmim.data.augment import denormalize, mae_masking, moco_views, simmim_mask, to_float
+    from clvsmim.book.report import analysis_images
+    from clvsmim.rng import sample_seed
 
     images, _ = analysis_images(profile, data_root, n)
     ids = torch.arange(n)
@@ -113,7 +113,7 @@ def dataset_samples(profile, classes: Sequence[int] | None = None, n_scan: int =
     Returns ``aligned`` / ``conflict`` (``k×H×W×3`` in [0, 1]), ``mask`` (``k×H×W`` bool) and a
     JSON-able ``record`` (indices, seed, shape and texture names of both renderings).
     """
-    from ..data import SHAPES, TEXTURES, load_synthetic
+    from clvsmim.data import SHAPES, TEXTURES, load_synthetic
 
     size, seed = profile.data.img_size, profile.data.seed
     scale = profile.data.texture_scale

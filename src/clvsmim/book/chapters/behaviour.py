@@ -6,7 +6,7 @@ F1  literature numbers (``book/data/literature.csv``: :func:`read_literature`,
 F2  attention maps of two query patches of one image (:func:`query_attention_data`; the
     image and the queries are chosen by :func:`pick_image` / :func:`pick_queries` from the
     foreground masks of the synthetic data).
-F3 / F4  attention distance and NMI per depth from :func:`clvsmim.report.model_analysis`
+F3 / F4  attention distance and NMI per depth from :func:`clvsmim.book.report.model_analysis`
     (:func:`depth_curves`, :func:`late_value`).
 
 Every statement the chapter makes about a measurement is built by :func:`compare_sentence`,
@@ -145,7 +145,7 @@ def paper_own_runs(df) -> dict[str, dict[str, float]]:
 def evaluations_by_name(profile, names: Sequence[str], data_root: str | None = None,
                         progress: bool = False) -> dict[str, dict[str, Any]]:
     """``{short name: zoo evaluation}`` for the zoo models ``names`` (built ones only; cached)."""
-    from .. import zoo
+    from clvsmim.train import zoo
 
     keys = {}
     for name in names:
@@ -166,7 +166,7 @@ def measured_behaviour(evals: Mapping[str, Mapping[str, Any]], sizes: Sequence[s
                        size_methods: Sequence[str] = ("moco", "simmim")) -> dict[str, list[dict[str, Any]]]:
     """The three F1 comparisons on the zoo, in percent, as JSON-able records.
 
-    ``evals`` maps short names (``moco``, ``moco-Ti`` …) to :func:`clvsmim.zoo.evaluations`
+    ``evals`` maps short names (``moco``, ``moco-Ti`` …) to :func:`clvsmim.train.zoo.evaluations`
     results. ``linear_vs_finetune`` / ``detection``: the default-size ``methods``
     (final-depth linear probe, fine-tuning, dense-probe mIoU); ``size``: ``size_methods``
     at every size of ``sizes`` that was evaluated. Missing numbers leave a record out.
@@ -239,7 +239,7 @@ def compare_sentence(quantity: str, a: str, a_value: float | None, b: str, b_val
 def late_blocks(depth: int) -> list[int]:
     """The "late" blocks (1-based) of an ``L``-block ViT: the last third, the same blocks the
     claims use (:func:`clvsmim.claims.last_third`)."""
-    from ..claims import last_third
+    from clvsmim.claims import last_third
 
     return [i + 1 for i in last_third(depth)]
 
@@ -264,9 +264,9 @@ def depth_curves(analyses: Mapping[str, Mapping[str, Any]], metric: str) -> dict
 
 
 def control_analysis(profile, data_root: str | None = None, device: str = "auto", name: str = "random"):
-    """:func:`clvsmim.report.model_analysis` of the untrained zoo control, or ``None`` when it is
+    """:func:`clvsmim.book.report.model_analysis` of the untrained zoo control, or ``None`` when it is
     not built (the control always comes from the zoo, also next to official checkpoints)."""
-    from .. import report
+    from clvsmim.book import report
 
     try:
         return report.model_analysis(profile, name, source="zoo", data_root=data_root, device=device)
@@ -280,7 +280,7 @@ def foreground_fractions(profile, data_root: str | None, n: int, patch_size: int
     """Foreground fraction per patch ``n×h×w`` (numpy) of the first ``n`` evaluation images, or
     ``None`` when the data has no masks (an image folder)."""
 
-    from ..data import open_dataset
+    from clvsmim.data import open_dataset
 
     data_cfg = profile.with_data_root(data_root).data
     dataset = open_dataset(data_cfg, "eval")
@@ -336,7 +336,7 @@ def query_attention_maps(model, image_normalised, queries: Mapping[str, tuple[in
                          block: int = -1) -> dict[str, np.ndarray]:
     """Head-averaged attention map ``h×w`` of each query patch at ``block`` (1-based; -1 = last),
     for one normalised image ``1×3×H×W``."""
-    from ..analysis import QueryMaps, analyze
+    from clvsmim.analysis import QueryMaps, analyze
 
     collector = QueryMaps(list(queries.values()), block=block)
     maps = analyze(model, [image_normalised], {"maps": collector}, device=image_normalised.device)["maps"]
@@ -365,9 +365,9 @@ def query_attention_data(profile, names: Sequence[str], source: str = "zoo", dat
     attention map of both queries at ``block`` (default: the last), and per map its local
     mass; per model the cosine similarity of the two maps. JSON-able except ``image``
     (``H×W×3`` float in [0, 1])."""
-    from .. import report
-    from ..augment import normalize
-    from ..models import geometry
+    from clvsmim.book import report
+    from clvsmim.data.augment import normalize
+    from clvsmim.models import geometry
 
     dev = report.resolve_device(device)
     models = {name: report.backbone(profile, name, source, data_root, dev) for name in names}
@@ -479,7 +479,7 @@ def attention_sentences(f2: Mapping[str, Any] | None, distance: Mapping[str, Map
     queries are alike (higher cosine) and less local; CL attends farther (late blocks) and
     has a lower NMI (collapse). ``distance`` / ``nmi`` are :func:`depth_curves` results;
     ``control`` optionally ``{"attention_distance": curve, "nmi": curve}`` of the untrained model."""
-    from ..methods import display_name
+    from clvsmim.methods import display_name
 
     a, b = display_name(cl), display_name(mim)
     out = []

@@ -3,7 +3,7 @@ renders clean notebooks for Colab.
 
 ``clvsmim book --profile smoke [--data PATH] [--out DIR] [--chapters a,b] [--no-html] [--force]``
 
-1. :func:`ensure_zoo` builds the model zoo for the profile (``clvsmim.zoo.build``), when that
+1. :func:`ensure_zoo` builds the model zoo for the profile (``clvsmim.train.zoo.build``), when that
    module exists.
 2. Every chapter listed in ``_toc.yml`` whose source is a jupytext percent-format ``.py`` file
    is executed with papermill, in toc order, in a kernel running this very Python
@@ -28,7 +28,7 @@ Chapter contract (for the authors of ``book/*.py``):
 * a code cell tagged ``parameters`` (``# %% tags=["parameters"]``) defining exactly
   ``profile = "smoke"``, ``data_root = None``, ``seed = 0``, ``device = "auto"`` (more
   chapter-specific defaults may follow; the runner overrides these four);
-* every figure is saved with :func:`clvsmim.figures.save_figure` (id ``F<n>`` or ``A-<name>``,
+* every figure is saved with :func:`clvsmim.book.figures.save_figure` (id ``F<n>`` or ``A-<name>``,
   with the data behind it) and left open so that the notebook shows it; a markdown cell may
   show a saved file with ``![caption](../figures/F3.svg)``;
 * read shipped data relative to the chapter folder (``data/...``, the working directory);
@@ -53,9 +53,10 @@ from typing import Any, Iterable
 
 import yaml
 
-from . import zoo
-from .cache import write_json_atomic
-from .config import Profile, load_profile
+from clvsmim.train import zoo
+from clvsmim.cache import write_json_atomic
+from clvsmim.paths import PACKAGE_DIR
+from clvsmim.config import Profile, load_profile
 
 log = logging.getLogger("clvsmim.book")
 
@@ -82,7 +83,7 @@ def find_root(start: str | os.PathLike | None = None) -> Path:
     for cand in (here, *here.parents):
         if (cand / TOC_NAME).is_file() and (cand / CONFIG_NAME).is_file():
             return cand
-    pkg_root = Path(__file__).resolve().parents[2]
+    pkg_root = PACKAGE_DIR.parents[1]
     if (pkg_root / TOC_NAME).is_file():
         return pkg_root
     raise FileNotFoundError(f"no {TOC_NAME} + {CONFIG_NAME} at or above {here}; pass --root")
@@ -158,7 +159,7 @@ def _hash_files(paths: Iterable[Path], base: Path) -> str:
 
 def package_hash() -> str:
     """sha256 over the ``clvsmim`` package's source and data files (``.py``, ``.yaml``, ...)."""
-    pkg = Path(__file__).resolve().parent
+    pkg = PACKAGE_DIR
     files = [p for p in pkg.rglob("*") if p.is_file() and "__pycache__" not in p.parts
              and p.suffix in {".py", ".yaml", ".yml", ".json", ".csv", ".txt", ".toml"}]
     return _hash_files(files, pkg)
@@ -172,7 +173,7 @@ def _data_hash(chapter_dir: Path) -> str:
 
 def profile_path(profile: str) -> Path:
     """The YAML file of a profile name (``smoke``/``mini``/``paper``) or path."""
-    from .config import PROFILE_DIR
+    from clvsmim.config import PROFILE_DIR
 
     p = Path(profile)
     return p if p.suffix else PROFILE_DIR / f"{profile}.yaml"
@@ -193,7 +194,7 @@ def chapter_hash(source: Path, params: dict[str, Any], profile: str, pkg_hash: s
 # Zoo hook
 # --------------------------------------------------------------------------------------------
 def ensure_zoo(profile: Any, data: str | os.PathLike | None = None) -> Any:
-    """Build (or find cached) every model the chapters need: :func:`clvsmim.zoo.build`.
+    """Build (or find cached) every model the chapters need: :func:`clvsmim.train.zoo.build`.
 
     ``profile`` is a name, a YAML path or a :class:`~clvsmim.config.Profile`; ``data`` (an
     ImageFolder root) replaces the profile's ``data.root``.
@@ -356,7 +357,7 @@ def execute_chapter(entry: Entry, root: Path, out: Path, params: dict[str, Any],
 
     jupyter_dir = ensure_kernel(out)
     jpath = os.pathsep.join(x for x in (str(jupyter_dir), os.environ.get("JUPYTER_PATH")) if x)
-    pkg_parent = str(Path(__file__).resolve().parents[1])  # the kernel imports this very clvsmim
+    pkg_parent = str(PACKAGE_DIR.parent)  # the kernel imports this very clvsmim
     pypath = os.pathsep.join(x for x in (pkg_parent, os.environ.get("PYTHONPATH")) if x)
     kernel_env = {
         "JUPYTER_PATH": jpath,

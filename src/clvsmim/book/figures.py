@@ -2,7 +2,7 @@
 
 Every chapter saves each figure through :func:`save_figure`::
 
-    from clvsmim.figures import save_figure, use_style, METHOD_STYLE
+    from clvsmim.book.figures import save_figure, use_style, METHOD_STYLE
     use_style()
     fig, ax = plt.subplots()
     ...
@@ -30,8 +30,8 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterable
 
-from .cache import write_text_atomic
-from .methods import METHODS
+from clvsmim.cache import write_text_atomic
+from clvsmim.methods import METHODS
 
 DEFAULT_OUT = Path("_build") / "clvsmim"
 FIG_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")

@@ -6,7 +6,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..figures import FAMILY_COLOR, bare_axes
+from clvsmim.book.figures import FAMILY_COLOR, bare_axes
 
 __all__ = ["plot_overview", "plot_dataset", "flow"]
 
@@ -58,7 +58,7 @@ def plot_overview(data: Mapping[str, Any]):
     """F0: per image (rows) the image, the two MoCo v3 views (attracted to each other,
     repelled from the other images' views), the SimMIM block mask and the MAE random mask
     (masked patches grey); below, the two objectives as flow diagrams. ``data`` comes from
-    :func:`clvsmim.chapters.background.overview_data`."""
+    :func:`clvsmim.book.chapters.background.overview_data`."""
     import matplotlib.pyplot as plt
 
     rec = data["record"]
@@ -119,7 +119,7 @@ def plot_overview(data: Mapping[str, Any]):
 def plot_dataset(samples: Mapping[str, Any]):
     """A-dataset: per shape class (columns) the aligned rendering, the cue-conflict rendering
     of the same scene and its foreground mask (rows); data of
-    :func:`clvsmim.chapters.background.dataset_samples`."""
+    :func:`clvsmim.book.chapters.background.dataset_samples`."""
     import matplotlib.pyplot as plt
 
     rec = samples["record"]

@@ -20,15 +20,15 @@ CLASS_COLORS = ("#1b1b8f", "#b8339b", "#f2a23a", "#2ca02c", "#17becf", "#8c564b"
 
 
 def _display(name: str) -> str:
-    from ..methods import display_name
+    from clvsmim.methods import display_name
 
     return display_name(name)
 
 
 def model_style(name: str, **override: Any) -> dict[str, Any]:
-    """``ax.plot`` keywords of a zoo model: the method's style (:func:`clvsmim.figures.plot_kwargs`),
+    """``ax.plot`` keywords of a zoo model: the method's style (:func:`clvsmim.book.figures.plot_kwargs`),
     the control grey and dashed; label = display name."""
-    from ..figures import plot_kwargs
+    from clvsmim.book.figures import plot_kwargs
 
     if name.split("-")[0] == "random":
         kw = {**CONTROL_STYLE, "label": _display(name)}

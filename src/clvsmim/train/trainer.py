@@ -41,12 +41,12 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from .cache import write_atomic, write_json_atomic
-from .checkpoint import (CHECKPOINT_NAME, capture_rng_state, load_checkpoint, load_encoder,
+from clvsmim.cache import write_atomic, write_json_atomic
+from clvsmim.train.checkpoint import (CHECKPOINT_NAME, capture_rng_state, load_checkpoint, load_encoder,
                          load_objective_state, restore_rng_state, save_atomic)
-from .config import ModelConfig, TrainConfig, to_dict
-from .precision import autocast_for, native_bf16, resolve_precision
-from .rng import pcg_hash, sample_seed
+from clvsmim.config import ModelConfig, TrainConfig, to_dict
+from clvsmim.precision import autocast_for, native_bf16, resolve_precision
+from clvsmim.rng import pcg_hash, sample_seed
 
 __all__ = [
     "NonFiniteLossError", "CosineSchedule", "train", "build_optimizer", "build_scheduler", "param_groups",
@@ -166,7 +166,7 @@ class BatchPlan:
 
 
 def _default_batch_fn(dataset, indices: torch.Tensor):
-    from .data import get_batch  # imported lazily: the data module is optional for custom datasets
+    from clvsmim.data import get_batch  # imported lazily: the data module is optional for custom datasets
     return get_batch(dataset, indices)
 
 

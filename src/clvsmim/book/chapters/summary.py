@@ -4,7 +4,7 @@
 (behaviour / self-attention / representation / architecture / CL + MIM), each with one line
 per claim for the CL and the MIM column: the side's description, the measured number (mean
 ± std over seeds) and the claim's verdict. :func:`grid_markdown` renders it as Markdown,
-:func:`clvsmim.plots.summary.plot_summary_table` as a figure.
+:func:`clvsmim.book.plots.summary.plot_summary_table` as a figure.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..claims import VERDICT_MARKS
+from clvsmim.claims import VERDICT_MARKS
 
 __all__ = ["SHORT", "VERDICT_MARK", "VERDICT_COLOR", "value_text", "summary_grid", "grid_markdown", "grid_html",
            "table_html", "seeds_table_html", "recorded_table", "table_of_record", "verdict_sentences",
@@ -40,9 +40,9 @@ def _num(v: float | None, digits: int) -> str:
 def value_text(stat: Mapping[str, Any], digits: int = 3, kind: str | None = None) -> str:
     """``mean`` or ``mean ± std`` of a ``{"mean", "std"}`` dict; ``kind`` ``"percent"`` /
     ``"points"``: an accuracy / accuracy difference stored as a fraction, shown in the book's
-    unit (:mod:`clvsmim.units`: percent with one decimal)."""
+    unit (:mod:`clvsmim.book.units`: percent with one decimal)."""
     if kind in ("percent", "points"):
-        from ..units import ACCURACY_DIGITS, to_percent
+        from clvsmim.book.units import ACCURACY_DIGITS, to_percent
 
         mean, std = to_percent(stat.get("mean")), to_percent(stat.get("std"))
         text = _num(mean, ACCURACY_DIGITS) + (f" ± {_num(std, ACCURACY_DIGITS)}" if std is not None else "")
@@ -86,7 +86,7 @@ def scaling_note(claim: Mapping[str, Any]) -> str:
 
 def cluster_note(claim: Mapping[str, Any]) -> str:
     """For C5: a verdict that holds compares CL with MIM only; say when CL's own silhouette is weak."""
-    from .representation import cluster_strength_note
+    from clvsmim.book.chapters.representation import cluster_strength_note
 
     if claim.get("verdict") != "holds":
         return ""
@@ -97,9 +97,9 @@ def cluster_note(claim: Mapping[str, Any]) -> str:
 def summary_grid(table: Any) -> list[dict[str, Any]]:
     """One entry per table row: ``{"row", "claims": [{"id", "verdict", "cl", "mim", "note"}]}``
     where ``cl`` / ``mim`` are the cell lines (description, statistic, number). Accuracies are in
-    percent, accuracy differences in points (:mod:`clvsmim.units`)."""
-    from ..claims import ROWS
-    from ..units import claim_value_kind
+    percent, accuracy differences in points (:mod:`clvsmim.book.units`)."""
+    from clvsmim.claims import ROWS
+    from clvsmim.book.units import claim_value_kind
 
     d = claims_json(table)
     by_id = {c["id"]: c for c in d["claims"]}
@@ -211,8 +211,8 @@ def recorded_table(profile: str, root: str | Path | None = None) -> Any:
     """The multi-seed claims table recorded for ``profile`` (:data:`RECORDED_TABLE` under the
     project root, default: found from the cwd), loaded with its verdicts re-checked; ``None``
     when none is recorded."""
-    from ..bookrun import find_root
-    from ..claims import ClaimsTable
+    from clvsmim.book.run import find_root
+    from clvsmim.claims import ClaimsTable
 
     if root is None:
         try:
@@ -302,7 +302,7 @@ def seed_disagreements(table: Any) -> str:
 def claims_paragraphs(table: Any) -> str:
     """One paragraph per claim (:func:`clvsmim.claims.claim_markdown` of the first seed), with
     every seed's verdict when there are several."""
-    from ..claims import claim_markdown
+    from clvsmim.claims import claim_markdown
 
     by_id = {c["id"]: c for c in claims_json(table)["claims"]}
     out = []

@@ -7,8 +7,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..figures import plot_kwargs, set_depth_ticks, bare_axes
-from .behaviour import CONTROL_STYLE, _label
+from clvsmim.book.figures import plot_kwargs, set_depth_ticks, bare_axes
+from clvsmim.book.plots.behaviour import CONTROL_STYLE, _label
 
 __all__ = ["plot_linear_probe_depths", "plot_mae_fourier"]
 
@@ -16,7 +16,7 @@ __all__ = ["plot_linear_probe_depths", "plot_mae_fourier"]
 def plot_linear_probe_depths(summary: Mapping[str, Mapping[str, Any]], control: Mapping[str, Any] | None = None,
                              control_name: str = "random", chance: float | None = None):
     """F7: linear-probe accuracy (%) of every depth 0..L per model (data of
-    :func:`clvsmim.chapters.architecture.linear_probe_summary`), the best depth of each model
+    :func:`clvsmim.book.chapters.architecture.linear_probe_summary`), the best depth of each model
     marked with a larger open marker; the untrained control grey dashed; chance level dotted."""
     import matplotlib.pyplot as plt
 

@@ -18,7 +18,7 @@ seed, the modes share the geometry and the shape labels; only the textures diffe
 
 Real images: :class:`ImageFolderDataset` (class sub-folders, evaluation transform of the
 paper). :func:`open_dataset` picks one or the other from a :class:`~clvsmim.config.DataConfig`.
-Augmentation and normalisation live in :mod:`clvsmim.augment`, not here.
+Augmentation and normalisation live in :mod:`clvsmim.data.augment`, not here.
 """
 from __future__ import annotations
 
@@ -36,10 +36,10 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode, v2
 
-from .cache import save_torch_atomic
-from .config import DataConfig, config_key
-from .paths import cache_dir
-from .rng import hash_uniform, pcg_hash, sample_seed
+from clvsmim.cache import save_torch_atomic
+from clvsmim.config import DataConfig, config_key
+from clvsmim.paths import cache_dir
+from clvsmim.rng import hash_uniform, pcg_hash, sample_seed
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)

@@ -45,15 +45,15 @@ def chapter_models(source: str = "zoo") -> list[str]:
 def load_analyses(profile, names: Sequence[str], source: str = "zoo", data_root: str | None = None,
                   device: str = "auto") -> dict[str, dict]:
     """``{name: report.model_analysis}``; the control always comes from the zoo."""
-    from .. import report
+    from clvsmim.book import report
 
     return {n: report.model_analysis(profile, n, "zoo" if n.startswith(CONTROL) else source, data_root, device)
             for n in names}
 
 
 def load_evaluations(profile, names: Sequence[str], data_root: str | None = None) -> dict[str, dict]:
-    """``{name: zoo evaluation}`` (cached by :func:`clvsmim.zoo.evaluations`)."""
-    from .. import zoo
+    """``{name: zoo evaluation}`` (cached by :func:`clvsmim.train.zoo.evaluations`)."""
+    from clvsmim.train import zoo
 
     results = zoo.evaluations(profile, data_root, only=list(names), progress=False)
     return {n: results[zoo.resolve(profile, n, data_root=data_root).key] for n in names}
@@ -67,7 +67,7 @@ def tsne_selection(profile, data_root: str | None = None, classes: int = 3, per_
 
     import torch
 
-    from ..data import open_dataset
+    from clvsmim.data import open_dataset
 
     data_cfg = profile.with_data_root(data_root).data
     dataset = open_dataset(data_cfg, "eval")
@@ -94,8 +94,8 @@ def token_tsne_result(profile, name: str, source: str = "zoo", data_root: str | 
     the model: ``coords`` (N_tokens×2), ``image`` and ``label`` per token, ``class_names``,
     ``silhouette_image`` / ``silhouette_class`` (cosine silhouette of the tokens grouped by image
     / by class, :func:`clvsmim.analysis.image_cluster_score`), ``perplexity`` actually used."""
-    from ..cache import cached_json
-    from ..claims import model_cache_path
+    from clvsmim.cache import cached_json
+    from clvsmim.claims import model_cache_path
 
     content = {"format": TSNE_FORMAT, "classes": classes, "per_class": per_class, "perplexity": perplexity,
                "seed": seed, "depth": -1}
@@ -106,10 +106,10 @@ def token_tsne_result(profile, name: str, source: str = "zoo", data_root: str | 
 
         import torch
 
-        from .. import report
-        from ..analysis import image_cluster_score, token_tsne
-        from ..data import get_batch, open_dataset
-        from ..evaluation import extract_tokens
+        from clvsmim.book import report
+        from clvsmim.analysis import image_cluster_score, token_tsne
+        from clvsmim.data import get_batch, open_dataset
+        from clvsmim.evaluation import extract_tokens
 
         sel = tsne_selection(profile, data_root, classes, per_class)
         data_cfg = profile.with_data_root(data_root).data
@@ -185,7 +185,7 @@ def measurements(profile, analyses: Mapping[str, dict], evaluations: Mapping[str
                  data_root: str | None = None, device: str = "auto", source: str = "zoo"):
     """The :class:`clvsmim.claims.Measurements` of this chapter's models (CL = moco, MIM = simmim,
     control = random), with the C5 token-cluster scores on the analysis images."""
-    from ..claims import Measurements, token_cluster_scores
+    from clvsmim.claims import Measurements, token_cluster_scores
 
     roles = {"cl": CL, "mim": MIM, "control": CONTROL}
     have = {r: n for r, n in roles.items() if n in analyses}
@@ -207,14 +207,14 @@ def fmt(value: float | None, digits: int = 2, unit: str = "") -> str:
 
 
 def _name(n: str) -> str:
-    from ..methods import display_name
+    from clvsmim.methods import display_name
 
     return display_name(n)
 
 
 def tsne_sentences(results: Mapping[str, dict], claim=None) -> str:
     """What F5 shows on these models (silhouettes) and C5's verdict on the analysis images."""
-    from ..claims import with_claim
+    from clvsmim.claims import with_claim
 
     parts = [f"{_name(n)}: silhouette by image {fmt(r['silhouette_image'])}, by class {fmt(r['silhouette_class'])}"
              for n, r in results.items()]
@@ -260,7 +260,7 @@ def cluster_strength_note(cl_silhouette: float | None, threshold: float = WEAK_S
 
 def fourier_sentences(curves: Mapping[str, Sequence[float]], claim=None) -> str:
     """F6 on these models: mean over depth, the trend at the last depths (MIM's implicit decoder)."""
-    from ..claims import with_claim
+    from clvsmim.claims import with_claim
 
     models = [n for n in curves if n != "depth"]
     means = {n: sum(curves[n]) / len(curves[n]) for n in models}
@@ -316,7 +316,7 @@ def fourier_order_sentence(cl: Sequence[float], mim: Sequence[float]) -> str:
 
 
 def cosine_sentences(curves: Mapping[str, Sequence[float]], claim=None) -> str:
-    from ..claims import with_claim
+    from clvsmim.claims import with_claim
 
     models = [n for n in curves if n != "depth"]
     text = ("Mean cosine similarity between the patch tokens of one image at the last depth: "
@@ -337,8 +337,8 @@ def svd_sentences(spectra: Mapping[str, Any]) -> str:
         rel = (ranks[MIM] - ranks[CL]) / max(ranks[MIM], ranks[CL], 1e-12)
         text += " A few dominant singular values mean homogeneous tokens, as the paper reports for CL; "
         if abs(rel) < 0.05:
-            text += (f"here the two spectra are about equally steep (effective ranks within 5 %), so this "
-                     f"measurement does not show the paper's difference.")
+            text += ("here the two spectra are about equally steep (effective ranks within 5 %), so this "
+                     "measurement does not show the paper's difference.")
         else:
             same = rel > 0
             text += (f"here {_name(CL)}'s spectrum is {'steeper' if same else 'flatter'} than {_name(MIM)}'s "
@@ -347,8 +347,8 @@ def svd_sentences(spectra: Mapping[str, Any]) -> str:
 
 
 def shape_sentences(rows: Mapping[str, dict], claim=None) -> str:
-    from ..claims import with_claim
-    from ..evaluation import shape_bias_standard_error
+    from clvsmim.claims import with_claim
+    from clvsmim.evaluation import shape_bias_standard_error
 
     text = ("Shape bias = decisions that follow the shape / decisions that follow either the shape or the texture, "
             "on cue-conflict images (the shape of one class filled with another class's texture), for a linear "
@@ -367,7 +367,7 @@ def shape_sentences(rows: Mapping[str, dict], claim=None) -> str:
 def eval_size(profile, data_root: str | None = None) -> int | None:
     """Number of evaluation images (what every accuracy of the zoo's evaluations is over), or
     ``None`` when the split cannot be opened."""
-    from ..data import open_dataset
+    from clvsmim.data import open_dataset
 
     try:
         return len(open_dataset(profile.with_data_root(data_root).data, "eval"))
@@ -389,7 +389,7 @@ def noise_sentences(rows: Mapping[str, dict], num_images: int | None = None) -> 
     changes exceeds twice its standard error, from the binomial standard errors of the four
     accuracies over ``num_images`` evaluation images (treated as independent: conservative for
     the paired clean / noisy accuracies). Without ``num_images`` it is not scored."""
-    from ..units import points
+    from clvsmim.book.units import points
 
     def change(r, key):
         return None if r["clean"] is None or r[key] is None else r[key] - r["clean"]

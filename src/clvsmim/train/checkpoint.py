@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cache import save_torch_atomic as save_atomic  # noqa: F401  (the checkpoint writer)
-from .config import ModelConfig
-from .models import build_vit
+from clvsmim.cache import save_torch_atomic as save_atomic  # noqa: F401  (the checkpoint writer)
+from clvsmim.config import ModelConfig
+from clvsmim.models import build_vit
 
 CHECKPOINT_NAME = "checkpoint.pt"
 

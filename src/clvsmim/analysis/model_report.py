@@ -30,7 +30,7 @@ classes — a linear probe of every depth on mean-pooled patch tokens (the image
 class into alternating train/test halves; one small fixed budget for every depth).
 
 Output: ``DIR/metrics.json`` (model and data description, timing, per-depth lists) and one
-figure per analysis, ``DIR/<name>.png`` (:data:`clvsmim.plots.analyze.FIGURES`). Python API: :func:`analyze_model`.
+figure per analysis, ``DIR/<name>.png`` (:data:`clvsmim.book.plots.analyze.FIGURES`). Python API: :func:`analyze_model`.
 ``--explorer`` adds ``DIR/explorer.html`` and its data folder ``DIR/explorer/``: the attention
 explorer (:mod:`clvsmim.explorer`) of the model on the first images, offline, from ``file://``.
 """
@@ -49,11 +49,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cache import write_json_atomic
-from .data import IMAGENET_MEAN, IMAGENET_STD
-from .methods import OFFICIAL_NAMES
-from .models import square_geometry
-from .plots.analyze import FIGURES, write_figures  # noqa: F401  (FIGURES: the figures written)
+from clvsmim.cache import write_json_atomic
+from clvsmim.data import IMAGENET_MEAN, IMAGENET_STD
+from clvsmim.methods import OFFICIAL_NAMES
+from clvsmim.models import square_geometry
+from clvsmim.book.plots.analyze import FIGURES, write_figures  # noqa: F401  (FIGURES: the figures written)
 
 #: Bumped when the layout of ``metrics.json`` changes.
 METRICS_FORMAT = 1
@@ -136,7 +136,7 @@ def _timm_model(name: str, random_init: bool, img_size: int | None, seed: int) -
 
 
 def _registry_model(name: str, random_init: bool, allow_pickle: bool, seed: int) -> tuple[nn.Module, dict]:
-    from .weights import REGISTRY, build_architecture, load_pretrained
+    from clvsmim.weights import REGISTRY, build_architecture, load_pretrained
 
     entry = REGISTRY[name]
     if random_init:
@@ -150,7 +150,7 @@ def _registry_model(name: str, random_init: bool, allow_pickle: bool, seed: int)
 
 
 def _checkpoint_model(path: Path, random_init: bool, allow_pickle: bool, seed: int) -> tuple[nn.Module, dict]:
-    from .weights import build_architecture, convert, infer_architecture, load_checkpoint, read_checkpoint
+    from clvsmim.weights import build_architecture, convert, infer_architecture, load_checkpoint, read_checkpoint
 
     if not path.exists():
         raise FileNotFoundError(f"--model {path}: no such checkpoint file (give a registry name, "
@@ -177,7 +177,7 @@ def resolve_model(spec: str, *, random_init: bool = False, allow_pickle: bool = 
     (missing path) or :class:`clvsmim.weights.CheckpointError` (unreadable / mismatched file).
     ``img_size`` only applies to ``timm:`` models (timm resamples the position embedding).
     """
-    from .weights import REGISTRY
+    from clvsmim.weights import REGISTRY
 
     spec = str(spec).strip()
     if not spec:
@@ -254,7 +254,7 @@ def _as_dataset(data) -> torch.utils.data.Dataset:
 
 def dataset_labels(dataset) -> torch.Tensor | None:
     """All labels of ``dataset`` without decoding images (``.labels`` / ``.shape``), else None."""
-    from .data import SyntheticSet
+    from clvsmim.data import SyntheticSet
 
     if isinstance(dataset, SyntheticSet):
         return dataset.shape
@@ -281,7 +281,7 @@ def analysis_order(labels: torch.Tensor | None, size: int, n: int) -> torch.Tens
 
 def open_analysis_data(spec: str, img_size: int, num_images: int, seed: int = 0):
     """``(dataset, description)`` for ``--data``: ``synthetic`` or an ImageFolder PATH."""
-    from .data import EVAL_SEED_OFFSET, SHAPES, ImageFolderDataset, make_synthetic
+    from clvsmim.data import EVAL_SEED_OFFSET, SHAPES, ImageFolderDataset, make_synthetic
 
     if spec == "synthetic":
         dataset = make_synthetic(num_images, img_size, seed=seed + EVAL_SEED_OFFSET)
@@ -341,7 +341,7 @@ def attention_queries(grid: Sequence[int]) -> list[tuple[int, int]]:
 
 
 def _normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    from .augment import to_float
+    from clvsmim.data.augment import to_float
 
     x = to_float(images)
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
@@ -390,11 +390,11 @@ def analyze_model(model: nn.Module, dataset_or_images, images: int | None = DEFA
         tsne {depth, image_positions, labels, perplexity, image_cluster_score, points} | {skipped}
         probe {pooling, accuracy L+1, train/test sizes, budget, chance} | {skipped}
     """
-    from .analysis import (MetricSums, PatchTokens, PooledFeatures, QueryMaps, analyze, image_cluster_score,
+    from clvsmim.analysis import (MetricSums, PatchTokens, PooledFeatures, QueryMaps, analyze, image_cluster_score,
                            linear_probe_per_layer, token_tsne)
-    from .analysis.pipeline import spectrum_selection
-    from .data import get_batch
-    from .report import resolve_device
+    from clvsmim.analysis.pipeline import spectrum_selection
+    from clvsmim.data import get_batch
+    from clvsmim.book.report import resolve_device
 
     t_start = time.perf_counter()
     check_backbone(model)
@@ -549,7 +549,7 @@ def _probe(pooled, labels, linear_probe_per_layer) -> dict:
     # relabel to 0..K-1 so the probe has exactly the classes present
     remap = {int(c): i for i, c in enumerate(classes.tolist())}
     y = torch.tensor([remap[int(c)] for c in labels.tolist()])
-    from .analysis.tokens import single_threaded
+    from clvsmim.analysis.tokens import single_threaded
 
     # small full-batch problems: torch's intra-op threads only add synchronisation overhead
     with single_threaded(torch.device("cpu")):

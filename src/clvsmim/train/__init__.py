@@ -1,0 +1,1 @@
+"""Training: the trainer, its checkpoints, the model zoo and its shipped weights."""
