@@ -9,11 +9,11 @@ Everything at once over a loader: :func:`analyze`.
 from .attention import attention_distance, attention_nmi, attention_statistics, query_attention_map
 from .pipeline import analyze
 from .probe import collect_pooled_features, linear_probe_per_layer, pooled_features
-from .tokens import (diagonal_log_amplitude, flatten_tokens, image_cluster_score, relative_log_amplitude,
+from .tokens import (cosine_silhouette, diagonal_log_amplitude, flatten_tokens, image_cluster_score, relative_log_amplitude,
                      singular_value_spectrum, token_cosine_similarity, token_tsne)
 
 __all__ = [
-    "analyze", "attention_distance", "attention_nmi", "attention_statistics", "collect_pooled_features",
+    "analyze", "attention_distance", "attention_nmi", "attention_statistics", "collect_pooled_features", "cosine_silhouette",
     "diagonal_log_amplitude", "flatten_tokens", "image_cluster_score", "linear_probe_per_layer",
     "pooled_features", "query_attention_map", "relative_log_amplitude", "singular_value_spectrum",
     "token_cosine_similarity", "token_tsne",
