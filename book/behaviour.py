@@ -20,12 +20,13 @@ data_root = None
 seed = 0
 device = "auto"
 source = "zoo"
+images = None
 
 # %%
 import pandas as pd
 from IPython.display import Markdown, display
 
-from clvsmim import report
+from clvsmim import paperbook, report
 from clvsmim.chapters import behaviour as ch
 from clvsmim.chapters import show_bullets as bullets
 from clvsmim.config import load_profile
@@ -33,7 +34,7 @@ from clvsmim.figures import save_figure, use_style
 from clvsmim.plots import behaviour as plots
 
 use_style()
-cfg = load_profile(profile)
+cfg = load_profile(profile, images)
 
 
 # %% [markdown]
@@ -63,6 +64,8 @@ pd.DataFrame(measured["linear_vs_finetune"]).round(1)
 # The paper's findings, checked on the zoo:
 
 # %%
+if source == "official":
+    display(Markdown(paperbook.needs_training_note("The measured row (one shared training budget, every size)")))
 bullets(ch.behaviour_sentences(measured))
 
 # %% [markdown]
@@ -100,7 +103,7 @@ pd.DataFrame({report.display_name(n): {"cosine(object map, background map)": s["
 # %%
 analyses = report.model_analyses(cfg, ["moco", "simmim", "mae"], source=source, data_root=data_root,
                                  device=device)
-control = ch.control_analysis(cfg, data_root, device)
+control = ch.control_analysis(cfg, data_root, device, source=source)
 distance = ch.depth_curves(analyses, "attention_distance")
 control_distance = ch.depth_curves({"random": control}, "attention_distance")["random"] if control else None
 fig = plots.plot_depth_metric(distance, "mean attention distance (px)", control_distance)

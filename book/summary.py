@@ -16,20 +16,26 @@ profile = "smoke"
 data_root = None
 seed = 0
 device = "auto"
+source = "zoo"
+images = None
 claim_seeds = 1
 
 # %%
 from IPython.display import HTML, Markdown, display
 
-from clvsmim import claims
+from clvsmim import claims, paperbook
 from clvsmim.chapters import summary as sm
 from clvsmim.config import load_profile
 from clvsmim.figures import save_figure, use_style
 from clvsmim.plots import summary as plots
 
 use_style()
-p = load_profile(profile)
-table = claims.claims_table(p, claims.seeds_for(p, claim_seeds), data_root, device)
+p = load_profile(profile, images)
+if source == "official":  # the official checkpoints: nothing is trained; C8 and C11 need the GPU-sized profile
+    table = paperbook.official_claims_table(p, data_root, device)
+    display(Markdown(paperbook.table_rows(paperbook.claim_sources(table, p))))
+else:
+    table = claims.claims_table(p, claims.seeds_for(p, claim_seeds), data_root, device)
 display(Markdown(sm.verdict_sentences(table)))
 
 # %% [markdown]

@@ -1,0 +1,109 @@
+"""The paper book on the official checkpoints, end to end on CPU, without network.
+
+Stand-in official checkpoints (random ViT-B/16 weights in each upstream layout, where
+``clvsmim weights fetch`` keeps them, pinned in a lock file) and a folder of real photographs
+(scikit-image's sample images) — :mod:`paper_world`. ``clvsmim book --profile paper`` then
+trains nothing, analyses the stand-ins on a few images and must produce every poster figure.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from clvsmim.bookrun import default_source, run_book
+from clvsmim.cli import main
+
+pytest.importorskip("skimage")
+from official_formats import moco_checkpoint, tiny_beit  # noqa: E402
+from paper_world import photo_folder, write_official_standins  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+FIGURE_IDS = [f"F{i}" for i in range(11)]
+IMAGES = 8  # analysis images: small enough for CPU, enough for a train / test probe over 3 classes
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CLVSMIM_WEIGHTS_LOCK", str(tmp_path / "lock.json"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    return tmp_path
+
+
+def _errors(notebook: Path) -> list:
+    nb = nbformat.read(notebook, as_version=4)
+    return [(i, o.get("ename"), o.get("evalue")) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+            for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+
+
+def _text(notebook: Path) -> str:
+    nb = nbformat.read(notebook, as_version=4)
+    return json.dumps([c.get("outputs", []) for c in nb.cells if c.cell_type == "code"], ensure_ascii=False)
+
+
+def test_paper_profile_defaults_to_the_official_checkpoints():
+    assert default_source("paper") == "official"
+    assert default_source("smoke") == "zoo" and default_source("mini") == "zoo"
+
+
+def test_a_folder_with_too_few_images_is_one_clear_error(isolated, capsys):
+    photos = photo_folder(isolated / "photos", per_class=2)  # 3 classes × 2 + one corrupt file = 7 files
+    with pytest.raises(ValueError) as info:
+        run_book(REPO, "paper", data=photos, out=isolated / "out", images=50, html=False)
+    msg = str(info.value)
+    assert "holds 7 images" in msg and str(photos) in msg and "--images" in msg and "50" in msg
+    with pytest.raises(SystemExit) as info:  # the CLI: one line, no traceback
+        main(["book", "--profile", "paper", "--data", str(photos), "--images", "50", "--no-html",
+              "--out", str(isolated / "out"), "--root", str(REPO)])
+    assert "holds 7 images" in str(info.value) and "--images" in str(info.value)
+    assert not (isolated / "out" / "book").exists()  # nothing ran
+
+
+@pytest.mark.slow
+def test_a_checkpoint_in_the_wrong_layout_fails_the_chapter_with_the_compact_error(isolated):
+    """A MoCo v3 file whose base encoder is BEiT-shaped: the chapter reports missing / unexpected keys."""
+    photos = photo_folder(isolated / "photos", per_class=2)
+    write_official_standins(["moco_v3_vit_b"], checkpoint=lambda name: moco_checkpoint(tiny_beit()))
+    report = run_book(REPO, "paper", data=photos, out=isolated / "out", images=4, html=False,
+                      chapters=["representation"], device="cpu")
+    result = next(r for r in report.results if r.file == "book/representation")
+    assert result.status == "failed" and result.ename == "CheckpointError", result.detail()
+    assert "missing keys:" in result.evalue and "unexpected keys:" in result.evalue, result.evalue
+    assert "blocks.*.attn.q_bias" in result.evalue and len(result.evalue) < 1500  # compact, not a key dump
+    assert report.exit_code != 0
+
+
+@pytest.mark.slow
+def test_paper_book_runs_on_official_standins_and_photos(isolated):
+    photos = photo_folder(isolated / "photos", per_class=8)
+    write_official_standins()
+    out = isolated / "out"
+    start = time.perf_counter()
+    report = run_book(REPO, "paper", data=photos, out=out, images=IMAGES, html=False, device="cpu")
+    seconds = time.perf_counter() - start
+    print(f"paper book on CPU, {IMAGES} images: {seconds:.0f} s\n{report.table()}")
+    assert report.exit_code == 0, report.table()
+    assert not (isolated / "cache" / "zoo").exists()  # nothing trained, no zoo built
+
+    manifest = json.loads((out / "figures" / "manifest.json").read_text())
+    missing = [f for f in FIGURE_IDS if f not in manifest]
+    assert not missing, f"figures missing from the manifest: {missing}"
+    for fig_id in FIGURE_IDS:
+        assert (out / "figures" / f"{fig_id}.png").stat().st_size > 1000
+        assert manifest[fig_id]["profile"] == "paper"
+    chapters = [r.file for r in report.results if r.status in ("ok", "cached")]
+    for chapter in chapters:
+        assert not _errors(out / f"{chapter}.ipynb"), chapter
+
+    f7 = json.loads((out / "figures" / "F7.json").read_text())  # probed on the official stand-ins
+    assert f7["source"] == "official" and set(f7["curves"]) == {"moco", "simmim", "mae"} and f7["control"]
+    assert len(f7["curves"]["moco"]["accuracy"]) == 13  # ViT-B: depths 0..12
+    f9 = json.loads((out / "figures" / "F9.json").read_text())
+    assert f9["source"] == "literature" and [p["lam"] for p in f9["points"]] == [0.0, 1.0]
+    summary = _text(out / "book" / "summary.ipynb")
+    assert "needs the GPU-sized profile" in summary and "official MoCo v3 / SimMIM ViT-B/16" in summary
+    assert "needs the GPU-sized profile" in _text(out / "book" / "hybrid.ipynb")
