@@ -107,3 +107,30 @@ def test_paper_book_runs_on_official_standins_and_photos(isolated):
     summary = _text(out / "book" / "summary.ipynb")
     assert "needs the GPU-sized profile" in summary and "official MoCo v3 / SimMIM ViT-B/16" in summary
     assert "needs the GPU-sized profile" in _text(out / "book" / "hybrid.ipynb")
+
+
+def test_colab_notebooks_clone_the_repository_named_in_config(tmp_path):
+    """The set-up cell and the launch buttons use one URL: ``repository.url`` of ``_config.yml``."""
+    import shutil
+
+    import yaml
+
+    from clvsmim.bookrun import render_notebooks, repository_url
+
+    root = tmp_path / "fork"
+    (root / "book").mkdir(parents=True)
+    shutil.copy(REPO / "_toc.yml", root / "_toc.yml")
+    cfg = yaml.safe_load((REPO / "_config.yml").read_text())
+    assert repository_url(REPO) == cfg["repository"]["url"]
+    cfg["repository"]["url"] = "https://github.com/someone/clvsmim-fork"
+    (root / "_config.yml").write_text(yaml.safe_dump(cfg))
+    shutil.copy(REPO / "book" / "hybrid.py", root / "book" / "hybrid.py")
+    written = render_notebooks(tmp_path / "nbs", root)
+    setup = nbformat.read(written[0], as_version=4).cells[0].source
+    assert '"https://github.com/someone/clvsmim-fork"' in setup and "github.com/clvsmim/clvsmim" not in setup
+    params = next(c for c in nbformat.read(written[0], as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    assert 'source = "official"' in params.source and 'profile = "paper"' in params.source
+    del cfg["repository"]["url"]
+    (root / "_config.yml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match="repository.url"):
+        render_notebooks(tmp_path / "nbs2", root)

@@ -65,7 +65,6 @@ log = logging.getLogger("clvsmim.book")
 TOC_NAME = "_toc.yml"
 CONFIG_NAME = "_config.yml"
 KERNEL_NAME = "clvsmim-book"
-REPO_URL = "https://github.com/clvsmim/clvsmim"
 NOTEBOOKS_BRANCH = "notebooks"  # the branch holding the rendered Colab notebooks
 SOURCE_BRANCH = "main"
 CHAPTER_SUFFIX = ".py"
@@ -812,6 +811,16 @@ if "google.colab" in sys.modules:
     os.chdir("/content/clvsmim/{folder}")'''
 
 
+def repository_url(root: str | os.PathLike) -> str:
+    """The repository the Colab set-up cell clones and the launch buttons open: ``repository.url``
+    of ``<root>/_config.yml`` (the one place to change when publishing a fork)."""
+    path = Path(root) / CONFIG_NAME
+    url = ((yaml.safe_load(path.read_text()) or {}).get("repository") or {}).get("url")
+    if not url:
+        raise ValueError(f"{path}: no repository.url (the Git URL the Colab notebooks clone)")
+    return str(url)
+
+
 def _set_param(source: str, name: str, value: Any) -> str:
     pat = re.compile(rf"^{name}(\s*:[^=\n]+)?\s*=\s*[^#\n]*?(\s*#.*)?$", re.M)
     line = f"{name} = {json.dumps(value) if isinstance(value, str) else repr(value)}"
@@ -821,12 +830,14 @@ def _set_param(source: str, name: str, value: Any) -> str:
 
 
 def render_notebook(source: Path, folder: str, *, profile: str = "paper", device: str = "cuda",
-                    repo: str = REPO_URL, branch: str = SOURCE_BRANCH) -> Any:
-    """A clean, output-free notebook of one jupytext chapter for Colab: a set-up cell first,
-    the parameters cell defaulted to ``profile``/``device``."""
+                    repo: str | None = None, branch: str = SOURCE_BRANCH) -> Any:
+    """A clean, output-free notebook of one jupytext chapter for Colab: a set-up cell first
+    (cloning ``repo``, default :func:`repository_url` of the project), the parameters cell
+    defaulted to ``profile``/``device``."""
     import jupytext
     import nbformat
 
+    repo = repo or repository_url(find_root(source.parent))
     nb = jupytext.read(source)
     params = next((c for c in nb.cells if "parameters" in c.metadata.get("tags", [])), None)
     if params is None:
@@ -869,7 +880,8 @@ def render_notebooks(out_dir: str | os.PathLike, root: str | os.PathLike | None 
     for e in read_entries(root, toc_path):
         if e.kind != "chapter":
             continue
-        nb = render_notebook(e.source, str(Path(e.file).parent), profile=profile, device=device)
+        nb = render_notebook(e.source, str(Path(e.file).parent), profile=profile, device=device,
+                             repo=repository_url(root))
         dest = out_dir / f"{e.file}.ipynb"
         dest.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, dest)
