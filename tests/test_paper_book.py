@@ -61,6 +61,8 @@ def test_a_folder_with_too_few_images_is_one_clear_error(isolated, capsys):
               "--out", str(isolated / "out"), "--root", str(REPO)])
     assert "holds 7 images" in str(info.value) and "--images" in str(info.value)
     assert not (isolated / "out" / "book").exists()  # nothing ran
+    with pytest.raises(ValueError, match="--data"):  # the official checkpoints are not analysed on synthetic shapes
+        run_book(REPO, "paper", out=isolated / "out", html=False)
 
 
 @pytest.mark.slow

@@ -531,6 +531,12 @@ def run_book(root: str | os.PathLike | None = None, profile: str = "smoke", *,
         raise ValueError(f"source must be one of {SOURCES}, found {source!r}")
     if images is not None and int(images) < 2:
         raise ValueError(f"--images: the analyses need at least 2 images, found {images}")
+    if source == "official" and data is None:
+        from .config import load_profile
+
+        if load_profile(str(profile)).data.root is None:
+            raise ValueError("--source official analyses real photographs: give an ImageFolder with --data "
+                             "(e.g. DATA=$(clvsmim weights imagenette))")
     if data is not None:
         check_image_count(str(profile), data, images)
     root = Path(root).resolve() if root else find_root()
