@@ -60,7 +60,7 @@ def cache_name(profile, name: str) -> str:
 def needs_training_note(what: str) -> str:
     """The one line a chapter shows where its models would need GPU training."""
     return (f"*{what} {GPU_NOTE}: these models have no official checkpoint and must be trained "
-            f"(`clvsmim book --profile paper --source zoo` on a GPU). Shown instead: the paper's numbers.*")
+            f"(`clvsmim book --profile gpu --data DATA` on one GPU). Shown instead: the paper's numbers.*")
 
 
 # --------------------------------------------------------------------------- F7 on official checkpoints
