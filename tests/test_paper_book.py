@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import torch
 import pytest
 
 from clvsmim.bookrun import default_source, run_book
@@ -136,3 +137,46 @@ def test_colab_notebooks_clone_the_repository_named_in_config(tmp_path):
     (root / "_config.yml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(ValueError, match="repository.url"):
         render_notebooks(tmp_path / "nbs2", root)
+
+
+def test_random_control_is_the_official_vit_b_built_from_the_seed():
+    from clvsmim.paperbook import random_control
+    from clvsmim.weights import get_entry
+    from clvsmim.weights.convert import build_architecture
+
+    state = torch.random.get_rng_state()
+    a, b, c = random_control(0), random_control(0), random_control(1)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's RNG is untouched
+    reference = build_architecture(get_entry("moco_v3_vit_b").architecture).state_dict()
+    sa = a.state_dict()
+    assert {k: v.shape for k, v in sa.items()} == {k: v.shape for k, v in reference.items()}
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in sa.items())
+    assert not torch.equal(sa["blocks.0.attn.qkv.weight"], c.state_dict()["blocks.0.attn.qkv.weight"])
+    assert not a.training
+
+
+def test_images_option_sets_the_analysis_count_and_probe_images_cover_every_class(isolated):
+    from clvsmim.config import load_profile
+    from clvsmim.paperbook import probe_images
+
+    p = load_profile("paper", images=6)
+    assert p.eval.num_analysis_images == 6 and load_profile("paper").eval.num_analysis_images == 256
+    with pytest.raises(ValueError, match="at least 2"):
+        load_profile("paper", images=1)
+    photos = photo_folder(isolated / "photos", per_class=3)
+    images, labels = probe_images(p, str(photos), 6)
+    assert images.shape == (6, 3, 224, 224) and images.dtype == torch.uint8
+    assert labels.tolist() == [0, 0, 1, 1, 2, 2]  # two of each class, in file order
+
+
+def test_hybrid_literature_end_points_come_from_the_literature_table():
+    from clvsmim.chapters.behaviour import read_literature
+    from clvsmim.paperbook import literature_sweep_points
+
+    df = read_literature(REPO / "book" / "data" / "literature.csv")
+    points = literature_sweep_points(df)
+    assert [(p["lam"], p["name"]) for p in points] == [(0.0, "SimMIM"), (1.0, "MoCo v3")]
+    for p in points:
+        row = df[(df["method"] == p["name"]) & (df["size"] == "B")].iloc[0]
+        assert (p["linear_probe"], p["finetune"]) == (row["linear_probe"], row["finetune"])
+        assert p["source"] == row["source"] and p["status"] == row["status"]
