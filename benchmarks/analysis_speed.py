@@ -5,6 +5,10 @@ ViT-S/16 (timm ``vit_small_patch16_224``, random init) on one CPU batch of 16 im
 * forward   — ``model.forward_features`` under ``no_grad`` (fused attention, timm default);
 * capture   — :func:`clvsmim.models.capture` alone (unfused attention + hooks, no metrics);
 * analyze   — :func:`clvsmim.analysis.analyze` on the same batch (one capture + all metrics);
+* analyze, all collectors — the same ONE pass also feeding the probe features, the t-SNE
+  tokens and the query maps (what ``clvsmim analyze`` collects);
+* separate passes — the same four results with one pass per consumer (the layout before the
+  collectors: metrics, probe features, tokens and maps each ran their own capture loop);
 * naive     — one capture per metric, distance matrix by a Python double loop, explicit
   renormalisation, full FFT, ``svdvals`` per image.
 
@@ -22,7 +26,7 @@ import time
 import timm
 import torch
 
-from clvsmim.analysis import analyze
+from clvsmim.analysis import MetricSums, PatchTokens, PooledFeatures, QueryMaps, analyze
 from clvsmim.models import capture, geometry
 
 
@@ -136,11 +140,21 @@ def main() -> None:
         with torch.no_grad():
             model.forward_features(images)
 
+    def collectors():
+        return {"metrics": MetricSums(), "pooled": PooledFeatures(), "tokens": PatchTokens([-1]),
+                "maps": QueryMaps([(0, 0), (7, 7)])}
+
+    def separate_passes():
+        for name, collector in collectors().items():
+            analyze(model, [images], {name: collector})
+
     methods = {
         "forward (fused attention)": forward,
         "capture only (unfused + hooks)": lambda: capture(model, images),
         "analyze (spectrum_every=4, default)": lambda: analyze(model, [images]),
         "analyze, spectrum_every=1": lambda: analyze(model, [images], spectrum_every=1),
+        "analyze, all collectors": lambda: analyze(model, [images], collectors()),
+        "separate passes (4 consumers)": separate_passes,
         "naive (1 pass per metric)": lambda: naive_analysis(model, images),
     }
     forward()  # warm-up

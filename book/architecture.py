@@ -15,12 +15,13 @@ data_root = None
 seed = 0
 device = "auto"
 source = "zoo"
+images = None
 
 # %%
 import pandas as pd
 import torch
 
-from clvsmim.book import report
+from clvsmim.book import paperbook, report
 from clvsmim.book.chapters import architecture as ch
 from clvsmim.book.chapters.behaviour import evaluations_by_name
 from clvsmim.book.chapters import show_bullets as bullets
@@ -30,7 +31,7 @@ from clvsmim.book.plots import architecture as plots
 from clvsmim.rng import sample_seed
 
 use_style()
-cfg = load_profile(profile)
+cfg = load_profile(profile, images)
 
 
 # %% [markdown]
@@ -39,16 +40,19 @@ cfg = load_profile(profile)
 # A linear classifier on the mean-pooled patch tokens of each depth (0 = patch embedding,
 # `L` = last block, before the final norm), trained with the same budget for every depth and
 # model (`clvsmim.evaluation.linear_probe`). The grey dashed line is the untrained network; the
-# open circle marks each model's best depth. The probes use the zoo of the profile (also when
-# `source = "official"`: the official checkpoints are not probed here).
+# open circle marks each model's best depth. With `source = "official"` the official
+# checkpoints and the seeded random init are probed on the analysis images (alternate images
+# of each class for training and testing, the budget of `clvsmim analyze`).
 
 # %%
-evals = evaluations_by_name(cfg, ["moco", "simmim", "mae", "random"], data_root)
+probed = ["moco", "simmim", "mae", "random"]
+evals = (paperbook.probe_evaluations(cfg, probed, data_root, device) if source == "official"
+         else evaluations_by_name(cfg, probed, data_root))
 summary = ch.linear_probe_summary(evals)
 control = summary.pop("random", None)
 chance = ch.chance_level(cfg, data_root)
 fig = plots.plot_linear_probe_depths(summary, control, chance=chance)
-save_figure(fig, "F7", {"curves": summary, "control": control, "chance": chance, "pool": "mean"},
+save_figure(fig, "F7", {"curves": summary, "control": control, "chance": chance, "pool": "mean", "source": source},
             models=list(summary) + (["random"] if control else []),
             caption="Linear-probe accuracy of every depth: MoCo v3, SimMIM, MAE; untrained control dashed.")
 pd.DataFrame({report.display_name(n): s["accuracy"] for n, s in summary.items()},

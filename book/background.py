@@ -25,6 +25,8 @@ profile = "smoke"
 data_root = None
 seed = 0
 device = "auto"
+source = "zoo"
+images = None
 
 # %%
 import pandas as pd
@@ -36,7 +38,7 @@ from clvsmim.book.figures import save_figure, use_style
 from clvsmim.book.plots import background as plots
 
 use_style()
-cfg = load_profile(profile)
+cfg = load_profile(profile, images)
 pd.DataFrame({
     "setting": ["image size (px)", "patch size (px)", "tokens", "MoCo v3 crop scale", "SimMIM mask ratio",
                 "SimMIM mask patch (px)", "MAE mask ratio"],

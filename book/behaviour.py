@@ -24,12 +24,13 @@ data_root = None
 seed = 0
 device = "auto"
 source = "zoo"
+images = None
 
 # %%
 import pandas as pd
 from IPython.display import Markdown, display
 
-from clvsmim.book import report
+from clvsmim.book import paperbook, report
 from clvsmim.book.chapters import behaviour as ch
 from clvsmim.book.chapters import show_bullets as bullets
 from clvsmim.config import load_profile
@@ -37,7 +38,7 @@ from clvsmim.book.figures import save_figure, use_style
 from clvsmim.book.plots import behaviour as plots
 
 use_style()
-cfg = load_profile(profile)
+cfg = load_profile(profile, images)
 
 
 # %% [markdown]
@@ -72,6 +73,8 @@ pd.DataFrame(measured["linear_vs_finetune"]).round(1)
 # The paper's findings, checked on the zoo:
 
 # %%
+if source == "official":
+    display(Markdown(paperbook.needs_training_note("The measured row (one shared training budget, every size)")))
 bullets(ch.behaviour_sentences(measured, ch.paper_own_runs(literature)))
 
 # %% [markdown]
@@ -130,7 +133,7 @@ HTML(explorer["html"])
 # %%
 analyses = report.model_analyses(cfg, ["moco", "simmim", "mae"], source=source, data_root=data_root,
                                  device=device)
-control = ch.control_analysis(cfg, data_root, device)
+control = ch.control_analysis(cfg, data_root, device, source=source)
 distance = ch.depth_curves(analyses, "attention_distance")
 control_distance = ch.depth_curves({"random": control}, "attention_distance")["random"] if control else None
 fig = plots.plot_depth_metric(distance, "mean attention distance (px)", control_distance)

@@ -19,21 +19,27 @@ profile = "smoke"
 data_root = None
 seed = 0
 device = "auto"
+source = "zoo"
+images = None
 
 # %%
 from IPython.display import Markdown, display
 
 from clvsmim import claims
+from clvsmim.book import paperbook
 from clvsmim.book.chapters import hybrid as hy
+from clvsmim.book.chapters.behaviour import read_literature
 from clvsmim.config import load_profile
 from clvsmim.book.figures import save_figure, use_style
 from clvsmim.book.plots import hybrid as plots
 
 use_style()
-p = load_profile(profile)
+p = load_profile(profile, images)
+trained = source == "zoo"  # the official world has no hybrid checkpoint
 models = hy.sweep_models(p, data_root)
 display(Markdown(f"Profile **{p.name}**: λ ∈ {{{', '.join(f'{lam:g}' for lam, _ in models)}}}, models "
-                 + ", ".join(f"`{name}`" for _, name in models) + "."))
+                 + ", ".join(f"`{name}`" for _, name in models) + "."
+                 + ("" if trained else "\n\n" + paperbook.needs_training_note("The λ sweep"))))
 
 # %% [markdown]
 # ## What each branch sees
@@ -48,16 +54,25 @@ display(Markdown(hy.branches_markdown(p)))
 # the last block (x) and end-to-end fine-tuning (y). Points are joined in λ order.
 
 # %%
-points, control_eval = hy.sweep_points(p, data_root)
-c8 = claims.evaluate_claim("C8", hy.measurements(points, control_eval))
-fig = plots.plot_sweep(points)
-save_figure(fig, "F9", {"points": [{k: pt[k] for k in ("lam", "name", "linear_probe", "finetune")} for pt in points],
-                        "control": {"linear_probe": c8.details.get("control_linear_probe"),
-                                    "finetune": c8.details.get("control_finetune")},
-                        "claim": c8.to_dict()},
-            models=[pt["name"] for pt in points],
-            caption="Hybrid λ sweep: fine-tuning vs linear-probing accuracy (λ = 0 SimMIM, λ = 1 MoCo v3).")
-display(Markdown(hy.sweep_sentences(points, c8)))
+if trained:
+    points, control_eval = hy.sweep_points(p, data_root)
+    c8 = claims.evaluate_claim("C8", hy.measurements(points, control_eval))
+    fig = plots.plot_sweep(points)
+    save_figure(fig, "F9", {"points": [{k: pt[k] for k in ("lam", "name", "linear_probe", "finetune")} for pt in points],
+                            "control": {"linear_probe": c8.details.get("control_linear_probe"),
+                                        "finetune": c8.details.get("control_finetune")},
+                            "claim": c8.to_dict()},
+                models=[pt["name"] for pt in points],
+                caption="Hybrid λ sweep: fine-tuning vs linear-probing accuracy (λ = 0 SimMIM, λ = 1 MoCo v3).")
+    display(Markdown(hy.sweep_sentences(points, c8)))
+else:
+    points = paperbook.literature_sweep_points(read_literature("data/literature.csv"))
+    fig = plots.plot_sweep(points)
+    save_figure(fig, "F9", {"points": points, "source": "literature"}, models=[],
+                caption="The sweep's end points from the literature (ViT-B/16, %): λ = 0 SimMIM, λ = 1 MoCo v3.")
+    display(Markdown("Literature end points (the hybrids in between need training): "
+                     + "; ".join(f"λ = {pt['lam']:g} {pt['name']}: linear {pt['linear_probe']:g}, fine-tune "
+                                 f"{pt['finetune']:g} ({pt['source']}, *{pt['status']}*)" for pt in points) + "."))
 
 # %% [markdown]
 # ## The hybrids across depth
@@ -68,10 +83,14 @@ display(Markdown(hy.sweep_sentences(points, c8)))
 # untrained control is dashed.
 
 # %%
-analyses = hy.sweep_analyses(p, models, data_root, device)
-control = hy.control_analysis(p, data_root, device)
-curves = hy.hybrid_curves(analyses, control)
-fig = plots.plot_hybrid_curves(curves)
-save_figure(fig, "A-hybrid-curves", curves, models=[name for _, name in models] + ([hy.CONTROL] if control else []),
-            caption="Attention distance, NMI and Fourier Δ log amplitude of the hybrids, coloured by λ.")
-display(Markdown(hy.curves_sentences(curves)))
+if trained:
+    analyses = hy.sweep_analyses(p, models, data_root, device)
+    control = hy.control_analysis(p, data_root, device)
+    curves = hy.hybrid_curves(analyses, control)
+    fig = plots.plot_hybrid_curves(curves)
+    save_figure(fig, "A-hybrid-curves", curves,
+                models=[name for _, name in models] + ([hy.CONTROL] if control else []),
+                caption="Attention distance, NMI and Fourier Δ log amplitude of the hybrids, coloured by λ.")
+    display(Markdown(hy.curves_sentences(curves)))
+else:
+    display(Markdown(paperbook.needs_training_note("The hybrids' per-depth analyses")))

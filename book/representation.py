@@ -15,6 +15,7 @@ data_root = None
 seed = 0
 device = "auto"
 source = "zoo"
+images = None
 
 # %%
 from IPython.display import Markdown, display
@@ -27,7 +28,7 @@ from clvsmim.book.plots import representation as plots
 from clvsmim.book.report import display_name
 
 use_style()
-p = load_profile(profile)
+p = load_profile(profile, images)
 names = rep.chapter_models(source)
 analyses = rep.load_analyses(p, names, source, data_root, device)
 evaluations = rep.load_evaluations(p, names, data_root) if source == "zoo" else {}

@@ -20,20 +20,27 @@ profile = "smoke"
 data_root = None
 seed = 0
 device = "auto"
+source = "zoo"
+images = None
 claim_seeds = 1
 
 # %%
 from IPython.display import HTML, Markdown, display
 
 from clvsmim import claims
+from clvsmim.book import paperbook
 from clvsmim.book.chapters import summary as sm
 from clvsmim.config import load_profile
 from clvsmim.book.figures import save_figure, use_style
 from clvsmim.book.plots import summary as plots
 
 use_style()
-p = load_profile(profile)
-built = claims.claims_table(p, claims.seeds_for(p, claim_seeds), data_root, device)
+p = load_profile(profile, images)
+if source == "official":  # the official checkpoints: nothing is trained; C8 and C11 need the GPU-sized profile
+    built = paperbook.official_claims_table(p, data_root, device)
+    display(Markdown(paperbook.table_rows(paperbook.claim_sources(built, p))))
+else:
+    built = claims.claims_table(p, claims.seeds_for(p, claim_seeds), data_root, device)
 table = sm.table_of_record(p.name, built)
 recorded = table is not built
 display(Markdown(("The record is the table recorded in "

@@ -11,9 +11,9 @@ from torch import nn
 DIM, DEPTH, HEADS, IMG, PATCH = 192, 2, 3, 32, 8  # ViT-Ti width (heads come from HEADS_BY_DIM), tiny input
 
 
-def _randomise(model: nn.Module) -> nn.Module:
+def _randomise(model: nn.Module, seed: int = 1) -> nn.Module:
     """Non-trivial values everywhere (zero-initialised biases / constant layer scales would hide swaps)."""
-    g = torch.Generator().manual_seed(1)
+    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.05)
@@ -36,11 +36,17 @@ def _persistent(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
     return OrderedDict((k, v.clone()) for k, v in model.state_dict().items() if not k.endswith("relative_position_index"))
 
 
+def _dims(model: nn.Module) -> tuple[int, int, int]:
+    """(embedding width, patch size, number of patches) of a timm ViT / BEiT."""
+    return model.embed_dim, model.patch_embed.patch_size[0], model.patch_embed.num_patches
+
+
 def moco_checkpoint(vit: nn.Module) -> dict:
+    dim = vit.embed_dim
     sd = OrderedDict()
     for k, v in vit.state_dict().items():
         sd[f"module.base_encoder.{k}"] = v.clone()
-    proj = {"head.0.weight": torch.randn(64, DIM), "head.1.weight": torch.ones(64), "head.1.bias": torch.zeros(64),
+    proj = {"head.0.weight": torch.randn(64, dim), "head.1.weight": torch.ones(64), "head.1.bias": torch.zeros(64),
             "head.1.running_mean": torch.zeros(64), "head.1.running_var": torch.ones(64),
             "head.1.num_batches_tracked": torch.tensor(7), "head.3.weight": torch.randn(32, 64)}
     for k, v in proj.items():
@@ -66,12 +72,12 @@ SIMMIM_NAMES = ["encoder.cls_token", "encoder.mask_token", "encoder.patch_embed.
 
 
 def simmim_checkpoint(beit: nn.Module, config: object | None = None) -> dict:
+    dim, patch, n = _dims(beit)
     sd = OrderedDict((f"encoder.{k}", v.clone()) for k, v in _persistent(beit).items())
-    sd["encoder.mask_token"] = torch.randn(1, 1, DIM)
-    grid = IMG // PATCH
-    sd["encoder.rel_pos_bias.relative_position_index"] = torch.zeros(grid * grid + 1, grid * grid + 1, dtype=torch.long)
-    sd["decoder.0.weight"] = torch.randn(PATCH * PATCH * 3, DIM, 1, 1)
-    sd["decoder.0.bias"] = torch.zeros(PATCH * PATCH * 3)
+    sd["encoder.mask_token"] = torch.randn(1, 1, dim)
+    sd["encoder.rel_pos_bias.relative_position_index"] = torch.zeros(n + 1, n + 1, dtype=torch.long)
+    sd["decoder.0.weight"] = torch.randn(patch * patch * 3, dim, 1, 1)
+    sd["decoder.0.bias"] = torch.zeros(patch * patch * 3)
     ckpt = {"model": sd, "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "params": []}]},
             "lr_scheduler": {"last_epoch": 800}, "max_accuracy": 0.0, "epoch": 799}
     if config is not None:
@@ -83,14 +89,15 @@ def mae_checkpoint(vit: nn.Module, decoder: bool = False) -> tuple[dict, "Ordere
     sd = OrderedDict((k, v.clone()) for k, v in vit.state_dict().items())
     dec = OrderedDict()
     if decoder:
-        dw, n = 64, (IMG // PATCH) ** 2
+        dim, patch, n = _dims(vit)
+        dw = 64
         blocks = nn.ModuleList([timm.models.vision_transformer.Block(dw, 2, qkv_bias=True) for _ in range(2)])
-        dec["decoder_embed.weight"], dec["decoder_embed.bias"] = torch.randn(dw, DIM), torch.randn(dw)
+        dec["decoder_embed.weight"], dec["decoder_embed.bias"] = torch.randn(dw, dim), torch.randn(dw)
         dec["mask_token"] = torch.randn(1, 1, dw)
         dec["decoder_pos_embed"] = torch.randn(1, n + 1, dw)
         for k, v in blocks.state_dict().items():
             dec[f"decoder_blocks.{k}"] = v.clone()
         dec["decoder_norm.weight"], dec["decoder_norm.bias"] = torch.ones(dw), torch.zeros(dw)
-        dec["decoder_pred.weight"], dec["decoder_pred.bias"] = torch.randn(PATCH * PATCH * 3, dw), torch.zeros(PATCH * PATCH * 3)
+        dec["decoder_pred.weight"], dec["decoder_pred.bias"] = torch.randn(patch * patch * 3, dw), torch.zeros(patch * patch * 3)
         sd.update(dec)
     return {"model": sd}, dec

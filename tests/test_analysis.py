@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from clvsmim.analysis import (analyze, attention_distance, attention_nmi, attention_statistics,
-                              collect_pooled_features, image_cluster_score, linear_probe_per_layer,
+                              collect_pooled_features, cosine_silhouette, image_cluster_score, linear_probe_per_layer,
                               pooled_features, query_attention_map, relative_log_amplitude,
                               singular_value_spectrum, token_cosine_similarity, token_tsne)
 from clvsmim.config import ModelConfig
@@ -249,6 +249,28 @@ def test_singular_value_spectrum_matches_numpy():
     rank_one = torch.randn(1, 1 + 16, 1) * torch.randn(1, 1, 8)
     spec = singular_value_spectrum(rank_one.double(), center=False)
     assert spec[0] == pytest.approx(1.0) and spec[1:].abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cosine_silhouette_matches_sklearn(seed):
+    """The linear-time silhouette equals scikit-learn's O(N²) one, singleton groups and a zero row included."""
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(seed)
+    n, d, k = 60, 7, 6
+    labels = rng.integers(0, k, n)
+    labels[0] = k  # a singleton group (sklearn: s = 0 there)
+    x = rng.normal(size=(n, d)) + 2.0 * rng.normal(size=(k + 1, d))[labels]
+    if seed == 2:
+        x[5] = 0.0  # zero row: sklearn keeps it at zero norm (distance 1 to everything)
+    expected = silhouette_score(x, labels, metric="cosine")
+    assert cosine_silhouette(x, labels) == pytest.approx(expected, abs=1e-6)
+    shuffled = rng.permutation(n)  # row order does not matter
+    assert cosine_silhouette(x[shuffled], labels[shuffled]) == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError, match="2 ≤ number of groups"):
+        cosine_silhouette(x, np.zeros(n))
+    with pytest.raises(ValueError, match="one label per row"):
+        cosine_silhouette(x, labels[:-1])
 
 
 def test_token_tsne_and_image_cluster_score():

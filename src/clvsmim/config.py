@@ -164,8 +164,15 @@ def profile_from_dict(raw: dict[str, Any], name: str = "custom") -> Profile:
     return Profile(name=raw.get("name", name), **kwargs)
 
 
-def load_profile(name_or_path: str | Path) -> Profile:
-    """Load a profile by name (``smoke``, ``mini``, ``paper``) or from a YAML file path."""
+def load_profile(name_or_path: str | Path, images: int | None = None) -> Profile:
+    """Load a profile by name (``smoke``, ``mini``, ``paper``) or from a YAML file path.
+
+    ``images`` (``clvsmim book --images N``) replaces ``eval.num_analysis_images``."""
+    if images is not None:
+        if int(images) < 2:
+            raise ValueError(f"images: the analyses need at least 2 images, found {images}")
+        prof = load_profile(name_or_path)
+        return dataclasses.replace(prof, eval=dataclasses.replace(prof.eval, num_analysis_images=int(images)))
     path = Path(name_or_path)
     if not path.suffix:
         path = PROFILE_DIR / f"{name_or_path}.yaml"

@@ -11,11 +11,13 @@ from clvsmim.analysis.attention import attention_distance, attention_nmi, attent
 from clvsmim.analysis.collectors import FourierSums, MetricSums, PatchTokens, PooledFeatures, QueryMaps
 from clvsmim.analysis.pipeline import analyze
 from clvsmim.analysis.probe import collect_pooled_features, linear_probe_per_layer
-from clvsmim.analysis.tokens import (diagonal_log_amplitude, flatten_tokens, image_cluster_score, pooled_features,
-                     relative_log_amplitude, singular_value_spectrum, token_cosine_similarity, token_tsne)
+from clvsmim.analysis.tokens import (cosine_silhouette, diagonal_log_amplitude, flatten_tokens, image_cluster_score,
+                                     pooled_features, relative_log_amplitude, singular_value_spectrum,
+                                     token_cosine_similarity, token_tsne)
 
 __all__ = [
-    "FourierSums", "MetricSums", "PatchTokens", "PooledFeatures", "QueryMaps", "analyze", "attention_distance", "attention_nmi", "attention_statistics", "collect_pooled_features",
+    "FourierSums", "MetricSums", "PatchTokens", "PooledFeatures", "QueryMaps", "analyze", "attention_distance",
+    "attention_nmi", "attention_statistics", "collect_pooled_features", "cosine_silhouette",
     "diagonal_log_amplitude", "flatten_tokens", "image_cluster_score", "linear_probe_per_layer",
     "pooled_features", "query_attention_map", "relative_log_amplitude", "singular_value_spectrum",
     "token_cosine_similarity", "token_tsne",

@@ -42,7 +42,11 @@ def analysis_images(profile: Profile, data_root: str | None = None, n: int | Non
     n = n or profile.eval.num_analysis_images
     dataset = open_dataset(profile.with_data_root(data_root).data, "eval")
     if len(dataset) < n:
-        raise ValueError(f"evaluation split has {len(dataset)} images, the analysis needs {n}")
+        where = getattr(dataset, "root", None)
+        where = f"the image folder {where}" if where is not None else "the synthetic evaluation split"
+        raise ValueError(f"{where} has {len(dataset)} images, the analysis asks for {n}: lower the number of "
+                         f"analysis images (`clvsmim book --images {len(dataset)}` or less; profile "
+                         f"{profile.name}: eval.num_analysis_images) or add images")
     return get_batch(dataset, torch.arange(n))
 
 
@@ -56,7 +60,10 @@ def normalised_batches(images: torch.Tensor, batch_size: int, device: torch.devi
 
 def backbone(profile: Profile, name: str, source: str = "zoo", data_root: str | None = None,
              device: str | torch.device = "cpu") -> nn.Module:
-    """The encoder called ``name`` (``moco``, ``simmim-Ti``, ``hybrid-0.4``, ``random`` …) in eval mode."""
+    """The encoder called ``name`` (``moco``, ``simmim-Ti``, ``hybrid-0.4``, ``random`` …) in eval mode.
+
+    ``source="official"``: the official checkpoint of ``name``; ``random`` is then the untrained
+    ViT-B/16 built from ``profile.train.seed`` (:func:`clvsmim.book.paperbook.random_control`)."""
     if source == "zoo":
         from clvsmim.train.zoo import load
 
@@ -65,6 +72,10 @@ def backbone(profile: Profile, name: str, source: str = "zoo", data_root: str | 
         from clvsmim.weights import load_pretrained
 
         base = name.split("-")[0]
+        if base == "random":  # the control: untrained, built from the seed (never downloaded)
+            from clvsmim.book.paperbook import random_control
+
+            return random_control(profile.train.seed).to(device).eval()
         if base not in OFFICIAL_NAMES:
             raise ValueError(f"no official checkpoint for {name!r}; available: {sorted(OFFICIAL_NAMES)}")
         model = load_pretrained(OFFICIAL_NAMES[base], allow_pickle=base == "simmim")
@@ -79,7 +90,9 @@ def _analysis_path(profile: Profile, name: str, source: str, data_root: str | No
         from clvsmim.train.zoo import model_dir
 
         return model_dir(profile, name, data_root=data_root) / f"analysis-{key}.json"
-    return cache_dir("official", name) / f"analysis-{key}.json"
+    from clvsmim.book.paperbook import cache_name
+
+    return cache_dir("official", cache_name(profile, name)) / f"analysis-{key}.json"
 
 
 def model_analysis(profile: Profile, name: str, source: str = "zoo", data_root: str | None = None,
@@ -91,8 +104,8 @@ def model_analysis(profile: Profile, name: str, source: str = "zoo", data_root: 
 
     def compute() -> dict[str, Any]:
         dev = resolve_device(device)
+        images, _ = analysis_images(profile, data_root, n)  # before the (large) checkpoint: bad input fails fast
         model = backbone(profile, name, source, data_root, dev)
-        images, _ = analysis_images(profile, data_root, n)
         # the book's analysis sets are small: the spectrum uses every image
         return analyze(model, normalised_batches(images, profile.eval.batch_size, dev), device=dev,
                        spectrum_every=1)

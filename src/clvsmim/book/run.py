@@ -1,14 +1,17 @@
 """Run the book: ``clvsmim book`` executes the chapters and builds the HTML; ``clvsmim notebooks``
 renders clean notebooks for Colab.
 
-``clvsmim book --profile smoke [--data PATH] [--out DIR] [--chapters a,b] [--no-html] [--force]``
+``clvsmim book --profile smoke [--data PATH] [--out DIR] [--chapters a,b] [--no-html] [--force]
+[--source zoo|official] [--images N] [--device cpu]``
 
 1. :func:`ensure_zoo` builds the model zoo for the profile (``clvsmim.train.zoo.build``), when that
-   module exists.
+   module exists — not with ``--source official`` (the default of the ``paper`` profile): then
+   the chapters read the official ViT-B/16 checkpoints (:mod:`clvsmim.book.paperbook`) and train nothing.
 2. Every chapter listed in ``_toc.yml`` whose source is a jupytext percent-format ``.py`` file
    is executed with papermill, in toc order, in a kernel running this very Python
    (``sys.executable``), with the chapter's folder as working directory. The parameters cell
-   (tagged ``parameters``) receives ``profile``, ``data_root``, ``seed`` and ``device``; the
+   (tagged ``parameters``) receives ``profile``, ``data_root``, ``seed``, ``device``, ``source``
+   and ``images`` (``None``: the profile's ``eval.num_analysis_images``); the
    kernel's environment has ``CLVSMIM_BOOK_OUT``, ``CLVSMIM_PROFILE``, ``CLVSMIM_SEED``,
    ``CLVSMIM_DEVICE``, ``CLVSMIM_DATA`` and ``CLVSMIM_CHAPTER``. Executed notebooks go to
    ``<out>/<toc file>.ipynb`` (e.g. ``<out>/book/behaviour.ipynb``), never into the sources.
@@ -26,8 +29,9 @@ Chapter contract (for the authors of ``book/*.py``):
 
 * jupytext percent format; the first cell is markdown with the ``# Title``;
 * a code cell tagged ``parameters`` (``# %% tags=["parameters"]``) defining exactly
-  ``profile = "smoke"``, ``data_root = None``, ``seed = 0``, ``device = "auto"`` (more
-  chapter-specific defaults may follow; the runner overrides these four);
+  ``profile = "smoke"``, ``data_root = None``, ``seed = 0``, ``device = "auto"``,
+  ``source = "zoo"``, ``images = None`` (more chapter-specific defaults may follow; the runner
+  overrides these six);
 * every figure is saved with :func:`clvsmim.book.figures.save_figure` (id ``F<n>`` or ``A-<name>``,
   with the data behind it) and left open so that the notebook shows it; a markdown cell may
   show a saved file with ``![caption](../figures/F3.svg)``;
@@ -63,12 +67,18 @@ log = logging.getLogger("clvsmim.book")
 TOC_NAME = "_toc.yml"
 CONFIG_NAME = "_config.yml"
 KERNEL_NAME = "clvsmim-book"
-REPO_URL = "https://github.com/clvsmim/clvsmim"
 NOTEBOOKS_BRANCH = "notebooks"  # the branch holding the rendered Colab notebooks
 SOURCE_BRANCH = "main"
 CHAPTER_SUFFIX = ".py"
 PAGE_SUFFIXES = (".md", ".ipynb", ".rst")
-PARAMETERS = ("profile", "data_root", "seed", "device")
+PARAMETERS = ("profile", "data_root", "seed", "device", "source", "images")
+SOURCES = ("zoo", "official")
+
+
+def default_source(profile: str) -> str:
+    """``official`` for the ``paper`` profile (its ViT-B/16 zoo would take thousands of GPU-hours),
+    ``zoo`` otherwise."""
+    return "official" if Path(str(profile)).stem == "paper" else "zoo"
 SKIP_DIRS = {"__pycache__", "_build", ".ipynb_checkpoints"}
 MATHJAX_FILE = "tex-svg-full.js"  # MathJax 3 with every TeX extension and SVG output: one file
 
@@ -469,12 +479,47 @@ def _select(entries: list[Entry], chapters: Iterable[str] | None) -> set[str] | 
     return chosen
 
 
+def check_image_count(profile: str, data: str | os.PathLike, images: int | None = None) -> int:
+    """The number of evaluation images in the folder ``data``; raises one ``ValueError`` naming
+    the count found, the folder and ``--images`` when the analyses ask for more."""
+    from clvsmim.config import load_profile
+    from clvsmim.data import open_dataset
+
+    prof = load_profile(profile, images)
+    wanted = prof.eval.num_analysis_images
+    dataset = open_dataset(prof.with_data_root(data).data, "eval")
+    if len(dataset) < wanted:
+        asked = f"--images {images}" if images is not None else f"profile {prof.name}: eval.num_analysis_images"
+        raise ValueError(f"the image folder {getattr(dataset, 'root', data)} holds {len(dataset)} images, the analyses "
+                         f"ask for {wanted} ({asked}): lower --images to {len(dataset)} or fewer, or give a "
+                         f"larger folder with --data")
+    return len(dataset)
+
+
 def run_book(root: str | os.PathLike | None = None, profile: str = "smoke", *,
              data: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
              chapters: Iterable[str] | None = None, html: bool = True, force: bool = False,
              seed: int = 0, device: str = "auto", timeout: float | None = None,
-             zoo: bool = True, toc_path: str | os.PathLike | None = None) -> BookReport:
-    """Execute the book's chapters and build its HTML; see the module docstring."""
+             zoo: bool = True, toc_path: str | os.PathLike | None = None, source: str | None = None,
+             images: int | None = None) -> BookReport:
+    """Execute the book's chapters and build its HTML; see the module docstring.
+
+    ``source`` (default :func:`default_source`): ``zoo`` builds and reads the profile's zoo,
+    ``official`` reads the official checkpoints and builds no zoo. ``images``: the number of
+    analysis images (default: the profile's)."""
+    source = source or default_source(str(profile))
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, found {source!r}")
+    if images is not None and int(images) < 2:
+        raise ValueError(f"--images: the analyses need at least 2 images, found {images}")
+    if source == "official" and data is None:
+        from clvsmim.config import load_profile
+
+        if load_profile(str(profile)).data.root is None:
+            raise ValueError("--source official analyses real photographs: give an ImageFolder with --data "
+                             "(e.g. DATA=$(clvsmim weights imagenette))")
+    if data is not None:
+        check_image_count(str(profile), data, images)
     root = Path(root).resolve() if root else find_root()
     out = Path(out).resolve() if out else root / "_build" / "clvsmim" / Path(str(profile)).stem
     out.mkdir(parents=True, exist_ok=True)
@@ -483,7 +528,8 @@ def run_book(root: str | os.PathLike | None = None, profile: str = "smoke", *,
     report = BookReport(out=out)
 
     params = {"profile": str(profile), "data_root": str(Path(data).resolve()) if data else None,
-              "seed": int(seed), "device": device}
+              "seed": int(seed), "device": device, "source": source,
+              "images": None if images is None else int(images)}
     env = {"CLVSMIM_BOOK_OUT": str(out), "CLVSMIM_PROFILE": str(profile), "CLVSMIM_SEED": str(int(seed)),
            "CLVSMIM_DEVICE": device, "CLVSMIM_DATA": params["data_root"]}
 
@@ -493,7 +539,7 @@ def run_book(root: str | os.PathLike | None = None, profile: str = "smoke", *,
     pkg_hash = package_hash()
 
     to_run = [e for e in entries if e.kind == "chapter" and (selected is None or e.file in selected)]
-    if zoo and to_run:
+    if zoo and to_run and source == "zoo":
         t0 = time.perf_counter()
         try:
             ensure_zoo(profile, data)
@@ -756,6 +802,16 @@ if "google.colab" in sys.modules:
     os.chdir("/content/clvsmim/{folder}")'''
 
 
+def repository_url(root: str | os.PathLike) -> str:
+    """The repository the Colab set-up cell clones and the launch buttons open: ``repository.url``
+    of ``<root>/_config.yml`` (the one place to change when publishing a fork)."""
+    path = Path(root) / CONFIG_NAME
+    url = ((yaml.safe_load(path.read_text()) or {}).get("repository") or {}).get("url")
+    if not url:
+        raise ValueError(f"{path}: no repository.url (the Git URL the Colab notebooks clone)")
+    return str(url)
+
+
 def _set_param(source: str, name: str, value: Any) -> str:
     pat = re.compile(rf"^{name}(\s*:[^=\n]+)?\s*=\s*[^#\n]*?(\s*#.*)?$", re.M)
     line = f"{name} = {json.dumps(value) if isinstance(value, str) else repr(value)}"
@@ -765,12 +821,14 @@ def _set_param(source: str, name: str, value: Any) -> str:
 
 
 def render_notebook(source: Path, folder: str, *, profile: str = "paper", device: str = "cuda",
-                    repo: str = REPO_URL, branch: str = SOURCE_BRANCH) -> Any:
-    """A clean, output-free notebook of one jupytext chapter for Colab: a set-up cell first,
-    the parameters cell defaulted to ``profile``/``device``."""
+                    repo: str | None = None, branch: str = SOURCE_BRANCH) -> Any:
+    """A clean, output-free notebook of one jupytext chapter for Colab: a set-up cell first
+    (cloning ``repo``, default :func:`repository_url` of the project), the parameters cell
+    defaulted to ``profile``/``device``."""
     import jupytext
     import nbformat
 
+    repo = repo or repository_url(find_root(source.parent))
     nb = jupytext.read(source)
     params = next((c for c in nb.cells if "parameters" in c.metadata.get("tags", [])), None)
     if params is None:
@@ -813,7 +871,8 @@ def render_notebooks(out_dir: str | os.PathLike, root: str | os.PathLike | None 
     for e in read_entries(root, toc_path):
         if e.kind != "chapter":
             continue
-        nb = render_notebook(e.source, str(Path(e.file).parent), profile=profile, device=device)
+        nb = render_notebook(e.source, str(Path(e.file).parent), profile=profile, device=device,
+                             repo=repository_url(root))
         dest = out_dir / f"{e.file}.ipynb"
         dest.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, dest)

@@ -843,7 +843,9 @@ def model_cache_path(profile: Profile, name: str, stem: str, content: Any, sourc
         from clvsmim.train.zoo import model_dir
 
         return model_dir(profile, name, data_root=data_root) / f"{stem}-{key}.json"
-    return cache_dir("official", name) / f"{stem}-{key}.json"
+    from clvsmim.book.paperbook import cache_name
+
+    return cache_dir("official", cache_name(profile, name)) / f"{stem}-{key}.json"
 
 
 #: Bump when :func:`token_cluster_scores` changes its recipe.

@@ -5,7 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from clvsmim.book.run import profile_path, render_notebooks, run_book
+from clvsmim.book.run import SOURCES, profile_path, render_notebooks, run_book
 
 log = logging.getLogger("clvsmim.book")
 
@@ -22,6 +22,11 @@ def register(subparsers) -> None:
     p.add_argument("--force", action="store_true", help="re-execute chapters even if unchanged")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (passed to the chapters)")
+    p.add_argument("--source", choices=SOURCES, default=None,
+                   help="zoo: build and analyse the profile's own models; official: analyse the official "
+                        "ViT-B/16 checkpoints, train nothing (default: official for paper, zoo otherwise)")
+    p.add_argument("--images", type=int, default=None,
+                   help="number of analysis images (default: the profile's eval.num_analysis_images)")
     p.add_argument("--timeout", type=float, default=None, help="per-cell time limit in seconds")
     p.add_argument("--no-zoo", action="store_true", help="do not build the model zoo first")
     p.add_argument("--root", default=None, help="project root (default: found from the cwd)")
@@ -47,6 +52,8 @@ def check_book_inputs(args: argparse.Namespace) -> None:
     """Refuse an unknown profile or a missing data folder before any work starts."""
     if not profile_path(args.profile).is_file():
         raise FileNotFoundError(f"--profile {args.profile}: unknown profile (no {profile_path(args.profile)})")
+    if args.images is not None and args.images < 1:
+        raise ValueError(f"--images {args.images}: must be >= 1")
     if args.data is not None and not Path(args.data).is_dir():
         raise FileNotFoundError(f"--data {args.data}: no such folder (expected an ImageFolder root)")
 
@@ -57,7 +64,7 @@ def cmd_book(args: argparse.Namespace) -> int:
     report = run_book(args.root, args.profile, data=args.data, out=args.out,
                       chapters=args.chapters.split(",") if args.chapters else None,
                       html=not args.no_html, force=args.force, seed=args.seed, device=args.device,
-                      timeout=args.timeout, zoo=not args.no_zoo)
+                      timeout=args.timeout, zoo=not args.no_zoo, source=args.source, images=args.images)
     print(report.table(), flush=True)
     return report.exit_code
 

@@ -263,13 +263,15 @@ def depth_curves(analyses: Mapping[str, Mapping[str, Any]], metric: str) -> dict
     return out
 
 
-def control_analysis(profile, data_root: str | None = None, device: str = "auto", name: str = "random"):
-    """:func:`clvsmim.book.report.model_analysis` of the untrained zoo control, or ``None`` when it is
-    not built (the control always comes from the zoo, also next to official checkpoints)."""
+def control_analysis(profile, data_root: str | None = None, device: str = "auto", name: str = "random",
+                     source: str = "zoo"):
+    """:func:`clvsmim.book.report.model_analysis` of the untrained control, or ``None`` when it is
+    not built (zoo). Next to official checkpoints it is built from the seed
+    (:func:`clvsmim.book.paperbook.random_control`)."""
     from clvsmim.book import report
 
     try:
-        return report.model_analysis(profile, name, source="zoo", data_root=data_root, device=device)
+        return report.model_analysis(profile, name, source=source, data_root=data_root, device=device)
     except FileNotFoundError:
         return None
 

@@ -26,7 +26,8 @@ __all__ = [
 CL, MIM = "moco", "simmim"
 #: The models of the chapter: CL, MIM and the second MIM method.
 MODELS = ("moco", "simmim", "mae")
-#: The randomly initialised control of the same architecture (zoo only).
+#: The randomly initialised control of the same architecture (zoo: trained for 0 steps; official:
+#: built from the seed, :func:`clvsmim.book.paperbook.random_control`).
 CONTROL = "random"
 #: Differences smaller than this (silhouette, log amplitude, accuracy) are called "no difference" in the prose.
 TOLERANCE = 0.01
@@ -38,17 +39,16 @@ WEAK_SILHOUETTE = 0.25
 
 
 def chapter_models(source: str = "zoo") -> list[str]:
-    """The chapter's models, the control last (the control only exists in the zoo)."""
-    return list(MODELS) + ([CONTROL] if source == "zoo" else [])
+    """The chapter's models, the control last."""
+    return list(MODELS) + [CONTROL]
 
 
 def load_analyses(profile, names: Sequence[str], source: str = "zoo", data_root: str | None = None,
                   device: str = "auto") -> dict[str, dict]:
-    """``{name: report.model_analysis}``; the control always comes from the zoo."""
+    """``{name: report.model_analysis}`` (the control of the same ``source``)."""
     from clvsmim.book import report
 
-    return {n: report.model_analysis(profile, n, "zoo" if n.startswith(CONTROL) else source, data_root, device)
-            for n in names}
+    return {n: report.model_analysis(profile, n, source, data_root, device) for n in names}
 
 
 def load_evaluations(profile, names: Sequence[str], data_root: str | None = None) -> dict[str, dict]:
@@ -99,7 +99,7 @@ def token_tsne_result(profile, name: str, source: str = "zoo", data_root: str | 
 
     content = {"format": TSNE_FORMAT, "classes": classes, "per_class": per_class, "perplexity": perplexity,
                "seed": seed, "depth": -1}
-    src = "zoo" if name.startswith(CONTROL) else source
+    src = source
     path = model_cache_path(profile, name, "tsne", content, src, data_root)
 
     def compute() -> dict[str, Any]:
@@ -192,7 +192,7 @@ def measurements(profile, analyses: Mapping[str, dict], evaluations: Mapping[str
     return Measurements(
         analyses={r: analyses[n] for r, n in have.items()},
         evaluations={r: evaluations[n] for r, n in have.items() if evaluations and n in evaluations},
-        cluster={r: token_cluster_scores(profile, n, "zoo" if r == "control" else source, data_root, device)
+        cluster={r: token_cluster_scores(profile, n, source, data_root, device)
                  for r, n in have.items()},
         names=dict(have),
     )

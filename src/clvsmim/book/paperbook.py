@@ -1,0 +1,207 @@
+"""The paper book on the official checkpoints (``clvsmim book --profile paper --source official``).
+
+With ``source="official"`` no ViT-B is trained: the chapters analyse the official MoCo v3,
+SimMIM and MAE ViT-B/16 checkpoints (:mod:`clvsmim.weights`) on the given ImageFolder, next to
+a **random-init control** built from the seed (:func:`random_control`: the same timm ViT-B/16
+architecture as the official MoCo v3 / MAE encoders, untrained — not trained, not downloaded).
+
+What this module adds to the chapters:
+
+* :func:`random_control` and :func:`cache_name` (the control's caches carry its seed);
+* :func:`probe_evaluation` — F7's linear probe of every depth on the official checkpoints
+  (the budget of ``clvsmim analyze``), in the same ``{"linear_probe": {...}}`` form as a zoo
+  evaluation, so C7 / C9 read it unchanged;
+* :func:`official_measurements` / :func:`official_claims_table` — the claims evaluable on the
+  official models (C1–C5, C7, C9), C8 and C11 marked ``needs the GPU-sized profile``, and
+  :func:`claim_sources`, where each claim's models came from;
+* :func:`literature_sweep_points` — the hybrid chapter's F9 without trained hybrids: the
+  λ = 0 (SimMIM) and λ = 1 (MoCo v3) ViT-B end points from ``book/data/literature.csv``.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+
+__all__ = ["CONTROL", "NEEDS_TRAINING", "GPU_NOTE", "random_control", "cache_name", "probe_images",
+           "probe_evaluation", "probe_evaluations", "official_measurements", "official_claims_table",
+           "claim_sources", "literature_sweep_points", "needs_training_note"]
+
+#: Name of the untrained control (as in the zoo).
+CONTROL = "random"
+#: The official checkpoint whose architecture the control copies (timm ``vit_base_patch16_224``).
+CONTROL_ARCHITECTURE_OF = "moco_v3_vit_b"
+#: Claims whose models have no official checkpoint: they need training.
+NEEDS_TRAINING = {"C8": "the hybrid λ sweep", "C11": "ViT-Ti/S/B of CL and MIM (the size trend)"}
+#: Claims that read evaluations not run on the official checkpoints here.
+NOT_RUN_ON_OFFICIAL = {"C6": "the shape-bias evaluation (cue-conflict images) of the official models",
+                       "C10": "fine-tuning the official models"}
+GPU_NOTE = "needs the GPU-sized profile"
+
+
+def random_control(seed: int = 0) -> torch.nn.Module:
+    """Untrained ViT-B/16 of the official MoCo v3 / MAE architecture, initialised from ``seed``
+    (timm's init under a forked RNG: the caller's random state is untouched). Eval mode."""
+    from clvsmim.weights import get_entry
+    from clvsmim.weights.convert import build_architecture
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        model = build_architecture(get_entry(CONTROL_ARCHITECTURE_OF).architecture)
+    return model.eval()
+
+
+def cache_name(profile, name: str) -> str:
+    """The folder name of an official model's caches: ``random-seed<s>`` for the control (its
+    weights depend on the profile's training seed), ``name`` otherwise."""
+    return f"{name}-seed{profile.train.seed}" if name.split("-")[0] == CONTROL else name
+
+
+def needs_training_note(what: str) -> str:
+    """The one line a chapter shows where its models would need GPU training."""
+    return (f"*{what} {GPU_NOTE}: these models have no official checkpoint and must be trained "
+            f"(`clvsmim book --profile gpu --data DATA` on one GPU). Shown instead: the paper's numbers.*")
+
+
+# --------------------------------------------------------------------------- F7 on official checkpoints
+
+def probe_images(profile, data_root: str | None = None, n: int | None = None):
+    """Up to ``n`` (default ``profile.eval.num_analysis_images``) evaluation images taken
+    round-robin over the classes (class order, then file order), so that every class gets a
+    train and a test image: ``(uint8 n×3×S×S, int64 n)``."""
+    from clvsmim.data import get_batch, open_dataset
+
+    n = n or profile.eval.num_analysis_images
+    dataset = open_dataset(profile.with_data_root(data_root).data, "eval")
+    labels = torch.as_tensor(dataset.labels)
+    per_class = [torch.nonzero(labels == c).flatten().tolist() for c in sorted(set(labels.tolist()))]
+    order = [idx[k] for k in range(max(map(len, per_class), default=0)) for idx in per_class if k < len(idx)]
+    return get_batch(dataset, torch.tensor(sorted(order[:n]), dtype=torch.int64))
+
+
+def probe_evaluation(profile, name: str, data_root: str | None = None, device: str = "auto",
+                     n: int | None = None) -> dict[str, Any]:
+    """Linear probe of every depth of the official ``name`` (or the seeded control) on
+    :func:`probe_images`, cached: ``{"linear_probe": {"per_layer", "final", "best_depth", "pool",
+    "num_train", "num_test", "num_classes", "budget"}}`` (accuracies in [0, 1]).
+
+    Mean-pooled patch tokens, train / test = alternate images within each class
+    (:func:`clvsmim.analysis.model_report.probe_split`), the budget of ``clvsmim analyze``."""
+    from clvsmim.analysis.model_report import PROBE_LR, PROBE_STEPS, PROBE_WEIGHT_DECAY, probe_split
+    from clvsmim.cache import cached_json
+    from clvsmim.claims import model_cache_path
+
+    n = n or profile.eval.num_analysis_images
+    content = {"n": n, "steps": PROBE_STEPS, "lr": PROBE_LR, "weight_decay": PROBE_WEIGHT_DECAY, "format": 1}
+    path = model_cache_path(profile, name, "probe", content, "official", data_root)
+
+    def compute() -> dict[str, Any]:
+        from clvsmim.analysis import linear_probe_per_layer
+        from clvsmim.evaluation import extract_features
+        from clvsmim.book.report import backbone, resolve_device
+
+        images, labels = probe_images(profile, data_root, n)
+        classes = labels.unique()
+        train, test = probe_split(labels)
+        if len(classes) < 2 or len(labels[train].unique()) < 2 or not test:
+            raise ValueError(f"the linear probe needs ≥ 2 classes with ≥ 2 images each; {len(labels)} images of "
+                             f"{len(classes)} classes in {data_root} (raise --images)")
+        model = backbone(profile, name, "official", data_root, resolve_device(device))
+        feats = extract_features(model, images, profile.eval.batch_size, pool="mean")
+        y = torch.searchsorted(classes, labels)  # 0..K-1
+        tr, te = torch.tensor(train), torch.tensor(test)
+        acc = linear_probe_per_layer([f[tr] for f in feats], y[tr], [f[te] for f in feats], y[te],
+                                     steps=PROBE_STEPS, lr=PROBE_LR, seed=0, weight_decay=PROBE_WEIGHT_DECAY)
+        best = max(range(len(acc)), key=lambda d: (acc[d], d))
+        return {"linear_probe": {"per_layer": acc, "final": acc[-1], "best_depth": int(best), "pool": "mean",
+                                 "num_train": len(train), "num_test": len(test), "num_classes": len(classes),
+                                 "budget": {"steps": PROBE_STEPS, "lr": PROBE_LR,
+                                            "weight_decay": PROBE_WEIGHT_DECAY}}}
+
+    return cached_json(path, compute)
+
+
+def probe_evaluations(profile, names: Sequence[str], data_root: str | None = None, device: str = "auto",
+                      n: int | None = None) -> dict[str, dict[str, Any]]:
+    """``{name: probe_evaluation(name)}``."""
+    return {name: probe_evaluation(profile, name, data_root, device, n) for name in names}
+
+
+# --------------------------------------------------------------------------- claims
+
+def official_measurements(profile, data_root: str | None = None, device: str = "auto", cl: str = "moco",
+                          mim: str = "simmim"):
+    """:class:`clvsmim.claims.Measurements` of the official CL / MIM checkpoints and the seeded
+    control: analyses, token-cluster scores and the per-depth linear probes (no fine-tuning,
+    no shape bias, no sweep, no sizes)."""
+    from clvsmim.claims import Measurements, token_cluster_scores
+    from clvsmim.book.report import model_analysis
+
+    names = {"cl": cl, "mim": mim, "control": CONTROL}
+    probes = probe_evaluations(profile, list(names.values()), data_root, device)
+    return Measurements(
+        analyses={r: model_analysis(profile, n, "official", data_root, device) for r, n in names.items()},
+        evaluations={r: probes[n] for r, n in names.items()},
+        cluster={r: token_cluster_scores(profile, n, "official", data_root, device) for r, n in names.items()},
+        names={r: ("random init (seed %d)" % profile.train.seed) if n == CONTROL else f"official {n}"
+               for r, n in names.items()},
+    )
+
+
+def official_claims_table(profile, data_root: str | None = None, device: str = "auto",
+                          measurements=None):
+    """The claims on the official checkpoints (one "seed": the profile's, for the control).
+    C8 and C11 are inconclusive with the reason ``not measured: needs the GPU-sized profile``."""
+    import time
+
+    from clvsmim import claims
+
+    start = time.perf_counter()
+    bundle = measurements if measurements is not None else official_measurements(profile, data_root, device)
+    per_claim = []
+    for claim in claims.evaluate_claims(bundle):
+        if claim.id in NEEDS_TRAINING:
+            claim = claims._missing(claim.id, f"{GPU_NOTE} ({NEEDS_TRAINING[claim.id]} must be trained)")
+        per_claim.append(claims.aggregate([claim], [profile.train.seed]))
+    return claims.ClaimsTable(profile=profile.name, seeds=[profile.train.seed], summaries=per_claim,
+                              models={str(profile.train.seed): bundle.names},
+                              wall_time_s=round(time.perf_counter() - start, 2))
+
+
+def claim_sources(table, profile=None) -> dict[str, str]:
+    """Claim id -> where its models came from (official checkpoints, or the profile it needs)."""
+    seed = profile.train.seed if profile is not None else table.seeds[0]
+    official = f"official MoCo v3 / SimMIM ViT-B/16 + random-init ViT-B/16 (seed {seed})"
+    out = {}
+    for s in table.summaries:
+        if s.id in NEEDS_TRAINING:
+            out[s.id] = f"{GPU_NOTE} ({NEEDS_TRAINING[s.id]})"
+        elif s.id in NOT_RUN_ON_OFFICIAL:
+            out[s.id] = f"{official}; {NOT_RUN_ON_OFFICIAL[s.id]} is not run here"
+        else:
+            out[s.id] = official
+    return out
+
+
+# --------------------------------------------------------------------------- F9 without trained hybrids
+
+def literature_sweep_points(df) -> list[dict[str, Any]]:
+    """The λ sweep's end points from the literature table (ViT-B, linear probe and fine-tune in
+    %): λ = 0 SimMIM, λ = 1 MoCo v3, each with its ``status`` and ``source``. The paper's
+    hybrid points (0 < λ < 1) are not in ``literature.csv``."""
+    rows = []
+    for lam, method in ((0.0, "SimMIM"), (1.0, "MoCo v3")):
+        hit = df[(df["method"] == method) & (df["size"] == "B")]
+        hit = hit[hit["linear_probe"].notna() & hit["finetune"].notna()]
+        if len(hit):
+            r = hit.iloc[0]
+            rows.append({"lam": lam, "name": method, "linear_probe": float(r["linear_probe"]),
+                         "finetune": float(r["finetune"]), "status": r["status"], "source": r["source"]})
+    return rows
+
+
+def table_rows(sources: Mapping[str, str]) -> str:
+    """Markdown table: claim id | where its models came from."""
+    lines = ["| claim | models |", "|---|---|"]
+    lines += [f"| {cid} | {where} |" for cid, where in sources.items()]
+    return "\n".join(lines)

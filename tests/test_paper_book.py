@@ -1,0 +1,188 @@
+"""The paper book on the official checkpoints, end to end on CPU, without network.
+
+Stand-in official checkpoints (random ViT-B/16 weights in each upstream layout, where
+``clvsmim weights fetch`` keeps them, pinned in a lock file) and a folder of real photographs
+(scikit-image's sample images) — :mod:`paper_world`. ``clvsmim book --profile paper`` then
+trains nothing, analyses the stand-ins on a few images and must produce every poster figure.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import nbformat
+import torch
+import pytest
+
+from clvsmim.book.run import default_source, run_book
+from clvsmim.cli import main
+
+pytest.importorskip("skimage")
+from official_formats import moco_checkpoint, tiny_beit  # noqa: E402
+from paper_world import photo_folder, write_official_standins  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+FIGURE_IDS = [f"F{i}" for i in range(11)]
+IMAGES = 8  # analysis images: small enough for CPU, enough for a train / test probe over 3 classes
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CLVSMIM_WEIGHTS_LOCK", str(tmp_path / "lock.json"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    return tmp_path
+
+
+def _errors(notebook: Path) -> list:
+    nb = nbformat.read(notebook, as_version=4)
+    return [(i, o.get("ename"), o.get("evalue")) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+            for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+
+
+def _text(notebook: Path) -> str:
+    nb = nbformat.read(notebook, as_version=4)
+    return json.dumps([c.get("outputs", []) for c in nb.cells if c.cell_type == "code"], ensure_ascii=False)
+
+
+def test_paper_profile_defaults_to_the_official_checkpoints():
+    assert default_source("paper") == "official"
+    assert default_source("smoke") == "zoo" and default_source("mini") == "zoo"
+
+
+def test_a_folder_with_too_few_images_is_one_clear_error(isolated, capsys):
+    photos = photo_folder(isolated / "photos", per_class=2)  # 3 classes × 2 + one corrupt file = 7 files
+    with pytest.raises(ValueError) as info:
+        run_book(REPO, "paper", data=photos, out=isolated / "out", images=50, html=False)
+    msg = str(info.value)
+    assert "holds 7 images" in msg and str(photos) in msg and "--images" in msg and "50" in msg
+    # the CLI: one line, no traceback, exit 2
+    assert main(["book", "--profile", "paper", "--data", str(photos), "--images", "50", "--no-html",
+                 "--out", str(isolated / "out"), "--root", str(REPO)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("clvsmim book: error:") and "holds 7 images" in err and "--images" in err
+    assert err.count("\n") == 1
+    assert not (isolated / "out" / "book").exists()  # nothing ran
+    with pytest.raises(ValueError, match="--data"):  # the official checkpoints are not analysed on synthetic shapes
+        run_book(REPO, "paper", out=isolated / "out", html=False)
+
+
+@pytest.mark.slow
+def test_a_checkpoint_in_the_wrong_layout_fails_the_chapter_with_the_compact_error(isolated):
+    """A MoCo v3 file whose base encoder is BEiT-shaped: the chapter reports missing / unexpected keys."""
+    photos = photo_folder(isolated / "photos", per_class=2)
+    write_official_standins(["moco_v3_vit_b"], checkpoint=lambda name: moco_checkpoint(tiny_beit()))
+    report = run_book(REPO, "paper", data=photos, out=isolated / "out", images=4, html=False,
+                      chapters=["representation"], device="cpu")
+    result = next(r for r in report.results if r.file == "book/representation")
+    assert result.status == "failed" and result.ename == "CheckpointError", result.detail()
+    assert "missing keys:" in result.evalue and "unexpected keys:" in result.evalue, result.evalue
+    assert "blocks.*.attn.q_bias" in result.evalue and len(result.evalue) < 1500  # compact, not a key dump
+    assert report.exit_code != 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("CLVSMIM_PAPER_BOOK"),
+                    reason="the whole paper book on ViT-B/16 stand-ins: ~2 GB of checkpoints and tens of minutes on "
+                           "a 2-core CPU; run with CLVSMIM_PAPER_BOOK=1")
+def test_paper_book_runs_on_official_standins_and_photos(isolated):
+    photos = photo_folder(isolated / "photos", per_class=8)
+    write_official_standins()
+    out = isolated / "out"
+    start = time.perf_counter()
+    report = run_book(REPO, "paper", data=photos, out=out, images=IMAGES, html=False, device="cpu")
+    seconds = time.perf_counter() - start
+    print(f"paper book on CPU, {IMAGES} images: {seconds:.0f} s\n{report.table()}")
+    assert report.exit_code == 0, report.table()
+    assert not (isolated / "cache" / "zoo").exists()  # nothing trained, no zoo built
+
+    manifest = json.loads((out / "figures" / "manifest.json").read_text())
+    missing = [f for f in FIGURE_IDS if f not in manifest]
+    assert not missing, f"figures missing from the manifest: {missing}"
+    for fig_id in FIGURE_IDS:
+        assert (out / "figures" / f"{fig_id}.png").stat().st_size > 1000
+        assert manifest[fig_id]["profile"] == "paper"
+    chapters = [r.file for r in report.results if r.status in ("ok", "cached")]
+    for chapter in chapters:
+        assert not _errors(out / f"{chapter}.ipynb"), chapter
+
+    f7 = json.loads((out / "figures" / "F7.json").read_text())  # probed on the official stand-ins
+    assert f7["source"] == "official" and set(f7["curves"]) == {"moco", "simmim", "mae"} and f7["control"]
+    assert len(f7["curves"]["moco"]["accuracy"]) == 13  # ViT-B: depths 0..12
+    f9 = json.loads((out / "figures" / "F9.json").read_text())
+    assert f9["source"] == "literature" and [p["lam"] for p in f9["points"]] == [0.0, 1.0]
+    summary = _text(out / "book" / "summary.ipynb")
+    assert "needs the GPU-sized profile" in summary and "official MoCo v3 / SimMIM ViT-B/16" in summary
+    assert "needs the GPU-sized profile" in _text(out / "book" / "hybrid.ipynb")
+
+
+def test_colab_notebooks_clone_the_repository_named_in_config(tmp_path):
+    """The set-up cell and the launch buttons use one URL: ``repository.url`` of ``_config.yml``."""
+    import shutil
+
+    import yaml
+
+    from clvsmim.book.run import render_notebooks, repository_url
+
+    root = tmp_path / "fork"
+    (root / "book").mkdir(parents=True)
+    shutil.copy(REPO / "_toc.yml", root / "_toc.yml")
+    cfg = yaml.safe_load((REPO / "_config.yml").read_text())
+    assert repository_url(REPO) == cfg["repository"]["url"]
+    cfg["repository"]["url"] = "https://github.com/someone/clvsmim-fork"
+    (root / "_config.yml").write_text(yaml.safe_dump(cfg))
+    shutil.copy(REPO / "book" / "hybrid.py", root / "book" / "hybrid.py")
+    written = render_notebooks(tmp_path / "nbs", root)
+    setup = nbformat.read(written[0], as_version=4).cells[0].source
+    assert '"https://github.com/someone/clvsmim-fork"' in setup and "github.com/clvsmim/clvsmim" not in setup
+    params = next(c for c in nbformat.read(written[0], as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    assert 'source = "official"' in params.source and 'profile = "paper"' in params.source
+    del cfg["repository"]["url"]
+    (root / "_config.yml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match="repository.url"):
+        render_notebooks(tmp_path / "nbs2", root)
+
+
+def test_random_control_is_the_official_vit_b_built_from_the_seed():
+    from clvsmim.book.paperbook import random_control
+    from clvsmim.weights import get_entry
+    from clvsmim.weights.convert import build_architecture
+
+    state = torch.random.get_rng_state()
+    a, b, c = random_control(0), random_control(0), random_control(1)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's RNG is untouched
+    reference = build_architecture(get_entry("moco_v3_vit_b").architecture).state_dict()
+    sa = a.state_dict()
+    assert {k: v.shape for k, v in sa.items()} == {k: v.shape for k, v in reference.items()}
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in sa.items())
+    assert not torch.equal(sa["blocks.0.attn.qkv.weight"], c.state_dict()["blocks.0.attn.qkv.weight"])
+    assert not a.training
+
+
+def test_images_option_sets_the_analysis_count_and_probe_images_cover_every_class(isolated):
+    from clvsmim.config import load_profile
+    from clvsmim.book.paperbook import probe_images
+
+    p = load_profile("paper", images=6)
+    assert p.eval.num_analysis_images == 6 and load_profile("paper").eval.num_analysis_images == 256
+    with pytest.raises(ValueError, match="at least 2"):
+        load_profile("paper", images=1)
+    photos = photo_folder(isolated / "photos", per_class=3)
+    images, labels = probe_images(p, str(photos), 6)
+    assert images.shape == (6, 3, 224, 224) and images.dtype == torch.uint8
+    assert labels.tolist() == [0, 0, 1, 1, 2, 2]  # two of each class, in file order
+
+
+def test_hybrid_literature_end_points_come_from_the_literature_table():
+    from clvsmim.book.chapters.behaviour import read_literature
+    from clvsmim.book.paperbook import literature_sweep_points
+
+    df = read_literature(REPO / "book" / "data" / "literature.csv")
+    points = literature_sweep_points(df)
+    assert [(p["lam"], p["name"]) for p in points] == [(0.0, "SimMIM"), (1.0, "MoCo v3")]
+    for p in points:
+        row = df[(df["method"] == p["name"]) & (df["size"] == "B")].iloc[0]
+        assert (p["linear_probe"], p["finetune"]) == (row["linear_probe"], row["finetune"])
+        assert p["source"] == row["source"] and p["status"] == row["status"]
