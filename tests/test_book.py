@@ -20,6 +20,8 @@ import pytest  # noqa: E402
 import yaml  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from clvsmim.book import execute, notebooks, toc  # noqa: E402
+from clvsmim.book import html as book_html  # noqa: E402
 from clvsmim.book import run as bookrun  # noqa: E402
 from clvsmim.book import figures
 from clvsmim.config import load_profile  # noqa: E402
@@ -163,13 +165,13 @@ def test_html_book_has_the_chapter_page_and_works_offline(book):
     page = html_dir / "book" / "okchap.html"
     text = page.read_text()
     assert "A chapter that works" in text
-    refs = bookrun.page_refs(page)
+    refs = book_html.page_refs(page)
     assert any(src.startswith("../_images/") for src in refs.imgs)  # the plot output
     assert browser_check.static_check(page) == []
     assert any("_static/mathjax/tex-svg-full.js" in s for s in refs.scripts)
     assert (html_dir / "_static" / "mathjax" / "tex-svg-full.js").stat().st_size > 1_000_000
     assert not [s for s in refs.scripts if s.startswith(("http:", "https:", "//"))]
-    assert bookrun.check_offline(html_dir) == []
+    assert book_html.check_offline(html_dir) == []
     assert "https://colab.research.google.com/github/clvsmim/clvsmim/blob/notebooks/book/okchap.ipynb" in text
     assert (book.out / "book_src" / "book" / "data" / "numbers.csv").is_file()
     assert (book.out / "book_src" / "figures" / "T-ok.png").is_file()
@@ -228,7 +230,7 @@ def test_missing_chapter_fails_and_is_left_out_of_the_html_toc(tmp_path):
 
 
 def test_real_toc_lists_intro_then_the_six_chapters():
-    files = bookrun.toc_files(yaml.safe_load((REPO / "_toc.yml").read_text()))
+    files = toc.toc_files(yaml.safe_load((REPO / "_toc.yml").read_text()))
     assert files == ["book/intro", "book/background", "book/behaviour", "book/representation",
                      "book/architecture", "book/hybrid", "book/summary"]
     cfg = yaml.safe_load((REPO / "_config.yml").read_text())
@@ -237,29 +239,30 @@ def test_real_toc_lists_intro_then_the_six_chapters():
     assert cfg["repository"] == {"url": "https://github.com/clvsmim/clvsmim", "path_to_book": "",
                                  "branch": "notebooks"}
     assert not cfg["sphinx"]["config"]["mathjax_path"].startswith(("http", "//"))
-    from clvsmim.book.run import MATHJAX_FILE, _mathjax_source
+    from clvsmim.book.html import _mathjax_source
+    from clvsmim.book.toc import MATHJAX_FILE
     assert cfg["sphinx"]["config"]["mathjax_path"] == f"mathjax/{MATHJAX_FILE}"
     assert _mathjax_source() is not None and _mathjax_source().stat().st_size > 100_000
 
 
 def test_toc_files_walks_parts_and_sections():
-    toc = {"root": "index", "parts": [{"caption": "A", "chapters": [
+    tree = {"root": "index", "parts": [{"caption": "A", "chapters": [
         {"file": "a.md", "sections": [{"file": "b"}]}, {"url": "https://x"}]}, {"chapters": [{"file": "c"}]}]}
-    assert bookrun.toc_files(toc) == ["index", "a", "b", "c"]
+    assert toc.toc_files(tree) == ["index", "a", "b", "c"]
 
 
 def test_ensure_zoo_builds_the_profile_with_the_data_root(monkeypatch):
     calls = []
-    monkeypatch.setattr(bookrun.zoo, "build", lambda profile, data_root=None: calls.append((profile, data_root)) or "built")
-    assert bookrun.ensure_zoo("smoke", "/data/x") == "built"
-    assert bookrun.ensure_zoo(load_profile("smoke")) == "built"
+    monkeypatch.setattr(execute.zoo, "build", lambda profile, data_root=None: calls.append((profile, data_root)) or "built")
+    assert execute.ensure_zoo("smoke", "/data/x") == "built"
+    assert execute.ensure_zoo(load_profile("smoke")) == "built"
     assert calls[0][0].name == "smoke" and calls[0][1] == "/data/x" and calls[1][1] is None
 
 
 # ------------------------------------------------------------------------------ Colab notebooks
 def test_render_notebooks_are_clean_with_colab_setup_and_paper_defaults(tmp_path):
     root = make_project(tmp_path / "p")
-    written = bookrun.render_notebooks(tmp_path / "nbs", root)
+    written = notebooks.render_notebooks(tmp_path / "nbs", root)
     assert [p.relative_to(tmp_path / "nbs").as_posix() for p in written] == ["book/okchap.ipynb",
                                                                              "book/badchap.ipynb"]
     for path in written:
@@ -277,13 +280,13 @@ def test_render_notebooks_are_clean_with_colab_setup_and_paper_defaults(tmp_path
                 assert c.outputs == [] and c.execution_count is None
         assert nb.metadata.kernelspec.name == "python3" and nb.metadata.accelerator == "GPU"
         assert "jupytext" not in nb.metadata
-    again = bookrun.render_notebooks(tmp_path / "nbs2", root)
+    again = notebooks.render_notebooks(tmp_path / "nbs2", root)
     assert [p.read_bytes() for p in again] == [p.read_bytes() for p in written]  # deterministic
 
 
 def test_set_param_keeps_comments_and_adds_missing():
     src = 'profile = "smoke"  # smoke | mini | paper\nseed = 0'
-    out = bookrun._set_param(bookrun._set_param(src, "profile", "paper"), "device", "cuda")
+    out = notebooks._set_param(notebooks._set_param(src, "profile", "paper"), "device", "cuda")
     assert out == 'profile = "paper"  # smoke | mini | paper\nseed = 0\ndevice = "cuda"'
 
 
@@ -373,7 +376,7 @@ def test_browser_check_in_chromium(book):
 
 
 def test_real_chapters_render_for_colab_with_official_weights_where_they_take_a_source(tmp_path):
-    written = {p.stem: p for p in bookrun.render_notebooks(tmp_path / "nbs", REPO)}
+    written = {p.stem: p for p in notebooks.render_notebooks(tmp_path / "nbs", REPO)}
     assert set(written) == {"background", "behaviour", "representation", "architecture", "hybrid", "summary"}
     for name, path in written.items():
         params = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))

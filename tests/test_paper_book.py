@@ -124,7 +124,7 @@ def test_colab_notebooks_clone_the_repository_named_in_config(tmp_path):
 
     import yaml
 
-    from clvsmim.book.run import render_notebooks, repository_url
+    from clvsmim.book.notebooks import render_notebooks, repository_url
 
     root = tmp_path / "fork"
     (root / "book").mkdir(parents=True)

@@ -5,7 +5,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from clvsmim.book.run import SOURCES, profile_path, render_notebooks, run_book
+from clvsmim.book.notebooks import render_notebooks
+from clvsmim.book.run import run_book
+from clvsmim.book.toc import SOURCES, profile_path
 
 log = logging.getLogger("clvsmim.book")
 

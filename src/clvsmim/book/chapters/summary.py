@@ -211,7 +211,7 @@ def recorded_table(profile: str, root: str | Path | None = None) -> Any:
     """The multi-seed claims table recorded for ``profile`` (:data:`RECORDED_TABLE` under the
     project root, default: found from the cwd), loaded with its verdicts re-checked; ``None``
     when none is recorded."""
-    from clvsmim.book.run import find_root
+    from clvsmim.book.toc import find_root
     from clvsmim.claims import ClaimsTable
 
     if root is None:
