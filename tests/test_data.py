@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from clvsmim import data
+from clvsmim.data import synthetic
 from clvsmim.config import DataConfig
 from clvsmim.data import (
     IMAGENET_MEAN, IMAGENET_STD, SHAPES, TEXTURES, ImageFolderDataset, SyntheticSet, get_batch,
@@ -68,7 +69,7 @@ def test_prefix_property():
 
 def test_chunked_rendering_equals_one_pass(monkeypatch):
     whole = make_synthetic(30, 32, seed=2)
-    monkeypatch.setattr(data, "_PIXELS_PER_CHUNK", 7 * 32 * 32)  # chunks of 7 images
+    monkeypatch.setattr(synthetic, "PIXELS_PER_CHUNK", 7 * 32 * 32)  # chunks of 7 images
     assert_same_set(make_synthetic(30, 32, seed=2), whole)
 
 
@@ -169,13 +170,13 @@ def test_subset_keeps_every_field(independent):
 def test_cache_round_trip(monkeypatch):
     first = load_synthetic(24, 32, seed=11, mode="conflict")
     path = synthetic_cache_path(24, 32, 11, "conflict")
-    assert path.is_file() and path.parent.parent == Path(data.cache_dir())
+    assert path.is_file() and path.parent.parent == Path(synthetic.cache_dir())
     assert not list(path.parent.glob("*.tmp"))
 
     def no_generation(*args, **kwargs):
         raise AssertionError("should have been read from the cache")
 
-    monkeypatch.setattr(data, "make_synthetic", no_generation)
+    monkeypatch.setattr(synthetic, "make_synthetic", no_generation)
     again = load_synthetic(24, 32, seed=11, mode="conflict")
     assert_same_set(again, first)
     assert again.mode == "conflict"
