@@ -60,7 +60,8 @@ BASE_COLUMNS = ("step", "loss", "lr", "images_per_s")
 # Config fields that do not change the optimisation (may differ between a run and its resume).
 _BOOKKEEPING_FIELDS = {"checkpoint_every", "log_every"}
 # Parameter-name fragments that never get weight decay (besides biases and every 1-d tensor).
-_NO_DECAY_TOKENS = ("pos_embed", "cls_token", "mask_token", "dist_token", "reg_token", "norm")
+_NO_DECAY_TOKENS = ("pos_embed", "cls_token", "mask_token", "dist_token", "reg_token", "norm",
+                    "relative_position_bias_table")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -672,7 +673,10 @@ def _run_cli(args) -> int:
 
     set_threads(args.threads)
     profile = load_profile(args.profile)
-    model_cfg = _model_config_for(profile, args.size)
+    from .families import family_model_config
+
+    model_cfg = family_model_config(profile.families, "moco" if args.objective == "hybrid" else args.objective,
+                                    _model_config_for(profile, args.size))
     cfg = train_config_for(profile, args.objective)
     overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed)) if v is not None}
     cfg = dataclasses.replace(cfg, **overrides)
