@@ -36,7 +36,7 @@ def own_position_embedding(encoder: nn.Module) -> str:
     if geo.grid[0] == geo.grid[1] and geo.embed_dim % 4 == 0:
         ref = sincos_pos_embed_2d(geo.embed_dim, grid, 0).to(pos.device, pos.dtype)
         patch = pos[:, -grid * grid:]
-        if torch.allclose(patch, ref, atol=1e-5):
+        if torch.allclose(patch, ref, atol=2e-3):  # fp16-shipped weights round the embedding
             return "sincos"
     return "learned"
 
