@@ -60,3 +60,22 @@ def test_plot_has_one_panel_per_family():
     results = {name: depth0_position_ablation(_encoder(name), x) for name in ("moco", "simmim", "mae")}
     fig = plot_position_ablation(results, title="untrained")
     assert len(fig.axes) == 3 and "(own)" in " ".join(t.get_text() for t in fig.axes[1].get_legend().get_texts())
+
+
+def test_position_ablation_of_a_zoo_model(tmp_path, monkeypatch):
+    from clvsmim import zoo
+    from clvsmim.analysis.position_ablation import position_ablation
+    from clvsmim.config import profile_from_dict
+    from clvsmim.figures import save_figure
+
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "cache"))
+    profile = profile_from_dict({
+        "name": "tiny-pos", "families": "faithful", "data": {"img_size": 16, "num_train": 16, "num_eval": 16},
+        "model": {"img_size": 16, "patch_size": 4, "embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_ratio": 2.0},
+        "eval": {"num_analysis_images": 8}})
+    zoo.build(profile, only="random", jobs=1, progress=False)  # the untrained control: MoCo's encoder
+    res = position_ablation(profile, names=("random",))["random"]
+    assert res["own"] == "sincos" and len(res["curves"]["none"]) == 2 and res["architecture_share"] < 0
+    entry = save_figure(plot_position_ablation({"control": res}), "A-position-ablation", {"control": res},
+                        out_dir=tmp_path / "out")
+    assert (tmp_path / "out" / "figures" / "A-position-ablation.png").is_file() and entry

@@ -23,7 +23,8 @@ from torch import nn
 from ..models import geometry, sincos_pos_embed_2d
 from .tokens import relative_log_amplitude
 
-__all__ = ["own_position_embedding", "depth0_tokens", "depth0_position_ablation", "plot_position_ablation"]
+__all__ = ["own_position_embedding", "depth0_tokens", "depth0_position_ablation", "position_ablation",
+           "plot_position_ablation"]
 
 
 def own_position_embedding(encoder: nn.Module) -> str:
@@ -73,6 +74,17 @@ def depth0_position_ablation(encoder: nn.Module, x: torch.Tensor) -> dict[str, A
     delta = {k: v[-1] for k, v in curves.items()}
     return {"own": own_position_embedding(encoder), "curves": curves, "delta": delta,
             "architecture_share": delta["sincos"] - delta["none"]}
+
+
+def position_ablation(profile, names=("moco", "simmim", "mae"), source: str = "zoo", data_root: str | None = None,
+                      device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """:func:`depth0_position_ablation` of each model ``names`` (zoo or official) on the
+    profile's analysis images (:func:`clvsmim.report.analysis_images`): ``{name: result}``."""
+    from ..report import analysis_images, backbone, normalised_batches
+
+    images, _ = analysis_images(profile, data_root)
+    x = torch.cat(list(normalised_batches(images, len(images), torch.device(device))))
+    return {name: depth0_position_ablation(backbone(profile, name, source, data_root, device), x) for name in names}
 
 
 def plot_position_ablation(results: Mapping[str, Mapping[str, Any]], title: str | None = None):
