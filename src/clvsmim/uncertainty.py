@@ -26,7 +26,8 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = ["Z", "BOOTSTRAP_SAMPLES", "PER_IMAGE_FORMAT", "bootstrap_se", "paired_bootstrap_se", "binomial_se",
-           "rate_difference_se", "threshold", "three_way", "per_image_statistics", "per_image_values"]
+           "rate_difference_se", "threshold", "three_way", "model_per_image_statistics", "per_image_statistics",
+           "per_image_values"]
 
 #: How many standard errors a difference must exceed to count.
 Z = 2.0
@@ -102,6 +103,40 @@ def per_image_values(per_image: dict[str, Any] | None, metric: str, depths: Sequ
     return x[:, list(depths)].mean(axis=1)
 
 
+def model_per_image_statistics(model, images, batch_size: int, device) -> dict[str, Any]:
+    """The per-image values of :func:`per_image_statistics` for an encoder ``model`` (eval mode,
+    on ``device``) and uint8 ``images`` (``n×3×S×S``), in batches of ``batch_size``."""
+    import torch
+    from sklearn.metrics import silhouette_samples
+
+    from .analysis.attention import attention_statistics
+    from .analysis.tokens import diagonal_log_amplitude, token_cosine_similarity
+    from .models import capture, geometry
+    from .report import normalised_batches
+
+    geo = geometry(model)
+    p = geo.num_prefix_tokens
+    rows: dict[str, list] = {"attention_distance": [], "nmi": [], "token_cosine": [], "fourier_delta": []}
+    last: list[torch.Tensor] = []
+    for batch in normalised_batches(images, batch_size, device):
+        cap = capture(model, batch)
+        dist, nmi = zip(*(attention_statistics(a, geo.patch_size, p) for a in cap.attentions))
+        rows["attention_distance"].append(torch.stack([d.mean(1) for d in dist], 1).double().cpu())
+        rows["nmi"].append(torch.stack([v.mean(1) for v in nmi], 1).double().cpu())
+        rows["token_cosine"].append(torch.stack([token_cosine_similarity(z, p) for z in cap.hidden_states],
+                                                1).double().cpu())
+        amp = [diagonal_log_amplitude(z, p) for z in cap.hidden_states]
+        rows["fourier_delta"].append(torch.stack([a[:, -1] - a[:, 0] for a in amp], 1).double().cpu())
+        last.append(cap.hidden_states[-1][:, p:].float().cpu())
+    out: dict[str, Any] = {k: torch.cat(v).tolist() for k, v in rows.items()}
+    tokens = torch.cat(last)  # (n, N, C)
+    ids = np.repeat(np.arange(tokens.shape[0]), tokens.shape[1])
+    s = silhouette_samples(tokens.reshape(-1, tokens.shape[-1]).numpy(), ids, metric="cosine")
+    out["silhouette"] = s.reshape(tokens.shape[0], tokens.shape[1]).mean(axis=1).tolist()
+    out["num_images"] = int(tokens.shape[0])
+    return out
+
+
 def per_image_statistics(profile, name: str, source: str = "zoo", data_root: str | None = None,
                          device: str = "auto", n: int | None = None) -> dict[str, Any]:
     """Per-image values behind C1–C5, on :func:`clvsmim.report.analysis_images`, cached as JSON
@@ -115,37 +150,11 @@ def per_image_statistics(profile, name: str, source: str = "zoo", data_root: str
     path = model_cache_path(profile, name, "perimage", {"format": PER_IMAGE_FORMAT, "n": n}, source, data_root)
 
     def compute() -> dict[str, Any]:
-        import torch
-        from sklearn.metrics import silhouette_samples
-
-        from .analysis.attention import attention_statistics
-        from .analysis.tokens import diagonal_log_amplitude, token_cosine_similarity
-        from .models import capture, geometry
-        from .report import analysis_images, backbone, normalised_batches, resolve_device
+        from .report import analysis_images, backbone, resolve_device
 
         dev = resolve_device(device)
         model = backbone(profile, name, source, data_root, dev)
         images, _ = analysis_images(profile, data_root, n)
-        geo = geometry(model)
-        p = geo.num_prefix_tokens
-        rows: dict[str, list] = {"attention_distance": [], "nmi": [], "token_cosine": [], "fourier_delta": []}
-        last: list[torch.Tensor] = []
-        for batch in normalised_batches(images, profile.eval.batch_size, dev):
-            cap = capture(model, batch)
-            dist, nmi = zip(*(attention_statistics(a, geo.patch_size, p) for a in cap.attentions))
-            rows["attention_distance"].append(torch.stack([d.mean(1) for d in dist], 1).double().cpu())
-            rows["nmi"].append(torch.stack([v.mean(1) for v in nmi], 1).double().cpu())
-            rows["token_cosine"].append(torch.stack([token_cosine_similarity(z, p) for z in cap.hidden_states],
-                                                    1).double().cpu())
-            amp = [diagonal_log_amplitude(z, p) for z in cap.hidden_states]
-            rows["fourier_delta"].append(torch.stack([a[:, -1] - a[:, 0] for a in amp], 1).double().cpu())
-            last.append(cap.hidden_states[-1][:, p:].float().cpu())
-        out: dict[str, Any] = {k: torch.cat(v).tolist() for k, v in rows.items()}
-        tokens = torch.cat(last)  # (n, N, C)
-        ids = np.repeat(np.arange(tokens.shape[0]), tokens.shape[1])
-        s = silhouette_samples(tokens.reshape(-1, tokens.shape[-1]).numpy(), ids, metric="cosine")
-        out["silhouette"] = s.reshape(tokens.shape[0], tokens.shape[1]).mean(axis=1).tolist()
-        out["num_images"] = int(tokens.shape[0])
-        return out
+        return model_per_image_statistics(model, images, profile.eval.batch_size, dev)
 
     return cached_json(path, compute)
