@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 from clvsmim import zoo
 from clvsmim.augment import blur_sigma_for, gaussian_blur
 from clvsmim.checkpoint import load_encoder, save_atomic
-from clvsmim.config import ModelConfig, config_key, load_profile, profile_from_dict, to_dict
+from clvsmim.config import ModelConfig, load_profile, profile_from_dict, to_dict
 from clvsmim.families import FAITHFUL_BLUR_SIGMA, family_model_config
 from clvsmim.models import build_vit, capture, sincos_pos_embed_2d
 from clvsmim.objectives import build_objective
@@ -45,9 +46,12 @@ def _old_build_vit(cfg: ModelConfig) -> torch.nn.Module:
 
 
 def _digest(state: dict[str, torch.Tensor]) -> str:
-    return config_key({k: v.double().sum().item() for k, v in state.items()}, [
-        float((v.double() * torch.arange(1, v.numel() + 1, dtype=torch.float64).reshape(v.shape)).sum())
-        for v in state.values()], length=16)
+    """sha256 over every tensor's name and bytes, in state-dict order."""
+    h = hashlib.sha256()
+    for name, tensor in state.items():
+        h.update(name.encode())
+        h.update(tensor.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------- v2 unchanged
