@@ -201,3 +201,23 @@ def test_faithful_blur_blurs_the_textures_at_32_px():
     literal = amplitude(gaussian_blur(stripes, seeds, p=1.0, sigma=FAITHFUL_BLUR_SIGMA))
     assert rescaled > 0.97 * before
     assert literal < 0.8 * before
+
+
+def test_a_faithful_zoo_trains_evaluates_and_reloads(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "cache"))
+    torch.set_num_threads(1)
+    profile = profile_from_dict({
+        "name": "tiny-faithful", "families": "faithful",
+        "data": {"img_size": 16, "num_train": 32, "num_eval": 16},
+        "model": {"img_size": 16, "patch_size": 4, "embed_dim": 16, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0},
+        "train": {"steps": 2, "batch_size": 8, "warmup_steps": 1, "checkpoint_every": 2, "log_every": 1},
+        "moco": {"proj_hidden": 16, "proj_out": 8, "pred_hidden": 16},
+        "simmim": {"mask_patch_size": 8},
+        "eval": {"probe_steps": 2, "finetune_steps": 2, "batch_size": 16, "num_analysis_images": 4}})
+    zoo.build(profile, only="moco,simmim", jobs=1, progress=False)
+    simmim = zoo.load(profile, "simmim")
+    assert isinstance(simmim, timm.models.beit.Beit) and simmim.pos_embed is None
+    assert torch.all(zoo.load(profile, "moco").patch_embed.proj.bias == 0)  # frozen at its zero init
+    results = zoo.evaluations(profile, only=["simmim"], jobs=1, progress=False)
+    result = next(iter(results.values()))
+    assert 0 <= result["linear_probe"]["final"] <= 1 and 0 <= result["finetune"] <= 1
