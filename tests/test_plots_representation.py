@@ -189,14 +189,14 @@ def test_summary_grid_markdown_and_figure():
     mixed = claims.claims_table(profile, seeds=(0, 1), measurements={0: holding_set(), 1: failing_set()})
     assert "inconclusive" in sm.verdict_sentences(mixed)
     paragraphs = sm.claims_paragraphs(mixed)
-    assert "C1 — inconclusive" in paragraphs and "holds, fails → inconclusive" in paragraphs
+    assert "C1 — inconclusive" in paragraphs and "holds, reversed → inconclusive" in paragraphs
     html = sm.seeds_table_html(mixed)
     assert html.count("<tr>") == len(claims.CLAIMS) + 1 and "CL (seeds 0/1)" in html and "✓ ✗" in html
-    # every claim's seeds disagree: one item each, holding on seed 0, failing on seed 1 with its reason
+    # every claim's seeds disagree: one item each, holding on seed 0, reversed on seed 1 with its reason
     items = sm.seed_disagreements(mixed).splitlines()
     assert len(items) == len(claims.CLAIMS)
     c1 = mixed["C1"].per_seed[1]
-    assert items[0].startswith("- **C1**") and "holds on seed 0; fails on seed 1" in items[0]
+    assert items[0].startswith("- **C1**") and "holds on seed 0; reversed on seed 1" in items[0]
     assert f"seed 1: {c1.reason}" in items[0]
     assert sm.seed_disagreements(table) == ""  # seeds that agree give no item
 

@@ -18,6 +18,10 @@ import yaml
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
+#: Field metadata of settings added after zoo models were shipped: left out of :func:`to_dict`
+#: (and so of every cache key) while they hold their default, so older keys stay valid.
+OMIT_IF_DEFAULT = {"omit_if_default": True}
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -32,6 +36,12 @@ class ModelConfig:
     mlp_ratio: float = 4.0
     sincos_pos_embed: bool = True  # fixed 2-D sin-cos position embedding (MoCo v3, MAE)
     drop_path_rate: float = 0.0
+    # "vit": timm VisionTransformer; "beit": SimMIM's BEiT-style net (relative position bias shared
+    # by all blocks, no absolute embedding unless sincos_pos_embed, layer scale layer_scale_init)
+    encoder: str = field(default="vit", metadata=OMIT_IF_DEFAULT)
+    # "timm": PyTorch's default conv init; "moco_v3": xavier-uniform bound sqrt(6/(3·p²+D)), zero bias
+    patch_init: str = field(default="timm", metadata=OMIT_IF_DEFAULT)
+    layer_scale_init: float | None = field(default=None, metadata=OMIT_IF_DEFAULT)  # BEiT's gamma init
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,9 @@ class MocoConfig:
     momentum: float = 0.99  # start of the cosine schedule 0.99 -> 1
     stop_grad_patch_embed: bool = True
     crop_min_scale: float = 0.08
+    # blur sigma range in output pixels; None = upstream's 0.1-2.0 px rescaled from 224 px to the
+    # view size (0.014-0.29 px at 32 px: no blur at all)
+    blur_sigma: tuple[float, float] | None = field(default=None, metadata=OMIT_IF_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -118,6 +131,7 @@ class Profile:
     eval: EvalConfig = field(default_factory=EvalConfig)
     lams: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     train_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per objective
+    families: str = "v2"  # how each objective's encoder is built: see clvsmim.families
 
     def with_data_root(self, root: str | None) -> "Profile":
         """This profile reading its images from the ImageFolder ``root`` (None: unchanged)."""
@@ -147,7 +161,7 @@ def profile_from_dict(raw: dict[str, Any], name: str = "custom") -> Profile:
         "data": DataConfig, "model": ModelConfig, "train": TrainConfig, "moco": MocoConfig,
         "simmim": SimMIMConfig, "mae": MAEConfig, "eval": EvalConfig,
     }
-    known = set(sections) | {"name", "sizes", "lams", "train_overrides"}
+    known = set(sections) | {"name", "sizes", "lams", "train_overrides", "families"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ValueError(f"{where}: unknown section(s) {unknown}; expected some of {sorted(known)}")
@@ -161,7 +175,10 @@ def profile_from_dict(raw: dict[str, Any], name: str = "custom") -> Profile:
     kwargs["train_overrides"] = dict(raw.get("train_overrides") or {})
     for obj, over in kwargs["train_overrides"].items():
         _build(TrainConfig, over, f"{where}.train_overrides.{obj}")  # validate early
-    return Profile(name=raw.get("name", name), **kwargs)
+    from clvsmim.families import apply_profile_family
+
+    families = str(raw.get("families", Profile.families))
+    return apply_profile_family(Profile(name=raw.get("name", name), families=families, **kwargs))
 
 
 def load_profile(name_or_path: str | Path, images: int | None = None) -> Profile:
@@ -205,7 +222,8 @@ def seed_profile(profile: Profile, seed: int) -> Profile:
 def to_dict(obj: Any) -> Any:
     """Dataclass (nested) -> plain JSON-able structure."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.metadata.get("omit_if_default") and getattr(obj, f.name) == f.default)}
     if isinstance(obj, dict):
         return {str(k): to_dict(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

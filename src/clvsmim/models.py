@@ -37,11 +37,48 @@ def sincos_pos_embed_2d(embed_dim: int, grid: int, num_prefix_tokens: int = 1) -
     return torch.cat([prefix, emb], dim=0).unsqueeze(0)
 
 
+def moco_v3_patch_init_(patch_embed: nn.Module) -> float:
+    """MoCo v3's patch-projection init (``vits.py``): weight ~ U(±val) with
+    ``val = sqrt(6 / (in_chans·p² + D))`` (xavier-uniform of the flattened weight), zero bias.
+    Returns ``val``."""
+    w = patch_embed.proj.weight  # D×C×p×p
+    val = (6.0 / float(w[0].numel() + w.shape[0])) ** 0.5
+    with torch.no_grad():
+        nn.init.uniform_(w, -val, val)
+        if patch_embed.proj.bias is not None:
+            nn.init.zeros_(patch_embed.proj.bias)
+    return val
+
+
+def _build_beit(cfg: ModelConfig, num_classes: int) -> nn.Module:
+    """SimMIM's BEiT-style ViT (the official ``simmim_vit_b`` architecture at these sizes)."""
+    model = timm.models.beit.Beit(
+        img_size=cfg.img_size, patch_size=cfg.patch_size, embed_dim=cfg.embed_dim, depth=cfg.depth,
+        num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=True, num_classes=num_classes,
+        drop_path_rate=cfg.drop_path_rate, use_abs_pos_emb=cfg.sincos_pos_embed, use_rel_pos_bias=False,
+        use_shared_rel_pos_bias=True, init_values=cfg.layer_scale_init, global_pool="avg", use_fc_norm=False,
+    )
+    if cfg.sincos_pos_embed:  # the ablation "SimMIM given sin-cos": fixed, like MoCo v3's
+        model.pos_embed.data.copy_(sincos_pos_embed_2d(cfg.embed_dim, cfg.img_size // cfg.patch_size,
+                                                       model.num_prefix_tokens))
+        model.pos_embed.requires_grad_(False)
+    return model
+
+
 def build_vit(cfg: ModelConfig, num_classes: int = 0) -> nn.Module:
-    """A timm ViT from a :class:`ModelConfig` (timm name, or custom tiny sizes)."""
+    """A timm ViT (or, with ``cfg.encoder == "beit"``, timm ``Beit``) from a :class:`ModelConfig`."""
     if cfg.timm_name:
         return timm.create_model(cfg.timm_name, pretrained=False, num_classes=num_classes,
                                  drop_path_rate=cfg.drop_path_rate)
+    if cfg.encoder not in ("vit", "beit"):
+        raise ValueError(f"ModelConfig.encoder must be 'vit' or 'beit', got {cfg.encoder!r}")
+    if cfg.patch_init not in ("timm", "moco_v3"):
+        raise ValueError(f"ModelConfig.patch_init must be 'timm' or 'moco_v3', got {cfg.patch_init!r}")
+    if cfg.encoder == "beit":
+        model = _build_beit(cfg, num_classes)
+        if cfg.patch_init == "moco_v3":
+            moco_v3_patch_init_(model.patch_embed)
+        return model
     model = timm.models.vision_transformer.VisionTransformer(
         img_size=cfg.img_size, patch_size=cfg.patch_size, embed_dim=cfg.embed_dim,
         depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio,
@@ -51,6 +88,10 @@ def build_vit(cfg: ModelConfig, num_classes: int = 0) -> nn.Module:
         grid = cfg.img_size // cfg.patch_size
         model.pos_embed.data.copy_(sincos_pos_embed_2d(cfg.embed_dim, grid, model.num_prefix_tokens))
         model.pos_embed.requires_grad_(False)
+    if cfg.layer_scale_init is not None:
+        raise ValueError("layer_scale_init is only built for encoder='beit'")
+    if cfg.patch_init == "moco_v3":
+        moco_v3_patch_init_(model.patch_embed)
     return model
 
 

@@ -61,11 +61,26 @@ Each claim says which movement it needs (:data:`CONTROL_RULE`):
   learned, not inherited from the initialisation).
 * C8 — the winning hybrid must beat the control on both linear probing and fine-tuning.
 
-A seed's verdict is ``"holds"`` when the ordering and the control rule are met, ``"fails"``
-otherwise (including "ordered, but neither model moved from the control"), and
-``"inconclusive"`` when a number is missing or not finite. Across seeds
-(:func:`aggregate`): holds on every seed → ``holds``; fails on every seed → ``fails``;
-anything else → ``inconclusive``.
+Uncertainty and verdicts
+------------------------
+Every statistic carries a standard error (:mod:`clvsmim.uncertainty`): a paired bootstrap over
+the analysis images for C1–C5 (per-image values from :func:`clvsmim.uncertainty.per_image_statistics`),
+the binomial SE of a rate for C6–C11 (accuracies on the ``num_eval`` evaluation images, the
+shape bias on its decided images). A seed's verdict, with ``t = max(margin, 2·SE)`` of the
+difference at hand:
+
+* ``"holds"``: ``s·(CL − MIM) > t`` and the control rule is met beyond its own ``t``;
+* ``"reversed"``: ``s·(CL − MIM) < −t`` (the opposite ordering, beyond noise);
+* ``"tie"``: anything else — the ordering is within noise or the margin, or it is there but the
+  model the rule names did not leave the control beyond noise (no effect of training);
+* ``"not measurable"``: a precondition fails (C6: both cue probes of CL and MIM must reach
+  twice chance before a bias ratio is read), with the reason;
+* ``"inconclusive"``: a number is missing or not finite.
+
+Without an SE (old caches, hand-made inputs) ``t`` is the margin alone and the reason says so.
+Tables recorded before this rule carry ``"fails"`` (ordered the wrong way *or* not at all) and
+no SEs; they load and print as recorded. Across seeds (:func:`aggregate`): the same verdict on
+every seed → that verdict; anything else → ``inconclusive``.
 
 Seeds
 -----
@@ -100,8 +115,12 @@ __all__ = [
     "model_names", "measure", "claims_table", "model_cache_path", "cached_json", "token_cluster_scores",
 ]
 
-VERDICTS = ("holds", "fails", "inconclusive")
-VERDICT_MARKS = {"holds": "✓", "fails": "✗", "inconclusive": "?"}
+VERDICTS = ("holds", "tie", "reversed", "not measurable", "fails", "inconclusive")  # "fails": old tables only
+VERDICT_MARKS = {"holds": "✓", "tie": "=", "reversed": "✗", "not measurable": "–", "fails": "✗",
+                 "inconclusive": "?"}
+#: C6's precondition: each cue probe (shape / texture hits on the cue-conflict images) of CL and
+#: MIM must reach this multiple of chance (1 / number of classes) before a bias ratio is read.
+C6_MIN_CUE_OVER_CHANCE = 2.0
 
 #: Margin of every claim, in the unit of its statistic: a difference smaller than this is no
 #: difference (neither for the ordering nor for "moved from the control"). C1's margin is
@@ -157,7 +176,7 @@ class Claim(ClaimInfo):
     ``cl`` / ``mim`` / ``control``: the statistic of each model (``None`` when not measured);
     ``value``: the signed margin in the claim's direction (positive = as the paper says);
     ``verdict`` in :data:`VERDICTS`; ``reason``: one line saying why; ``details``: the other
-    numbers the verdict used.
+    numbers the verdict used; ``se``: the standard error of ``value`` (None: not available).
     """
 
     id: str
@@ -168,6 +187,7 @@ class Claim(ClaimInfo):
     verdict: str
     reason: str
     details: dict[str, Any] = field(default_factory=dict)
+    se: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _json_safe(dataclasses.asdict(self))
@@ -176,7 +196,7 @@ class Claim(ClaimInfo):
     def from_dict(cls, d: dict[str, Any]) -> "Claim":
         """Inverse of :meth:`to_dict` (extra keys, such as a table's ``seed``, are ignored)."""
         names = [f.name for f in dataclasses.fields(cls)]
-        missing = [n for n in names if n not in d and n != "details"]
+        missing = [n for n in names if n not in d and n not in ("details", "se")]
         if missing:
             raise KeyError(f"claim {d.get('id', '?')}: missing key(s) {missing}")
         wording = {}
@@ -234,10 +254,10 @@ def _finite(*values: Any) -> bool:
 
 
 def _claim(cid: str, cl=None, mim=None, control=None, value=None, verdict="inconclusive", reason="",
-           **details) -> Claim:
-    f = lambda v: None if v is None else float(v)  # noqa: E731
+           se=None, **details) -> Claim:
+    f = lambda v: None if v is None or not _finite(v) else float(v)  # noqa: E731
     return Claim(**dataclasses.asdict(INFO[cid]), id=cid, cl=f(cl), mim=f(mim), control=f(control), value=f(value), verdict=verdict, reason=reason,
-                 details=_json_safe(details))
+                 details=_json_safe(details), se=f(se))
 
 
 def _missing(cid: str, what: str, **values) -> Claim:
@@ -256,7 +276,9 @@ class Measurements:
     ``cluster``: ``{role: token_cluster_scores dict}`` (``{"depths": [...], "score": [...]}``);
     ``sweep``: ``{λ: evaluation dict}`` with λ = 0 (MIM) … 1 (CL);
     ``names``: the zoo names behind the roles (provenance only);
-    ``missing``: zoo names left out because they were not built (``missing="skip"``).
+    ``missing``: zoo names left out because they were not built (``missing="skip"``);
+    ``per_image``: ``{"cl" | "mim" | "control": uncertainty.per_image_statistics dict}`` (SEs of C1–C5);
+    ``num_eval``: images behind every accuracy (binomial SEs of C7–C11); None: no SEs.
     """
 
     analyses: dict[str, dict] = field(default_factory=dict)
@@ -265,6 +287,8 @@ class Measurements:
     sweep: dict[float, dict] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    per_image: dict[str, dict] = field(default_factory=dict)
+    num_eval: int | None = None
 
 
 def last_third(num_blocks: int) -> list[int]:
@@ -303,37 +327,80 @@ def _q(v: float, kind: str | None = None, signed: bool = False) -> str:
     return f"{v:+.3g}" if signed else f"{v:.3g}"
 
 
+def _se_text(se: float | None, kind: str | None = None) -> str:
+    if not _finite(se):
+        return "no standard error available"
+    return f"SE {_q(se, kind)}" if kind else f"SE {se:.2g}"
+
+
 def _ordered_verdict(cid: str, cl, mim, control, direction: int, margin: float, rule: str,
-                     **details) -> Claim:
-    """The generic "CL > MIM" (``direction=+1``) / "CL < MIM" (``-1``) check with a control;
-    accuracies (:data:`clvsmim.book.units.ACCURACY_CLAIMS`) are written in percent / points."""
+                     ses: dict[str, float | None] | None = None, **details) -> Claim:
+    """The generic "CL > MIM" (``direction=+1``) / "CL < MIM" (``-1``) check with a control.
+
+    ``ses``: standard errors of the differences ``"value"`` (CL − MIM), ``"cl_control"`` and
+    ``"mim_control"`` (missing ones: the margin alone decides). See the module docstring.
+    Accuracies (:data:`clvsmim.book.units.ACCURACY_CLAIMS`) are written in percent / points."""
+    from clvsmim.uncertainty import threshold, three_way
+
     from clvsmim.book.units import claim_value_kind
 
-    acc = claim_value_kind(cid, "value") is not None
+    ses = ses or {}
+    se = ses.get("value")
+    acc = claim_value_kind(cid, "value") is not None  # accuracies: percent / points
     diff, level = ("points", "percent") if acc else (None, None)
     if not _finite(cl, mim):
         return _missing(cid, "CL or MIM statistic", cl=cl, mim=mim, control=control)
     value = direction * (cl - mim) + 0.0  # + 0.0: no "-0" in the reasons
     if not _finite(control):
-        return _claim(cid, cl, mim, control, value, "inconclusive", "no control measured", **details)
-    ordered = value > margin
-    cl_moved = direction * (cl - control) > margin
-    mim_moved = direction * (control - mim) > margin
+        return _claim(cid, cl, mim, control, value, "inconclusive", "no control measured", se=se, **details)
+    t = threshold(margin, se)
+    order = three_way(value, se, margin)
+    cl_moved = direction * (cl - control) > threshold(margin, ses.get("cl_control"))
+    mim_moved = direction * (control - mim) > threshold(margin, ses.get("mim_control"))
     moved = {"mim": mim_moved, "cl": cl_moved, "either": cl_moved or mim_moved}[rule]
-    sign = ">" if direction > 0 else "<"
-    if not ordered:
-        reason = (f"not CL {sign} MIM by more than {_q(margin, diff)} "
-                  f"(signed difference {_q(value, diff, signed=True)})")
+    sign, other = (">", "<") if direction > 0 else ("<", ">")
+    noise = f"threshold max(margin {_q(margin, diff)}, 2 SE) = {_q(t, diff)}; {_se_text(se, diff)}"
+    if order == "reversed":
+        verdict, reason = "reversed", (f"CL {other} MIM beyond noise (signed difference "
+                                       f"{_q(value, diff, signed=True)}; {noise})")
+    elif order == "tie":
+        verdict, reason = "tie", (f"CL and MIM do not differ beyond noise (signed difference "
+                                  f"{_q(value, diff, signed=True)}; {noise})")
     elif not moved:
         who = {"mim": "MIM has", "cl": "CL has", "either": "neither model has"}[rule]
-        reason = (f"CL {sign} MIM, but {who} not moved away from the control ({_q(control, level)}) "
-                  f"towards its side by more than {_q(margin, diff)}")
+        verdict, reason = "tie", (f"CL {sign} MIM by {_q(value, diff)}, but {who} moved away from the control "
+                                  f"({_q(control, level)}) towards its side beyond noise ({noise})")
     else:
-        reason = f"CL {sign} MIM by {_q(value, diff)}; " + (
+        verdict, reason = "holds", f"CL {sign} MIM by {_q(value, diff)} ({noise}); " + (
             "both moved from the control" if cl_moved and mim_moved else
             ("CL" if cl_moved else "MIM") + " moved away from the control")
-    return _claim(cid, cl, mim, control, value, "holds" if ordered and moved else "fails", reason,
-                  margin=margin, rule=rule, cl_moved=cl_moved, mim_moved=mim_moved, **details)
+    return _claim(cid, cl, mim, control, value, verdict, reason, se=se,
+                  margin=margin, rule=rule, cl_moved=cl_moved, mim_moved=mim_moved,
+                  ses={k: v for k, v in ses.items() if _finite(v)}, **details)
+
+
+def _image_ses(m: Measurements, metric: str, depths: Sequence[int], direction: int) -> dict[str, float]:
+    """Paired bootstrap SEs (over the analysis images) of CL − MIM, CL − control and control −
+    MIM for the per-image mean of ``metric`` over ``depths``; {} without per-image values."""
+    from clvsmim.uncertainty import paired_bootstrap_se, per_image_values
+
+    vals = {r: per_image_values(m.per_image.get(r), metric, depths) for r in ("cl", "mim", "control")}
+    if any(v is None for v in vals.values()) or len({len(v) for v in vals.values()}) != 1:
+        return {}
+    return {"value": paired_bootstrap_se(vals["cl"], vals["mim"]),
+            "cl_control": paired_bootstrap_se(vals["cl"], vals["control"]),
+            "mim_control": paired_bootstrap_se(vals["control"], vals["mim"])}
+
+
+def _rate_ses(m: Measurements, cl, mim, control) -> dict[str, float]:
+    """Binomial SEs of the differences of three accuracies on ``m.num_eval`` images; {} without it."""
+    from clvsmim.uncertainty import rate_difference_se
+
+    if not m.num_eval or not _finite(cl, mim, control) or not all(0 <= v <= 1 for v in (cl, mim, control)):
+        return {}
+    n = [m.num_eval] * 2
+    return {"value": rate_difference_se([cl, mim], n), "cl_control": rate_difference_se([cl, control], n),
+            "mim_control": rate_difference_se([control, mim], n)}
 
 
 # --------------------------------------------------------------------------- the claims
@@ -365,7 +432,8 @@ def c1_attention_distance(m: Measurements) -> Claim:
     mim, _ = _last_third_mean(m.analyses.get("mim"), "attention_distance")
     control, _ = _last_third_mean(m.analyses.get("control"), "attention_distance")
     margin = MARGINS["C1"] * abs(control) if _finite(control) else MARGINS["C1"]
-    return _ordered_verdict("C1", cl, mim, control, +1, margin, CONTROL_RULE["C1"], blocks=blocks)
+    ses = _image_ses(m, "attention_distance", [b - 1 for b in blocks], +1)
+    return _ordered_verdict("C1", cl, mim, control, +1, margin, CONTROL_RULE["C1"], ses, blocks=blocks)
 
 
 @_register("C2")
@@ -374,7 +442,8 @@ def c2_nmi(m: Measurements) -> Claim:
     cl, blocks = _last_third_mean(m.analyses.get("cl"), "nmi")
     mim, _ = _last_third_mean(m.analyses.get("mim"), "nmi")
     control, _ = _last_third_mean(m.analyses.get("control"), "nmi")
-    return _ordered_verdict("C2", cl, mim, control, -1, MARGINS["C2"], CONTROL_RULE["C2"], blocks=blocks)
+    ses = _image_ses(m, "nmi", [b - 1 for b in blocks], -1)
+    return _ordered_verdict("C2", cl, mim, control, -1, MARGINS["C2"], CONTROL_RULE["C2"], ses, blocks=blocks)
 
 
 def _blocks_mean(analysis: dict | None, key: str, include_embeddings: bool) -> float | None:
@@ -388,14 +457,18 @@ def _blocks_mean(analysis: dict | None, key: str, include_embeddings: bool) -> f
 def c3_token_cosine(m: Measurements) -> Claim:
     """Token cosine similarity, mean over block outputs 1..L: CL > MIM."""
     vals = [_blocks_mean(m.analyses.get(r), "token_cosine", False) for r in ("cl", "mim", "control")]
-    return _ordered_verdict("C3", *vals, +1, MARGINS["C3"], CONTROL_RULE["C3"])
+    depth = len(_get(m.analyses.get("cl"), "token_cosine") or [])
+    ses = _image_ses(m, "token_cosine", range(1, depth), +1)
+    return _ordered_verdict("C3", *vals, +1, MARGINS["C3"], CONTROL_RULE["C3"], ses)
 
 
 @_register("C4")
 def c4_fourier(m: Measurements) -> Claim:
     """Fourier Δ log amplitude (highest frequency), mean over depths 0..L: CL < MIM."""
     vals = [_blocks_mean(m.analyses.get(r), "fourier.delta_log_amplitude", True) for r in ("cl", "mim", "control")]
-    return _ordered_verdict("C4", *vals, -1, MARGINS["C4"], CONTROL_RULE["C4"])
+    depth = len(_get(m.analyses.get("cl"), "fourier", "delta_log_amplitude") or [])
+    ses = _image_ses(m, "fourier_delta", range(depth), -1)
+    return _ordered_verdict("C4", *vals, -1, MARGINS["C4"], CONTROL_RULE["C4"], ses)
 
 
 @_register("C5")
@@ -403,26 +476,50 @@ def c5_image_clusters(m: Measurements) -> Claim:
     """Silhouette of tokens by image id at the last depth: CL > MIM."""
     vals = [_get(m.cluster.get(r), "score", -1) for r in ("cl", "mim", "control")]
     depth = _get(m.cluster.get("cl"), "depths", -1)
-    return _ordered_verdict("C5", *vals, +1, MARGINS["C5"], CONTROL_RULE["C5"], depth=depth)
+    ses = _image_ses(m, "silhouette", [], +1)
+    return _ordered_verdict("C5", *vals, +1, MARGINS["C5"], CONTROL_RULE["C5"], ses, depth=depth)
 
 
 @_register("C6")
 def c6_shape_bias(m: Measurements) -> Claim:
-    """Shape bias on the cue-conflict split: CL > MIM."""
-    vals = [_get(m.evaluations.get(r), "shape_texture", "shape_bias") for r in ("cl", "mim", "control")]
-    decided = [_get(m.evaluations.get(r), "shape_texture", "num_decided") for r in ("cl", "mim")]
-    extra: dict[str, Any] = {}
-    if _finite(*vals[:2], *decided) and min(decided) > 0:
-        from clvsmim.evaluation import shape_bias_standard_error
+    """Shape bias on the cue-conflict split: CL > MIM; binomial SEs over the decided images.
+    Not measurable unless both cue probes (shape hits, texture hits) of CL and MIM reach
+    :data:`C6_MIN_CUE_OVER_CHANCE` × chance: a ratio of two near-chance hit rates is noise."""
+    from clvsmim.data import SHAPES
+    from clvsmim.uncertainty import rate_difference_se
 
-        counts = [int(n) for n in decided]
-        extra = {"difference_se": math.hypot(*map(shape_bias_standard_error, vals[:2], counts)),
-                 "num_decided": counts}
-    claim = _ordered_verdict("C6", *vals, +1, MARGINS["C6"], CONTROL_RULE["C6"], **extra)
-    if not extra:
+    roles = ("cl", "mim", "control")
+    vals = [_get(m.evaluations.get(r), "shape_texture", "shape_bias") for r in roles]
+    decided = [_get(m.evaluations.get(r), "shape_texture", "num_decided") for r in roles]
+    cues = {r: (_get(m.evaluations.get(r), "shape_texture", "shape_acc"),
+                _get(m.evaluations.get(r), "shape_texture", "texture_acc")) for r in ("cl", "mim")}
+    chance = 1.0 / len(SHAPES)
+    floor = C6_MIN_CUE_OVER_CHANCE * chance
+    if _finite(*vals[:2]) and all(_finite(*c) for c in cues.values()):
+        low = [f"{r.upper()} {what} {v:.3f}" for r, c in cues.items() for what, v in zip(("shape", "texture"), c)
+               if v < floor]
+        if low:
+            return _claim("C6", *vals, None, "not measurable",
+                          f"cue probes near chance: {', '.join(low)} < {C6_MIN_CUE_OVER_CHANCE:g} × chance "
+                          f"({floor:.3f}); a bias ratio of near-chance hit rates is noise",
+                          cue_accuracy={r: list(c) for r, c in cues.items()}, chance=chance)
+    ses: dict[str, float] = {}
+    extra: dict[str, Any] = {}
+    if _finite(*vals[:2], *decided[:2]) and min(decided[:2]) > 0:
+        n = [int(k) for k in decided[:2]]
+        ses = {"value": rate_difference_se(vals[:2], n)}
+        extra = {"difference_se": ses["value"], "num_decided": n}
+        if _finite(vals[2], decided[2]) and decided[2] > 0:
+            ses["cl_control"] = rate_difference_se([vals[0], vals[2]], [n[0], int(decided[2])])
+            ses["mim_control"] = rate_difference_se([vals[2], vals[1]], [int(decided[2]), n[1]])
+    if all(_finite(*c) for c in cues.values()):
+        extra["cue_accuracy"] = {r: list(c) for r, c in cues.items()}
+    claim = _ordered_verdict("C6", *vals, +1, MARGINS["C6"], CONTROL_RULE["C6"], ses, **extra)
+    if "num_decided" not in extra:
         return claim
-    return dataclasses.replace(claim, reason=f"{claim.reason}; binomial standard error of CL − MIM "
-                                             f"±{extra['difference_se']:.2g} ({counts[0]} and {counts[1]} decided images)")
+    return dataclasses.replace(claim, reason=f"{claim.reason}; binomial SEs over {extra['num_decided'][0]} and "
+                                             f"{extra['num_decided'][1]} decided images")
+
 
 def _best_depth(acc: Sequence[float]) -> int:
     """Index of the best accuracy; ties go to the deepest."""
@@ -439,21 +536,29 @@ def c7_layers(m: Measurements) -> Claim:
         return _missing(cid, "per-layer linear probes of CL and MIM")
     if len(acc["cl"]) != len(acc["mim"]) or len(acc["cl"]) < 2:
         return _missing(cid, "CL and MIM probes of the same depth (≥ 1 block)")
+    from clvsmim.uncertainty import rate_difference_se, threshold
+
     cl_acc, mim_acc = acc["cl"], acc["mim"]
     L = len(cl_acc) - 1
     best_cl, best_mim = _best_depth(cl_acc), _best_depth(mim_acc)
     best_mim_early = _best_depth(mim_acc[:L])
     drop = mim_acc[best_mim_early] - mim_acc[L]
-    cl_last_best = cl_acc[L] >= max(cl_acc) - margin
-    mim_drops = drop > margin
+    n = [m.num_eval] * 2 if m.num_eval else None
+    se_drop = rate_difference_se([mim_acc[best_mim_early], mim_acc[L]], n) if n else None
+    se_gap = rate_difference_se([max(cl_acc), cl_acc[L]], n) if n else None
+    cl_last_best = cl_acc[L] >= max(cl_acc) - threshold(margin, se_gap)
+    mim_drops = drop > threshold(margin, se_drop)
     ctrl = acc["control"]
     details = {"L": L, "cl_per_layer": cl_acc, "mim_per_layer": mim_acc, "control_per_layer": ctrl,
-               "mim_drop": drop, "cl_last_gap": max(cl_acc) - cl_acc[L], "margin": margin}
+               "mim_drop": drop, "cl_last_gap": max(cl_acc) - cl_acc[L], "margin": margin,
+               "se_drop": se_drop, "se_gap": se_gap}
     best_ctrl = _best_depth(ctrl) if ctrl and _finite(*ctrl) else None
     if best_ctrl is None or len(ctrl) != len(cl_acc):
-        return _claim(cid, best_cl, best_mim, None, drop, "inconclusive", "no control probe", **details)
-    cl_moved = cl_acc[L] - ctrl[L] > margin
-    mim_moved = mim_acc[best_mim_early] - ctrl[best_mim_early] > margin
+        return _claim(cid, best_cl, best_mim, None, drop, "inconclusive", "no control probe", se=se_drop, **details)
+    se_cl_ctrl = rate_difference_se([cl_acc[L], ctrl[L]], n) if n else None
+    se_mim_ctrl = rate_difference_se([mim_acc[best_mim_early], ctrl[best_mim_early]], n) if n else None
+    cl_moved = cl_acc[L] - ctrl[L] > threshold(margin, se_cl_ctrl)
+    mim_moved = mim_acc[best_mim_early] - ctrl[best_mim_early] > threshold(margin, se_mim_ctrl)
     details.update(cl_moved=cl_moved, mim_moved=mim_moved)
     problems = []
     if not cl_last_best:
@@ -465,10 +570,17 @@ def c7_layers(m: Measurements) -> Claim:
         problems.append("CL's last-block probe does not beat the control's")
     if not mim_moved:
         problems.append(f"MIM's best probe (depth {best_mim_early}) does not beat the control's there")
-    verdict = "fails" if problems else "holds"
-    reason = "; ".join(problems) if problems else (
-        f"CL best at the last block ({L}); MIM best at depth {best_mim_early}, drop {_q(drop, 'points')} to block {L}")
-    return _claim(cid, best_cl, best_mim, best_ctrl, drop, verdict, reason, **details)
+    # the opposite picture beyond noise: CL's last block below its best AND MIM's last block above
+    # its best earlier depth
+    opposite = (max(cl_acc) - cl_acc[L] > threshold(margin, se_gap)) and (-drop > threshold(margin, se_drop))
+    verdict = "holds" if not problems else ("reversed" if opposite else "tie")
+    noise = f"2 SE = {_q(2 * se_drop, 'points')}" if se_drop is not None else "no standard error available"
+    reason = "; ".join(problems) + f" ({noise})" if problems else (
+        f"CL best at the last block ({L}); MIM best at depth {best_mim_early}, drop {_q(drop, 'points')} to block {L} "
+        f"({noise})")
+    if opposite:
+        reason = "the opposite picture beyond noise: " + reason
+    return _claim(cid, best_cl, best_mim, best_ctrl, drop, verdict, reason, se=se_drop, **details)
 
 
 def _acc_pair(result: dict | None) -> tuple[float | None, float | None]:
@@ -503,36 +615,47 @@ def c8_hybrid(m: Measurements) -> Claim:
                "control_finetune": ctrl[1], "margin": margin}
     if not per_lam:
         return _missing(cid, "finite hybrid accuracies")
+    from clvsmim.uncertainty import rate_difference_se, three_way, threshold
+
     best = max(per_lam, key=lambda lam: (per_lam[lam]["score"] >= 0 and per_lam[lam]["beats_control"],
                                          per_lam[lam]["score"]))
     value = per_lam[best]["score"]
     details["best_lam"] = best
+    se = None
+    if m.num_eval:  # SE of the binding difference (the hybrid's worse metric vs the better endpoint)
+        lp, ft = per_lam[best]["linear_probe"], per_lam[best]["finetune"]
+        pair = (lp, lp_best) if lp - lp_best <= ft - ft_best else (ft, ft_best)
+        se = rate_difference_se(list(pair), [m.num_eval] * 2)
     args = (mean2(ends[1.0]), mean2(ends[0.0]), mean2(ctrl), value)
     if not _finite(*ctrl):
-        return _claim(cid, *args, "inconclusive", "no control measured", **details)
-    if value >= 0 and per_lam[best]["beats_control"]:
-        verdict, reason = "holds", (f"λ = {best:g} is at least as good as both endpoints "
-                                    f"(worse margin {_q(value, 'points', True)}) and beats the control")
-    elif value >= 0:
-        verdict, reason = "fails", f"λ = {best:g} matches both endpoints but does not beat the control"
+        return _claim(cid, *args, "inconclusive", "no control measured", se=se, **details)
+    order = three_way(value, se, 0.0)
+    noise = (f"threshold 2 SE = {_q(threshold(0.0, se), 'points')}" if se is not None else "no standard error available")
+    if order == "holds" and per_lam[best]["beats_control"]:
+        verdict, reason = "holds", (f"λ = {best:g} beats both endpoints on both metrics beyond noise "
+                                    f"(worse margin {_q(value, 'points', True)}; {noise}) and beats the control")
+    elif order == "reversed":
+        verdict, reason = "reversed", (f"every hybrid is worse than the better endpoint beyond noise on some "
+                                       f"metric (best: λ = {best:g}, worse margin {_q(value, 'points', True)}; {noise})")
     else:
-        verdict, reason = "fails", (f"no hybrid is at least as good as both endpoints on both metrics "
-                                    f"(best: λ = {best:g}, worse margin {_q(value, 'points', True)})")
-    return _claim(cid, *args, verdict, reason, **details)
+        verdict = "tie"
+        reason = (f"λ = {best:g} is within noise of the better endpoint (worse margin {_q(value, 'points', True)}; {noise})"
+                  if order == "tie" else f"λ = {best:g} beats both endpoints but not the control")
+    return _claim(cid, *args, verdict, reason, se=se, **details)
 
 
 @_register("C9")
 def c9_linear_probe(m: Measurements) -> Claim:
     """Final-depth linear-probe accuracy: CL > MIM; CL must beat the control's probe."""
     vals = [_get(m.evaluations.get(r), "linear_probe", "final") for r in ("cl", "mim", "control")]
-    return _ordered_verdict("C9", *vals, +1, MARGINS["C9"], CONTROL_RULE["C9"])
+    return _ordered_verdict("C9", *vals, +1, MARGINS["C9"], CONTROL_RULE["C9"], _rate_ses(m, *vals))
 
 
 @_register("C10")
 def c10_finetune(m: Measurements) -> Claim:
     """Fine-tuning accuracy: CL < MIM; MIM must beat fine-tuning the control from scratch."""
     vals = [_get(m.evaluations.get(r), "finetune") for r in ("cl", "mim", "control")]
-    return _ordered_verdict("C10", *vals, -1, MARGINS["C10"], CONTROL_RULE["C10"])
+    return _ordered_verdict("C10", *vals, -1, MARGINS["C10"], CONTROL_RULE["C10"], _rate_ses(m, *vals))
 
 
 @_register("C11")
@@ -549,21 +672,27 @@ def c11_scaling(m: Measurements) -> Claim:
     mim_gain = ft["mim-large"] - ft["mim-small"]
     value = mim_gain - cl_gain + 0.0
     details = {"finetune": ft, "models": {r: m.names.get(r) for r in ft}, "margin": margin, "rule": "mim"}
+    from clvsmim.uncertainty import rate_difference_se, three_way, threshold
+
     control = ft["control-large"]
+    four = [ft[r] for r in ("cl-small", "cl-large", "mim-small", "mim-large")]
+    se = rate_difference_se(four, [m.num_eval] * 4) if m.num_eval and all(0 <= v <= 1 for v in four) else None
     if not _finite(control):
-        return _claim(cid, cl_gain, mim_gain, None, value, "inconclusive", "no control measured", **details)
-    ordered = value > margin
-    mim_moved = ft["mim-large"] - control > margin
+        return _claim(cid, cl_gain, mim_gain, None, value, "inconclusive", "no control measured", se=se, **details)
+    order = three_way(value, se, margin)
+    se_ctrl = rate_difference_se([ft["mim-large"], control], [m.num_eval] * 2) if m.num_eval else None
+    mim_moved = ft["mim-large"] - control > threshold(margin, se_ctrl)
     details["mim_moved"] = mim_moved
-    if not ordered:
-        reason = (f"MIM's gain is not larger than CL's by more than {_q(margin, 'points')} "
-                  f"(difference {_q(value, 'points', True)})")
+    noise = f"threshold {_q(threshold(margin, se), 'points')}; {_se_text(se, 'points')}"
+    if order == "reversed":
+        verdict, reason = "reversed", f"CL gains more than MIM beyond noise (difference {_q(value, 'points', True)}; {noise})"
+    elif order == "tie":
+        verdict, reason = "tie", f"the gains do not differ beyond noise (difference {_q(value, 'points', True)}; {noise})"
     elif not mim_moved:
-        reason = "MIM gains more, but its large model does not beat fine-tuning the control from scratch"
+        verdict, reason = "tie", "MIM gains more, but its large model does not beat fine-tuning the control from scratch"
     else:
-        reason = f"MIM gains {_q(value, 'points')} more than CL and its large model beats the control"
-    return _claim(cid, cl_gain, mim_gain, control, value, "holds" if ordered and mim_moved else "fails",
-                  reason, **details)
+        verdict, reason = "holds", f"MIM gains {_q(value, 'points')} more than CL ({noise}) and its large model beats the control"
+    return _claim(cid, cl_gain, mim_gain, control, value, verdict, reason, se=se, **details)
 
 
 def _num(v: float | None, digits: int = 3) -> str:
@@ -604,8 +733,12 @@ def claim_markdown(claim: Claim, cl_name: str = "CL", mim_name: str = "MIM") -> 
                    f"random-init control {num('control')}.")
     if claim.verdict == "holds":
         tail = f" As in the paper ({claim.reason})."
-    elif claim.verdict == "fails":
+    elif claim.verdict in ("fails", "reversed"):
         tail = f" **This differs from the paper:** {claim.reason}."
+    elif claim.verdict == "tie":
+        tail = f" **No difference this evaluation resolves:** {claim.reason}."
+    elif claim.verdict == "not measurable":
+        tail = f" **Not measurable at this scale:** {claim.reason}."
     else:
         tail = f" Inconclusive: {claim.reason}."
     return head + numbers + tail
@@ -666,14 +799,14 @@ class ClaimSummary:
 
 
 def aggregate(per_seed: Sequence[Claim], seeds: Sequence[int] | None = None) -> ClaimSummary:
-    """Verdict over seeds: holds on all → holds; fails on all → fails; else inconclusive."""
+    """Verdict over seeds: the same verdict on every seed → that verdict; else inconclusive."""
     if not per_seed:
         raise ValueError("aggregate: no seeds")
     ids = {c.id for c in per_seed}
     if len(ids) != 1:
         raise ValueError(f"aggregate: claims of different ids {sorted(ids)}")
     verdicts = {c.verdict for c in per_seed}
-    verdict = verdicts.pop() if len(verdicts) == 1 and verdicts <= {"holds", "fails"} else "inconclusive"
+    verdict = verdicts.pop() if len(verdicts) == 1 else "inconclusive"
     seeds = list(seeds) if seeds is not None else list(range(len(per_seed)))
     return ClaimSummary(id=per_seed[0].id, seeds=seeds, per_seed=list(per_seed), verdict=verdict)
 
@@ -723,6 +856,20 @@ class ClaimsTable:
     def counts(self) -> dict[str, int]:
         return {v: sum(s.verdict == v for s in self.summaries) for v in VERDICTS}
 
+    @property
+    def has_standard_errors(self) -> bool:
+        """Whether the claims carry standard errors (tables recorded before them do not)."""
+        return any(c.se is not None for s in self.summaries for c in s.per_seed)
+
+    def note(self) -> str:
+        """One line on how the verdicts were reached ("" for a table with standard errors)."""
+        if self.has_standard_errors:
+            return ""
+        if any(c.verdict == "fails" for s in self.summaries for c in s.per_seed):
+            return ("recorded without standard errors (before verdicts carried uncertainty): 'fails' means "
+                    "'not ordered as the paper says by more than the margin', noise not taken into account")
+        return "no standard errors available: verdicts use the claims' margins alone"
+
     def to_dict(self) -> dict[str, Any]:
         return _json_safe({"profile": self.profile, "seeds": self.seeds, "margins": MARGINS,
                            "counts": self.counts(), "models": self.models, "missing_models": self.missing_models,
@@ -753,7 +900,9 @@ class ClaimsTable:
         lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(r, widths)).rstrip() for r in table]
         counts = self.counts()
         lines.append(f"profile {self.profile}, seeds {self.seeds}: " +
-                     ", ".join(f"{counts[v]} {v}" for v in VERDICTS))
+                     ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v] or v in ("holds", "inconclusive")))
+        if self.note():
+            lines.append(f"note: {self.note()}")
         lines += [f"seed {seed}: not built, left out: {', '.join(names)}" for seed, names in self.missing_models.items()]
         return "\n".join(lines)
 
@@ -783,6 +932,10 @@ class ClaimsTable:
                  " ".join(VERDICT_MARKS[c.verdict] for c in s.per_seed),
                  *(" / ".join(_num_of(s.id, k, v) for v in s.stat(k)["per_seed"]) for k in ("cl", "mim", "control"))]
                 for s in self.summaries]
+        if self.has_standard_errors:  # the signed difference and its SE, per seed
+            cols.append("signed difference ± SE")
+            for row, s in zip(body, self.summaries):
+                row.append(" / ".join(_num(c.value) + ("" if c.se is None else f" ± {c.se:.2g}") for c in s.per_seed))
         return cols, body
 
     @classmethod
@@ -899,6 +1052,12 @@ def model_names(profile: Profile, scaling: bool | None = None, cl: str = "moco",
     return names
 
 
+def _num_eval(profile: Profile, data_root: str | None) -> int | None:
+    """Images behind every accuracy: the synthetic evaluation split (None for an ImageFolder,
+    whose size is not known without opening it)."""
+    return int(profile.data.num_eval) if data_root is None and profile.data.root is None else None
+
+
 def measure(profile: Profile, data_root: str | None = None, device: str = "auto", *, build: bool = True,
             jobs: int | None = None, progress: bool = False, scaling: bool | None = None,
             cl: str = "moco", mim: str = "simmim", control: str = "random", missing: str = "raise") -> Measurements:
@@ -923,8 +1082,12 @@ def measure(profile: Profile, data_root: str | None = None, device: str = "auto"
     absent = [n for n in names.values() if key[n] not in results]
     absent += [spec.name for _, spec in sweep_specs if spec.key not in results and spec.name not in absent]
     sweep = {lam: results[spec.key] for lam, spec in sweep_specs if spec.key in results}
+    from clvsmim.uncertainty import per_image_statistics
+
     return Measurements(
         analyses={r: model_analysis(profile, names[r], "zoo", data_root, device) for r in core},
+        per_image={r: per_image_statistics(profile, names[r], "zoo", data_root, device) for r in core},
+        num_eval=_num_eval(profile, data_root),
         evaluations={r: results[key[n]] for r, n in names.items() if key[n] in results},
         cluster={r: token_cluster_scores(profile, names[r], "zoo", data_root, device) for r in core},
         sweep=sweep if len(sweep) == len(sweep_specs) else {},

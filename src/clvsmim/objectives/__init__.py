@@ -22,7 +22,8 @@ __all__ = ["OBJECTIVES", "Objective", "MoCo", "SimMIM", "MAE", "MAEDecoder", "Hy
 
 def build_objective(name: str, profile: Profile, model_cfg: ModelConfig | None = None,
                     lam: float | None = None) -> Objective:
-    """A fresh objective ``name`` with a new encoder ``build_vit(model_cfg or profile.model)``.
+    """A fresh objective ``name`` with a new encoder ``build_vit(model_cfg or profile.model)``,
+    built as ``profile.families`` says for this objective (:mod:`clvsmim.families`).
 
     ``lam`` (weight of the contrastive loss, 0..1) is required for ``"hybrid"`` and must
     be left out for the other objectives.
@@ -34,7 +35,10 @@ def build_objective(name: str, profile: Profile, model_cfg: ModelConfig | None =
                          "(0 = SimMIM only, 1 = MoCo only)")
     if name != "hybrid" and lam is not None:
         raise ValueError(f"lam={lam} only applies to the 'hybrid' objective, not {name!r}")
-    encoder = build_vit(model_cfg or profile.model)
+    from clvsmim.families import family_model_config
+
+    family_objective = "moco" if name == "hybrid" else name
+    encoder = build_vit(family_model_config(profile.families, family_objective, model_cfg or profile.model))
     if name == "moco":
         return MoCo(encoder, profile.moco)
     if name == "simmim":

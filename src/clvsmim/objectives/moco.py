@@ -96,7 +96,7 @@ class MoCo(Objective):
         return list(self.momentum_encoder.parameters()) + list(self.momentum_projector.parameters())
 
     def forward(self, images: torch.Tensor, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
-        v1, v2 = moco_views(images, seeds, self.img_size, self.cfg.crop_min_scale)
+        v1, v2 = moco_views(images, seeds, self.img_size, self.cfg.crop_min_scale, self.cfg.blur_sigma)
         b = v1.shape[0]
         both = torch.cat([v1, v2], dim=0)
         feats = pre_logits(self.encoder, both)

@@ -1,6 +1,8 @@
 """SimMIM (Xie et al., 2022): mask tokens, a linear pixel head, ℓ1 on masked pixels.
 
-The encoder is a plain timm ``VisionTransformer``. Forward: SimMIM crop (+ flip) ->
+The encoder is a plain timm ``VisionTransformer`` or (faithful families) the BEiT-style timm
+``Beit`` of the official SimMIM ViT (no absolute embedding; the shared relative position bias
+is passed to every block). Forward: SimMIM crop (+ flip) ->
 ``patch_embed`` -> masked patch embeddings replaced by a learnable mask token (before the
 position embedding) -> ``_pos_embed`` (CLS + position) -> ``norm_pre`` -> ``blocks`` ->
 ``norm`` -> patch tokens -> ``Linear(embed_dim, patch²·3)`` -> pixels of the normalised
@@ -26,7 +28,13 @@ class MaskedPrediction(NamedTuple):
     mask: torch.Tensor  # B×1×H×W bool, True = masked pixel
 
 
-def _check_vit(encoder: nn.Module, who: str) -> None:
+def _is_beit(encoder: nn.Module) -> bool:
+    return hasattr(encoder, "rel_pos_bias") and not hasattr(encoder, "_pos_embed")
+
+
+def _check_vit(encoder: nn.Module, who: str, allow_beit: bool = False) -> None:
+    if allow_beit and _is_beit(encoder):
+        return
     if not hasattr(encoder, "_pos_embed") or getattr(encoder, "dynamic_img_size", False):
         raise TypeError(f"{who} trains a timm VisionTransformer (fixed image size); "
                         f"got {type(encoder).__name__}")
@@ -39,7 +47,7 @@ class SimMIM(Objective):
 
     def __init__(self, encoder: nn.Module, cfg: SimMIMConfig = SimMIMConfig()):
         super().__init__(encoder)
-        _check_vit(encoder, "SimMIM")
+        _check_vit(encoder, "SimMIM", allow_beit=True)
         self.cfg = cfg
         geo = square_geometry(encoder, "SimMIM")
         self.patch_size = geo.patch_size
@@ -63,8 +71,18 @@ class SimMIM(Objective):
             tokens = tokens.flatten(1, 2)
         w = mask.reshape(mask.shape[0], -1, 1).to(tokens.dtype)
         tokens = tokens * (1 - w) + self.mask_token.to(tokens.dtype) * w
-        z = enc.norm_pre(enc.patch_drop(enc._pos_embed(tokens)))
-        z = enc.norm(enc.blocks(z))
+        if _is_beit(enc):  # BEiT-style (official SimMIM ViT): shared relative position bias
+            z = torch.cat([enc.cls_token.expand(tokens.shape[0], -1, -1).to(tokens.dtype), tokens], dim=1)
+            if enc.pos_embed is not None:
+                z = z + enc.pos_embed
+            z = enc.pos_drop(z)
+            bias = enc.rel_pos_bias() if enc.rel_pos_bias is not None else None
+            for blk in enc.blocks:
+                z = blk(z, shared_rel_pos_bias=bias)
+            z = enc.norm(z)
+        else:
+            z = enc.norm_pre(enc.patch_drop(enc._pos_embed(tokens)))
+            z = enc.norm(enc.blocks(z))
         return z[:, enc.num_prefix_tokens:]
 
     def predict_tokens(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

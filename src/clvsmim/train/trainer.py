@@ -61,7 +61,8 @@ BASE_COLUMNS = ("step", "loss", "lr", "images_per_s")
 # Config fields that do not change the optimisation (may differ between a run and its resume).
 _BOOKKEEPING_FIELDS = {"checkpoint_every", "log_every"}
 # Parameter-name fragments that never get weight decay (besides biases and every 1-d tensor).
-_NO_DECAY_TOKENS = ("pos_embed", "cls_token", "mask_token", "dist_token", "reg_token", "norm")
+_NO_DECAY_TOKENS = ("pos_embed", "cls_token", "mask_token", "dist_token", "reg_token", "norm",
+                    "relative_position_bias_table")
 
 
 class NonFiniteLossError(RuntimeError):

@@ -119,6 +119,9 @@ def _objective_config(profile: Profile, objective: str) -> dict[str, Any]:
 
 def _make_spec(profile: Profile, objective: str, lam: float | None, size: str, model_cfg: ModelConfig,
                data_cfg: DataConfig) -> ModelSpec:
+    from clvsmim.families import family_model_config
+
+    model_cfg = family_model_config(profile.families, "moco" if objective == "hybrid" else objective, model_cfg)
     if objective == "random":
         train_cfg, seed = None, profile.train.seed
         content = {"format": ZOO_FORMAT, "objective": objective, "model": model_cfg, "seed": seed}

@@ -152,7 +152,8 @@ def grid_markdown(grid: list[dict[str, Any]], cl_title: str = "CL (MoCo v3)", mi
     return "\n".join(lines)
 
 
-VERDICT_COLOR = {"holds": "#2ca02c", "fails": "#d62728", "inconclusive": "#7f7f7f"}
+VERDICT_COLOR = {"holds": "#2ca02c", "fails": "#d62728", "reversed": "#d62728", "tie": "#ff7f0e",
+                 "not measurable": "#9467bd", "inconclusive": "#7f7f7f"}
 _TABLE_STYLE = ("border-collapse:collapse;font-size:0.9em;margin:0.5em 0 1em 0",
                 "border-bottom:1px solid #bbb;padding:4px 8px;vertical-align:top;text-align:left")
 
@@ -250,9 +251,12 @@ def verdict_sentences(table: Any) -> str:
     n = len(d["claims"])
     seeds = d["seeds"]
     text = (f"On profile **{d['profile']}** with {len(seeds)} training seed{'s' if len(seeds) > 1 else ''} "
-            f"({', '.join(map(str, seeds))}), {counts['holds']} of {n} claims hold, {counts['fails']} fail and "
-            f"{counts['inconclusive']} are inconclusive.")
-    fails = [c for c in d["claims"] if c["verdict"] == "fails"]
+            f"({', '.join(map(str, seeds))}), {counts['holds']} of {n} claims hold, "
+            + "".join(f"{counts[v]} {label}, " for v, label in (
+                ("fails", "fail"), ("reversed", "are reversed (beyond noise)"), ("tie", "tie (no difference beyond "
+                 "noise)"), ("not measurable", "are not measurable")) if counts.get(v))
+            + f"and {counts['inconclusive']} are inconclusive.")
+    fails = [c for c in d["claims"] if c["verdict"] in ("fails", "reversed", "tie", "not measurable")]
     unsure = [c for c in d["claims"] if c["verdict"] == "inconclusive"]
     if fails:
         text += (" Where these models **differ from the paper**: "
@@ -286,7 +290,7 @@ def seed_disagreements(table: Any) -> str:
         if len(by_verdict) < 2:
             continue
         parts = []
-        for verdict in ("holds", "fails", "inconclusive"):
+        for verdict in ("holds", "tie", "reversed", "not measurable", "fails", "inconclusive"):
             seeds = by_verdict.get(verdict, [])
             if not seeds:
                 continue

@@ -6,8 +6,9 @@ from typing import Any, Sequence
 
 __all__ = ["VERDICT_COLOR", "plot_summary_table"]
 
-VERDICT_COLOR = {"holds": "#2ca02c", "fails": "#d62728", "inconclusive": "#7f7f7f"}
-_MARK = {"holds": "✓", "fails": "✗", "inconclusive": "?"}
+VERDICT_COLOR = {"holds": "#2ca02c", "fails": "#d62728", "reversed": "#d62728", "tie": "#ff7f0e",
+                 "not measurable": "#9467bd", "inconclusive": "#7f7f7f"}
+_MARK = {"holds": "✓", "fails": "✗", "reversed": "✗", "tie": "=", "not measurable": "–", "inconclusive": "?"}
 
 
 def plot_summary_table(grid: Sequence[dict[str, Any]], cl_title: str = "Contrastive learning (MoCo v3)",

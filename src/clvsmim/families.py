@@ -1,0 +1,70 @@
+"""How each objective's encoder is built: the miniature's *families*.
+
+``families`` is a profile setting (``Profile.families``):
+
+``v2`` (the default, what the shipped ``mini`` zoo was trained with)
+    every objective on the same timm ``VisionTransformer`` with a fixed 2-D sin-cos
+    position embedding and PyTorch's default patch-projection init; MoCo's blur sigma is
+    upstream's 0.1–2.0 px rescaled from 224 px to the view size.
+``faithful`` (each family built the way its original is)
+    * SimMIM on the BEiT-style encoder of the official SimMIM ViT (the net
+      :data:`clvsmim.weights.registry` loads for ``simmim_vit_b``): no absolute position
+      embedding, one relative position bias shared by all blocks, layer scale 0.1, BEiT's
+      init (trunc-normal 0.02, per-depth rescaling of the residual projections);
+    * MoCo v3 (and the hybrids, whose CL branch freezes the patch projection, and the
+      untrained control) on the sin-cos ViT with MoCo v3's patch-projection init (uniform
+      in ±sqrt(6 / (3·p² + D)), zero bias: ``facebookresearch/moco-v3`` ``vits.py``);
+    * MAE on the sin-cos ViT;
+    * MoCo's blur sigma 0.1–2.0 px *in the view's pixels* (upstream's literal values), which
+      blurs a 32-px view's textures (period 9–16 px) instead of leaving them untouched.
+
+The family decides only :class:`~clvsmim.config.ModelConfig` / ``MocoConfig`` fields, so the
+cache key of a model names its architecture; ``v2`` leaves every config (and key) as before.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from clvsmim.config import ModelConfig, Profile
+
+FAMILIES = ("v2", "faithful")
+#: MoCo v3's GaussianBlur sigma range (pixels), used literally by the faithful families.
+FAITHFUL_BLUR_SIGMA = (0.1, 2.0)
+#: SimMIM's official ViT: layer scale init of its BEiT-style blocks.
+SIMMIM_LAYER_SCALE = 0.1
+
+__all__ = ["FAMILIES", "FAITHFUL_BLUR_SIGMA", "SIMMIM_LAYER_SCALE", "check_families",
+           "family_model_config", "apply_profile_family"]
+
+
+def check_families(families: str) -> str:
+    if families not in FAMILIES:
+        raise ValueError(f"unknown families {families!r}; expected one of {FAMILIES}")
+    return families
+
+
+def family_model_config(families: str, objective: str, cfg: ModelConfig) -> ModelConfig:
+    """The encoder config of ``objective`` (moco | simmim | mae | hybrid | random) under
+    ``families``. Idempotent; ``v2`` and ``timm_name`` configs are returned unchanged."""
+    check_families(families)
+    if families == "v2" or cfg.timm_name:
+        return cfg
+    if objective == "simmim":
+        return dataclasses.replace(cfg, encoder="beit", sincos_pos_embed=False, patch_init="timm",
+                                   layer_scale_init=SIMMIM_LAYER_SCALE)
+    if objective in ("moco", "hybrid", "random"):
+        return dataclasses.replace(cfg, encoder="vit", sincos_pos_embed=True, patch_init="moco_v3",
+                                   layer_scale_init=None)
+    if objective == "mae":
+        return dataclasses.replace(cfg, encoder="vit", sincos_pos_embed=True, patch_init="timm",
+                                   layer_scale_init=None)
+    raise ValueError(f"unknown objective {objective!r} for families {families!r}")
+
+
+def apply_profile_family(profile: Profile) -> Profile:
+    """Profile-wide settings of the family: under ``faithful`` MoCo's blur sigma defaults to the
+    literal 0.1–2.0 px (an explicit ``moco.blur_sigma`` is kept)."""
+    check_families(profile.families)
+    if profile.families == "faithful" and profile.moco.blur_sigma is None:
+        profile = dataclasses.replace(profile, moco=dataclasses.replace(profile.moco, blur_sigma=FAITHFUL_BLUR_SIGMA))
+    return profile
