@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
                              build=not args.no_build, jobs=args.jobs, progress=not args.no_progress,
                              missing="skip" if args.skip_missing and args.no_build else "raise")
     print(table.markdown(per_seed=True) if args.markdown else table.format())
+    if args.markdown and table.note():
+        print(f"\nNote: {table.note()}.")
     if args.out and not args.show:
         print(f"written {table.save(args.out)}")
     return 0
