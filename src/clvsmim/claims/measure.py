@@ -1,4 +1,5 @@
-"""Measuring a zoo: the models a claim reads, their cached measurements, the whole table over seeds."""
+"""Measuring a zoo: the models a claim reads, their cached measurements, the whole table over
+seeds."""
 from __future__ import annotations
 
 import time
