@@ -101,7 +101,7 @@ from __future__ import annotations
 
 from clvsmim.cache import cached_json
 from clvsmim.claims.definitions import (C6_MIN_CUE_OVER_CHANCE, CONTROL_RULE, INFO, MARGINS, ROWS, VERDICT_MARKS,
-                                        VERDICTS, Claim, ClaimInfo)
+                                        VERDICTS, Claim, ClaimInfo, missing_claim)
 from clvsmim.claims.measure import (CLUSTER_FORMAT, claims_table, measure, model_cache_path, model_names,
                                     token_cluster_scores)
 from clvsmim.claims.rules import (CLAIMS, claim_markdown, evaluate_claim, evaluate_claims, with_claim, c1_attention_distance,
@@ -119,5 +119,5 @@ __all__ = [
     "model_names", "measure", "claims_table", "model_cache_path", "cached_json", "token_cluster_scores",
     "C6_MIN_CUE_OVER_CHANCE", "INFO", "VERDICT_MARKS", "CLUSTER_FORMAT", "c1_attention_distance", "c2_nmi",
     "c3_token_cosine", "c4_fourier", "c5_image_clusters", "c6_shape_bias", "c7_layers", "c8_hybrid",
-    "c9_linear_probe", "c10_finetune", "c11_scaling",
+    "c9_linear_probe", "c10_finetune", "c11_scaling", "missing_claim",
 ]

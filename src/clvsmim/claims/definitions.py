@@ -145,16 +145,16 @@ INFO: dict[str, ClaimInfo] = {
 }
 
 
-def _finite(*values: Any) -> bool:
+def is_finite(*values: Any) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
 
 
-def _claim(cid: str, cl=None, mim=None, control=None, value=None, verdict="inconclusive", reason="",
+def make_claim(cid: str, cl=None, mim=None, control=None, value=None, verdict="inconclusive", reason="",
            se=None, **details) -> Claim:
-    f = lambda v: None if v is None or not _finite(v) else float(v)  # noqa: E731
+    f = lambda v: None if v is None or not is_finite(v) else float(v)  # noqa: E731
     return Claim(**dataclasses.asdict(INFO[cid]), id=cid, cl=f(cl), mim=f(mim), control=f(control), value=f(value), verdict=verdict, reason=reason,
                  details=_json_safe(details), se=f(se))
 
 
-def _missing(cid: str, what: str, **values) -> Claim:
-    return _claim(cid, verdict="inconclusive", reason=f"not measured: {what}", **values)
+def missing_claim(cid: str, what: str, **values) -> Claim:
+    return make_claim(cid, verdict="inconclusive", reason=f"not measured: {what}", **values)

@@ -6,8 +6,8 @@ import dataclasses
 import math
 from typing import Any, Callable, Iterable, Sequence
 
-from clvsmim.claims.definitions import C6_MIN_CUE_OVER_CHANCE, CONTROL_RULE, Claim, MARGINS, _claim, _finite, _missing
-from clvsmim.claims.verdict import Measurements, _get, _image_ses, _mean, _ordered_verdict, _q, _rate_ses, _se_text, last_third
+from clvsmim.claims.definitions import C6_MIN_CUE_OVER_CHANCE, CONTROL_RULE, Claim, MARGINS, make_claim, is_finite, missing_claim
+from clvsmim.claims.verdict import Measurements, dig, image_ses, mean_or_none, ordered_verdict, fmt_value, rate_ses, se_text, last_third
 
 
 # --------------------------------------------------------------------------- the claims
@@ -24,11 +24,11 @@ def _register(cid: str):
 
 
 def _last_third_mean(analysis: dict | None, metric: str) -> tuple[float | None, list[int]]:
-    curve = _get(analysis, metric, "mean")
+    curve = dig(analysis, metric, "mean")
     if not curve:
         return None, []
     idx = last_third(len(curve))
-    return _mean([curve[i] for i in idx]), [i + 1 for i in idx]
+    return mean_or_none([curve[i] for i in idx]), [i + 1 for i in idx]
 
 
 @_register("C1")
@@ -38,9 +38,9 @@ def c1_attention_distance(m: Measurements) -> Claim:
     cl, blocks = _last_third_mean(m.analyses.get("cl"), "attention_distance")
     mim, _ = _last_third_mean(m.analyses.get("mim"), "attention_distance")
     control, _ = _last_third_mean(m.analyses.get("control"), "attention_distance")
-    margin = MARGINS["C1"] * abs(control) if _finite(control) else MARGINS["C1"]
-    ses = _image_ses(m, "attention_distance", [b - 1 for b in blocks], +1)
-    return _ordered_verdict("C1", cl, mim, control, +1, margin, CONTROL_RULE["C1"], ses, blocks=blocks)
+    margin = MARGINS["C1"] * abs(control) if is_finite(control) else MARGINS["C1"]
+    ses = image_ses(m, "attention_distance", [b - 1 for b in blocks], +1)
+    return ordered_verdict("C1", cl, mim, control, +1, margin, CONTROL_RULE["C1"], ses, blocks=blocks)
 
 
 @_register("C2")
@@ -49,42 +49,42 @@ def c2_nmi(m: Measurements) -> Claim:
     cl, blocks = _last_third_mean(m.analyses.get("cl"), "nmi")
     mim, _ = _last_third_mean(m.analyses.get("mim"), "nmi")
     control, _ = _last_third_mean(m.analyses.get("control"), "nmi")
-    ses = _image_ses(m, "nmi", [b - 1 for b in blocks], -1)
-    return _ordered_verdict("C2", cl, mim, control, -1, MARGINS["C2"], CONTROL_RULE["C2"], ses, blocks=blocks)
+    ses = image_ses(m, "nmi", [b - 1 for b in blocks], -1)
+    return ordered_verdict("C2", cl, mim, control, -1, MARGINS["C2"], CONTROL_RULE["C2"], ses, blocks=blocks)
 
 
 def _blocks_mean(analysis: dict | None, key: str, include_embeddings: bool) -> float | None:
-    curve = _get(analysis, *key.split("."))
+    curve = dig(analysis, *key.split("."))
     if not curve:
         return None
-    return _mean(curve if include_embeddings else curve[1:])
+    return mean_or_none(curve if include_embeddings else curve[1:])
 
 
 @_register("C3")
 def c3_token_cosine(m: Measurements) -> Claim:
     """Token cosine similarity, mean over block outputs 1..L: CL > MIM."""
     vals = [_blocks_mean(m.analyses.get(r), "token_cosine", False) for r in ("cl", "mim", "control")]
-    depth = len(_get(m.analyses.get("cl"), "token_cosine") or [])
-    ses = _image_ses(m, "token_cosine", range(1, depth), +1)
-    return _ordered_verdict("C3", *vals, +1, MARGINS["C3"], CONTROL_RULE["C3"], ses)
+    depth = len(dig(m.analyses.get("cl"), "token_cosine") or [])
+    ses = image_ses(m, "token_cosine", range(1, depth), +1)
+    return ordered_verdict("C3", *vals, +1, MARGINS["C3"], CONTROL_RULE["C3"], ses)
 
 
 @_register("C4")
 def c4_fourier(m: Measurements) -> Claim:
     """Fourier Δ log amplitude (highest frequency), mean over depths 0..L: CL < MIM."""
     vals = [_blocks_mean(m.analyses.get(r), "fourier.delta_log_amplitude", True) for r in ("cl", "mim", "control")]
-    depth = len(_get(m.analyses.get("cl"), "fourier", "delta_log_amplitude") or [])
-    ses = _image_ses(m, "fourier_delta", range(depth), -1)
-    return _ordered_verdict("C4", *vals, -1, MARGINS["C4"], CONTROL_RULE["C4"], ses)
+    depth = len(dig(m.analyses.get("cl"), "fourier", "delta_log_amplitude") or [])
+    ses = image_ses(m, "fourier_delta", range(depth), -1)
+    return ordered_verdict("C4", *vals, -1, MARGINS["C4"], CONTROL_RULE["C4"], ses)
 
 
 @_register("C5")
 def c5_image_clusters(m: Measurements) -> Claim:
     """Silhouette of tokens by image id at the last depth: CL > MIM."""
-    vals = [_get(m.cluster.get(r), "score", -1) for r in ("cl", "mim", "control")]
-    depth = _get(m.cluster.get("cl"), "depths", -1)
-    ses = _image_ses(m, "silhouette", [], +1)
-    return _ordered_verdict("C5", *vals, +1, MARGINS["C5"], CONTROL_RULE["C5"], ses, depth=depth)
+    vals = [dig(m.cluster.get(r), "score", -1) for r in ("cl", "mim", "control")]
+    depth = dig(m.cluster.get("cl"), "depths", -1)
+    ses = image_ses(m, "silhouette", [], +1)
+    return ordered_verdict("C5", *vals, +1, MARGINS["C5"], CONTROL_RULE["C5"], ses, depth=depth)
 
 
 @_register("C6")
@@ -96,32 +96,32 @@ def c6_shape_bias(m: Measurements) -> Claim:
     from clvsmim.uncertainty import rate_difference_se
 
     roles = ("cl", "mim", "control")
-    vals = [_get(m.evaluations.get(r), "shape_texture", "shape_bias") for r in roles]
-    decided = [_get(m.evaluations.get(r), "shape_texture", "num_decided") for r in roles]
-    cues = {r: (_get(m.evaluations.get(r), "shape_texture", "shape_acc"),
-                _get(m.evaluations.get(r), "shape_texture", "texture_acc")) for r in ("cl", "mim")}
+    vals = [dig(m.evaluations.get(r), "shape_texture", "shape_bias") for r in roles]
+    decided = [dig(m.evaluations.get(r), "shape_texture", "num_decided") for r in roles]
+    cues = {r: (dig(m.evaluations.get(r), "shape_texture", "shape_acc"),
+                dig(m.evaluations.get(r), "shape_texture", "texture_acc")) for r in ("cl", "mim")}
     chance = 1.0 / len(SHAPES)
     floor = C6_MIN_CUE_OVER_CHANCE * chance
-    if _finite(*vals[:2]) and all(_finite(*c) for c in cues.values()):
+    if is_finite(*vals[:2]) and all(is_finite(*c) for c in cues.values()):
         low = [f"{r.upper()} {what} {v:.3f}" for r, c in cues.items() for what, v in zip(("shape", "texture"), c)
                if v < floor]
         if low:
-            return _claim("C6", *vals, None, "not measurable",
+            return make_claim("C6", *vals, None, "not measurable",
                           f"cue probes near chance: {', '.join(low)} < {C6_MIN_CUE_OVER_CHANCE:g} × chance "
                           f"({floor:.3f}); a bias ratio of near-chance hit rates is noise",
                           cue_accuracy={r: list(c) for r, c in cues.items()}, chance=chance)
     ses: dict[str, float] = {}
     extra: dict[str, Any] = {}
-    if _finite(*vals[:2], *decided[:2]) and min(decided[:2]) > 0:
+    if is_finite(*vals[:2], *decided[:2]) and min(decided[:2]) > 0:
         n = [int(k) for k in decided[:2]]
         ses = {"value": rate_difference_se(vals[:2], n)}
         extra = {"difference_se": ses["value"], "num_decided": n}
-        if _finite(vals[2], decided[2]) and decided[2] > 0:
+        if is_finite(vals[2], decided[2]) and decided[2] > 0:
             ses["cl_control"] = rate_difference_se([vals[0], vals[2]], [n[0], int(decided[2])])
             ses["mim_control"] = rate_difference_se([vals[2], vals[1]], [int(decided[2]), n[1]])
-    if all(_finite(*c) for c in cues.values()):
+    if all(is_finite(*c) for c in cues.values()):
         extra["cue_accuracy"] = {r: list(c) for r, c in cues.items()}
-    claim = _ordered_verdict("C6", *vals, +1, MARGINS["C6"], CONTROL_RULE["C6"], ses, **extra)
+    claim = ordered_verdict("C6", *vals, +1, MARGINS["C6"], CONTROL_RULE["C6"], ses, **extra)
     if "num_decided" not in extra:
         return claim
     return dataclasses.replace(claim, reason=f"{claim.reason}; binomial SEs over {extra['num_decided'][0]} and "
@@ -138,11 +138,11 @@ def c7_layers(m: Measurements) -> Claim:
     """CL's best probe is at the last block (within the margin) and MIM's accuracy drops over
     its last blocks (best earlier depth − last depth > margin); both above the control."""
     cid, margin = "C7", MARGINS["C7"]
-    acc = {r: _get(m.evaluations.get(r), "linear_probe", "per_layer") for r in ("cl", "mim", "control")}
-    if not acc["cl"] or not acc["mim"] or not all(_finite(*acc[r]) for r in ("cl", "mim")):
-        return _missing(cid, "per-layer linear probes of CL and MIM")
+    acc = {r: dig(m.evaluations.get(r), "linear_probe", "per_layer") for r in ("cl", "mim", "control")}
+    if not acc["cl"] or not acc["mim"] or not all(is_finite(*acc[r]) for r in ("cl", "mim")):
+        return missing_claim(cid, "per-layer linear probes of CL and MIM")
     if len(acc["cl"]) != len(acc["mim"]) or len(acc["cl"]) < 2:
-        return _missing(cid, "CL and MIM probes of the same depth (≥ 1 block)")
+        return missing_claim(cid, "CL and MIM probes of the same depth (≥ 1 block)")
     from clvsmim.uncertainty import rate_difference_se, threshold
 
     cl_acc, mim_acc = acc["cl"], acc["mim"]
@@ -159,9 +159,9 @@ def c7_layers(m: Measurements) -> Claim:
     details = {"L": L, "cl_per_layer": cl_acc, "mim_per_layer": mim_acc, "control_per_layer": ctrl,
                "mim_drop": drop, "cl_last_gap": max(cl_acc) - cl_acc[L], "margin": margin,
                "se_drop": se_drop, "se_gap": se_gap}
-    best_ctrl = _best_depth(ctrl) if ctrl and _finite(*ctrl) else None
+    best_ctrl = _best_depth(ctrl) if ctrl and is_finite(*ctrl) else None
     if best_ctrl is None or len(ctrl) != len(cl_acc):
-        return _claim(cid, best_cl, best_mim, None, drop, "inconclusive", "no control probe", se=se_drop, **details)
+        return make_claim(cid, best_cl, best_mim, None, drop, "inconclusive", "no control probe", se=se_drop, **details)
     se_cl_ctrl = rate_difference_se([cl_acc[L], ctrl[L]], n) if n else None
     se_mim_ctrl = rate_difference_se([mim_acc[best_mim_early], ctrl[best_mim_early]], n) if n else None
     cl_moved = cl_acc[L] - ctrl[L] > threshold(margin, se_cl_ctrl)
@@ -169,10 +169,10 @@ def c7_layers(m: Measurements) -> Claim:
     details.update(cl_moved=cl_moved, mim_moved=mim_moved)
     problems = []
     if not cl_last_best:
-        problems.append(f"CL's last block is {_q(max(cl_acc) - cl_acc[L], 'points', signed=False)} below its best "
+        problems.append(f"CL's last block is {fmt_value(max(cl_acc) - cl_acc[L], 'points', signed=False)} below its best "
                         f"(depth {best_cl})")
     if not mim_drops:
-        problems.append(f"MIM's accuracy does not drop over its last blocks (drop {_q(drop, 'points', True)})")
+        problems.append(f"MIM's accuracy does not drop over its last blocks (drop {fmt_value(drop, 'points', True)})")
     if not cl_moved:
         problems.append("CL's last-block probe does not beat the control's")
     if not mim_moved:
@@ -181,17 +181,17 @@ def c7_layers(m: Measurements) -> Claim:
     # its best earlier depth
     opposite = (max(cl_acc) - cl_acc[L] > threshold(margin, se_gap)) and (-drop > threshold(margin, se_drop))
     verdict = "holds" if not problems else ("reversed" if opposite else "tie")
-    noise = f"2 SE = {_q(2 * se_drop, 'points')}" if se_drop is not None else "no standard error available"
+    noise = f"2 SE = {fmt_value(2 * se_drop, 'points')}" if se_drop is not None else "no standard error available"
     reason = "; ".join(problems) + f" ({noise})" if problems else (
-        f"CL best at the last block ({L}); MIM best at depth {best_mim_early}, drop {_q(drop, 'points')} to block {L} "
+        f"CL best at the last block ({L}); MIM best at depth {best_mim_early}, drop {fmt_value(drop, 'points')} to block {L} "
         f"({noise})")
     if opposite:
         reason = "the opposite picture beyond noise: " + reason
-    return _claim(cid, best_cl, best_mim, best_ctrl, drop, verdict, reason, se=se_drop, **details)
+    return make_claim(cid, best_cl, best_mim, best_ctrl, drop, verdict, reason, se=se_drop, **details)
 
 
 def _acc_pair(result: dict | None) -> tuple[float | None, float | None]:
-    return _get(result, "linear_probe", "final"), _get(result, "finetune")
+    return dig(result, "linear_probe", "final"), dig(result, "finetune")
 
 
 @_register("C8")
@@ -203,25 +203,25 @@ def c8_hybrid(m: Measurements) -> Claim:
     sweep = {float(k): v for k, v in m.sweep.items()}
     ends = {lam: _acc_pair(sweep.get(lam)) for lam in (0.0, 1.0)}
     inner = sorted(lam for lam in sweep if 0.0 < lam < 1.0)
-    if not all(_finite(*pair) for pair in ends.values()) or not inner:
-        return _missing(cid, "linear probe and fine-tuning of λ = 0, λ = 1 and a hybrid 0 < λ < 1")
+    if not all(is_finite(*pair) for pair in ends.values()) or not inner:
+        return missing_claim(cid, "linear probe and fine-tuning of λ = 0, λ = 1 and a hybrid 0 < λ < 1")
     ctrl = _acc_pair(m.evaluations.get("control"))
     lp_best, ft_best = max(ends[0.0][0], ends[1.0][0]), max(ends[0.0][1], ends[1.0][1])
     per_lam = {}
     for lam in inner:
         lp, ft = _acc_pair(sweep[lam])
-        if not _finite(lp, ft):
+        if not is_finite(lp, ft):
             continue
         score = min(lp - lp_best, ft - ft_best)
-        moved = _finite(*ctrl) and lp - ctrl[0] > margin and ft - ctrl[1] > margin
+        moved = is_finite(*ctrl) and lp - ctrl[0] > margin and ft - ctrl[1] > margin
         per_lam[lam] = {"linear_probe": lp, "finetune": ft, "score": score, "beats_control": moved}
-    mean2 = lambda pair: (pair[0] + pair[1]) / 2 if _finite(*pair) else None  # noqa: E731
+    mean2 = lambda pair: (pair[0] + pair[1]) / 2 if is_finite(*pair) else None  # noqa: E731
     details = {"sweep": {f"{lam:g}": {"linear_probe": _acc_pair(sweep[lam])[0], "finetune": _acc_pair(sweep[lam])[1]}
                          for lam in sorted(sweep)},
                "per_lam": {f"{k:g}": v for k, v in per_lam.items()}, "control_linear_probe": ctrl[0],
                "control_finetune": ctrl[1], "margin": margin}
     if not per_lam:
-        return _missing(cid, "finite hybrid accuracies")
+        return missing_claim(cid, "finite hybrid accuracies")
     from clvsmim.uncertainty import rate_difference_se, three_way, threshold
 
     best = max(per_lam, key=lambda lam: (per_lam[lam]["score"] >= 0 and per_lam[lam]["beats_control"],
@@ -234,35 +234,35 @@ def c8_hybrid(m: Measurements) -> Claim:
         pair = (lp, lp_best) if lp - lp_best <= ft - ft_best else (ft, ft_best)
         se = rate_difference_se(list(pair), [m.num_eval] * 2)
     args = (mean2(ends[1.0]), mean2(ends[0.0]), mean2(ctrl), value)
-    if not _finite(*ctrl):
-        return _claim(cid, *args, "inconclusive", "no control measured", se=se, **details)
+    if not is_finite(*ctrl):
+        return make_claim(cid, *args, "inconclusive", "no control measured", se=se, **details)
     order = three_way(value, se, 0.0)
-    noise = (f"threshold 2 SE = {_q(threshold(0.0, se), 'points')}" if se is not None else "no standard error available")
+    noise = (f"threshold 2 SE = {fmt_value(threshold(0.0, se), 'points')}" if se is not None else "no standard error available")
     if order == "holds" and per_lam[best]["beats_control"]:
         verdict, reason = "holds", (f"λ = {best:g} beats both endpoints on both metrics beyond noise "
-                                    f"(worse margin {_q(value, 'points', True)}; {noise}) and beats the control")
+                                    f"(worse margin {fmt_value(value, 'points', True)}; {noise}) and beats the control")
     elif order == "reversed":
         verdict, reason = "reversed", (f"every hybrid is worse than the better endpoint beyond noise on some "
-                                       f"metric (best: λ = {best:g}, worse margin {_q(value, 'points', True)}; {noise})")
+                                       f"metric (best: λ = {best:g}, worse margin {fmt_value(value, 'points', True)}; {noise})")
     else:
         verdict = "tie"
-        reason = (f"λ = {best:g} is within noise of the better endpoint (worse margin {_q(value, 'points', True)}; {noise})"
+        reason = (f"λ = {best:g} is within noise of the better endpoint (worse margin {fmt_value(value, 'points', True)}; {noise})"
                   if order == "tie" else f"λ = {best:g} beats both endpoints but not the control")
-    return _claim(cid, *args, verdict, reason, se=se, **details)
+    return make_claim(cid, *args, verdict, reason, se=se, **details)
 
 
 @_register("C9")
 def c9_linear_probe(m: Measurements) -> Claim:
     """Final-depth linear-probe accuracy: CL > MIM; CL must beat the control's probe."""
-    vals = [_get(m.evaluations.get(r), "linear_probe", "final") for r in ("cl", "mim", "control")]
-    return _ordered_verdict("C9", *vals, +1, MARGINS["C9"], CONTROL_RULE["C9"], _rate_ses(m, *vals))
+    vals = [dig(m.evaluations.get(r), "linear_probe", "final") for r in ("cl", "mim", "control")]
+    return ordered_verdict("C9", *vals, +1, MARGINS["C9"], CONTROL_RULE["C9"], rate_ses(m, *vals))
 
 
 @_register("C10")
 def c10_finetune(m: Measurements) -> Claim:
     """Fine-tuning accuracy: CL < MIM; MIM must beat fine-tuning the control from scratch."""
-    vals = [_get(m.evaluations.get(r), "finetune") for r in ("cl", "mim", "control")]
-    return _ordered_verdict("C10", *vals, -1, MARGINS["C10"], CONTROL_RULE["C10"], _rate_ses(m, *vals))
+    vals = [dig(m.evaluations.get(r), "finetune") for r in ("cl", "mim", "control")]
+    return ordered_verdict("C10", *vals, -1, MARGINS["C10"], CONTROL_RULE["C10"], rate_ses(m, *vals))
 
 
 @_register("C11")
@@ -271,10 +271,10 @@ def c11_scaling(m: Measurements) -> Claim:
     large MIM model must beat fine-tuning the large control from scratch by the margin
     (``control``: the large control's fine-tuning accuracy, an accuracy, not a gain)."""
     cid, margin = "C11", MARGINS["C11"]
-    ft = {r: _get(m.evaluations.get(r), "finetune")
+    ft = {r: dig(m.evaluations.get(r), "finetune")
           for r in ("cl-small", "cl-large", "mim-small", "mim-large", "control-large")}
-    if not _finite(ft["cl-small"], ft["cl-large"], ft["mim-small"], ft["mim-large"]):
-        return _missing(cid, "fine-tuning of CL and MIM at two sizes")
+    if not is_finite(ft["cl-small"], ft["cl-large"], ft["mim-small"], ft["mim-large"]):
+        return missing_claim(cid, "fine-tuning of CL and MIM at two sizes")
     cl_gain = ft["cl-large"] - ft["cl-small"]
     mim_gain = ft["mim-large"] - ft["mim-small"]
     value = mim_gain - cl_gain + 0.0
@@ -284,22 +284,22 @@ def c11_scaling(m: Measurements) -> Claim:
     control = ft["control-large"]
     four = [ft[r] for r in ("cl-small", "cl-large", "mim-small", "mim-large")]
     se = rate_difference_se(four, [m.num_eval] * 4) if m.num_eval and all(0 <= v <= 1 for v in four) else None
-    if not _finite(control):
-        return _claim(cid, cl_gain, mim_gain, None, value, "inconclusive", "no control measured", se=se, **details)
+    if not is_finite(control):
+        return make_claim(cid, cl_gain, mim_gain, None, value, "inconclusive", "no control measured", se=se, **details)
     order = three_way(value, se, margin)
     se_ctrl = rate_difference_se([ft["mim-large"], control], [m.num_eval] * 2) if m.num_eval else None
     mim_moved = ft["mim-large"] - control > threshold(margin, se_ctrl)
     details["mim_moved"] = mim_moved
-    noise = f"threshold {_q(threshold(margin, se), 'points')}; {_se_text(se, 'points')}"
+    noise = f"threshold {fmt_value(threshold(margin, se), 'points')}; {se_text(se, 'points')}"
     if order == "reversed":
-        verdict, reason = "reversed", f"CL gains more than MIM beyond noise (difference {_q(value, 'points', True)}; {noise})"
+        verdict, reason = "reversed", f"CL gains more than MIM beyond noise (difference {fmt_value(value, 'points', True)}; {noise})"
     elif order == "tie":
-        verdict, reason = "tie", f"the gains do not differ beyond noise (difference {_q(value, 'points', True)}; {noise})"
+        verdict, reason = "tie", f"the gains do not differ beyond noise (difference {fmt_value(value, 'points', True)}; {noise})"
     elif not mim_moved:
         verdict, reason = "tie", "MIM gains more, but its large model does not beat fine-tuning the control from scratch"
     else:
-        verdict, reason = "holds", f"MIM gains {_q(value, 'points')} more than CL ({noise}) and its large model beats the control"
-    return _claim(cid, cl_gain, mim_gain, control, value, verdict, reason, se=se, **details)
+        verdict, reason = "holds", f"MIM gains {fmt_value(value, 'points')} more than CL ({noise}) and its large model beats the control"
+    return make_claim(cid, cl_gain, mim_gain, control, value, verdict, reason, se=se, **details)
 
 
 def _num(v: float | None, digits: int = 3) -> str:

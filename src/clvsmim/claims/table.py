@@ -12,17 +12,17 @@ from typing import Any, Sequence
 
 from clvsmim.cache import json_safe as _json_safe, write_json_atomic
 from clvsmim.config import Profile
-from clvsmim.claims.definitions import CONTROL_RULE, Claim, MARGINS, VERDICTS, VERDICT_MARKS, _finite
+from clvsmim.claims.definitions import CONTROL_RULE, Claim, MARGINS, VERDICTS, VERDICT_MARKS, is_finite
 from clvsmim.claims.rules import _num
 
 
 # --------------------------------------------------------------------------- seeds
 
 def _stat(values: Sequence[float | None]) -> dict[str, Any]:
-    finite = [float(v) for v in values if _finite(v)]
+    finite = [float(v) for v in values if is_finite(v)]
     mean = sum(finite) / len(finite) if finite else None
     std = statistics.stdev(finite) if len(finite) >= 2 else None
-    return {"per_seed": [None if not _finite(v) else float(v) for v in values], "mean": mean, "std": std}
+    return {"per_seed": [None if not is_finite(v) else float(v) for v in values], "mean": mean, "std": std}
 
 
 @dataclass

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from clvsmim.claims.definitions import Claim, _claim, _finite, _missing
+from clvsmim.claims.definitions import Claim, make_claim, is_finite, missing_claim
 
 
 # --------------------------------------------------------------------------- inputs
@@ -44,12 +44,12 @@ def last_third(num_blocks: int) -> list[int]:
     return list(range(num_blocks - k, num_blocks))
 
 
-def _mean(values: Sequence[float]) -> float | None:
+def mean_or_none(values: Sequence[float]) -> float | None:
     vals = [float(v) for v in values if v is not None]
     return sum(vals) / len(vals) if vals and len(vals) == len(values) else None
 
 
-def _get(d: dict | None, *path: Any) -> Any:
+def dig(d: dict | None, *path: Any) -> Any:
     for p in path:
         if d is None:
             return None
@@ -60,7 +60,7 @@ def _get(d: dict | None, *path: Any) -> Any:
     return d
 
 
-def _q(v: float, kind: str | None = None, signed: bool = False) -> str:
+def fmt_value(v: float, kind: str | None = None, signed: bool = False) -> str:
     """A number in a reason: unitless (3 significant digits), or an accuracy (``kind="percent"``)
     or accuracy difference (``"points"``) in the book's unit (:mod:`clvsmim.book.units`)."""
     from clvsmim.book.units import percent, points
@@ -72,13 +72,13 @@ def _q(v: float, kind: str | None = None, signed: bool = False) -> str:
     return f"{v:+.3g}" if signed else f"{v:.3g}"
 
 
-def _se_text(se: float | None, kind: str | None = None) -> str:
-    if not _finite(se):
+def se_text(se: float | None, kind: str | None = None) -> str:
+    if not is_finite(se):
         return "no standard error available"
-    return f"SE {_q(se, kind)}" if kind else f"SE {se:.2g}"
+    return f"SE {fmt_value(se, kind)}" if kind else f"SE {se:.2g}"
 
 
-def _ordered_verdict(cid: str, cl, mim, control, direction: int, margin: float, rule: str,
+def ordered_verdict(cid: str, cl, mim, control, direction: int, margin: float, rule: str,
                      ses: dict[str, float | None] | None = None, **details) -> Claim:
     """The generic "CL > MIM" (``direction=+1``) / "CL < MIM" (``-1``) check with a control.
 
@@ -93,38 +93,38 @@ def _ordered_verdict(cid: str, cl, mim, control, direction: int, margin: float, 
     se = ses.get("value")
     acc = claim_value_kind(cid, "value") is not None  # accuracies: percent / points
     diff, level = ("points", "percent") if acc else (None, None)
-    if not _finite(cl, mim):
-        return _missing(cid, "CL or MIM statistic", cl=cl, mim=mim, control=control)
+    if not is_finite(cl, mim):
+        return missing_claim(cid, "CL or MIM statistic", cl=cl, mim=mim, control=control)
     value = direction * (cl - mim) + 0.0  # + 0.0: no "-0" in the reasons
-    if not _finite(control):
-        return _claim(cid, cl, mim, control, value, "inconclusive", "no control measured", se=se, **details)
+    if not is_finite(control):
+        return make_claim(cid, cl, mim, control, value, "inconclusive", "no control measured", se=se, **details)
     t = threshold(margin, se)
     order = three_way(value, se, margin)
     cl_moved = direction * (cl - control) > threshold(margin, ses.get("cl_control"))
     mim_moved = direction * (control - mim) > threshold(margin, ses.get("mim_control"))
     moved = {"mim": mim_moved, "cl": cl_moved, "either": cl_moved or mim_moved}[rule]
     sign, other = (">", "<") if direction > 0 else ("<", ">")
-    noise = f"threshold max(margin {_q(margin, diff)}, 2 SE) = {_q(t, diff)}; {_se_text(se, diff)}"
+    noise = f"threshold max(margin {fmt_value(margin, diff)}, 2 SE) = {fmt_value(t, diff)}; {se_text(se, diff)}"
     if order == "reversed":
         verdict, reason = "reversed", (f"CL {other} MIM beyond noise (signed difference "
-                                       f"{_q(value, diff, signed=True)}; {noise})")
+                                       f"{fmt_value(value, diff, signed=True)}; {noise})")
     elif order == "tie":
         verdict, reason = "tie", (f"CL and MIM do not differ beyond noise (signed difference "
-                                  f"{_q(value, diff, signed=True)}; {noise})")
+                                  f"{fmt_value(value, diff, signed=True)}; {noise})")
     elif not moved:
         who = {"mim": "MIM has", "cl": "CL has", "either": "neither model has"}[rule]
-        verdict, reason = "tie", (f"CL {sign} MIM by {_q(value, diff)}, but {who} moved away from the control "
-                                  f"({_q(control, level)}) towards its side beyond noise ({noise})")
+        verdict, reason = "tie", (f"CL {sign} MIM by {fmt_value(value, diff)}, but {who} moved away from the control "
+                                  f"({fmt_value(control, level)}) towards its side beyond noise ({noise})")
     else:
-        verdict, reason = "holds", f"CL {sign} MIM by {_q(value, diff)} ({noise}); " + (
+        verdict, reason = "holds", f"CL {sign} MIM by {fmt_value(value, diff)} ({noise}); " + (
             "both moved from the control" if cl_moved and mim_moved else
             ("CL" if cl_moved else "MIM") + " moved away from the control")
-    return _claim(cid, cl, mim, control, value, verdict, reason, se=se,
+    return make_claim(cid, cl, mim, control, value, verdict, reason, se=se,
                   margin=margin, rule=rule, cl_moved=cl_moved, mim_moved=mim_moved,
-                  ses={k: v for k, v in ses.items() if _finite(v)}, **details)
+                  ses={k: v for k, v in ses.items() if is_finite(v)}, **details)
 
 
-def _image_ses(m: Measurements, metric: str, depths: Sequence[int], direction: int) -> dict[str, float]:
+def image_ses(m: Measurements, metric: str, depths: Sequence[int], direction: int) -> dict[str, float]:
     """Paired bootstrap SEs (over the analysis images) of CL − MIM, CL − control and control −
     MIM for the per-image mean of ``metric`` over ``depths``; {} without per-image values."""
     from clvsmim.uncertainty import paired_bootstrap_se, per_image_values
@@ -137,11 +137,11 @@ def _image_ses(m: Measurements, metric: str, depths: Sequence[int], direction: i
             "mim_control": paired_bootstrap_se(vals["control"], vals["mim"])}
 
 
-def _rate_ses(m: Measurements, cl, mim, control) -> dict[str, float]:
+def rate_ses(m: Measurements, cl, mim, control) -> dict[str, float]:
     """Binomial SEs of the differences of three accuracies on ``m.num_eval`` images; {} without it."""
     from clvsmim.uncertainty import rate_difference_se
 
-    if not m.num_eval or not _finite(cl, mim, control) or not all(0 <= v <= 1 for v in (cl, mim, control)):
+    if not m.num_eval or not is_finite(cl, mim, control) or not all(0 <= v <= 1 for v in (cl, mim, control)):
         return {}
     n = [m.num_eval] * 2
     return {"value": rate_difference_se([cl, mim], n), "cl_control": rate_difference_se([cl, control], n),

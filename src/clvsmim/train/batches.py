@@ -42,12 +42,12 @@ class BatchPlan:
         return indices[rank * per:(rank + 1) * per]
 
 
-def _default_batch_fn(dataset, indices: torch.Tensor):
+def default_batch_fn(dataset, indices: torch.Tensor):
     from clvsmim.data import get_batch  # imported lazily: the data module is optional for custom datasets
     return get_batch(dataset, indices)
 
 
-def _prefetched(produce: Callable[[int], Any], steps: range) -> Iterator[tuple[int, Any]]:
+def prefetched(produce: Callable[[int], Any], steps: range) -> Iterator[tuple[int, Any]]:
     """Yield ``(s, produce(s))`` for ``s`` in ``steps`` while the next item loads in a thread."""
     if not steps:
         return

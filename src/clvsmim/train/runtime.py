@@ -27,7 +27,7 @@ def stop_requested() -> bool:
     return _STOP.is_set()
 
 
-class _StopOnSigterm:
+class StopOnSigterm:
     """While active (main thread only), SIGTERM sets :func:`stop_requested` instead of killing."""
 
     def __enter__(self):
@@ -63,7 +63,7 @@ def make_accelerator(cpu: bool | None = None, find_unused_parameters: bool = Fal
     return Accelerator(mixed_precision="no", cpu=cpu, kwargs_handlers=[ddp])
 
 
-def _check_accelerator(accelerator, cfg: TrainConfig) -> None:
+def check_accelerator(accelerator, cfg: TrainConfig) -> None:
     if accelerator.mixed_precision not in ("no", "bf16"):
         raise ValueError(f"accelerator mixed_precision={accelerator.mixed_precision!r} is not supported; "
                          "set TrainConfig.precision='bf16' and use mixed_precision='no'")
@@ -73,7 +73,7 @@ def _check_accelerator(accelerator, cfg: TrainConfig) -> None:
         raise ValueError("set TrainConfig.grad_accum instead of the accelerator's gradient_accumulation_steps")
 
 
-def _check_shapes(cfg: TrainConfig, world: int) -> None:
+def check_shapes(cfg: TrainConfig, world: int) -> None:
     if cfg.steps < 1:
         raise ValueError(f"steps must be >= 1, got {cfg.steps}")
     if cfg.batch_size % (world * cfg.grad_accum):
@@ -81,6 +81,6 @@ def _check_shapes(cfg: TrainConfig, world: int) -> None:
                          f"x grad_accum ({cfg.grad_accum})")
 
 
-def _math_config(cfg: TrainConfig | dict) -> dict[str, Any]:
+def math_config(cfg: TrainConfig | dict) -> dict[str, Any]:
     raw = to_dict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
     return {k: v for k, v in raw.items() if k not in _BOOKKEEPING_FIELDS}

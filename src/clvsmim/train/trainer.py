@@ -41,10 +41,10 @@ from clvsmim.train.checkpoint import (CHECKPOINT_NAME, capture_rng_state, load_c
 from clvsmim.config import ModelConfig, TrainConfig, to_dict
 from clvsmim.precision import autocast_for, native_bf16, resolve_precision
 from clvsmim.rng import sample_seed
-from clvsmim.train.batches import BatchPlan, _default_batch_fn, _prefetched, epoch_permutation
+from clvsmim.train.batches import BatchPlan, default_batch_fn, prefetched, epoch_permutation
 from clvsmim.train.optim import CosineSchedule, build_optimizer, build_scheduler, param_groups, uses_weight_decay
 from clvsmim.train.runlog import CsvLog, LOG_NAME, META_NAME, MetricWindow, git_commit
-from clvsmim.train.runtime import (_check_accelerator, _check_shapes, _math_config, _StopOnSigterm, make_accelerator,
+from clvsmim.train.runtime import (check_accelerator, check_shapes, math_config, StopOnSigterm, make_accelerator,
                                    set_threads, stop_requested)
 
 __all__ = [
@@ -135,7 +135,7 @@ def _completed(path: Path, cfg: TrainConfig, objective_id: dict) -> dict | None:
     if not path.is_file():
         return None
     ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    same = _math_config(ckpt["config"]) == _math_config(cfg) and ckpt.get("objective_id") == objective_id
+    same = math_config(ckpt["config"]) == math_config(cfg) and ckpt.get("objective_id") == objective_id
     return ckpt if same and int(ckpt["step"]) >= cfg.steps else None
 
 
@@ -144,7 +144,7 @@ def _resume_checkpoint(path: Path, cfg: TrainConfig, objective_id: dict) -> dict
         warnings.warn(f"resume requested but {path} does not exist: starting from step 0", stacklevel=3)
         return None
     ckpt = load_checkpoint(path)
-    if _math_config(ckpt["config"]) != _math_config(cfg):
+    if math_config(ckpt["config"]) != math_config(cfg):
         raise ValueError(f"cannot resume {path}: its TrainConfig {ckpt['config']} differs from {to_dict(cfg)}")
     if ckpt.get("objective_id") != objective_id:
         raise ValueError(f"cannot resume {path}: it trained {ckpt.get('objective_id')}, not {objective_id}")
@@ -311,19 +311,19 @@ def train(objective: nn.Module, dataset, cfg: TrainConfig, out_dir: str | Path, 
 
     accelerator = accelerator or make_accelerator(
         find_unused_parameters=bool(getattr(objective, "has_unused_parameters", False)))
-    _check_accelerator(accelerator, cfg)
-    _check_shapes(cfg, accelerator.num_processes)
+    check_accelerator(accelerator, cfg)
+    check_shapes(cfg, accelerator.num_processes)
     session = _open_session(objective, cfg, accelerator, out_dir, resume, model_config)
     stop = cfg.steps if stop_after is None else min(cfg.steps, max(stop_after, session.start))
-    fetch = _shard_fetcher(dataset, batch_fn or _default_batch_fn, cfg, accelerator)
+    fetch = _shard_fetcher(dataset, batch_fn or default_batch_fn, cfg, accelerator)
 
     bar = _progress_bar(cfg.steps, session.start, enabled=progress and accelerator.is_main_process)
     session.model.train()
     if stop_requested():
         stop = session.start
     try:
-        with _StopOnSigterm():
-            for s, (local_idx, images) in _prefetched(fetch, range(session.start, stop)):
+        with StopOnSigterm():
+            for s, (local_idx, images) in prefetched(fetch, range(session.start, stop)):
                 scalars = session.step(s, local_idx, images)
                 row = session.record(s + 1, dict(scalars))
                 if row is not None:
