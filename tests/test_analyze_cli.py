@@ -13,6 +13,8 @@ from PIL import Image
 from torch import nn
 
 from clvsmim.analysis import model_report as A
+from clvsmim.analysis.backbones import resolve_model
+from clvsmim.analysis.images import open_analysis_data
 from clvsmim.analysis import analyze
 from clvsmim.cli import main
 from clvsmim.book.report import normalised_batches
@@ -76,7 +78,7 @@ def all_finite(obj) -> bool:
 
 
 def in_memory(model: nn.Module, **kwargs) -> dict:
-    dataset, info = A.open_analysis_data("synthetic", IMG, N_IMAGES)
+    dataset, info = open_analysis_data("synthetic", IMG, N_IMAGES)
     return A.analyze_model(model, dataset, images=N_IMAGES, batch_size=BATCH, device="cpu", data_info=info, **kwargs)
 
 
@@ -115,7 +117,7 @@ def test_checkpoints_analyse_like_the_model_they_came_from(tmp_path, capsys):
     assert all_finite(comparable(m))
 
     # the per-depth metrics are exactly clvsmim.analysis.analyze on the same images
-    dataset, _ = A.open_analysis_data("synthetic", IMG, N_IMAGES)
+    dataset, _ = open_analysis_data("synthetic", IMG, N_IMAGES)
     order = A.analysis_order(A.dataset_labels(dataset), len(dataset), N_IMAGES)
     reference = analyze(vit, normalised_batches(dataset.images[order], BATCH, torch.device("cpu")), spectrum_every=1)
     assert_close({k: m[k] for k in reference}, json.loads(json.dumps(reference)), tol=1e-9)
@@ -196,16 +198,16 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys, model, data, expected):
 
 def test_api_errors_and_other_checkpoints(tmp_path):
     with pytest.raises(A.AnalyzeError, match="moco_v3_vit_b"):
-        A.resolve_model("mocov3")
+        resolve_model("mocov3")
     with pytest.raises(FileNotFoundError):
-        A.resolve_model(str(tmp_path / "nope.pth"))
+        resolve_model(str(tmp_path / "nope.pth"))
     with pytest.raises(A.AnalyzeError, match="not a timm ViT"):
         A.analyze_model(nn.Linear(3, 3), torch.zeros(1, 3, 8, 8))
     from clvsmim.weights import CheckpointError
 
     (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError):
-        A.resolve_model(str(tmp_path / "garbage.pth"))
+        resolve_model(str(tmp_path / "garbage.pth"))
 
 
 # ----------------------------------------------------------------------------- ViT-B on CPU

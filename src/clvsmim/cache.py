@@ -53,11 +53,14 @@ def save_torch_atomic(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` with dict keys as strings, tuples as lists and non-finite floats as None."""
+    """``value`` with dict keys as strings, tuples and tensors / arrays as lists and non-finite
+    floats as None (strict JSON)."""
     if isinstance(value, dict):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (int, float)):  # torch.Tensor, numpy array / scalar
+        return json_safe(value.tolist())
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

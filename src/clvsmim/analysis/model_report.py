@@ -37,13 +37,12 @@ explorer (:mod:`clvsmim.explorer`) of the model on the first images, offline, fr
 from __future__ import annotations
 
 import contextlib
-import difflib
 import math
 import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -51,9 +50,10 @@ from torch import nn
 
 from clvsmim.cache import write_json_atomic
 from clvsmim.data import IMAGENET_MEAN, IMAGENET_STD
-from clvsmim.methods import OFFICIAL_NAMES
 from clvsmim.models import square_geometry
 from clvsmim.book.plots.analyze import FIGURES, write_figures  # noqa: F401  (FIGURES: the figures written)
+from clvsmim.analysis.backbones import AnalyzeError, check_backbone, input_size
+from clvsmim.analysis.images import as_dataset, analysis_order, dataset_labels
 
 #: Bumped when the layout of ``metrics.json`` changes.
 METRICS_FORMAT = 1
@@ -61,248 +61,7 @@ METRICS_FORMAT = 1
 TSNE_IMAGES, TSNE_CLASSES, TSNE_PERPLEXITY = 18, 3, 20.0
 #: The linear probe's budget, identical for every depth (full batch, AdamW, cosine lr).
 PROBE_STEPS, PROBE_LR, PROBE_WEIGHT_DECAY, PROBE_POOLING = 200, 1e-2, 0.0, "mean"
-#: Checkpoint file suffixes: a ``--model`` value with one of these (or a path separator) is a PATH.
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".bin", ".ckpt", ".safetensors", ".pkl")
 DEFAULT_IMAGES, DEFAULT_BATCH_SIZE = 64, 16
-
-
-class AnalyzeError(ValueError):
-    """A ``clvsmim analyze`` input (model, data, option) is unusable; the message says why."""
-
-
-# ----------------------------------------------------------------------------- models
-def _seeded(seed: int | None):
-    """``torch.random.fork_rng`` seeded with ``seed`` (no-op context when ``seed`` is None)."""
-    if seed is None:
-        return contextlib.nullcontext()
-
-    @contextlib.contextmanager
-    def ctx():
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            yield
-
-    return ctx()
-
-
-def _looks_like_path(spec: str) -> bool:
-    return (os.sep in spec or "/" in spec or spec.startswith((".", "~"))
-            or spec.lower().endswith(CHECKPOINT_SUFFIXES) or Path(spec).exists())
-
-
-def check_backbone(model: nn.Module, what: str = "model") -> None:
-    """Raise :class:`AnalyzeError` unless ``model`` looks like a timm ViT / BEiT."""
-    missing = [attr for attr in ("patch_embed", "blocks") if not hasattr(model, attr)]
-    if not missing:
-        blk = model.blocks[0] if len(model.blocks) else None
-        if blk is None or not hasattr(getattr(blk, "attn", None), "attn_drop"):
-            missing = ["blocks[i].attn.attn_drop"]
-    if missing:
-        raise AnalyzeError(f"{what} ({type(model).__name__}) is not a timm ViT / BEiT: it has no "
-                           f"{', '.join(missing)}; analyze needs patch tokens and per-block self-attention")
-
-
-def _timm_model(name: str, random_init: bool, img_size: int | None, seed: int) -> tuple[nn.Module, dict]:
-    import timm
-
-    if not name:
-        raise AnalyzeError("--model timm:NAME needs a model name after 'timm:', e.g. timm:vit_base_patch16_224")
-    if not timm.is_model(name):
-        base = name.split(".")[0]
-        close = difflib.get_close_matches(base, timm.list_models(), n=5, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models('vit*')"
-        raise AnalyzeError(f"unknown timm model {name!r}{hint}")
-    kwargs: dict[str, Any] = {"num_classes": 0}
-    if img_size:
-        kwargs["img_size"] = img_size
-    try:
-        with _seeded(seed):
-            model = timm.create_model(name, pretrained=not random_init, **kwargs)
-    except TypeError as exc:  # not a ViT family: img_size / num_classes not understood
-        raise AnalyzeError(f"timm model {name!r} cannot be built for analysis ({exc}); "
-                           "analyze needs a timm ViT or BEiT") from exc
-    except Exception as exc:  # pretrained weights unavailable: no network, no such tag, hub errors
-        if random_init:
-            raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AnalyzeError(f"could not load the pretrained weights of timm model {name!r} ({first}); timm fetches "
-                           "them from its hub, which needs network access. Use --random-init for a randomly "
-                           "initialised control, or pass the path of a checkpoint file") from exc
-    check_backbone(model, f"timm model {name!r}")
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    info = {"source": "timm", "timm_name": name, "pretrained": not random_init,
-            "mean": list(cfg.get("mean", IMAGENET_MEAN)), "std": list(cfg.get("std", IMAGENET_STD))}
-    return model, info
-
-
-def _registry_model(name: str, random_init: bool, allow_pickle: bool, seed: int) -> tuple[nn.Module, dict]:
-    from clvsmim.weights import REGISTRY, build_architecture, load_pretrained
-
-    entry = REGISTRY[name]
-    if random_init:
-        if entry.architecture is None:
-            raise AnalyzeError(f"{name} has no architecture to initialise randomly")
-        with _seeded(seed):
-            model = build_architecture(entry.architecture)
-    else:
-        model = load_pretrained(name, allow_pickle=allow_pickle)
-    return model, {"source": "registry", "registry_name": name, "pretrained": not random_init}
-
-
-def _checkpoint_model(path: Path, random_init: bool, allow_pickle: bool, seed: int) -> tuple[nn.Module, dict]:
-    from clvsmim.weights import build_architecture, convert, infer_architecture, load_checkpoint, read_checkpoint
-
-    if not path.exists():
-        raise FileNotFoundError(f"--model {path}: no such checkpoint file (give a registry name, "
-                                f"timm:NAME, or the path of an existing checkpoint)")
-    if path.is_dir():
-        raise AnalyzeError(f"--model {path} is a folder; give the checkpoint file inside it")
-    if random_init:
-        fmt, sd, hint = convert(read_checkpoint(path, allow_pickle=allow_pickle))
-        with _seeded(seed):
-            model = build_architecture(hint or infer_architecture(sd))
-    else:
-        model = load_checkpoint(path, allow_pickle=allow_pickle)
-        fmt = model.clvsmim_source["format"]
-    return model, {"source": "checkpoint", "path": str(path), "checkpoint_format": fmt,
-                   "pretrained": not random_init}
-
-
-def resolve_model(spec: str, *, random_init: bool = False, allow_pickle: bool = False, img_size: int | None = None,
-                  seed: int = 0) -> tuple[nn.Module, dict]:
-    """The backbone named by ``--model`` and a description of where it came from.
-
-    ``spec``: ``timm:NAME``, a registry name (or a book alias), or a checkpoint PATH. Raises
-    :class:`AnalyzeError` (unknown names, listing what exists; not a ViT), ``FileNotFoundError``
-    (missing path) or :class:`clvsmim.weights.CheckpointError` (unreadable / mismatched file).
-    ``img_size`` only applies to ``timm:`` models (timm resamples the position embedding).
-    """
-    from clvsmim.weights import REGISTRY
-
-    spec = str(spec).strip()
-    if not spec:
-        raise AnalyzeError("--model is empty")
-    if spec.startswith("timm:"):
-        model, info = _timm_model(spec[len("timm:"):], random_init, img_size, seed)
-    elif spec in REGISTRY or spec in OFFICIAL_NAMES:
-        name = OFFICIAL_NAMES.get(spec, spec)
-        if REGISTRY[name].kind != "checkpoint":
-            raise AnalyzeError(f"{name} is a {REGISTRY[name].kind}, not a model")
-        model, info = _registry_model(name, random_init, allow_pickle, seed)
-    elif _looks_like_path(spec):
-        model, info = _checkpoint_model(Path(spec).expanduser(), random_init, allow_pickle, seed)
-    else:
-        names = sorted(n for n, e in REGISTRY.items() if e.kind == "checkpoint")
-        close = difflib.get_close_matches(spec, names + sorted(OFFICIAL_NAMES), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise AnalyzeError(f"unknown model {spec!r}: not a registry name, not timm:NAME and not an existing file. "
-                           f"Available registry names: {', '.join(names)} (aliases: {', '.join(sorted(OFFICIAL_NAMES))}); "
-                           f"or timm:NAME for any timm ViT/BEiT; or the path of a checkpoint.{hint}")
-    check_backbone(model, spec)
-    info.setdefault("mean", list(IMAGENET_MEAN))
-    info.setdefault("std", list(IMAGENET_STD))
-    return model, info
-
-
-def input_size(model: nn.Module) -> int:
-    """The square input resolution the backbone was built for (patch grid × patch size)."""
-
-    pe = model.patch_embed
-    size = getattr(pe, "img_size", None)
-    if isinstance(size, (tuple, list)) and size[0] is not None:
-        return int(size[0])
-    if isinstance(size, int):
-        return size
-    geo = square_geometry(model)
-    return geo.grid[0] * geo.patch_size
-
-
-# ----------------------------------------------------------------------------- data
-class _TensorImages(torch.utils.data.Dataset):
-    """Images (uint8, or float in [0, 1]) ``N×3×S×S`` with optional labels, as a dataset."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None):
-        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
-            found = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-            raise AnalyzeError(f"expected images of shape N×3×S×S (uint8, or float in [0, 1]), found {found}")
-        if labels is not None:
-            labels = torch.as_tensor(labels).long().reshape(-1)
-            if len(labels) != len(images):
-                raise AnalyzeError(f"expected one label per image, found {len(labels)} labels for {len(images)} images")
-        self.images, self._labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i):
-        return self.images[i], (-1 if self._labels is None else int(self._labels[i]))
-
-    @property
-    def labels(self) -> torch.Tensor | None:
-        return self._labels
-
-
-def _as_dataset(data) -> torch.utils.data.Dataset:
-    if isinstance(data, torch.Tensor):
-        return _TensorImages(data)
-    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        return _TensorImages(data[0], data[1])
-    if isinstance(data, torch.utils.data.Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
-        return data
-    raise AnalyzeError(f"expected a dataset, an image tensor N×3×S×S or (images, labels), found {type(data).__name__}")
-
-
-def dataset_labels(dataset) -> torch.Tensor | None:
-    """All labels of ``dataset`` without decoding images (``.labels`` / ``.shape``), else None."""
-    from clvsmim.data import SyntheticSet
-
-    if isinstance(dataset, SyntheticSet):
-        return dataset.shape
-    labels = getattr(dataset, "labels", None)
-    if labels is None:
-        return None
-    labels = torch.as_tensor(labels).long().reshape(-1)
-    return labels if len(labels) == len(dataset) else None
-
-
-def analysis_order(labels: torch.Tensor | None, size: int, n: int) -> torch.Tensor:
-    """Indices of the ``n`` images to analyse: class by class in turn (round-robin) when labels
-    exist, so the first ``n`` cover the classes evenly; else ``0 … n−1``."""
-    n = min(n, size)
-    if labels is None:
-        return torch.arange(n)
-    classes, cls = labels.unique(return_inverse=True)
-    rank = torch.zeros(size, dtype=torch.int64)
-    for c in range(len(classes)):
-        members = (cls == c).nonzero().squeeze(1)
-        rank[members] = torch.arange(len(members))
-    return torch.argsort(rank * len(classes) + cls, stable=True)[:n]
-
-
-def open_analysis_data(spec: str, img_size: int, num_images: int, seed: int = 0):
-    """``(dataset, description)`` for ``--data``: ``synthetic`` or an ImageFolder PATH."""
-    from clvsmim.data import EVAL_SEED_OFFSET, SHAPES, ImageFolderDataset, make_synthetic
-
-    if spec == "synthetic":
-        dataset = make_synthetic(num_images, img_size, seed=seed + EVAL_SEED_OFFSET)
-        return dataset, {"name": "synthetic", "description": f"embedded synthetic shapes ({len(SHAPES)} shape "
-                         f"classes × textures), evaluation seed {seed + EVAL_SEED_OFFSET}",
-                         "classes": list(SHAPES), "img_size": img_size}
-    root = Path(spec).expanduser()
-    if not root.exists():
-        raise FileNotFoundError(f"--data {spec}: no such folder (give 'synthetic' or an ImageFolder root "
-                                "with one sub-folder per class)")
-    if not root.is_dir():
-        raise AnalyzeError(f"--data {spec} is a file; give 'synthetic' or an ImageFolder root")
-    sub = root / "val"
-    folder = sub if sub.is_dir() else root
-    try:
-        dataset = ImageFolderDataset(folder, img_size)
-    except ValueError as exc:
-        raise AnalyzeError(str(exc)) from exc
-    return dataset, {"name": str(root), "description": f"ImageFolder {folder} ({len(dataset)} images, "
-                     f"{dataset.num_classes} classes), evaluation transform at {img_size} px",
-                     "classes": list(dataset.classes), "img_size": img_size}
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -404,7 +163,7 @@ def analyze_model(model: nn.Module, dataset_or_images, images: int | None = DEFA
         raise AnalyzeError(f"the number of images must be >= 1, found {images}")
     spectrum_selection(0, 0, spectrum_every)
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    dataset = _as_dataset(dataset_or_images)
+    dataset = as_dataset(dataset_or_images)
     geo = square_geometry(model)
     size = input_size(model)
     mean = list(mean or (model_info or {}).get("mean") or IMAGENET_MEAN)

@@ -161,7 +161,7 @@ def official_claims_table(profile, data_root: str | None = None, device: str = "
     per_claim = []
     for claim in claims.evaluate_claims(bundle):
         if claim.id in NEEDS_TRAINING:
-            claim = claims._missing(claim.id, f"{GPU_NOTE} ({NEEDS_TRAINING[claim.id]} must be trained)")
+            claim = claims.missing_claim(claim.id, f"{GPU_NOTE} ({NEEDS_TRAINING[claim.id]} must be trained)")
         per_claim.append(claims.aggregate([claim], [profile.train.seed]))
     return claims.ClaimsTable(profile=profile.name, seeds=[profile.train.seed], summaries=per_claim,
                               models={str(profile.train.seed): bundle.names},

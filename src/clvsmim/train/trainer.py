@@ -23,30 +23,29 @@ checkpoints and error messages count steps *done*, ``s + 1``.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
-import os
-import signal
-import subprocess
-import threading
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from clvsmim.cache import write_atomic, write_json_atomic
+from clvsmim.cache import write_json_atomic
 from clvsmim.train.checkpoint import (CHECKPOINT_NAME, capture_rng_state, load_checkpoint, load_encoder,
                          load_objective_state, restore_rng_state, save_atomic)
 from clvsmim.config import ModelConfig, TrainConfig, to_dict
 from clvsmim.precision import autocast_for, native_bf16, resolve_precision
-from clvsmim.rng import pcg_hash, sample_seed
+from clvsmim.rng import sample_seed
+from clvsmim.train.batches import BatchPlan, default_batch_fn, prefetched, epoch_permutation
+from clvsmim.train.optim import CosineSchedule, build_optimizer, build_scheduler, param_groups, uses_weight_decay
+from clvsmim.train.runlog import CsvLog, LOG_NAME, META_NAME, MetricWindow, git_commit
+from clvsmim.train.runtime import (check_accelerator, check_shapes, math_config, StopOnSigterm, make_accelerator,
+                                   set_threads, stop_requested)
 
 __all__ = [
     "NonFiniteLossError", "CosineSchedule", "train", "build_optimizer", "build_scheduler", "param_groups",
@@ -55,14 +54,6 @@ __all__ = [
     "LOG_NAME", "META_NAME", "stop_requested",
 ]
 
-LOG_NAME = "log.csv"
-META_NAME = "meta.json"
-BASE_COLUMNS = ("step", "loss", "lr", "images_per_s")
-# Config fields that do not change the optimisation (may differ between a run and its resume).
-_BOOKKEEPING_FIELDS = {"checkpoint_every", "log_every"}
-# Parameter-name fragments that never get weight decay (besides biases and every 1-d tensor).
-_NO_DECAY_TOKENS = ("pos_embed", "cls_token", "mask_token", "dist_token", "reg_token", "norm",
-                    "relative_position_bias_table")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -72,270 +63,6 @@ class NonFiniteLossError(RuntimeError):
         self.step, self.value, self.checkpoint_step = step, value, checkpoint_step
         kept = f"last good checkpoint: step {checkpoint_step}" if checkpoint_step else "no checkpoint written yet"
         super().__init__(f"non-finite {what} {value} at step {step} ({kept})")
-
-
-# --------------------------------------------------------------------------- optimisation
-
-@dataclasses.dataclass(frozen=True)
-class CosineSchedule:
-    """Linear warm-up to ``lr`` then cosine decay to ``min_lr``, per optimizer step.
-
-    ``lr_at(s)`` for the 0-based step ``s``: ``lr·(s+1)/warmup`` while ``s < warmup``, then
-    ``min_lr + (lr-min_lr)·(1+cos(π·p))/2`` with ``p = (s-warmup)/(total-warmup-1)``, so the
-    last warm-up step and the first cosine step use ``lr`` and the last step uses ``min_lr``.
-    Calling the schedule gives the multiplicative factor ``LambdaLR`` expects.
-    """
-
-    lr: float
-    min_lr: float
-    warmup_steps: int
-    total_steps: int
-
-    def lr_at(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return self.lr * (step + 1) / self.warmup_steps
-        span = max(1, self.total_steps - self.warmup_steps - 1)
-        progress = min(1.0, (step - self.warmup_steps) / span)
-        return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    def __call__(self, step: int) -> float:
-        return self.lr_at(step) / self.lr if self.lr else 0.0
-
-
-def uses_weight_decay(name: str, param: torch.Tensor) -> bool:
-    """Weight decay applies to matrices only: not to norms, biases, position embeddings,
-    CLS / mask tokens, nor any 1-d parameter."""
-    if param.ndim <= 1 or name.endswith(".bias") or name == "bias":
-        return False
-    return not any(token in name for token in _NO_DECAY_TOKENS)
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two AdamW groups (decay / no decay) of the trainable parameters (``requires_grad``)."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (decay if uses_weight_decay(name, param) else no_decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
-
-
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters with the weight-decay split of :func:`param_groups`."""
-    groups = param_groups(model, cfg.weight_decay)
-    if not any(g["params"] for g in groups):
-        raise ValueError("the objective has no trainable parameters (all requires_grad=False)")
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-
-
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step :class:`CosineSchedule` as a resumable ``LambdaLR``."""
-    schedule = CosineSchedule(cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.steps)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-
-
-# --------------------------------------------------------------------------- data order
-
-def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The global sample order of one epoch: a permutation of ``range(n)`` seeded by ``(seed, epoch)``."""
-    mixed = pcg_hash(pcg_hash(torch.tensor(seed, dtype=torch.int64)) ^ epoch)
-    generator = torch.Generator().manual_seed(int(mixed))
-    return torch.randperm(n, generator=generator)
-
-
-class BatchPlan:
-    """Global batch indices of every step, and each process's shard of them."""
-
-    def __init__(self, num_samples: int, batch_size: int, seed: int):
-        if num_samples < batch_size:
-            raise ValueError(f"dataset has {num_samples} samples, fewer than one batch of {batch_size}")
-        self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
-        self.steps_per_epoch = num_samples // batch_size
-        self._epoch, self._perm = -1, None
-
-    def global_indices(self, step: int) -> torch.Tensor:
-        """The ``batch_size`` dataset indices of 0-based step ``step``."""
-        epoch, within = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:
-            self._epoch, self._perm = epoch, epoch_permutation(self.num_samples, self.seed, epoch)
-        return self._perm[within * self.batch_size:(within + 1) * self.batch_size]
-
-    def shard(self, indices: torch.Tensor, rank: int, world: int) -> torch.Tensor:
-        """Contiguous slice ``[rank·B/W, (rank+1)·B/W)`` of a global batch."""
-        per = len(indices) // world
-        return indices[rank * per:(rank + 1) * per]
-
-
-def _default_batch_fn(dataset, indices: torch.Tensor):
-    from clvsmim.data import get_batch  # imported lazily: the data module is optional for custom datasets
-    return get_batch(dataset, indices)
-
-
-def _prefetched(produce: Callable[[int], Any], steps: range) -> Iterator[tuple[int, Any]]:
-    """Yield ``(s, produce(s))`` for ``s`` in ``steps`` while the next item loads in a thread."""
-    if not steps:
-        return
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(produce, steps[0])
-        for i, s in enumerate(steps):
-            item = pending.result()
-            if i + 1 < len(steps):
-                pending = pool.submit(produce, steps[i + 1])
-            yield s, item
-
-
-# --------------------------------------------------------------------------- logging
-
-class MetricWindow:
-    """Running sums of the scalars since the last log row (checkpointed, so resume is exact),
-    plus this session's throughput counters (wall time is not reproducible anyway)."""
-
-    def __init__(self):
-        self.sums: dict[str, float] = {}
-        self.count = 0
-        self._images, self._since = 0, time.perf_counter()
-
-    def add(self, scalars: dict[str, float], images: int) -> None:
-        for key, value in scalars.items():
-            self.sums[key] = self.sums.get(key, 0.0) + value
-        self.count += 1
-        self._images += images
-
-    def pop(self) -> dict[str, float]:
-        """Window means plus ``images_per_s``; resets the window."""
-        row = {k: v / self.count for k, v in self.sums.items()}
-        elapsed = time.perf_counter() - self._since
-        row["images_per_s"] = self._images / elapsed if elapsed > 0 else float("nan")
-        self.sums, self.count = {}, 0
-        self._images, self._since = 0, time.perf_counter()
-        return row
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"sums": dict(self.sums), "count": self.count}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.sums, self.count = dict(state["sums"]), int(state["count"])
-
-
-class CsvLog:
-    """``log.csv``: one row per logged step; on resume rows after the checkpoint are dropped."""
-
-    def __init__(self, path: Path, keep_until: int | None):
-        self.path = path
-        self.columns: list[str] | None = None
-        if keep_until is None:
-            path.unlink(missing_ok=True)
-        else:
-            self._truncate(keep_until)
-
-    def _truncate(self, step: int) -> None:
-        if not self.path.is_file():
-            return
-        with self.path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            self.columns = list(reader.fieldnames or []) or None
-            rows = [r for r in reader if int(r["step"]) <= step]
-        def write(f) -> None:
-            if self.columns:
-                writer = csv.DictWriter(f, self.columns)
-                writer.writeheader()
-                writer.writerows(rows)
-
-        write_atomic(self.path, write)
-
-    def append(self, row: dict[str, Any]) -> None:
-        new_file = self.columns is None
-        if new_file:
-            extra = sorted(k for k in row if k not in BASE_COLUMNS)
-            self.columns = [*BASE_COLUMNS, *extra]
-        with self.path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, self.columns, extrasaction="ignore", restval="")
-            if new_file:
-                writer.writeheader()
-            writer.writerow({k: _fmt(v) for k, v in row.items()})
-
-
-def _fmt(value: Any) -> Any:
-    return f"{value:.6g}" if isinstance(value, float) else value
-
-
-def git_commit() -> str | None:
-    """The commit of the source tree this package runs from, if it is a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5, check=True)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-# --------------------------------------------------------------------------- runtime
-
-_STOP = threading.Event()  # set by SIGTERM: stop after the current step, checkpoint, return
-
-
-def stop_requested() -> bool:
-    """Whether this process received SIGTERM while (or before) training."""
-    return _STOP.is_set()
-
-
-class _StopOnSigterm:
-    """While active (main thread only), SIGTERM sets :func:`stop_requested` instead of killing."""
-
-    def __enter__(self):
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGTERM, lambda signum, frame: _STOP.set())
-        return self
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
-        return False
-
-
-def set_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads from ``threads`` or ``$CLVSMIM_THREADS``; returns the count in use."""
-    threads = threads or int(os.environ.get("CLVSMIM_THREADS", "0") or 0)
-    if threads > 0:
-        torch.set_num_threads(threads)
-    return torch.get_num_threads()
-
-
-def make_accelerator(cpu: bool | None = None, find_unused_parameters: bool = False):
-    """An ``Accelerator`` that leaves mixed precision to the trainer (``cfg.precision``).
-
-    ``find_unused_parameters`` is needed under DDP only by objectives whose forward leaves
-    trainable parameters out of the graph; they declare ``has_unused_parameters = True``.
-    """
-    from accelerate import Accelerator, DistributedDataParallelKwargs
-
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)
-    cpu = (not torch.cuda.is_available()) if cpu is None else cpu
-    return Accelerator(mixed_precision="no", cpu=cpu, kwargs_handlers=[ddp])
-
-
-def _check_accelerator(accelerator, cfg: TrainConfig) -> None:
-    if accelerator.mixed_precision not in ("no", "bf16"):
-        raise ValueError(f"accelerator mixed_precision={accelerator.mixed_precision!r} is not supported; "
-                         "set TrainConfig.precision='bf16' and use mixed_precision='no'")
-    if accelerator.mixed_precision == "bf16" and cfg.precision != "bf16":
-        warnings.warn("the accelerator autocasts to bf16 although cfg.precision is fp32", stacklevel=3)
-    if accelerator.gradient_accumulation_steps != 1:
-        raise ValueError("set TrainConfig.grad_accum instead of the accelerator's gradient_accumulation_steps")
-
-
-def _check_shapes(cfg: TrainConfig, world: int) -> None:
-    if cfg.steps < 1:
-        raise ValueError(f"steps must be >= 1, got {cfg.steps}")
-    if cfg.batch_size % (world * cfg.grad_accum):
-        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by processes ({world}) "
-                         f"x grad_accum ({cfg.grad_accum})")
-
-
-def _math_config(cfg: TrainConfig | dict) -> dict[str, Any]:
-    raw = to_dict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
-    return {k: v for k, v in raw.items() if k not in _BOOKKEEPING_FIELDS}
 
 
 # --------------------------------------------------------------------------- one step
@@ -408,7 +135,7 @@ def _completed(path: Path, cfg: TrainConfig, objective_id: dict) -> dict | None:
     if not path.is_file():
         return None
     ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    same = _math_config(ckpt["config"]) == _math_config(cfg) and ckpt.get("objective_id") == objective_id
+    same = math_config(ckpt["config"]) == math_config(cfg) and ckpt.get("objective_id") == objective_id
     return ckpt if same and int(ckpt["step"]) >= cfg.steps else None
 
 
@@ -417,7 +144,7 @@ def _resume_checkpoint(path: Path, cfg: TrainConfig, objective_id: dict) -> dict
         warnings.warn(f"resume requested but {path} does not exist: starting from step 0", stacklevel=3)
         return None
     ckpt = load_checkpoint(path)
-    if _math_config(ckpt["config"]) != _math_config(cfg):
+    if math_config(ckpt["config"]) != math_config(cfg):
         raise ValueError(f"cannot resume {path}: its TrainConfig {ckpt['config']} differs from {to_dict(cfg)}")
     if ckpt.get("objective_id") != objective_id:
         raise ValueError(f"cannot resume {path}: it trained {ckpt.get('objective_id')}, not {objective_id}")
@@ -584,19 +311,19 @@ def train(objective: nn.Module, dataset, cfg: TrainConfig, out_dir: str | Path, 
 
     accelerator = accelerator or make_accelerator(
         find_unused_parameters=bool(getattr(objective, "has_unused_parameters", False)))
-    _check_accelerator(accelerator, cfg)
-    _check_shapes(cfg, accelerator.num_processes)
+    check_accelerator(accelerator, cfg)
+    check_shapes(cfg, accelerator.num_processes)
     session = _open_session(objective, cfg, accelerator, out_dir, resume, model_config)
     stop = cfg.steps if stop_after is None else min(cfg.steps, max(stop_after, session.start))
-    fetch = _shard_fetcher(dataset, batch_fn or _default_batch_fn, cfg, accelerator)
+    fetch = _shard_fetcher(dataset, batch_fn or default_batch_fn, cfg, accelerator)
 
     bar = _progress_bar(cfg.steps, session.start, enabled=progress and accelerator.is_main_process)
     session.model.train()
     if stop_requested():
         stop = session.start
     try:
-        with _StopOnSigterm():
-            for s, (local_idx, images) in _prefetched(fetch, range(session.start, stop)):
+        with StopOnSigterm():
+            for s, (local_idx, images) in prefetched(fetch, range(session.start, stop)):
                 scalars = session.step(s, local_idx, images)
                 row = session.record(s + 1, dict(scalars))
                 if row is not None:

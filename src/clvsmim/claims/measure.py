@@ -1,0 +1,153 @@
+"""Measuring a zoo: the models a claim reads, their cached measurements, the whole table over
+seeds."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from clvsmim.cache import cached_json
+from clvsmim.config import Profile, config_key, seed_profile
+from clvsmim.claims.rules import CLAIMS, evaluate_claims
+from clvsmim.claims.table import ClaimsTable, aggregate
+from clvsmim.claims.verdict import Measurements
+
+
+# --------------------------------------------------------------------------- measuring
+
+def model_cache_path(profile: Profile, name: str, stem: str, content: Any, source: str = "zoo",
+                     data_root: str | None = None) -> Path:
+    """``<model folder>/<stem>-<hash>.json``: a per-model cache file next to the checkpoint (zoo)
+    or under ``cache_dir("official", name)``; the hash covers ``content``, the data and the source."""
+    from clvsmim.paths import cache_dir
+
+    key = config_key({"stem": stem, "content": content, "data": profile.with_data_root(data_root).data, "source": source})
+    if source == "zoo":
+        from clvsmim.train.zoo import model_dir
+
+        return model_dir(profile, name, data_root=data_root) / f"{stem}-{key}.json"
+    from clvsmim.book.paperbook import cache_name
+
+    return cache_dir("official", cache_name(profile, name)) / f"{stem}-{key}.json"
+
+
+#: Bump when :func:`token_cluster_scores` changes its recipe.
+CLUSTER_FORMAT = 1
+
+
+def token_cluster_scores(profile: Profile, name: str, source: str = "zoo", data_root: str | None = None,
+                         device: str = "auto", n: int | None = None) -> dict[str, Any]:
+    """:func:`clvsmim.analysis.image_cluster_score` (silhouette of the patch tokens grouped by
+    image id, cosine) of every depth, on :func:`clvsmim.book.report.analysis_images`; cached as
+    JSON next to the model. ``{"depths": [0..L], "score": [...], "num_images": n}``."""
+    n = n or profile.eval.num_analysis_images
+    path = model_cache_path(profile, name, "cluster", {"format": CLUSTER_FORMAT, "n": n}, source, data_root)
+
+    def compute() -> dict[str, Any]:
+        import torch
+
+        from clvsmim.analysis import PatchTokens, analyze, image_cluster_score
+        from clvsmim.book.report import analysis_images, backbone, normalised_batches, resolve_device
+
+        dev = resolve_device(device)
+        model = backbone(profile, name, source, data_root, dev)
+        images, _ = analysis_images(profile, data_root, n)
+        batches = normalised_batches(images, profile.eval.batch_size, dev)
+        per_depth = analyze(model, batches, {"tokens": PatchTokens(depths=None)}, device=dev)["tokens"]
+        ids = torch.arange(len(images))
+        scores = [image_cluster_score(z, ids, num_prefix_tokens=0) for z in per_depth]
+        return {"depths": list(range(len(scores))), "score": scores, "num_images": len(images)}
+
+    return cached_json(path, compute)
+
+
+def _size_extremes(profile: Profile) -> tuple[str, str] | None:
+    if len(profile.sizes) < 2:
+        return None
+    cost = lambda item: (item[1].embed_dim ** 2 * item[1].depth, item[1].embed_dim)  # noqa: E731
+    ordered = sorted(profile.sizes.items(), key=cost)
+    return ordered[0][0], ordered[-1][0]
+
+
+def model_names(profile: Profile, scaling: bool | None = None, cl: str = "moco", mim: str = "simmim",
+                control: str = "random") -> dict[str, str]:
+    """Role -> zoo name of every model the claims read (hybrids excepted: see :func:`measure`).
+    ``scaling`` (default: when the profile has two sizes or more) adds the C11 roles."""
+    names = {"cl": cl, "mim": mim, "control": control}
+    ends = _size_extremes(profile)
+    if (scaling is None or scaling) and ends is not None:
+        small, large = ends
+        names.update({"cl-small": f"{cl}-{small}", "cl-large": f"{cl}-{large}", "mim-small": f"{mim}-{small}",
+                      "mim-large": f"{mim}-{large}", "control-large": f"{control}-{large}"})
+    return names
+
+
+def _num_eval(profile: Profile, data_root: str | None) -> int | None:
+    """Images behind every accuracy: the synthetic evaluation split (None for an ImageFolder,
+    whose size is not known without opening it)."""
+    return int(profile.data.num_eval) if data_root is None and profile.data.root is None else None
+
+
+def measure(profile: Profile, data_root: str | None = None, device: str = "auto", *, build: bool = True,
+            jobs: int | None = None, progress: bool = False, scaling: bool | None = None,
+            cl: str = "moco", mim: str = "simmim", control: str = "random", missing: str = "raise") -> Measurements:
+    """Everything the claims read, for one profile (one training seed): builds the missing
+    models when ``build``, evaluates them (cached), analyses CL / MIM / control (cached).
+
+    ``missing="skip"`` (with ``build=False``) leaves unbuilt models out: the claims reading them
+    are inconclusive ("not measured"). The hybrid sweep counts only when every λ of the
+    profile is built — C8 is never decided on part of it. CL, MIM and the control must exist.
+    """
+    from clvsmim.train import zoo
+    from clvsmim.book.report import model_analysis
+
+    names = model_names(profile, scaling, cl, mim, control)
+    sweep_specs = zoo.hybrid_sweep(profile, data_root)
+    wanted = list(dict.fromkeys([*names.values(), *(spec.key for _, spec in sweep_specs)]))
+    if build:
+        zoo.build(profile, data_root, only=wanted, jobs=jobs, progress=progress)
+    results = zoo.evaluations(profile, data_root, only=wanted, jobs=jobs, missing=missing, progress=progress)
+    key = {n: zoo.resolve(profile, n, data_root=data_root).key for n in names.values()}
+    core = ("cl", "mim", "control")
+    absent = [n for n in names.values() if key[n] not in results]
+    absent += [spec.name for _, spec in sweep_specs if spec.key not in results and spec.name not in absent]
+    sweep = {lam: results[spec.key] for lam, spec in sweep_specs if spec.key in results}
+    from clvsmim.uncertainty import per_image_statistics
+
+    return Measurements(
+        analyses={r: model_analysis(profile, names[r], "zoo", data_root, device) for r in core},
+        per_image={r: per_image_statistics(profile, names[r], "zoo", data_root, device) for r in core},
+        num_eval=_num_eval(profile, data_root),
+        evaluations={r: results[key[n]] for r, n in names.items() if key[n] in results},
+        cluster={r: token_cluster_scores(profile, names[r], "zoo", data_root, device) for r in core},
+        sweep=sweep if len(sweep) == len(sweep_specs) else {},
+        names={**names, **{f"lam={lam:g}": spec.name for lam, spec in sweep_specs}},
+        missing=absent,
+    )
+
+
+def claims_table(profile: Profile, seeds: Sequence[int] = (0, 1, 2), data_root: str | None = None,
+                 device: str = "auto", *, build: bool = True, jobs: int | None = None, progress: bool = False,
+                 scaling: bool | None = None, measurements: dict[int, Measurements] | None = None,
+                 missing: str = "raise") -> ClaimsTable:
+    """Every claim on every training seed (:func:`seed_profile`), aggregated (:func:`aggregate`).
+
+    Trains (``build``) or reuses the zoo of each seed; ``missing="skip"`` (see :func:`measure`)
+    leaves a seed's unbuilt models out. ``measurements`` (seed -> bundle) skips the measuring,
+    for hand-made inputs.
+    """
+    start = time.perf_counter()
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("claims_table: no seeds")
+    bundles = dict(measurements or {})
+    for s in seeds:
+        if s not in bundles:
+            bundles[s] = measure(seed_profile(profile, s), data_root, device, build=build, jobs=jobs,
+                                 progress=progress, scaling=scaling, missing=missing)
+    per_seed = {s: evaluate_claims(bundles[s]) for s in seeds}
+    summaries = [aggregate([per_seed[s][i] for s in seeds], seeds) for i in range(len(CLAIMS))]
+    return ClaimsTable(profile=profile.name, seeds=seeds, summaries=summaries,
+                       models={str(s): bundles[s].names for s in seeds},
+                       missing_models={str(s): bundles[s].missing for s in seeds if bundles[s].missing},
+                       wall_time_s=round(time.perf_counter() - start, 2))

@@ -1,0 +1,148 @@
+"""What a claim reads (:class:`Measurements`) and the shared verdict rule: an ordering CL vs MIM
+beyond noise, with the control."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from clvsmim.claims.definitions import Claim, make_claim, is_finite, missing_claim
+
+
+# --------------------------------------------------------------------------- inputs
+
+@dataclass
+class Measurements:
+    """What the claims read, by role.
+
+    ``analyses``: ``{"cl" | "mim" | "control": report.model_analysis dict}``;
+    ``evaluations``: ``{role: zoo evaluation dict}`` with roles ``cl``, ``mim``, ``control`` and,
+    for C11, ``cl-small``, ``cl-large``, ``mim-small``, ``mim-large``, ``control-large``;
+    ``cluster``: ``{role: token_cluster_scores dict}`` (``{"depths": [...], "score": [...]}``);
+    ``sweep``: ``{λ: evaluation dict}`` with λ = 0 (MIM) … 1 (CL);
+    ``names``: the zoo names behind the roles (provenance only);
+    ``missing``: zoo names left out because they were not built (``missing="skip"``);
+    ``per_image``: ``{"cl" | "mim" | "control": uncertainty.per_image_statistics dict}`` (SEs of C1–C5);
+    ``num_eval``: images behind every accuracy (binomial SEs of C7–C11); None: no SEs.
+    """
+
+    analyses: dict[str, dict] = field(default_factory=dict)
+    evaluations: dict[str, dict] = field(default_factory=dict)
+    cluster: dict[str, dict] = field(default_factory=dict)
+    sweep: dict[float, dict] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    per_image: dict[str, dict] = field(default_factory=dict)
+    num_eval: int | None = None
+
+
+def last_third(num_blocks: int) -> list[int]:
+    """0-based indices (into an ``L``-long per-block list) of the last ``ceil(L/3)`` blocks."""
+    if num_blocks < 1:
+        raise ValueError(f"need at least one block, got {num_blocks}")
+    k = max(1, math.ceil(num_blocks / 3))
+    return list(range(num_blocks - k, num_blocks))
+
+
+def mean_or_none(values: Sequence[float]) -> float | None:
+    vals = [float(v) for v in values if v is not None]
+    return sum(vals) / len(vals) if vals and len(vals) == len(values) else None
+
+
+def dig(d: dict | None, *path: Any) -> Any:
+    for p in path:
+        if d is None:
+            return None
+        try:
+            d = d[p]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return d
+
+
+def fmt_value(v: float, kind: str | None = None, signed: bool = False) -> str:
+    """A number in a reason: unitless (3 significant digits), or an accuracy (``kind="percent"``)
+    or accuracy difference (``"points"``) in the book's unit (:mod:`clvsmim.book.units`)."""
+    from clvsmim.book.units import percent, points
+
+    if kind == "percent":
+        return percent(v)
+    if kind == "points":
+        return points(v, signed=signed)
+    return f"{v:+.3g}" if signed else f"{v:.3g}"
+
+
+def se_text(se: float | None, kind: str | None = None) -> str:
+    if not is_finite(se):
+        return "no standard error available"
+    return f"SE {fmt_value(se, kind)}" if kind else f"SE {se:.2g}"
+
+
+def ordered_verdict(cid: str, cl, mim, control, direction: int, margin: float, rule: str,
+                     ses: dict[str, float | None] | None = None, **details) -> Claim:
+    """The generic "CL > MIM" (``direction=+1``) / "CL < MIM" (``-1``) check with a control.
+
+    ``ses``: standard errors of the differences ``"value"`` (CL − MIM), ``"cl_control"`` and
+    ``"mim_control"`` (missing ones: the margin alone decides). See the module docstring.
+    Accuracies (:data:`clvsmim.book.units.ACCURACY_CLAIMS`) are written in percent / points."""
+    from clvsmim.uncertainty import threshold, three_way
+
+    from clvsmim.book.units import claim_value_kind
+
+    ses = ses or {}
+    se = ses.get("value")
+    acc = claim_value_kind(cid, "value") is not None  # accuracies: percent / points
+    diff, level = ("points", "percent") if acc else (None, None)
+    if not is_finite(cl, mim):
+        return missing_claim(cid, "CL or MIM statistic", cl=cl, mim=mim, control=control)
+    value = direction * (cl - mim) + 0.0  # + 0.0: no "-0" in the reasons
+    if not is_finite(control):
+        return make_claim(cid, cl, mim, control, value, "inconclusive", "no control measured", se=se, **details)
+    t = threshold(margin, se)
+    order = three_way(value, se, margin)
+    cl_moved = direction * (cl - control) > threshold(margin, ses.get("cl_control"))
+    mim_moved = direction * (control - mim) > threshold(margin, ses.get("mim_control"))
+    moved = {"mim": mim_moved, "cl": cl_moved, "either": cl_moved or mim_moved}[rule]
+    sign, other = (">", "<") if direction > 0 else ("<", ">")
+    noise = f"threshold max(margin {fmt_value(margin, diff)}, 2 SE) = {fmt_value(t, diff)}; {se_text(se, diff)}"
+    if order == "reversed":
+        verdict, reason = "reversed", (f"CL {other} MIM beyond noise (signed difference "
+                                       f"{fmt_value(value, diff, signed=True)}; {noise})")
+    elif order == "tie":
+        verdict, reason = "tie", (f"CL and MIM do not differ beyond noise (signed difference "
+                                  f"{fmt_value(value, diff, signed=True)}; {noise})")
+    elif not moved:
+        who = {"mim": "MIM has", "cl": "CL has", "either": "neither model has"}[rule]
+        verdict, reason = "tie", (f"CL {sign} MIM by {fmt_value(value, diff)}, but {who} moved away from the control "
+                                  f"({fmt_value(control, level)}) towards its side beyond noise ({noise})")
+    else:
+        verdict, reason = "holds", f"CL {sign} MIM by {fmt_value(value, diff)} ({noise}); " + (
+            "both moved from the control" if cl_moved and mim_moved else
+            ("CL" if cl_moved else "MIM") + " moved away from the control")
+    return make_claim(cid, cl, mim, control, value, verdict, reason, se=se,
+                  margin=margin, rule=rule, cl_moved=cl_moved, mim_moved=mim_moved,
+                  ses={k: v for k, v in ses.items() if is_finite(v)}, **details)
+
+
+def image_ses(m: Measurements, metric: str, depths: Sequence[int], direction: int) -> dict[str, float]:
+    """Paired bootstrap SEs (over the analysis images) of CL − MIM, CL − control and control −
+    MIM for the per-image mean of ``metric`` over ``depths``; {} without per-image values."""
+    from clvsmim.uncertainty import paired_bootstrap_se, per_image_values
+
+    vals = {r: per_image_values(m.per_image.get(r), metric, depths) for r in ("cl", "mim", "control")}
+    if any(v is None for v in vals.values()) or len({len(v) for v in vals.values()}) != 1:
+        return {}
+    return {"value": paired_bootstrap_se(vals["cl"], vals["mim"]),
+            "cl_control": paired_bootstrap_se(vals["cl"], vals["control"]),
+            "mim_control": paired_bootstrap_se(vals["control"], vals["mim"])}
+
+
+def rate_ses(m: Measurements, cl, mim, control) -> dict[str, float]:
+    """Binomial SEs of the differences of three accuracies on ``m.num_eval`` images; {} without it."""
+    from clvsmim.uncertainty import rate_difference_se
+
+    if not m.num_eval or not is_finite(cl, mim, control) or not all(0 <= v <= 1 for v in (cl, mim, control)):
+        return {}
+    n = [m.num_eval] * 2
+    return {"value": rate_difference_se([cl, mim], n), "cl_control": rate_difference_se([cl, control], n),
+            "mim_control": rate_difference_se([control, mim], n)}

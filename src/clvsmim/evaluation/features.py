@@ -1,0 +1,154 @@
+"""Frozen features: pooled features and patch tokens of every depth (one analysis pass), the shared
+probe recipe, and the final-depth linear probe."""
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from clvsmim.data import augment
+from clvsmim.analysis import PatchTokens, PooledFeatures, analyze
+from clvsmim.analysis.probe import linear_probe_per_layer, train_linear_probe
+from clvsmim.config import EvalConfig
+
+
+# --------------------------------------------------------------------------- helpers
+
+def device_of(module: nn.Module) -> torch.device:
+    param = next(module.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def labels_of(data) -> torch.Tensor:
+    """Classification labels (int64, N) of a dataset; shape labels for the synthetic set."""
+    labels = getattr(data, "labels", None)
+    if labels is None:
+        raise ValueError(f"{type(data).__name__} has no `labels`")
+    return torch.as_tensor(labels, dtype=torch.int64)
+
+
+def num_classes_of(data, *label_sets: torch.Tensor) -> int:
+    n = getattr(data, "num_classes", None)
+    return int(n) if n is not None else int(max(int(y.max()) for y in label_sets)) + 1
+
+
+def image_batches(data, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(images, indices)`` batches of an image tensor (uint8 or float in [0, 1]) or a dataset."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(data, torch.Tensor):
+        if data.ndim != 4 or data.shape[1] != 3:
+            raise ValueError(f"expected images N×3×H×W, got shape {tuple(data.shape)}")
+        for start in range(0, len(data), batch_size):
+            idx = torch.arange(start, min(len(data), start + batch_size))
+            yield data[start:start + batch_size], idx
+        return
+    from clvsmim.data import get_batch
+    for start in range(0, len(data), batch_size):
+        idx = torch.arange(start, min(len(data), start + batch_size))
+        images, _ = get_batch(data, idx)
+        yield images, idx
+
+
+class EvalMode:
+    """Put a module in eval mode for a ``with`` block and restore its training flag."""
+
+    def __init__(self, module: nn.Module):
+        self.module, self.was_training = module, module.training
+
+    def __enter__(self):
+        self.module.eval()
+        return self.module
+
+    def __exit__(self, *exc):
+        self.module.train(self.was_training)
+        return False
+
+
+# --------------------------------------------------------------------------- features
+
+def _normalised_batches(images_uint8, batch_size: int, device: torch.device, transform=None):
+    """ImageNet-normalised float batches on ``device`` of an image tensor or a dataset;
+    ``transform(images01, indices)`` may perturb each batch (float in [0, 1]) first."""
+    for images, idx in image_batches(images_uint8, batch_size):
+        x = augment.to_float(images.to(device))
+        if transform is not None:
+            x = transform(x, idx)
+        yield augment.normalize(x)
+
+
+def extract_features(encoder: nn.Module, images_uint8, batch_size: int, pool: str = "mean",
+                     depths: Sequence[int] | None = None, transform=None) -> list[torch.Tensor]:
+    """Pooled features of each depth: a list of float32 CPU tensors ``N×C``.
+
+    images_uint8: ``N×3×H×W`` uint8 (or float in [0, 1]), or a dataset read with
+    :func:`clvsmim.data.get_batch`. One :func:`clvsmim.analysis.analyze` pass (hidden states
+    only) with a :class:`~clvsmim.analysis.PooledFeatures` collector; each depth is pooled with
+    ``pool``: ``"mean"`` (default) = the mean of the patch tokens, ``"cls"`` = the CLS token.
+    ``depths``: which depths to return (0 = embeddings … L = last block; negative counts from
+    the end); default all ``L+1``. ``transform(images01, indices)`` may perturb each batch
+    (float in [0, 1]) before the ImageNet normalisation.
+    """
+    device = device_of(encoder)
+    batches = _normalised_batches(images_uint8, batch_size, device, transform)
+    try:
+        return analyze(encoder, batches, {"f": PooledFeatures(pool, depths)}, device=device)["f"][0]
+    except ValueError as exc:
+        raise ValueError(f"extract_features: {exc}") from exc
+
+
+def extract_tokens(encoder: nn.Module, images_uint8, batch_size: int, depth: int = -1) -> torch.Tensor:
+    """Patch tokens (prefix tokens dropped) of one depth: float32 CPU ``N×h·w×C`` (row-major grid)."""
+    device = device_of(encoder)
+    batches = _normalised_batches(images_uint8, batch_size, device)
+    try:
+        return analyze(encoder, batches, {"t": PatchTokens([depth])}, device=device)["t"][0]
+    except ValueError as exc:
+        raise ValueError(f"extract_tokens: {exc}") from exc
+
+
+def _standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    mean = train.mean(0, keepdim=True)
+    std = train.std(0, keepdim=True, unbiased=False).clamp_min(1e-6)
+    return [(t - mean) / std for t in (train, *others)]
+
+
+def probe_predict(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor | Sequence[torch.Tensor],
+                  cfg: EvalConfig, seed: int = 0, num_classes: int | None = None):
+    """Fit ONE linear probe on ``train_x`` (N×C) and return its predicted classes on ``test_x``.
+
+    The recipe of :func:`clvsmim.analysis.linear_probe_per_layer` (standardised features,
+    zero-initialised linear layer, AdamW + cosine ``cfg.probe_lr``, ``cfg.probe_steps``
+    full-batch steps). ``test_x`` may be one tensor (returns one prediction tensor) or a list.
+    """
+    single = isinstance(test_x, torch.Tensor)
+    tests = [test_x] if single else list(test_x)
+    train_y = torch.as_tensor(train_y, dtype=torch.int64)
+    k = int(num_classes) if num_classes is not None else int(train_y.max()) + 1
+    xs = _standardise(train_x.detach().float(), *(t.detach().float() for t in tests))
+    probe = train_linear_probe(xs[0], train_y.to(xs[0].device), k, cfg.probe_steps, cfg.probe_lr, seed)
+    with torch.no_grad():
+        preds = [probe(x).argmax(-1).cpu() for x in xs[1:]]
+    return preds[0] if single else preds
+
+
+def accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
+    return float((pred.cpu() == target.cpu()).double().mean()) if len(target) else float("nan")
+
+
+# --------------------------------------------------------------------------- linear probe
+
+def linear_probe(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, pool: str = "mean",
+                 seed: int = 0) -> dict[str, Any]:
+    """Linear-probe accuracy of every depth (class = the dataset's label: the shape when synthetic).
+
+    Returns ``{"per_layer": [acc at depth 0..L], "final": acc at depth L, "best_depth": int,
+    "pool": pool}``; accuracies in [0, 1], the budget of :func:`clvsmim.analysis.linear_probe_per_layer`.
+    """
+    f_train = extract_features(encoder, train_set, cfg.batch_size, pool)
+    f_eval = extract_features(encoder, eval_set, cfg.batch_size, pool)
+    per_layer = linear_probe_per_layer(f_train, labels_of(train_set), f_eval, labels_of(eval_set),
+                                       steps=cfg.probe_steps, lr=cfg.probe_lr, seed=seed)
+    best = max(range(len(per_layer)), key=lambda d: (per_layer[d], d))
+    return {"per_layer": per_layer, "final": per_layer[-1], "best_depth": int(best), "pool": pool}

@@ -1,0 +1,110 @@
+"""End-to-end fine-tuning with one identical budget for every model (AdamW, warm-up + cosine,
+random-resized crops and flips)."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clvsmim.data import augment
+from clvsmim.config import EvalConfig
+from clvsmim.models import geometry
+from clvsmim.precision import autocast_for
+from clvsmim.rng import sample_seed
+from clvsmim.evaluation.features import EvalMode, image_batches, device_of, labels_of, num_classes_of
+
+
+# --------------------------------------------------------------------------- fine-tuning
+
+#: Random-resized-crop scale of the fine-tuning augmentation (plus a horizontal flip).
+FINETUNE_CROP_SCALE = (0.5, 1.0)
+FINETUNE_WEIGHT_DECAY = 0.05
+FINETUNE_WARMUP_FRACTION = 0.1
+FINETUNE_STREAM = 112  # augment stream of the fine-tuning view (after the pre-training streams)
+
+class _FinetuneNet(nn.Module):
+    """Backbone + linear head on the mean of the final (normed) patch tokens."""
+
+    def __init__(self, encoder: nn.Module, num_classes: int):
+        super().__init__()
+        self.encoder = encoder
+        self.prefix = geometry(encoder).num_prefix_tokens
+        self.head = nn.Linear(int(encoder.embed_dim), num_classes)
+        nn.init.trunc_normal_(self.head.weight, std=2e-5)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.encoder.forward_features(x)
+        return self.head(tokens[:, self.prefix:].mean(1))
+
+
+def _finetune_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    from clvsmim.train.trainer import param_groups
+    return param_groups(model, weight_decay)
+
+
+def finetune(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, seed: int = 0,
+             precision: str = "fp32", return_model: bool = False):
+    """Fine-tune a deep copy of ``encoder`` (the input is not modified) and return eval accuracy.
+
+    Head: linear on the mean-pooled final patch tokens (after the final norm). AdamW
+    (``cfg.finetune_lr``, weight decay 0.05 on matrices only), 10 % linear warm-up then cosine
+    to 0 over ``cfg.finetune_steps`` steps of ``cfg.batch_size`` images drawn with a generator
+    seeded by ``seed``; each image gets a random resized crop (scale 0.5-1, aspect 3/4-4/3)
+    and a flip (p = 0.5) from its per-sample seed. ``precision="bf16"`` autocasts the forward
+    pass. Deterministic for a fixed seed. With ``return_model`` returns ``(acc, model)``.
+    """
+    from clvsmim.train.trainer import CosineSchedule
+
+    device = device_of(encoder)
+    y_train, y_eval = labels_of(train_set), labels_of(eval_set)
+    num_classes = num_classes_of(train_set, y_train, y_eval)
+    backbone = copy.deepcopy(encoder)
+    for p in backbone.parameters():
+        p.requires_grad_(True)
+    if getattr(backbone, "pos_embed", None) is not None and not encoder.pos_embed.requires_grad:
+        backbone.pos_embed.requires_grad_(False)  # fixed sin-cos position embedding stays fixed
+    gen_state = torch.get_rng_state()
+    torch.manual_seed(seed)  # the head's initialisation
+    model = _FinetuneNet(backbone, num_classes).to(device)
+    torch.set_rng_state(gen_state)
+    steps = int(cfg.finetune_steps)
+    warmup = int(round(FINETUNE_WARMUP_FRACTION * steps))
+    opt = torch.optim.AdamW(_finetune_groups(model, FINETUNE_WEIGHT_DECAY), lr=cfg.finetune_lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, CosineSchedule(cfg.finetune_lr, 0.0, warmup, max(steps, 1)))
+    gen = torch.Generator().manual_seed(seed)
+    img_size = geometry(encoder).grid[0] * geometry(encoder).patch_size
+    n = len(train_set)
+    batch = min(int(cfg.batch_size), n)
+    model.train()
+    with torch.enable_grad():
+        for step in range(steps):
+            idx = torch.randint(n, (batch,), generator=gen)
+            images, labels = batch_at(train_set, idx)
+            seeds = sample_seed(seed, step, idx)
+            x = augment.random_resized_crop(images.to(device), seeds.to(device), img_size,
+                                            scale=FINETUNE_CROP_SCALE, flip=True, stream=FINETUNE_STREAM)
+            with autocast_for(device, precision):
+                logits = model(augment.normalize(x))
+            loss = F.cross_entropy(logits.float(), labels.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    correct, total = 0, 0
+    with EvalMode(model), torch.no_grad():
+        for images, idx in image_batches(eval_set, cfg.batch_size):
+            with autocast_for(device, precision):
+                pred = model(augment.normalize(images.to(device))).argmax(-1).cpu()
+            correct += int((pred == y_eval[idx]).sum())
+            total += len(idx)
+    acc = correct / total if total else float("nan")
+    return (acc, model) if return_model else acc
+
+
+def batch_at(data, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    from clvsmim.data import get_batch
+    return get_batch(data, idx)
