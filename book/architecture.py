@@ -23,8 +23,7 @@ import torch
 
 from clvsmim.book import paperbook, report
 from clvsmim.book.chapters import architecture as ch
-from clvsmim.book.chapters.behaviour import evaluations_by_name
-from clvsmim.book.chapters import show_bullets as bullets
+from clvsmim.book.chapters.common import evaluations_by_name, show_bullets
 from clvsmim.config import load_profile
 from clvsmim.book.figures import save_figure, use_style
 from clvsmim.book.plots import architecture as plots
@@ -59,7 +58,7 @@ pd.DataFrame({report.display_name(n): s["accuracy"] for n, s in summary.items()}
              index=pd.Index(next(iter(summary.values()))["depth"], name="depth")).round(1)
 
 # %%
-bullets(ch.probe_sentences(summary))
+show_bullets(ch.probe_sentences(summary))
 
 # %% [markdown]
 # ## F8 — Fourier analysis of MAE through encoder and decoder
@@ -95,4 +94,4 @@ pd.DataFrame({"depth": list(range(len(fourier["encoder"]))) + [f"dec {j}" for j 
               "Δ log amplitude": fourier["encoder"] + fourier["decoder"]}).set_index("depth").round(3)
 
 # %%
-bullets(ch.fourier_sentences(f8_summary))
+show_bullets(ch.fourier_sentences(f8_summary))

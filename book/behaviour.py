@@ -32,7 +32,7 @@ from IPython.display import Markdown, display
 
 from clvsmim.book import paperbook, report
 from clvsmim.book.chapters import behaviour as ch
-from clvsmim.book.chapters import show_bullets as bullets
+from clvsmim.book.chapters.common import show_bullets
 from clvsmim.config import load_profile
 from clvsmim.book.figures import save_figure, use_style
 from clvsmim.book.plots import behaviour as plots
@@ -75,7 +75,7 @@ pd.DataFrame(measured["linear_vs_finetune"]).round(1)
 # %%
 if source == "official":
     display(Markdown(paperbook.needs_training_note("The measured row (one shared training budget, every size)")))
-bullets(ch.behaviour_sentences(measured, ch.paper_own_runs(literature)))
+show_bullets(ch.behaviour_sentences(measured, ch.paper_own_runs(literature)))
 
 # %% [markdown]
 # Sources of the literature numbers:
@@ -95,7 +95,7 @@ display(Markdown(ch.literature_citations(literature)))
 # %%
 f2 = ch.query_attention_data(cfg, ["moco", "simmim"], source=source, data_root=data_root, device=device)
 fig = plots.plot_query_attention(f2)
-save_figure(fig, "F2", {k: v for k, v in f2.items() if k != "image"}, models=f2["models"],
+save_figure(fig, "F2", ch.query_attention_record(f2), models=f2["models"],
             caption=f"Head-averaged attention of an object and a background query patch in block {f2['block']}, "
                     "CL (MoCo v3) vs MIM (SimMIM).")
 pd.DataFrame({report.display_name(n): {"cosine(object map, background map)": s["cosine_between_queries"],
@@ -164,6 +164,6 @@ pd.DataFrame({report.display_name(n): c["mean"] for n, c in nmi.items()},
 # The paper's attention findings, checked on these models:
 
 # %%
-bullets(ch.attention_sentences(f2, distance, nmi,
-                               control={"attention_distance": control_distance, "nmi": control_nmi}
-                               if control else None))
+show_bullets(ch.attention_sentences(f2, distance, nmi,
+                                    control={"attention_distance": control_distance, "nmi": control_nmi}
+                                    if control else None))

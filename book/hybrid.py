@@ -27,17 +27,17 @@ from IPython.display import Markdown, display
 
 from clvsmim import claims
 from clvsmim.book import paperbook
-from clvsmim.book.chapters import hybrid as hy
-from clvsmim.book.chapters.behaviour import read_literature
+from clvsmim.book.chapters import hybrid as ch
+from clvsmim.book.chapters.common import read_literature
 from clvsmim.config import load_profile
 from clvsmim.book.figures import save_figure, use_style
 from clvsmim.book.plots import hybrid as plots
 
 use_style()
-p = load_profile(profile, images)
+cfg = load_profile(profile, images)
 trained = source == "zoo"  # the official world has no hybrid checkpoint
-models = hy.sweep_models(p, data_root)
-display(Markdown(f"Profile **{p.name}**: λ ∈ {{{', '.join(f'{lam:g}' for lam, _ in models)}}}, models "
+models = ch.sweep_models(cfg, data_root)
+display(Markdown(f"Profile **{cfg.name}**: λ ∈ {{{', '.join(f'{lam:g}' for lam, _ in models)}}}, models "
                  + ", ".join(f"`{name}`" for _, name in models) + "."
                  + ("" if trained else "\n\n" + paperbook.needs_training_note("The λ sweep"))))
 
@@ -45,7 +45,7 @@ display(Markdown(f"Profile **{p.name}**: λ ∈ {{{', '.join(f'{lam:g}' for lam,
 # ## What each branch sees
 
 # %%
-display(Markdown(hy.branches_markdown(p)))
+display(Markdown(ch.branches_markdown(cfg)))
 
 # %% [markdown]
 # ## Linear probing and fine-tuning along the sweep (F9)
@@ -55,16 +55,12 @@ display(Markdown(hy.branches_markdown(p)))
 
 # %%
 if trained:
-    points, control_eval = hy.sweep_points(p, data_root)
-    c8 = claims.evaluate_claim("C8", hy.measurements(points, control_eval))
+    points, control_eval = ch.sweep_points(cfg, data_root)
+    c8 = claims.evaluate_claim("C8", ch.measurements(points, control_eval))
     fig = plots.plot_sweep(points)
-    save_figure(fig, "F9", {"points": [{k: pt[k] for k in ("lam", "name", "linear_probe", "finetune")} for pt in points],
-                            "control": {"linear_probe": c8.details.get("control_linear_probe"),
-                                        "finetune": c8.details.get("control_finetune")},
-                            "claim": c8.to_dict()},
-                models=[pt["name"] for pt in points],
+    save_figure(fig, "F9", ch.sweep_record(points, c8), models=[pt["name"] for pt in points],
                 caption="Hybrid λ sweep: fine-tuning vs linear-probing accuracy (λ = 0 SimMIM, λ = 1 MoCo v3).")
-    display(Markdown(hy.sweep_sentences(points, c8)))
+    display(Markdown(ch.sweep_paragraph(points, c8)))
 else:
     points = paperbook.literature_sweep_points(read_literature("data/literature.csv"))
     fig = plots.plot_sweep(points)
@@ -84,13 +80,13 @@ else:
 
 # %%
 if trained:
-    analyses = hy.sweep_analyses(p, models, data_root, device)
-    control = hy.control_analysis(p, data_root, device)
-    curves = hy.hybrid_curves(analyses, control)
+    analyses = ch.sweep_analyses(cfg, models, data_root, device)
+    control = ch.control_analysis(cfg, data_root, device)
+    curves = ch.hybrid_curves(analyses, control)
     fig = plots.plot_hybrid_curves(curves)
     save_figure(fig, "A-hybrid-curves", curves,
-                models=[name for _, name in models] + ([hy.CONTROL] if control else []),
+                models=[name for _, name in models] + ([ch.CONTROL] if control else []),
                 caption="Attention distance, NMI and Fourier Δ log amplitude of the hybrids, coloured by λ.")
-    display(Markdown(hy.curves_sentences(curves)))
+    display(Markdown(ch.curves_paragraph(curves)))
 else:
     display(Markdown(paperbook.needs_training_note("The hybrids' per-depth analyses")))

@@ -21,22 +21,22 @@ images = None
 from IPython.display import Markdown, display
 
 from clvsmim import claims
-from clvsmim.book.chapters import representation as rep
+from clvsmim.book.chapters import representation as ch
 from clvsmim.config import load_profile
 from clvsmim.book.figures import save_figure, use_style
 from clvsmim.book.plots import representation as plots
 from clvsmim.book.report import display_name
 
 use_style()
-p = load_profile(profile, images)
-names = rep.chapter_models(source)
-analyses = rep.load_analyses(p, names, source, data_root, device)
-evaluations = rep.load_evaluations(p, names, data_root) if source == "zoo" else {}
-measured = rep.measurements(p, analyses, evaluations, data_root, device, source)
+cfg = load_profile(profile, images)
+names = ch.chapter_models(source)
+analyses = ch.load_analyses(cfg, names, source, data_root, device)
+evaluations = ch.load_evaluations(cfg, names, data_root) if source == "zoo" else {}
+measured = ch.measurements(cfg, analyses, evaluations, data_root, device, source)
 claim = {cid: claims.evaluate_claim(cid, measured) for cid in ("C3", "C4", "C5", "C6")}
-geo = analyses[rep.CL]
+geo = analyses[ch.CL]
 display(Markdown(
-    f"Profile **{p.name}** ({source} models): ViT with {geo['depth']} blocks, a {geo['grid'][0]}×{geo['grid'][1]} "
+    f"Profile **{cfg.name}** ({source} models): ViT with {geo['depth']} blocks, a {geo['grid'][0]}×{geo['grid'][1]} "
     f"token grid of {geo['patch_size']}-px patches; analyses on {geo['num_images']} evaluation images. "
     f"Models: {', '.join(display_name(n) for n in names)}."))
 
@@ -50,15 +50,12 @@ display(Markdown(
 # the token space: 1 = perfectly separated images, 0 or below = intermingled).
 
 # %%
-tsne = {n: rep.token_tsne_result(p, n, source, data_root, device, seed=seed) for n in (rep.CL, rep.MIM)}
-fig = plots.plot_token_tsne(tsne, titles={rep.CL: f"CL — {display_name(rep.CL)}",
-                                          rep.MIM: f"MIM — {display_name(rep.MIM)}"})
-save_figure(fig, "F5", {n: {"x": [c[0] for c in r["coords"]], "y": [c[1] for c in r["coords"]],
-                            "image": r["image"], "label": r["label"], "class_names": r["class_names"],
-                            "silhouette_image": r["silhouette_image"], "silhouette_class": r["silhouette_class"],
-                            "perplexity": r["perplexity"]} for n, r in tsne.items()},
-            models=list(tsne), caption="Token-level t-SNE of 18 images from 3 classes (last depth), CL vs MIM.")
-display(Markdown(rep.tsne_sentences(tsne, claim["C5"])))
+tsne = {n: ch.token_tsne_result(cfg, n, source, data_root, device, seed=seed) for n in (ch.CL, ch.MIM)}
+fig = plots.plot_token_tsne(tsne, titles={ch.CL: f"CL — {display_name(ch.CL)}",
+                                          ch.MIM: f"MIM — {display_name(ch.MIM)}"})
+save_figure(fig, "F5", ch.tsne_record(tsne), models=list(tsne),
+            caption="Token-level t-SNE of 18 images from 3 classes (last depth), CL vs MIM.")
+display(Markdown(ch.tsne_paragraph(tsne, claim["C5"])))
 
 # %% [markdown]
 # C5 is measured on the analysis images (all of them, every depth cached), the t-SNE on 18
@@ -72,11 +69,11 @@ display(Markdown(rep.tsne_sentences(tsne, claim["C5"])))
 # content. The untrained control is dashed.
 
 # %%
-fourier = rep.depth_curves(analyses, "fourier.delta_log_amplitude")
+fourier = ch.token_depth_curves(analyses, "fourier.delta_log_amplitude")
 fig = plots.plot_fourier(fourier)
 save_figure(fig, "F6", fourier, models=names,
             caption="Fourier analysis: Δ log amplitude of the highest frequency per depth.")
-display(Markdown(rep.fourier_sentences(fourier, claim["C4"])))
+display(Markdown(ch.fourier_paragraph(fourier, claim["C4"])))
 if geo["grid"][0] <= 4:
     display(Markdown(f"With a {geo['grid'][0]}×{geo['grid'][1]} token grid the diagonal of the spectrum has only "
                      f"{geo['grid'][0] - geo['grid'][0] // 2} frequencies: the curve is coarse by construction."))
@@ -91,11 +88,11 @@ if geo["grid"][0] <= 4:
 # keeps them diverse.
 
 # %%
-cosine = rep.depth_curves(analyses, "token_cosine")
+cosine = ch.token_depth_curves(analyses, "token_cosine")
 fig = plots.plot_token_similarity(cosine)
 save_figure(fig, "A-token-similarity", cosine, models=names,
             caption="Mean cosine similarity between the tokens of one image, per depth.")
-display(Markdown(rep.cosine_sentences(cosine, claim["C3"])))
+display(Markdown(ch.cosine_paragraph(cosine, claim["C3"])))
 
 # %% [markdown]
 # ## Singular-value spectrum of the tokens
@@ -105,11 +102,11 @@ display(Markdown(rep.cosine_sentences(cosine, claim["C3"])))
 # directions (a steep spectrum); diverse tokens spread over many (a flat one).
 
 # %%
-spectra = rep.svd_spectra(analyses)
+spectra = ch.svd_spectra(analyses)
 fig = plots.plot_svd_spectra(spectra)
-save_figure(fig, "A-svd", {**spectra, "effective_rank": {n: rep.effective_rank(spectra[n]) for n in names}},
-            models=names, caption="Normalised singular values of the tokens of one image at the last depth.")
-display(Markdown(rep.svd_sentences(spectra)))
+save_figure(fig, "A-svd", ch.svd_record(spectra), models=names,
+            caption="Normalised singular values of the tokens of one image at the last depth.")
+display(Markdown(ch.svd_paragraph(spectra)))
 
 # %% [markdown]
 # ## Shape vs texture
@@ -125,12 +122,11 @@ display(Markdown(rep.svd_sentences(spectra)))
 
 # %%
 if evaluations:
-    rows = rep.evaluation_rows(evaluations)
+    rows = ch.evaluation_rows(evaluations)
     fig = plots.plot_shape_bias({n: rows[n]["shape_bias"] for n in names})
-    save_figure(fig, "A-shape-texture", {n: {k: rows[n][k] for k in ("shape_bias", "shape_acc", "texture_acc")}
-                                         for n in names},
-                models=names, caption="Shape bias on cue-conflict images (random-init control hatched).")
-    display(Markdown(rep.shape_sentences({n: rows[n] for n in names}, claim["C6"])))
+    save_figure(fig, "A-shape-texture", ch.shape_texture_record(rows, names), models=names,
+                caption="Shape bias on cue-conflict images (random-init control hatched).")
+    display(Markdown(ch.shape_paragraph({n: rows[n] for n in names}, claim["C6"])))
 else:
     display(Markdown("The shape-bias and noise evaluations exist for the zoo's models only (`source = \"zoo\"`)."))
 
@@ -145,9 +141,9 @@ else:
 # %%
 if evaluations:
     fig = plots.plot_noise_robustness({n: rows[n] for n in names})
-    save_figure(fig, "A-noise", {n: {k: rows[n][k] for k in ("clean", "low_freq", "high_freq")} for n in names},
-                models=names, caption="Linear-probe accuracy: clean, + low-frequency noise, + high-frequency noise.")
-    display(Markdown(rep.noise_sentences({n: rows[n] for n in names}, rep.eval_size(p, data_root))))
+    save_figure(fig, "A-noise", ch.noise_record(rows, names), models=names,
+                caption="Linear-probe accuracy: clean, + low-frequency noise, + high-frequency noise.")
+    display(Markdown(ch.noise_paragraph({n: rows[n] for n in names}, ch.eval_size(cfg, data_root))))
 
 # %% [markdown]
 # ## What this chapter found

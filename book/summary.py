@@ -29,24 +29,24 @@ from IPython.display import HTML, Markdown, display
 
 from clvsmim import claims
 from clvsmim.book import paperbook
-from clvsmim.book.chapters import summary as sm
+from clvsmim.book.chapters import summary as ch
 from clvsmim.config import load_profile
 from clvsmim.book.figures import save_figure, use_style
 from clvsmim.book.plots import summary as plots
 
 use_style()
-p = load_profile(profile, images)
+cfg = load_profile(profile, images)
 if source == "official":  # the official checkpoints: nothing is trained; C8 and C11 need the GPU-sized profile
-    built = paperbook.official_claims_table(p, data_root, device)
-    display(Markdown(paperbook.table_rows(paperbook.claim_sources(built, p))))
+    built = paperbook.official_claims_table(cfg, data_root, device)
+    display(Markdown(paperbook.table_rows(paperbook.claim_sources(built, cfg))))
 else:
-    built = claims.claims_table(p, claims.seeds_for(p, claim_seeds), data_root, device)
-table = sm.table_of_record(p.name, built)
+    built = claims.claims_table(cfg, claims.seeds_for(cfg, claim_seeds), data_root, device)
+table = ch.table_of_record(cfg.name, built)
 recorded = table is not built
 display(Markdown(("The record is the table recorded in "
-                  f"`{sm.RECORDED_TABLE.format(profile=p.name)}`. " if recorded else
+                  f"`{ch.RECORDED_TABLE.format(profile=cfg.name)}`. " if recorded else
                   "No multi-seed table is recorded for this profile: the record is this build's own seed. ")
-                 + sm.verdict_sentences(table)))
+                 + ch.verdict_paragraph(table)))
 
 # %% [markdown]
 # ## The table (F10)
@@ -56,13 +56,13 @@ display(Markdown(("The record is the table recorded in "
 # several seeds were trained — and the verdict (✓ holds, ✗ fails, ? inconclusive).
 
 # %%
-grid = sm.summary_grid(table)
-fig = plots.plot_summary_table(grid, title=f"Profile {p.name}, seeds {', '.join(map(str, table.seeds))}"
+grid = ch.summary_grid(table)
+fig = plots.plot_summary_table(grid, title=f"Profile {cfg.name}, seeds {', '.join(map(str, table.seeds))}"
                                            + (" (recorded table)" if recorded else " (this build)"))
-save_figure(fig, "F10", {"grid": grid, "claims": sm.claims_json(table)},
+save_figure(fig, "F10", {"grid": grid, "claims": ch.claims_json(table)},
             models=sorted({n for names in table.models.values() for n in names.values()}),
             caption="The CL-vs-MIM table, each cell backed by the measured statistic and the claim's verdict.")
-display(HTML(sm.grid_html(grid)))
+display(HTML(ch.grid_html(grid)))
 
 # %% [markdown]
 # ## Every claim, its statistic and the control
@@ -78,10 +78,10 @@ display(HTML(sm.grid_html(grid)))
 # it fails on every seed, and is inconclusive otherwise.
 
 # %%
-display(HTML(sm.table_html(table)))
+display(HTML(ch.table_html(table)))
 
 # %%
-display(Markdown(sm.claims_paragraphs(table)))
+display(Markdown(ch.claims_paragraphs(table)))
 
 # %% [markdown]
 # ## Every seed of the record
@@ -95,14 +95,14 @@ display(Markdown(sm.claims_paragraphs(table)))
 
 # %%
 if not recorded:
-    display(Markdown(f"No three-seed table is recorded for profile **{p.name}** "
-                     f"(`{sm.RECORDED_TABLE.format(profile=p.name)}`)."))
+    display(Markdown(f"No three-seed table is recorded for profile **{cfg.name}** "
+                     f"(`{ch.RECORDED_TABLE.format(profile=cfg.name)}`)."))
 else:
-    display(HTML(sm.seeds_table_html(table)))
-    disagreements = sm.seed_disagreements(table)
+    display(HTML(ch.seeds_table_html(table)))
+    disagreements = ch.seed_disagreements(table)
     if disagreements:
         display(Markdown("Where the seeds disagree, and why each seed that does not hold says so:\n\n"
                          + disagreements))
     display(Markdown(f"**This build's own zoo (seed{'s' if len(built.seeds) > 1 else ''} "
                      f"{', '.join(map(str, built.seeds))}) — not the record**, for comparison: "
-                     + sm.verdict_sentences(built)))
+                     + ch.verdict_paragraph(built)))

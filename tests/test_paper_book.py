@@ -176,7 +176,7 @@ def test_images_option_sets_the_analysis_count_and_probe_images_cover_every_clas
 
 
 def test_hybrid_literature_end_points_come_from_the_literature_table():
-    from clvsmim.book.chapters.behaviour import read_literature
+    from clvsmim.book.chapters.common import read_literature
     from clvsmim.book.paperbook import literature_sweep_points
 
     df = read_literature(REPO / "book" / "data" / "literature.csv")

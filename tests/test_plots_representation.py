@@ -64,14 +64,14 @@ def test_representation_figures_save_with_their_data(tmp_path):
                         models=list(tsne))
     assert all(v for v in entry["paths"].values())
 
-    fourier = rep.depth_curves(ANALYSES, "fourier.delta_log_amplitude")
+    fourier = rep.token_depth_curves(ANALYSES, "fourier.delta_log_amplitude")
     assert fourier["depth"] == list(range(L + 1)) and len(fourier["moco"]) == L + 1
     fig = plots.plot_fourier(fourier)
     assert len(fig.axes[0].get_lines()) == 4
     assert fig.axes[0].get_lines()[-1].get_linestyle() == "--"  # the control is dashed
     save_figure(fig, "F6", fourier, models=list(ANALYSES))
 
-    cosine = rep.depth_curves(ANALYSES, "token_cosine")
+    cosine = rep.token_depth_curves(ANALYSES, "token_cosine")
     save_figure(plots.plot_token_similarity(cosine), "A-token-similarity", cosine)
 
     spectra = rep.svd_spectra(ANALYSES)
@@ -95,39 +95,39 @@ def test_representation_sentences_follow_the_numbers():
     assert rep.effective_rank([1.0, 0.0, 0.0]) == pytest.approx(1.0)
     assert rep.effective_rank([1.0, 1.0, 1.0, 1.0]) == pytest.approx(4.0)
     assert math.isnan(rep.effective_rank([0.0, 0.0]))
-    agree = rep.tsne_sentences({"moco": _tsne(0.4), "simmim": _tsne(-0.05)})
+    agree = rep.tsne_paragraph({"moco": _tsne(0.4), "simmim": _tsne(-0.05)})
     assert "as in the paper" in agree
-    differ = rep.tsne_sentences({"moco": _tsne(-0.05), "simmim": _tsne(0.4)})
+    differ = rep.tsne_paragraph({"moco": _tsne(-0.05), "simmim": _tsne(0.4)})
     assert "opposite of the paper" in differ
-    assert "no visible difference" in rep.tsne_sentences({"moco": _tsne(0.1), "simmim": _tsne(0.105)})
-    fourier = rep.depth_curves(ANALYSES, "fourier.delta_log_amplitude")
-    assert "as in the paper" in rep.fourier_sentences(fourier)  # simmim decreases towards the end
+    assert "no visible difference" in rep.tsne_paragraph({"moco": _tsne(0.1), "simmim": _tsne(0.105)})
+    fourier = rep.token_depth_curves(ANALYSES, "fourier.delta_log_amplitude")
+    assert "as in the paper" in rep.fourier_paragraph(fourier)  # simmim decreases towards the end
     flat = {"depth": [0, 1, 2, 3], "simmim": [-1.0, -1.0, -0.9, -0.8]}
-    assert "unlike the paper" in rep.fourier_sentences(flat)
+    assert "unlike the paper" in rep.fourier_paragraph(flat)
     # depth by depth: the embeddings carry the opposite order, the late blocks the paper's
     order = rep.depths_by_order([-2.4, -2.5, -2.6, -2.7], [-2.9, -2.5, -2.5, -2.5])
     assert order == {"below": [2, 3], "above": [0], "tied": [1]}
     text = rep.fourier_order_sentence([-2.4, -2.5, -2.6, -2.7], [-2.9, -2.5, -2.5, -2.5])
     assert "at depths 2, 3, above it at depth 0 (ties within 0.01: depth 1)" in text and "0.25 over depths 0–1" in text and "-0.15 over depths 2–3" in text
-    frozen = rep.fourier_sentences({"depth": [0, 1, 2], "moco": [-2.4, -2.5, -2.6], "simmim": [-2.9, -2.5, -2.6],
+    frozen = rep.fourier_paragraph({"depth": [0, 1, 2], "moco": [-2.4, -2.5, -2.6], "simmim": [-2.9, -2.5, -2.6],
                                     "random": [-2.4, -2.4, -2.4]})
     assert "equals the untrained control (-2.40 vs -2.40)" in frozen and "learns its own (-2.90)" in frozen
-    assert "equals the untrained control" not in rep.fourier_sentences(
+    assert "equals the untrained control" not in rep.fourier_paragraph(
         {"depth": [0, 1, 2], "moco": [-2.6, -2.5, -2.6], "simmim": [-2.9, -2.5, -2.6], "random": [-2.4] * 3})
     with pytest.raises(ValueError, match="different depths"):
         rep.depths_by_order([0.0], [0.0, 1.0])
-    shape = rep.shape_sentences({"moco": {"shape_bias": 0.5, "num_decided": 400},
+    shape = rep.shape_paragraph({"moco": {"shape_bias": 0.5, "num_decided": 400},
                                  "simmim": {"shape_bias": 0.9, "num_decided": 100}})
     assert "n = 400, ± 0.025" in shape and "n = 100, ± 0.030" in shape  # sqrt(.25/400), sqrt(.09/100)
-    assert "standard error" not in rep.shape_sentences({"moco": {"shape_bias": 0.5}})  # older evaluations
-    svd = rep.svd_sentences(rep.svd_spectra(ANALYSES))
+    assert "standard error" not in rep.shape_paragraph({"moco": {"shape_bias": 0.5}})  # older evaluations
+    svd = rep.svd_paragraph(rep.svd_spectra(ANALYSES))
     assert "steeper" in svd and "as in the paper" in svd
-    noise = rep.noise_sentences({"moco": {"clean": 0.5, "low_freq": 0.3, "high_freq": 0.48},
+    noise = rep.noise_paragraph({"moco": {"clean": 0.5, "low_freq": 0.3, "high_freq": 0.48},
                                  "simmim": {"clean": 0.5, "low_freq": 0.45, "high_freq": 0.3}}, num_images=1000)
     assert "consistent with the paper" in noise and "+-" not in noise and "−-" not in noise
     m = claims.Measurements(analyses={"cl": ANALYSES["moco"], "mim": ANALYSES["simmim"], "control": ANALYSES["random"]})
     c3 = claims.evaluate_claim("C3", m)
-    text = rep.cosine_sentences(rep.depth_curves(ANALYSES, "token_cosine"), c3)
+    text = rep.cosine_paragraph(rep.token_depth_curves(ANALYSES, "token_cosine"), c3)
     assert "C3 — holds" in text
 
 
@@ -147,7 +147,7 @@ def test_hybrid_sweep_and_curves():
     assert any("(MIM)" in t for t in texts) and any("(CL)" in t for t in texts)
     assert any("0.5, 0.8" in t for t in texts)  # coincident points share one label
     save_figure(fig, "F9", {"points": [{k: p[k] for k in ("lam", "linear_probe", "finetune")} for p in points]})
-    text = hy.sweep_sentences(points, c8)
+    text = hy.sweep_paragraph(points, c8)
     assert "C8 — holds" in text and "λ = 0.5" in text
 
     analyses = {lam: _analysis(6 + 4 * lam, 0.3 * (1 - lam), 0.5, -1.5 - 1.5 * lam, 0.5) for lam in (0, 0.5, 1)}
@@ -156,7 +156,7 @@ def test_hybrid_sweep_and_curves():
     fig = hplots.plot_hybrid_curves(curves)
     assert len(fig.axes) == 3
     save_figure(fig, "A-hybrid-curves", curves)
-    text = hy.curves_sentences(curves)
+    text = hy.curves_paragraph(curves)
     assert text.count("as the inference from the paper's account predicts") == 3
     assert hy.spearman([0, 1, 2], [3, 2, 1]) == pytest.approx(-1.0)
     assert math.isnan(hy.spearman([0, 1, 2], [1, 1, 1]))
@@ -185,9 +185,9 @@ def test_summary_grid_markdown_and_figure():
     assert sm.table_html(table).count("<tr>") == len(claims.CLAIMS) + 1
     fig = splots.plot_summary_table(grid, title="hand-made")
     save_figure(fig, "F10", {"grid": grid, "claims": sm.claims_json(table)})
-    assert "11 of 11 claims hold" in sm.verdict_sentences(table)
+    assert "11 of 11 claims hold" in sm.verdict_paragraph(table)
     mixed = claims.claims_table(profile, seeds=(0, 1), measurements={0: holding_set(), 1: failing_set()})
-    assert "inconclusive" in sm.verdict_sentences(mixed)
+    assert "inconclusive" in sm.verdict_paragraph(mixed)
     paragraphs = sm.claims_paragraphs(mixed)
     assert "C1 — inconclusive" in paragraphs and "holds, reversed → inconclusive" in paragraphs
     html = sm.seeds_table_html(mixed)
@@ -220,4 +220,4 @@ def test_the_recorded_three_seed_table_is_found_and_checked(tmp_path):
     mini = sm.recorded_table("mini")
     assert mini is not None and mini.profile == "mini" and len(mini.seeds) == 3
     for seed, names in mini.missing_models.items():
-        assert f"seed {seed}: {', '.join(names)}" in sm.verdict_sentences(mini)
+        assert f"seed {seed}: {', '.join(names)}" in sm.verdict_paragraph(mini)

@@ -142,7 +142,7 @@ def test_f8_labels_its_inputs():
 # --------------------------------------------------------------------------- representation
 
 def test_token_homogeneity_is_not_called_identical():
-    text = rep.cosine_sentences({"depth": [0, 1], "moco": [0.5, 0.9], "simmim": [0.5, 0.3]})
+    text = rep.cosine_paragraph({"depth": [0, 1], "moco": [0.5, 0.9], "simmim": [0.5, 0.3]})
     assert "identical" not in text and "homogeneous" in text and "less diverse" in text
     assert "attention collapses" in text
 
@@ -157,9 +157,9 @@ def test_c5_holding_with_a_weak_cl_silhouette_says_it_is_relative():
     m.cluster["cl"]["score"][-1], m.cluster["mim"]["score"][-1], m.cluster["control"]["score"][-1] = 0.005, -0.29, -0.17
     c5 = claims.evaluate_claim("C5", m)
     assert c5.verdict == "holds" and c5.cl == pytest.approx(0.005)
-    text = rep.tsne_sentences({"moco": _tsne(0.005), "simmim": _tsne(-0.3)}, c5)
+    text = rep.tsne_paragraph({"moco": _tsne(0.005), "simmim": _tsne(-0.3)}, c5)
     assert "as in the paper" in text and "relative to MIM only" in text and "weak" in text and "0.005" in text
-    strong = rep.tsne_sentences({"moco": _tsne(0.6), "simmim": _tsne(-0.3)})
+    strong = rep.tsne_paragraph({"moco": _tsne(0.6), "simmim": _tsne(-0.3)})
     assert "weak" not in strong
     assert rep.cluster_strength_note(0.6) == "" and rep.cluster_strength_note(None) == ""
 
@@ -168,16 +168,16 @@ def test_noise_comparison_is_scored_only_beyond_its_uncertainty():
     rows = {"moco": {"clean": 0.5, "low_freq": 0.40, "high_freq": 0.48},
             "simmim": {"clean": 0.5, "low_freq": 0.45, "high_freq": 0.46}}
     # changes −2.0 and −4.0 points: a 2-point difference
-    unscored = rep.noise_sentences(rows)
+    unscored = rep.noise_paragraph(rows)
     assert "−2.0 points" in unscored and "−4.0 points" in unscored and "+2.0 points" in unscored
     assert "consistent" not in unscored and "opposite" not in unscored and "not scored" in unscored
-    small = rep.noise_sentences(rows, num_images=100)
+    small = rep.noise_paragraph(rows, num_images=100)
     se = math.sqrt(2 * 0.25 / 100 + 0.48 * 0.52 / 100 + 0.46 * 0.54 / 100)  # four binomial SEs, in quadrature
     assert f"± {100 * se:.1f} points" in small and "100 evaluation images" in small
     assert "consistent" not in small and "neither supports nor contradicts" in small
-    large = rep.noise_sentences(rows, num_images=100_000)
+    large = rep.noise_paragraph(rows, num_images=100_000)
     assert "consistent with the paper" in large
-    swapped = rep.noise_sentences({"moco": rows["simmim"], "simmim": rows["moco"]}, num_images=100_000)
+    swapped = rep.noise_paragraph({"moco": rows["simmim"], "simmim": rows["moco"]}, num_images=100_000)
     assert "opposite of the paper's prediction" in swapped
 
 
@@ -186,7 +186,7 @@ def test_noise_comparison_is_scored_only_beyond_its_uncertainty():
 def test_hybrid_expectations_are_an_inference_and_accuracies_are_percent():
     points = [{"lam": lam, "name": n, "linear_probe": lp, "finetune": ft}
               for lam, n, lp, ft in [(0.0, "simmim", 0.227, 0.30), (1.0, "moco", 0.25, 0.28)]]
-    text = hy.sweep_sentences(points)
+    text = hy.sweep_paragraph(points)
     assert "22.7 %" in text and "30.0 %" in text and "0.227" not in text
     fig = phy.plot_sweep(points)
     assert "(%)" in fig.axes[0].get_xlabel() and fig.axes[0].get_xlim()[1] > 20  # drawn in percent
@@ -194,7 +194,7 @@ def test_hybrid_expectations_are_an_inference_and_accuracies_are_percent():
               "attention_distance": {"0": [5, 5, 5], "0.5": [6, 7, 8], "1": [7, 9, 11]},
               "nmi": {"0": [0.3] * 3, "0.5": [0.2] * 3, "1": [0.1] * 3},
               "fourier": {"0": [-1.0] * 4, "0.5": [-1.5] * 4, "1": [-2.0] * 4}}
-    text = hy.curves_sentences(curves)
+    text = hy.curves_paragraph(curves)
     assert not text.startswith("Expected from the paper") and "does not measure" in text
     assert "inferred from its account" in text
 
@@ -218,7 +218,7 @@ def test_the_summary_takes_every_verdict_from_the_record(tmp_path):
     verdicts = {e["id"]: e["verdict"] for row in grid for e in row["claims"]}
     assert verdicts == {s.id: s.verdict for s in recorded.summaries}
     assert set(verdicts.values()) == {"inconclusive"} != {s.verdict for s in computed.summaries}
-    sentences = sm.verdict_sentences(record)
+    sentences = sm.verdict_paragraph(record)
     assert "0 of 11 claims hold" in sentences and "3 training seeds" in sentences
     with pytest.raises(ValueError, match="profile 'other'"):
         sm.table_of_record("hand", _table([holding_set()], name="other"), root=tmp_path)

@@ -24,6 +24,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from clvsmim.book.chapters.common import compare_sentence, fmt_number
+
 __all__ = ["linear_probe_summary", "mae_objective", "mae_fourier", "reconstruction_strip", "fourier_summary",
            "chance_level", "probe_sentences", "fourier_sentences"]
 
@@ -163,7 +165,6 @@ def probe_sentences(summary: Mapping[str, Mapping[str, Any]], cl: str = "moco", 
     findings checked: CL's best depth is deeper than SimMIM's, and SimMIM loses more over its
     last blocks than CL (and than MAE, whose decoder takes over the reconstruction)."""
     from clvsmim.methods import display_name
-    from clvsmim.book.chapters.behaviour import compare_sentence
 
     out = []
     for name, s in summary.items():
@@ -186,8 +187,6 @@ def fourier_sentences(summary: Mapping[str, float]) -> list[str]:
     encoder (its reconstructions are blurred) — checked, with what each curve is run on; and
     SimMIM's late encoder blocks next to MAE's, described but not scored: the paper makes no
     claim about their order."""
-    from clvsmim.book.chapters.behaviour import compare_sentence, fmt_number
-
     out = [compare_sentence("mean Δ log amplitude: encoder blocks on full images vs decoder blocks on the masked "
                             "input plus mask tokens (the decoder's input embedding left out)", "the MAE encoder",
                             summary["encoder_mean"], "the MAE decoder", summary["decoder_mean"], ">", "", 2)]

@@ -1,75 +1,41 @@
 """Data behind the *behaviour* chapter (F1–F4), and the sentences that compare it with the paper.
 
-F1  literature numbers (``book/data/literature.csv``: :func:`read_literature`,
-    :func:`literature_panels`) next to the same three comparisons measured on the zoo
-    (:func:`evaluations_by_name`, :func:`measured_behaviour`).
+F1  literature numbers (``book/data/literature.csv``:
+    :func:`~clvsmim.book.chapters.common.read_literature`, :func:`literature_panels`) next to
+    the same three comparisons measured on the zoo
+    (:func:`~clvsmim.book.chapters.common.evaluations_by_name`, :func:`measured_behaviour`).
 F2  attention maps of two query patches of one image (:func:`query_attention_data`; the
     image and the queries are chosen by :func:`pick_image` / :func:`pick_queries` from the
     foreground masks of the synthetic data).
 F3 / F4  attention distance and NMI per depth from :func:`clvsmim.book.report.model_analysis`
     (:func:`depth_curves`, :func:`late_value`).
 
-Every statement the chapter makes about a measurement is built by :func:`compare_sentence`,
-which says whether the measured order agrees with the paper's.
+Every statement the chapter makes about a measurement is built by
+:func:`~clvsmim.book.chapters.common.compare_sentence`, which says whether the measured order
+agrees with the paper's.
 """
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = [
-    "LITERATURE_COLUMNS", "STATUSES", "FAMILIES", "SIZE_ORDER", "read_literature", "is_verified",
-    "literature_panels", "literature_citations", "evaluations_by_name", "measured_behaviour",
-    "verdict", "compare_sentence", "late_blocks", "late_value", "depth_curves", "pick_image",
-    "pick_queries", "foreground_fractions", "query_attention_maps", "query_attention_data",
-    "map_cosine", "local_mass", "fmt_number", "behaviour_sentences", "attention_sentences", "control_analysis",
-    "PAPER_RUN_MARK", "paper_own_runs", "dense_probe_sentence", "size_crossover_sentence",
-]
+from clvsmim.book.chapters.common import (  # noqa: F401  (also read as attributes of this module)
+    FAMILIES, LITERATURE_COLUMNS, PAPER_RUN_MARK, SIZE_ORDER, STATUSES, compare_sentence, evaluations_by_name,
+    fmt_number, read_literature, verdict,
+)
 
-LITERATURE_COLUMNS = ("method", "family", "size", "params_m", "linear_probe", "finetune", "coco_ap_box",
-                      "status", "source")
-#: How reliable a literature number is; only ``verified`` rows are drawn with filled markers.
-STATUSES = ("verified", "partly verified", "approximate", "recalled")
-FAMILIES = ("CL", "MIM", "supervised")
-#: ViT sizes from small to large (the x axis of F1b).
-SIZE_ORDER = ("Ti", "S", "B", "L", "H")
-#: Suffix of a literature method name for the paper's own runs (its Figure 1b marks them †):
-#: numbers read off the paper's figure, not published elsewhere, drawn as their own series.
-PAPER_RUN_MARK = "†"
+__all__ = [
+    "is_verified", "literature_panels", "literature_citations", "measured_behaviour",
+    "late_blocks", "late_value", "depth_curves", "pick_image",
+    "pick_queries", "foreground_fractions", "query_attention_maps", "query_attention_data",
+    "map_cosine", "local_mass", "query_attention_record", "behaviour_sentences", "attention_sentences", "control_analysis",
+    "paper_own_runs", "dense_probe_sentence", "size_crossover_sentence",
+]
 
 
 # --------------------------------------------------------------------------- F1: literature
-
-def read_literature(path: str | Path = "data/literature.csv"):
-    """The literature table as a DataFrame, validated.
-
-    Every row needs a ``source`` (non-empty) and a ``status`` among :data:`STATUSES`; the
-    family is one of :data:`FAMILIES`, the size one of :data:`SIZE_ORDER`; the number
-    columns are floats (NaN where the source gives none). Raises ``ValueError`` naming the row.
-    """
-    import pandas as pd
-
-    df = pd.read_csv(path, dtype={"source": str, "status": str})
-    missing = [c for c in LITERATURE_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; expected {list(LITERATURE_COLUMNS)}")
-    for i, row in df.iterrows():
-        where = f"{path}, row {i + 2} ({row['method']} {row['size']})"
-        if not isinstance(row["source"], str) or not row["source"].strip():
-            raise ValueError(f"{where}: every literature number needs a source")
-        if row["status"] not in STATUSES:
-            raise ValueError(f"{where}: status {row['status']!r} is not one of {STATUSES}")
-        if row["family"] not in FAMILIES:
-            raise ValueError(f"{where}: family {row['family']!r} is not one of {FAMILIES}")
-        if row["size"] not in SIZE_ORDER:
-            raise ValueError(f"{where}: size {row['size']!r} is not one of {SIZE_ORDER}")
-    for col in ("params_m", "linear_probe", "finetune", "coco_ap_box"):
-        df[col] = pd.to_numeric(df[col], errors="raise").astype(float)
-    return df
-
 
 def is_verified(status: str | Iterable[str]) -> bool:
     """Only numbers read in a stored source (``verified``) get filled markers."""
@@ -142,21 +108,6 @@ def paper_own_runs(df) -> dict[str, dict[str, float]]:
 
 # --------------------------------------------------------------------------- F1: measured
 
-def evaluations_by_name(profile, names: Sequence[str], data_root: str | None = None,
-                        progress: bool = False) -> dict[str, dict[str, Any]]:
-    """``{short name: zoo evaluation}`` for the zoo models ``names`` (built ones only; cached)."""
-    from clvsmim.train import zoo
-
-    keys = {}
-    for name in names:
-        try:
-            keys[name] = zoo.resolve(profile, name, data_root=data_root).key
-        except KeyError:
-            continue  # e.g. a size this profile does not have
-    results = zoo.evaluations(profile, data_root, only=sorted(set(keys)), missing="skip", progress=progress)
-    return {name: results[key] for name, key in keys.items() if key in results}
-
-
 def _pct(value) -> float | None:
     return None if value is None else 100.0 * float(value)
 
@@ -191,47 +142,6 @@ def measured_behaviour(evals: Mapping[str, Mapping[str, Any]], sizes: Sequence[s
             if ft is not None:
                 out["size"].append({"model": name, "size": size, "finetune": ft})
     return out
-
-
-# --------------------------------------------------------------------------- sentences
-
-def fmt_number(value: float | None, digits: int = 2, unit: str = "") -> str:
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    return f"{value:.{digits}f}{(' ' + unit) if unit else ''}"
-
-
-def verdict(a: float | None, b: float | None, expected: str, tol: float = 0.0) -> str:
-    """``"agrees"`` when ``a expected b`` holds (``expected`` is ``">"`` or ``"<"``) by more
-    than ``tol``, ``"differs"`` otherwise, ``"n/a"`` when a value is missing."""
-    if expected not in (">", "<"):
-        raise ValueError(f"expected must be '>' or '<', got {expected!r}")
-    if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
-        return "n/a"
-    return "agrees" if ((a - b) > tol if expected == ">" else (b - a) > tol) else "differs"
-
-
-def compare_sentence(quantity: str, a: str, a_value: float | None, b: str, b_value: float | None,
-                     expected: str, unit: str = "", digits: int = 2, tol: float | None = None) -> str:
-    """One markdown sentence: the measured values, the paper's direction and whether they agree.
-
-    ``compare_sentence("late-layer attention distance", "MoCo v3", 9.8, "SimMIM", 6.1, ">", "px", 1)``
-    -> ``"late-layer attention distance: MoCo v3 9.8 px vs SimMIM 6.1 px. The paper finds
-    MoCo v3 > SimMIM; here the measurement **agrees**."``
-
-    A difference no larger than ``tol`` (default: half a unit of the last shown digit) is a
-    tie: the sentence says the measurement **differs** because the two are equal at the
-    shown precision — a tie never counts as agreement.
-    """
-    tol = 0.5 * 10.0 ** (-digits) if tol is None else float(tol)
-    v = verdict(a_value, b_value, expected, tol)
-    measured = f"{quantity}: {a} {fmt_number(a_value, digits, unit)} vs {b} {fmt_number(b_value, digits, unit)}."
-    paper = f"The paper finds {a} {expected} {b}"
-    if v == "n/a":
-        return f"{measured} {paper}; here it cannot be checked (a value is missing)."
-    if v == "differs" and abs(float(a_value) - float(b_value)) <= tol:
-        return f"{measured} {paper}; here the two are equal at this precision, so the measurement **differs**."
-    return f"{measured} {paper}; here the measurement **{v}**."
 
 
 # --------------------------------------------------------------------------- F3 / F4
@@ -395,6 +305,11 @@ def query_attention_data(profile, names: Sequence[str], source: str = "zoo", dat
             "query_foreground": (None if fractions is None else
                                  {q: float(fractions[image_index][rc]) for q, rc in queries.items()}),
             "maps": maps, "stats": stats, "models": list(names), "source": source}
+
+
+def query_attention_record(f2: Mapping[str, Any]) -> dict[str, Any]:
+    """F2's figure record: :func:`query_attention_data` without the image (JSON-able)."""
+    return {k: v for k, v in f2.items() if k != "image"}
 
 
 # --------------------------------------------------------------------------- prose

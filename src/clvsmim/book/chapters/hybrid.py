@@ -11,9 +11,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["CONTROL", "sweep_models", "sweep_points", "sweep_analyses", "control_analysis", "hybrid_curves",
-           "measurements",
-           "branches_markdown", "sweep_sentences", "curves_sentences", "spearman", "mim_to_cl_position"]
+__all__ = ["CONTROL", "sweep_models", "sweep_points", "sweep_record", "sweep_analyses", "control_analysis",
+           "hybrid_curves", "measurements",
+           "branches_markdown", "sweep_paragraph", "curves_paragraph", "spearman", "mim_to_cl_position"]
 
 CONTROL = "random"
 
@@ -38,6 +38,15 @@ def sweep_points(profile, data_root: str | None = None) -> tuple[list[dict[str, 
     rows = [{"lam": lam, "name": n, "linear_probe": results[key(n)]["linear_probe"]["final"],
              "finetune": results[key(n)]["finetune"], "evaluation": results[key(n)]} for lam, n in models]
     return rows, (results[key(control)] if control else None)
+
+
+def sweep_record(points: Sequence[Mapping[str, Any]], claim) -> dict[str, Any]:
+    """F9's figure record: per λ its model and accuracies (fractions), the control's accuracies
+    and C8 (``claim``: a :class:`clvsmim.claims.Claim`)."""
+    return {"points": [{k: pt[k] for k in ("lam", "name", "linear_probe", "finetune")} for pt in points],
+            "control": {"linear_probe": claim.details.get("control_linear_probe"),
+                        "finetune": claim.details.get("control_finetune")},
+            "claim": claim.to_dict()}
 
 
 def sweep_analyses(profile, models: Sequence[tuple[float, str]], data_root: str | None = None,
@@ -105,7 +114,7 @@ def branches_markdown(profile) -> str:
     )
 
 
-def sweep_sentences(points: Sequence[Mapping[str, Any]], claim=None) -> str:
+def sweep_paragraph(points: Sequence[Mapping[str, Any]], claim=None) -> str:
     """F9 on these models (accuracies in percent, :mod:`clvsmim.book.units`): the best λ for each
     metric, and C8's verdict."""
     from clvsmim.claims import with_claim
@@ -151,7 +160,7 @@ def mim_to_cl_position(curve: Sequence[float], mim: Sequence[float], cl: Sequenc
     return out
 
 
-def curves_sentences(curves: Mapping[str, Any]) -> str:
+def curves_paragraph(curves: Mapping[str, Any]) -> str:
     """How the hybrids' late attention distance, late NMI and mean Fourier value follow λ, and
     whether their early layers look like MIM's and their late layers like CL's."""
     from clvsmim.claims import MARGINS, last_third

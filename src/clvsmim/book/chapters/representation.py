@@ -2,8 +2,8 @@
 
 F5  token-level t-SNE of 18 images from 3 classes (:func:`tsne_selection`,
     :func:`token_tsne_result`, cached per model), with the silhouette of the tokens by image.
-F6  Fourier Δ log amplitude of the highest frequency per depth (:func:`depth_curves`).
-A-token-similarity  token cosine similarity per depth (:func:`depth_curves`).
+F6  Fourier Δ log amplitude of the highest frequency per depth (:func:`token_depth_curves`).
+A-token-similarity  token cosine similarity per depth (:func:`token_depth_curves`).
 A-svd  normalised singular-value spectra at the last depth (:func:`svd_spectra`, :func:`effective_rank`).
 A-shape-texture / A-noise  shape bias and noise robustness from the zoo's evaluations
     (:func:`evaluation_rows`).
@@ -16,11 +16,15 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
+from clvsmim.book.chapters.common import (  # noqa: F401  (also read as attributes of this module)
+    WEAK_SILHOUETTE, cluster_strength_note, fmt_number,
+)
+
 __all__ = [
     "CL", "MIM", "MODELS", "CONTROL", "TSNE_FORMAT", "chapter_models", "load_analyses", "load_evaluations",
-    "tsne_selection", "token_tsne_result", "depth_curves", "svd_spectra", "effective_rank", "evaluation_rows",
-    "measurements", "fmt", "tsne_sentences", "fourier_sentences", "cosine_sentences", "svd_sentences",
-    "shape_sentences", "noise_sentences", "cluster_strength_note", "WEAK_SILHOUETTE", "eval_size",
+    "tsne_selection", "token_tsne_result", "tsne_record", "token_depth_curves", "svd_spectra", "effective_rank",
+    "svd_record", "evaluation_rows", "shape_texture_record", "noise_record", "measurements", "tsne_paragraph", "fourier_paragraph", "fourier_order_sentence", "cosine_paragraph",
+    "svd_paragraph", "shape_paragraph", "noise_paragraph", "eval_size",
 ]
 
 CL, MIM = "moco", "simmim"
@@ -33,9 +37,6 @@ CONTROL = "random"
 TOLERANCE = 0.01
 #: Bump when :func:`token_tsne_result` changes its recipe.
 TSNE_FORMAT = 1
-#: A silhouette below this is read as no substantial cluster structure (Kaufman & Rousseeuw's
-#: rule of thumb): a claim that CL clusters *more* than MIM can hold while CL barely clusters.
-WEAK_SILHOUETTE = 0.25
 
 
 def chapter_models(source: str = "zoo") -> list[str]:
@@ -131,6 +132,15 @@ def token_tsne_result(profile, name: str, source: str = "zoo", data_root: str | 
     return cached_json(path, compute)
 
 
+def tsne_record(results: Mapping[str, dict]) -> dict[str, dict[str, Any]]:
+    """F5's figure record: per model the token coordinates ``x`` / ``y``, each token's ``image``
+    and ``label``, the class names, both silhouettes and the perplexity used."""
+    return {n: {"x": [c[0] for c in r["coords"]], "y": [c[1] for c in r["coords"]],
+                "image": r["image"], "label": r["label"], "class_names": r["class_names"],
+                "silhouette_image": r["silhouette_image"], "silhouette_class": r["silhouette_class"],
+                "perplexity": r["perplexity"]} for n, r in results.items()}
+
+
 # --------------------------------------------------------------------------- F6, A-token-similarity, A-svd
 
 def _lookup(d: Mapping, key: str):
@@ -139,7 +149,7 @@ def _lookup(d: Mapping, key: str):
     return d
 
 
-def depth_curves(analyses: Mapping[str, dict], key: str) -> dict[str, list[float]]:
+def token_depth_curves(analyses: Mapping[str, dict], key: str) -> dict[str, list[float]]:
     """``{name: per-depth values}`` of one analysis entry (``fourier.delta_log_amplitude``,
     ``token_cosine``; depth 0 = embeddings … L), plus ``depth``."""
     curves = {n: [float(v) for v in _lookup(a, key)] for n, a in analyses.items()}
@@ -169,6 +179,11 @@ def effective_rank(spectrum: Sequence[float]) -> float:
     return math.exp(-sum(x * math.log(x) for x in p))
 
 
+def svd_record(spectra: Mapping[str, Any]) -> dict[str, Any]:
+    """A-svd's figure record: :func:`svd_spectra` plus each model's :func:`effective_rank`."""
+    return {**spectra, "effective_rank": {n: effective_rank(s) for n, s in spectra.items() if n != "depth"}}
+
+
 def evaluation_rows(evaluations: Mapping[str, dict]) -> dict[str, dict[str, float | None]]:
     """Per model: ``shape_bias``, ``shape_acc``, ``texture_acc``, ``num_decided``, ``clean``, ``low_freq``,
     ``high_freq``."""
@@ -179,6 +194,17 @@ def evaluation_rows(evaluations: Mapping[str, dict]) -> dict[str, dict[str, floa
                    "texture_acc": st.get("texture_acc"), "num_decided": st.get("num_decided"), "clean": nz.get("clean"),
                    "low_freq": nz.get("low_freq"), "high_freq": nz.get("high_freq")}
     return rows
+
+
+def shape_texture_record(rows: Mapping[str, dict], names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """A-shape-texture's figure record: shape bias, shape and texture accuracy of ``names``
+    (:func:`evaluation_rows`)."""
+    return {n: {k: rows[n][k] for k in ("shape_bias", "shape_acc", "texture_acc")} for n in names}
+
+
+def noise_record(rows: Mapping[str, dict], names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """A-noise's figure record: clean, low- and high-frequency-noise accuracy of ``names``."""
+    return {n: {k: rows[n][k] for k in ("clean", "low_freq", "high_freq")} for n in names}
 
 
 def measurements(profile, analyses: Mapping[str, dict], evaluations: Mapping[str, dict] | None = None,
@@ -200,24 +226,18 @@ def measurements(profile, analyses: Mapping[str, dict], evaluations: Mapping[str
 
 # --------------------------------------------------------------------------- sentences
 
-def fmt(value: float | None, digits: int = 2, unit: str = "") -> str:
-    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return "n/a"
-    return f"{value:.{digits}f}{unit}"
-
-
 def _name(n: str) -> str:
     from clvsmim.methods import display_name
 
     return display_name(n)
 
 
-def tsne_sentences(results: Mapping[str, dict], claim=None) -> str:
+def tsne_paragraph(results: Mapping[str, dict], claim=None) -> str:
     """What F5 shows on these models (silhouettes) and C5's verdict on the analysis images."""
     from clvsmim.claims import with_claim
 
-    parts = [f"{_name(n)}: silhouette by image {fmt(r['silhouette_image'])}, by class {fmt(r['silhouette_class'])}"
-             for n, r in results.items()]
+    parts = [f"{_name(n)}: silhouette by image {fmt_number(r['silhouette_image'])}, "
+             f"by class {fmt_number(r['silhouette_class'])}" for n, r in results.items()]
     any_r = next(iter(results.values()))
     text = (f"Each panel embeds the {any_r['num_images'] * any_r['tokens_per_image']} patch tokens "
             f"({any_r['tokens_per_image']} per image) of {any_r['num_images']} evaluation images of the classes "
@@ -247,42 +267,31 @@ def tsne_sentences(results: Mapping[str, dict], claim=None) -> str:
     return with_claim(text, claim)
 
 
-def cluster_strength_note(cl_silhouette: float | None, threshold: float = WEAK_SILHOUETTE) -> str:
-    """A clause saying CL's own clustering by image is weak in absolute terms (its silhouette is
-    below ``threshold``), or ``""`` when it is not (or unknown)."""
-    if cl_silhouette is None or not isinstance(cl_silhouette, (int, float)) or not math.isfinite(cl_silhouette):
-        return ""
-    if cl_silhouette >= threshold:
-        return ""
-    return (f"CL's own silhouette by image, {fmt(cl_silhouette, 3)}, is below {threshold:g}: weak per-image "
-            f"clustering in absolute terms")
-
-
-def fourier_sentences(curves: Mapping[str, Sequence[float]], claim=None) -> str:
+def fourier_paragraph(curves: Mapping[str, Sequence[float]], claim=None) -> str:
     """F6 on these models: mean over depth, the trend at the last depths (MIM's implicit decoder)."""
     from clvsmim.claims import with_claim
 
     models = [n for n in curves if n != "depth"]
     means = {n: sum(curves[n]) / len(curves[n]) for n in models}
     text = ("Mean Δ log amplitude of the highest frequency over all depths (higher = more high-frequency "
-            "content relative to the mean): " + ", ".join(f"{_name(n)} {fmt(means[n])}" for n in models) + ".")
+            "content relative to the mean): " + ", ".join(f"{_name(n)} {fmt_number(means[n])}" for n in models) + ".")
     if MIM in curves and len(curves[MIM]) >= 3:
         mim = curves[MIM]
         last = len(mim) - 1
         peak = max(range(1, last), key=lambda d: mim[d])  # inside the network: blocks 1..L-1
         drop = mim[peak] - mim[last]
         text += (f" In the paper the last SimMIM blocks lower the high frequencies again (they act as a decoder); "
-                 f"here {_name(MIM)} is highest inside the network at depth {peak} ({fmt(mim[peak])}) and ends at "
-                 f"{fmt(mim[last])} after block {last} — "
-                 + (f"a drop of {fmt(drop)}, as in the paper." if drop > TOLERANCE else
+                 f"here {_name(MIM)} is highest inside the network at depth {peak} ({fmt_number(mim[peak])}) "
+                 f"and ends at {fmt_number(mim[last])} after block {last} — "
+                 + (f"a drop of {fmt_number(drop)}, as in the paper." if drop > TOLERANCE else
                     "no drop at the end, unlike the paper."))
     if CL in curves and MIM in curves:
         text += " " + fourier_order_sentence(curves[CL], curves[MIM])
         if CONTROL in curves and abs(curves[CL][0] - curves[CONTROL][0]) < TOLERANCE:
             text += (f" At depth 0 (the patch embeddings) {_name(CL)} equals the untrained control "
-                     f"({fmt(curves[CL][0])} vs {fmt(curves[CONTROL][0])}): its patch projection stays frozen at its "
-                     f"random initialisation (MoCo v3's stability trick), while {_name(MIM)} learns its own "
-                     f"({fmt(curves[MIM][0])}).")
+                     f"({fmt_number(curves[CL][0])} vs {fmt_number(curves[CONTROL][0])}): its patch projection stays "
+                     f"frozen at its random initialisation (MoCo v3's stability trick), while {_name(MIM)} learns its own "
+                     f"({fmt_number(curves[MIM][0])}).")
     return with_claim(text, claim)
 
 
@@ -311,27 +320,28 @@ def fourier_order_sentence(cl: Sequence[float], mim: Sequence[float]) -> str:
     late = sum(cl[half:]) / (len(cl) - half) - sum(mim[half:]) / (len(cl) - half)
     return (f"Depth by depth, {_name(CL)} lies below {_name(MIM)} (the paper's order) at "
             f"{_depth_list(order['below'])}, above it at {_depth_list(order['above'])} (ties within {TOLERANCE}: "
-            f"{_depth_list(order['tied'])}); the mean difference CL − MIM is {fmt(early)} over depths 0–{half - 1} "
-            f"and {fmt(late)} over depths {half}–{len(cl) - 1}.")
+            f"{_depth_list(order['tied'])}); the mean difference CL − MIM is {fmt_number(early)} over depths "
+            f"0–{half - 1} and {fmt_number(late)} over depths {half}–{len(cl) - 1}.")
 
 
-def cosine_sentences(curves: Mapping[str, Sequence[float]], claim=None) -> str:
+def cosine_paragraph(curves: Mapping[str, Sequence[float]], claim=None) -> str:
     from clvsmim.claims import with_claim
 
     models = [n for n in curves if n != "depth"]
     text = ("Mean cosine similarity between the patch tokens of one image at the last depth: "
-            + ", ".join(f"{_name(n)} {fmt(curves[n][-1])}" for n in models)
+            + ", ".join(f"{_name(n)} {fmt_number(curves[n][-1])}" for n in models)
             + ". The paper finds CL's tokens of one image more homogeneous — less diverse — than MIM's in the "
               "later layers: CL's attention collapses into homogeneity, so CL hardly adjusts the tokens of a "
               "single image, while MIM keeps them diverse.")
     return with_claim(text, claim)
 
 
-def svd_sentences(spectra: Mapping[str, Any]) -> str:
+def svd_paragraph(spectra: Mapping[str, Any]) -> str:
     models = [n for n in spectra if n != "depth"]
     ranks = {n: effective_rank(spectra[n]) for n in models}
     text = (f"Effective rank (exp of the entropy of the normalised singular values) of the token matrix of "
-            f"one image at depth {spectra['depth']}: " + ", ".join(f"{_name(n)} {fmt(ranks[n], 1)}" for n in models)
+            f"one image at depth {spectra['depth']}: "
+            + ", ".join(f"{_name(n)} {fmt_number(ranks[n], 1)}" for n in models)
             + f" (of at most {len(spectra[models[0]])}).")
     if CL in ranks and MIM in ranks:
         rel = (ranks[MIM] - ranks[CL]) / max(ranks[MIM], ranks[CL], 1e-12)
@@ -346,19 +356,19 @@ def svd_sentences(spectra: Mapping[str, Any]) -> str:
     return text
 
 
-def shape_sentences(rows: Mapping[str, dict], claim=None) -> str:
+def shape_paragraph(rows: Mapping[str, dict], claim=None) -> str:
     from clvsmim.claims import with_claim
     from clvsmim.evaluation import shape_bias_standard_error
 
     text = ("Shape bias = decisions that follow the shape / decisions that follow either the shape or the texture, "
             "on cue-conflict images (the shape of one class filled with another class's texture), for a linear "
             "probe trained on images where both cues agree: "
-            + ", ".join(f"{_name(n)} {fmt(r['shape_bias'])}" for n, r in rows.items()) + ".")
+            + ", ".join(f"{_name(n)} {fmt_number(r['shape_bias'])}" for n, r in rows.items()) + ".")
     decided = {n: (r["shape_bias"], r.get("num_decided")) for n, r in rows.items()}
     if all(k and p is not None and math.isfinite(p) for p, k in decided.values()):
         text += (" The bias counts only the n decisions that follow one of the two cues, so its binomial "
                  "standard error is √(p(1−p)/n): "
-                 + ", ".join(f"{_name(n)} n = {k}, ± {fmt(shape_bias_standard_error(p, k), 3)}"
+                 + ", ".join(f"{_name(n)} n = {k}, ± {fmt_number(shape_bias_standard_error(p, k), 3)}"
                              for n, (p, k) in decided.items())
                  + "; differences smaller than about twice that are within sampling noise.")
     return with_claim(text, claim)
@@ -381,7 +391,7 @@ def _accuracy_se(p: float, n: int) -> float:
     return math.sqrt(p * (1.0 - p) / n)
 
 
-def noise_sentences(rows: Mapping[str, dict], num_images: int | None = None) -> str:
+def noise_paragraph(rows: Mapping[str, dict], num_images: int | None = None) -> str:
     """Accuracy change under low- / high-frequency noise (in points); the paper's account predicts
     that high-frequency noise costs CL less than MIM.
 

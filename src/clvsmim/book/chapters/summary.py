@@ -12,10 +12,11 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
+from clvsmim.book.chapters.common import cluster_strength_note
 from clvsmim.claims import VERDICT_MARKS
 
 __all__ = ["SHORT", "VERDICT_MARK", "VERDICT_COLOR", "value_text", "summary_grid", "grid_markdown", "grid_html",
-           "table_html", "seeds_table_html", "recorded_table", "table_of_record", "verdict_sentences",
+           "table_html", "seeds_table_html", "recorded_table", "table_of_record", "verdict_paragraph",
            "scaling_note", "cluster_note",
            "seed_disagreements", "claims_paragraphs", "claims_json"]
 
@@ -86,8 +87,6 @@ def scaling_note(claim: Mapping[str, Any]) -> str:
 
 def cluster_note(claim: Mapping[str, Any]) -> str:
     """For C5: a verdict that holds compares CL with MIM only; say when CL's own silhouette is weak."""
-    from clvsmim.book.chapters.representation import cluster_strength_note
-
     if claim.get("verdict") != "holds":
         return ""
     note = cluster_strength_note((claim.get("cl") or {}).get("mean"))
@@ -244,7 +243,7 @@ def table_of_record(profile: str, computed: Any, root: str | Path | None = None)
     return computed
 
 
-def verdict_sentences(table: Any) -> str:
+def verdict_paragraph(table: Any) -> str:
     """How many claims hold / fail / are inconclusive, and which differ from the paper."""
     d = claims_json(table)
     counts = d["counts"]

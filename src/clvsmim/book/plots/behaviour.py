@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from clvsmim.book.chapters.behaviour import PAPER_RUN_MARK
+from clvsmim.book.chapters.common import PAPER_RUN_MARK
 from clvsmim.book.figures import FAMILY_COLOR, plot_kwargs, set_depth_ticks, bare_axes
 
 __all__ = ["FAMILY_MARKER", "LITERATURE_PROBE_NOTE", "family_of", "plot_behaviour", "plot_query_attention",
