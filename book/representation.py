@@ -21,6 +21,7 @@ images = None
 from IPython.display import Markdown, display
 
 from clvsmim import claims
+from clvsmim.analysis.position_ablation import position_ablation
 from clvsmim.book.chapters import representation as ch
 from clvsmim.config import load_profile
 from clvsmim.book.figures import save_figure, use_style
@@ -77,6 +78,23 @@ display(Markdown(ch.fourier_paragraph(fourier, claim["C4"])))
 if geo["grid"][0] <= 4:
     display(Markdown(f"With a {geo['grid'][0]}×{geo['grid'][1]} token grid the diagonal of the spectrum has only "
                      f"{geo['grid'][0] - geo['grid'][0] // 2} frequencies: the curve is coarse by construction."))
+
+# %% [markdown]
+# ### How much of depth 0 is the position embedding (A-position-ablation)
+#
+# At depth 0 a token is the patch projection of its image patch plus, for MoCo v3 and MAE, the
+# fixed 2-D sin-cos position embedding (the official SimMIM ViT has none: it encodes position by
+# a relative bias inside attention). That embedding is the same for every image and puts almost
+# all of its energy at zero frequency, so it lowers the depth-0 Δ log amplitude by itself,
+# whatever the objective learned. Each panel shows one model's depth-0 curve with and without the
+# sin-cos embedding (its own marked): the gap is the part of F6's depth 0 that is architecture.
+
+# %%
+ablation = position_ablation(cfg, [n for n in names if n in ("moco", "simmim", "mae")], source=source,
+                             data_root=data_root, device="cpu")
+fig = plots.plot_position_ablation(ablation)
+save_figure(fig, "A-position-ablation", ablation, models=list(ablation),
+            caption="Depth-0 Fourier Δ log amplitude with and without the fixed sin-cos position embedding.")
 
 # %% [markdown]
 # ## Homogeneity of the tokens of an image

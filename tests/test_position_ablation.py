@@ -6,8 +6,8 @@ import dataclasses
 import pytest
 import torch
 
-from clvsmim.analysis.position_ablation import (depth0_position_ablation, depth0_tokens, own_position_embedding,
-                                                plot_position_ablation)
+from clvsmim.book.plots.representation import plot_position_ablation
+from clvsmim.analysis.position_ablation import (depth0_position_ablation, depth0_tokens, own_position_embedding)
 from clvsmim.analysis.tokens import relative_log_amplitude
 from clvsmim.config import ModelConfig
 from clvsmim.families import family_model_config

@@ -11,11 +11,12 @@ so adding it lowers the depth-0 Δ log amplitude by itself, whatever the objecti
 Δ log amplitude curve (:func:`clvsmim.analysis.tokens.relative_log_amplitude`) of the depth-0
 tokens **without** an absolute embedding (patch projection only) and **with** the fixed sin-cos
 one — the encoder's own being one of the two, the other the ablation ("SimMIM given sin-cos",
-"MoCo given none"). :func:`plot_position_ablation` draws them, one panel per family.
+"MoCo given none"). :func:`clvsmim.book.plots.representation.plot_position_ablation` draws them,
+one panel per family.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,8 +24,7 @@ from torch import nn
 from clvsmim.models import geometry, sincos_pos_embed_2d
 from clvsmim.analysis.tokens import relative_log_amplitude
 
-__all__ = ["own_position_embedding", "depth0_tokens", "depth0_position_ablation", "position_ablation",
-           "plot_position_ablation"]
+__all__ = ["own_position_embedding", "depth0_tokens", "depth0_position_ablation", "position_ablation"]
 
 
 def own_position_embedding(encoder: nn.Module) -> str:
@@ -85,31 +85,3 @@ def position_ablation(profile, names=("moco", "simmim", "mae"), source: str = "z
     images, _ = analysis_images(profile, data_root)
     x = torch.cat(list(normalised_batches(images, len(images), torch.device(device))))
     return {name: depth0_position_ablation(backbone(profile, name, source, data_root, device), x) for name in names}
-
-
-def plot_position_ablation(results: Mapping[str, Mapping[str, Any]], title: str | None = None):
-    """One panel per family (``{family name: depth0_position_ablation(...)}``): the Δ log
-    amplitude against frequency without (dashed) and with (solid) the sin-cos embedding; the
-    family's own setting is marked "(own)"."""
-    import matplotlib.pyplot as plt
-
-    if not results:
-        raise ValueError("plot_position_ablation: no families given")
-    fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 2.8), sharey=True, squeeze=False)
-    for ax, (name, res) in zip(axes[0], results.items()):
-        for position, style in (("none", "--"), ("sincos", "-")):
-            curve = res["curves"][position]
-            freq = [i / max(len(curve) - 1, 1) for i in range(len(curve))]
-            label = {"none": "no absolute embedding", "sincos": "sin-cos embedding"}[position]
-            if res.get("own") == position:
-                label += " (own)"
-            ax.plot(freq, curve, style, marker="o", markersize=3, label=label)
-        ax.set_title(f"{name}: Δ = {res['architecture_share']:+.2f} from sin-cos", fontsize=9)
-        ax.set_xlabel("frequency (0 → π)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("Δ log amplitude, depth 0")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig

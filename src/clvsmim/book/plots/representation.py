@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["CONTROL_STYLE", "CLASS_COLORS", "model_style", "plot_token_tsne", "plot_depth_curves", "plot_fourier",
+__all__ = ["plot_position_ablation", "CONTROL_STYLE", "CLASS_COLORS", "model_style", "plot_token_tsne", "plot_depth_curves", "plot_fourier",
            "plot_token_similarity", "plot_svd_spectra", "plot_shape_bias", "plot_noise_robustness"]
 
 #: The random-init control: grey and dashed in every figure.
@@ -176,5 +176,33 @@ def plot_noise_robustness(rows: Mapping[str, Mapping[str, float | None]]):
     handles = [plt.Rectangle((0, 0), 1, 1, facecolor="#999999", alpha=a, edgecolor="black", hatch=h, linewidth=0.4)
                for (_, _, a), h in zip(kinds, [None, None, "//"])]
     ax.legend(handles, [label for _, label, _ in kinds], loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def plot_position_ablation(results: Mapping[str, Mapping[str, Any]], title: str | None = None):
+    """One panel per family (``{family name: depth0_position_ablation(...)}``): the Δ log
+    amplitude against frequency without (dashed) and with (solid) the sin-cos embedding; the
+    family's own setting is marked "(own)"."""
+    import matplotlib.pyplot as plt
+
+    if not results:
+        raise ValueError("plot_position_ablation: no families given")
+    fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 2.8), sharey=True, squeeze=False)
+    for ax, (name, res) in zip(axes[0], results.items()):
+        for position, style in (("none", "--"), ("sincos", "-")):
+            curve = res["curves"][position]
+            freq = [i / max(len(curve) - 1, 1) for i in range(len(curve))]
+            label = {"none": "no absolute embedding", "sincos": "sin-cos embedding"}[position]
+            if res.get("own") == position:
+                label += " (own)"
+            ax.plot(freq, curve, style, marker="o", markersize=3, label=label)
+        ax.set_title(f"{name}: Δ = {res['architecture_share']:+.2f} from sin-cos", fontsize=9)
+        ax.set_xlabel("frequency (0 → π)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("Δ log amplitude, depth 0")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
