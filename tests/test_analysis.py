@@ -254,7 +254,9 @@ def test_singular_value_spectrum_matches_numpy():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_cosine_silhouette_matches_sklearn(seed):
     """The linear-time silhouette equals scikit-learn's O(N²) one, singleton groups and a zero row included."""
-    from sklearn.metrics import silhouette_score
+    from sklearn.metrics import silhouette_samples, silhouette_score
+
+    from clvsmim.analysis.tokens import cosine_silhouette_samples
 
     rng = np.random.default_rng(seed)
     n, d, k = 60, 7, 6
@@ -265,6 +267,8 @@ def test_cosine_silhouette_matches_sklearn(seed):
         x[5] = 0.0  # zero row: sklearn keeps it at zero norm (distance 1 to everything)
     expected = silhouette_score(x, labels, metric="cosine")
     assert cosine_silhouette(x, labels) == pytest.approx(expected, abs=1e-6)
+    np.testing.assert_allclose(cosine_silhouette_samples(x, labels), silhouette_samples(x, labels, metric="cosine"),
+                               atol=1e-6)  # every row's own silhouette, not only the mean
     shuffled = rng.permutation(n)  # row order does not matter
     assert cosine_silhouette(x[shuffled], labels[shuffled]) == pytest.approx(expected, abs=1e-6)
     with pytest.raises(ValueError, match="2 ≤ number of groups"):

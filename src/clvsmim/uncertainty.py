@@ -24,6 +24,12 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
+import torch
+
+from clvsmim.analysis import analyze
+from clvsmim.analysis.attention import attention_statistics
+from clvsmim.analysis.collectors import Collector
+from clvsmim.analysis.tokens import cosine_silhouette_samples, diagonal_log_amplitude, token_cosine_similarity
 
 __all__ = ["Z", "BOOTSTRAP_SAMPLES", "PER_IMAGE_FORMAT", "bootstrap_se", "paired_bootstrap_se", "binomial_se",
            "rate_difference_se", "threshold", "three_way", "model_per_image_statistics", "per_image_statistics",
@@ -103,38 +109,48 @@ def per_image_values(per_image: dict[str, Any] | None, metric: str, depths: Sequ
     return x[:, list(depths)].mean(axis=1)
 
 
-def model_per_image_statistics(model, images, batch_size: int, device) -> dict[str, Any]:
-    """The per-image values of :func:`per_image_statistics` for an encoder ``model`` (eval mode,
-    on ``device``) and uint8 ``images`` (``n×3×S×S``), in batches of ``batch_size``."""
-    import torch
-    from sklearn.metrics import silhouette_samples
+class PerImageMetrics(Collector):
+    """Per image: attention distance and NMI per block (mean over heads), token cosine and the
+    Fourier Δ (highest minus zero frequency of the diagonal log amplitude) per depth, and the
+    last-depth patch tokens (for each image's silhouette). Result: lists of per-image rows."""
 
-    from clvsmim.analysis.attention import attention_statistics
-    from clvsmim.analysis.tokens import diagonal_log_amplitude, token_cosine_similarity
-    from clvsmim.models import capture, geometry
+    attentions = True
+
+    def start(self, geo) -> None:
+        super().start(geo)
+        self.rows: dict[str, list[torch.Tensor]] = {"attention_distance": [], "nmi": [], "token_cosine": [],
+                                                    "fourier_delta": []}
+        self.last: list[torch.Tensor] = []
+
+    def update(self, captured, batch) -> None:
+        geo, p = self.geo, self.geo.num_prefix_tokens
+        dist, nmi = zip(*(attention_statistics(a, geo.patch_size, p) for a in captured.attentions))
+        self.rows["attention_distance"].append(torch.stack([d.mean(1) for d in dist], 1).double().cpu())
+        self.rows["nmi"].append(torch.stack([v.mean(1) for v in nmi], 1).double().cpu())
+        states = captured.hidden_states
+        self.rows["token_cosine"].append(torch.stack([token_cosine_similarity(z, p) for z in states], 1).double().cpu())
+        amp = [diagonal_log_amplitude(z, p) for z in states]
+        self.rows["fourier_delta"].append(torch.stack([a[:, -1] - a[:, 0] for a in amp], 1).double().cpu())
+        self.last.append(states[-1][:, p:].float().cpu())
+
+    def result(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: torch.cat(v).tolist() for k, v in self.rows.items()}
+        tokens = torch.cat(self.last)  # (n, N, C)
+        ids = np.repeat(np.arange(tokens.shape[0]), tokens.shape[1])
+        s = cosine_silhouette_samples(tokens.reshape(-1, tokens.shape[-1]).numpy(), ids)
+        out["silhouette"] = s.reshape(tokens.shape[0], tokens.shape[1]).mean(axis=1).tolist()
+        out["num_images"] = int(tokens.shape[0])
+        return out
+
+
+def model_per_image_statistics(model, images, batch_size: int, device) -> dict[str, Any]:
+    """The per-image values of :func:`per_image_statistics` for an encoder ``model`` (on
+    ``device``) and uint8 ``images`` (``n×3×S×S``), in batches of ``batch_size``: one
+    :func:`clvsmim.analysis.analyze` pass with a :class:`PerImageMetrics` collector."""
     from clvsmim.book.report import normalised_batches
 
-    geo = geometry(model)
-    p = geo.num_prefix_tokens
-    rows: dict[str, list] = {"attention_distance": [], "nmi": [], "token_cosine": [], "fourier_delta": []}
-    last: list[torch.Tensor] = []
-    for batch in normalised_batches(images, batch_size, device):
-        cap = capture(model, batch)
-        dist, nmi = zip(*(attention_statistics(a, geo.patch_size, p) for a in cap.attentions))
-        rows["attention_distance"].append(torch.stack([d.mean(1) for d in dist], 1).double().cpu())
-        rows["nmi"].append(torch.stack([v.mean(1) for v in nmi], 1).double().cpu())
-        rows["token_cosine"].append(torch.stack([token_cosine_similarity(z, p) for z in cap.hidden_states],
-                                                1).double().cpu())
-        amp = [diagonal_log_amplitude(z, p) for z in cap.hidden_states]
-        rows["fourier_delta"].append(torch.stack([a[:, -1] - a[:, 0] for a in amp], 1).double().cpu())
-        last.append(cap.hidden_states[-1][:, p:].float().cpu())
-    out: dict[str, Any] = {k: torch.cat(v).tolist() for k, v in rows.items()}
-    tokens = torch.cat(last)  # (n, N, C)
-    ids = np.repeat(np.arange(tokens.shape[0]), tokens.shape[1])
-    s = silhouette_samples(tokens.reshape(-1, tokens.shape[-1]).numpy(), ids, metric="cosine")
-    out["silhouette"] = s.reshape(tokens.shape[0], tokens.shape[1]).mean(axis=1).tolist()
-    out["num_images"] = int(tokens.shape[0])
-    return out
+    batches = normalised_batches(images, batch_size, device)
+    return analyze(model, batches, {"rows": PerImageMetrics()}, device=device)["rows"]
 
 
 def per_image_statistics(profile, name: str, source: str = "zoo", data_root: str | None = None,

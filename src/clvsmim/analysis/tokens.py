@@ -201,9 +201,16 @@ def token_tsne(z: torch.Tensor, image_ids, perplexity: float = 20, seed: int = 0
 
 
 def cosine_silhouette(x, labels) -> float:
-    """Mean silhouette (cosine distance) of the rows of ``x`` (``N×D``) grouped by ``labels`` (``N``).
+    """Mean silhouette (cosine distance) of the rows of ``x`` (``N×D``) grouped by ``labels`` (``N``):
+    the mean of :func:`cosine_silhouette_samples`, equal to ``sklearn.metrics.silhouette_score(x,
+    labels, metric="cosine")``."""
+    return float(cosine_silhouette_samples(x, labels).mean())
 
-    Equal to ``sklearn.metrics.silhouette_score(x, labels, metric="cosine")`` but linear in
+
+def cosine_silhouette_samples(x, labels) -> np.ndarray:
+    """Silhouette (cosine distance) of every row of ``x`` (``N×D``) grouped by ``labels`` (``N``).
+
+    Equal to ``sklearn.metrics.silhouette_samples(x, labels, metric="cosine")`` but linear in
     ``N``: with unit rows ``x̂`` and group sums ``S_G = Σ_{j∈G} x̂_j``, the summed distance from
     row ``i`` to group ``G`` is ``|G| − x̂_i·S_G``, so all within-group means ``a`` (self
     excluded: ``(|G| − x̂_i·S_G − d_ii) / (|G| − 1)``, ``d_ii = 1 − |x̂_i|²``) and
@@ -213,14 +220,14 @@ def cosine_silhouette(x, labels) -> float:
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
-        raise ValueError(f"cosine_silhouette: expected an N×D matrix, found shape {x.shape}")
+        raise ValueError(f"cosine_silhouette_samples: expected an N×D matrix, found shape {x.shape}")
     groups, label_index, sizes = np.unique(np.asarray(labels).reshape(-1), return_inverse=True,
                                            return_counts=True)
     n, k = len(x), len(groups)
     if len(label_index) != n:
-        raise ValueError(f"cosine_silhouette: expected one label per row ({n}), found {len(label_index)}")
+        raise ValueError(f"cosine_silhouette_samples: expected one label per row ({n}), found {len(label_index)}")
     if not 2 <= k < n:
-        raise ValueError(f"cosine_silhouette: needs 2 ≤ number of groups < number of rows, found {k} groups "
+        raise ValueError(f"cosine_silhouette_samples: needs 2 ≤ number of groups < number of rows, found {k} groups "
                          f"for {n} rows")
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     unit = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
@@ -239,7 +246,7 @@ def cosine_silhouette(x, labels) -> float:
     denominator = np.maximum(a, b)
     s = np.divide(b - a, denominator, out=np.zeros(n), where=denominator > 0)
     s[own_size == 1] = 0.0
-    return float(s.mean())
+    return s
 
 
 def image_cluster_score(z: torch.Tensor, image_ids, num_prefix_tokens: int = 1) -> float:
