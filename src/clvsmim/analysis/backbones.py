@@ -15,6 +15,9 @@ from torch import nn
 from clvsmim.data import IMAGENET_MEAN, IMAGENET_STD
 from clvsmim.methods import OFFICIAL_NAMES
 from clvsmim.models import square_geometry
+from clvsmim.weights import REGISTRY, build_architecture, load_pretrained
+from clvsmim.weights import build_architecture, convert, infer_architecture, load_checkpoint, read_checkpoint
+from clvsmim.weights import REGISTRY
 
 #: Bumped when the layout of ``metrics.json`` changes.
 
@@ -91,7 +94,6 @@ def _timm_model(name: str, random_init: bool, img_size: int | None, seed: int) -
 
 
 def _registry_model(name: str, random_init: bool, allow_pickle: bool, seed: int) -> tuple[nn.Module, dict]:
-    from clvsmim.weights import REGISTRY, build_architecture, load_pretrained
 
     entry = REGISTRY[name]
     if random_init:
@@ -105,7 +107,6 @@ def _registry_model(name: str, random_init: bool, allow_pickle: bool, seed: int)
 
 
 def _checkpoint_model(path: Path, random_init: bool, allow_pickle: bool, seed: int) -> tuple[nn.Module, dict]:
-    from clvsmim.weights import build_architecture, convert, infer_architecture, load_checkpoint, read_checkpoint
 
     if not path.exists():
         raise FileNotFoundError(f"--model {path}: no such checkpoint file (give a registry name, "
@@ -132,7 +133,6 @@ def resolve_model(spec: str, *, random_init: bool = False, allow_pickle: bool = 
     (missing path) or :class:`clvsmim.weights.CheckpointError` (unreadable / mismatched file).
     ``img_size`` only applies to ``timm:`` models (timm resamples the position embedding).
     """
-    from clvsmim.weights import REGISTRY
 
     spec = str(spec).strip()
     if not spec:

@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 
 from clvsmim.analysis.backbones import AnalyzeError
+from clvsmim.data import SyntheticSet
+from clvsmim.data import EVAL_SEED_OFFSET, SHAPES, ImageFolderDataset, make_synthetic
 
 #: Bumped when the layout of ``metrics.json`` changes.
 
@@ -48,7 +50,6 @@ def as_dataset(data) -> torch.utils.data.Dataset:
 
 def dataset_labels(dataset) -> torch.Tensor | None:
     """All labels of ``dataset`` without decoding images (``.labels`` / ``.shape``), else None."""
-    from clvsmim.data import SyntheticSet
 
     if isinstance(dataset, SyntheticSet):
         return dataset.shape
@@ -75,7 +76,6 @@ def analysis_order(labels: torch.Tensor | None, size: int, n: int) -> torch.Tens
 
 def open_analysis_data(spec: str, img_size: int, num_images: int, seed: int = 0):
     """``(dataset, description)`` for ``--data``: ``synthetic`` or an ImageFolder PATH."""
-    from clvsmim.data import EVAL_SEED_OFFSET, SHAPES, ImageFolderDataset, make_synthetic
 
     if spec == "synthetic":
         dataset = make_synthetic(num_images, img_size, seed=seed + EVAL_SEED_OFFSET)

@@ -23,6 +23,7 @@ from torch import nn
 
 from clvsmim.models import geometry, sincos_pos_embed_2d
 from clvsmim.analysis.tokens import relative_log_amplitude
+from clvsmim.book.report import analysis_images, backbone, normalised_batches
 
 __all__ = ["own_position_embedding", "depth0_tokens", "depth0_position_ablation", "position_ablation"]
 
@@ -80,7 +81,6 @@ def position_ablation(profile, names=("moco", "simmim", "mae"), source: str = "z
                       device: str = "cpu") -> dict[str, dict[str, Any]]:
     """:func:`depth0_position_ablation` of each model ``names`` (zoo or official) on the
     profile's analysis images (:func:`clvsmim.book.report.analysis_images`): ``{name: result}``."""
-    from clvsmim.book.report import analysis_images, backbone, normalised_batches
 
     images, _ = analysis_images(profile, data_root)
     x = torch.cat(list(normalised_batches(images, len(images), torch.device(device))))

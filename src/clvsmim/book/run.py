@@ -53,6 +53,8 @@ from clvsmim.book.execute import ChapterResult, ensure_zoo, execute_chapter
 from clvsmim.book.html import assemble_book, build_html
 from clvsmim.book.toc import (CHAPTER_SUFFIX, SOURCES, Entry, chapter_hash, default_source, find_root, log, package_hash,
                               read_entries)
+from clvsmim.config import load_profile
+from clvsmim.data import open_dataset
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,8 +111,6 @@ def _select(entries: list[Entry], chapters: Iterable[str] | None) -> set[str] | 
 def check_image_count(profile: str, data: str | os.PathLike, images: int | None = None) -> int:
     """The number of evaluation images in the folder ``data``; raises one ``ValueError`` naming
     the count found, the folder and ``--images`` when the analyses ask for more."""
-    from clvsmim.config import load_profile
-    from clvsmim.data import open_dataset
 
     prof = load_profile(profile, images)
     wanted = prof.eval.num_analysis_images

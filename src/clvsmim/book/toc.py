@@ -13,6 +13,7 @@ from typing import Any, Iterable
 import yaml
 
 from clvsmim.paths import PACKAGE_DIR
+from clvsmim.config import PROFILE_DIR
 
 
 log = logging.getLogger("clvsmim.book")
@@ -137,7 +138,6 @@ def _data_hash(chapter_dir: Path) -> str:
 
 def profile_path(profile: str) -> Path:
     """The YAML file of a profile name (``smoke``/``mini``/``paper``) or path."""
-    from clvsmim.config import PROFILE_DIR
 
     p = Path(profile)
     return p if p.suffix else PROFILE_DIR / f"{profile}.yaml"

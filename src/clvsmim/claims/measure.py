@@ -11,6 +11,13 @@ from clvsmim.config import Profile, config_key, seed_profile
 from clvsmim.claims.rules import CLAIMS, evaluate_claims
 from clvsmim.claims.table import ClaimsTable, aggregate
 from clvsmim.claims.verdict import Measurements
+from clvsmim.paths import cache_dir
+from clvsmim.book.paperbook import cache_name
+from clvsmim.analysis import PatchTokens, analyze, image_cluster_score
+from clvsmim.book.report import analysis_images, backbone, normalised_batches, resolve_device
+from clvsmim.train import zoo
+from clvsmim.book.report import model_analysis
+from clvsmim.uncertainty import per_image_statistics
 
 
 # --------------------------------------------------------------------------- measuring
@@ -19,14 +26,12 @@ def model_cache_path(profile: Profile, name: str, stem: str, content: Any, sourc
                      data_root: str | None = None) -> Path:
     """``<model folder>/<stem>-<hash>.json``: a per-model cache file next to the checkpoint (zoo)
     or under ``cache_dir("official", name)``; the hash covers ``content``, the data and the source."""
-    from clvsmim.paths import cache_dir
 
     key = config_key({"stem": stem, "content": content, "data": profile.with_data_root(data_root).data, "source": source})
     if source == "zoo":
         from clvsmim.train.zoo import model_dir
 
         return model_dir(profile, name, data_root=data_root) / f"{stem}-{key}.json"
-    from clvsmim.book.paperbook import cache_name
 
     return cache_dir("official", cache_name(profile, name)) / f"{stem}-{key}.json"
 
@@ -46,8 +51,6 @@ def token_cluster_scores(profile: Profile, name: str, source: str = "zoo", data_
     def compute() -> dict[str, Any]:
         import torch
 
-        from clvsmim.analysis import PatchTokens, analyze, image_cluster_score
-        from clvsmim.book.report import analysis_images, backbone, normalised_batches, resolve_device
 
         dev = resolve_device(device)
         model = backbone(profile, name, source, data_root, dev)
@@ -98,8 +101,6 @@ def measure(profile: Profile, data_root: str | None = None, device: str = "auto"
     are inconclusive ("not measured"). The hybrid sweep counts only when every λ of the
     profile is built — C8 is never decided on part of it. CL, MIM and the control must exist.
     """
-    from clvsmim.train import zoo
-    from clvsmim.book.report import model_analysis
 
     names = model_names(profile, scaling, cl, mim, control)
     sweep_specs = zoo.hybrid_sweep(profile, data_root)
@@ -112,7 +113,6 @@ def measure(profile: Profile, data_root: str | None = None, device: str = "auto"
     absent = [n for n in names.values() if key[n] not in results]
     absent += [spec.name for _, spec in sweep_specs if spec.key not in results and spec.name not in absent]
     sweep = {lam: results[spec.key] for lam, spec in sweep_specs if spec.key in results}
-    from clvsmim.uncertainty import per_image_statistics
 
     return Measurements(
         analyses={r: model_analysis(profile, names[r], "zoo", data_root, device) for r in core},

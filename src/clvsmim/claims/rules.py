@@ -8,6 +8,11 @@ from typing import Any, Callable, Iterable, Sequence
 
 from clvsmim.claims.definitions import C6_MIN_CUE_OVER_CHANCE, CONTROL_RULE, Claim, MARGINS, make_claim, is_finite, missing_claim
 from clvsmim.claims.verdict import Measurements, dig, image_ses, mean_or_none, ordered_verdict, fmt_value, rate_ses, se_text, last_third
+from clvsmim.data import SHAPES
+from clvsmim.uncertainty import rate_difference_se
+from clvsmim.uncertainty import rate_difference_se, threshold
+from clvsmim.uncertainty import rate_difference_se, three_way, threshold
+from clvsmim.book.units import claim_value_kind, percent, points
 
 
 # --------------------------------------------------------------------------- the claims
@@ -92,8 +97,6 @@ def c6_shape_bias(m: Measurements) -> Claim:
     """Shape bias on the cue-conflict split: CL > MIM; binomial SEs over the decided images.
     Not measurable unless both cue probes (shape hits, texture hits) of CL and MIM reach
     :data:`C6_MIN_CUE_OVER_CHANCE` × chance: a ratio of two near-chance hit rates is noise."""
-    from clvsmim.data import SHAPES
-    from clvsmim.uncertainty import rate_difference_se
 
     roles = ("cl", "mim", "control")
     vals = [dig(m.evaluations.get(r), "shape_texture", "shape_bias") for r in roles]
@@ -143,7 +146,6 @@ def c7_layers(m: Measurements) -> Claim:
         return missing_claim(cid, "per-layer linear probes of CL and MIM")
     if len(acc["cl"]) != len(acc["mim"]) or len(acc["cl"]) < 2:
         return missing_claim(cid, "CL and MIM probes of the same depth (≥ 1 block)")
-    from clvsmim.uncertainty import rate_difference_se, threshold
 
     cl_acc, mim_acc = acc["cl"], acc["mim"]
     L = len(cl_acc) - 1
@@ -222,7 +224,6 @@ def c8_hybrid(m: Measurements) -> Claim:
                "control_finetune": ctrl[1], "margin": margin}
     if not per_lam:
         return missing_claim(cid, "finite hybrid accuracies")
-    from clvsmim.uncertainty import rate_difference_se, three_way, threshold
 
     best = max(per_lam, key=lambda lam: (per_lam[lam]["score"] >= 0 and per_lam[lam]["beats_control"],
                                          per_lam[lam]["score"]))
@@ -279,7 +280,6 @@ def c11_scaling(m: Measurements) -> Claim:
     mim_gain = ft["mim-large"] - ft["mim-small"]
     value = mim_gain - cl_gain + 0.0
     details = {"finetune": ft, "models": {r: m.names.get(r) for r in ft}, "margin": margin, "rule": "mim"}
-    from clvsmim.uncertainty import rate_difference_se, three_way, threshold
 
     control = ft["control-large"]
     four = [ft[r] for r in ("cl-small", "cl-large", "mim-small", "mim-large")]
@@ -315,7 +315,6 @@ def claim_markdown(claim: Claim, cl_name: str = "CL", mim_name: str = "MIM") -> 
     """One Markdown paragraph: the claim, the measured numbers, the verdict and, where it does
     not hold, that this differs from the paper. Accuracies are in percent, accuracy differences
     in points (:mod:`clvsmim.book.units`)."""
-    from clvsmim.book.units import claim_value_kind, percent, points
 
     def num(which: str, v: float | None = None, kind: str | None = None) -> str:
         v = getattr(claim, which) if v is None and which else v

@@ -14,6 +14,9 @@ from clvsmim.cache import json_safe as _json_safe, write_json_atomic
 from clvsmim.config import Profile
 from clvsmim.claims.definitions import CONTROL_RULE, Claim, MARGINS, VERDICTS, VERDICT_MARKS, is_finite
 from clvsmim.claims.rules import _num
+from clvsmim.book.units import ACCURACY_DIGITS, to_percent
+from clvsmim.book.units import claim_value_kind, percent, points
+from clvsmim.book.units import claim_value_kind
 
 
 # --------------------------------------------------------------------------- seeds
@@ -75,7 +78,6 @@ def aggregate(per_seed: Sequence[Claim], seeds: Sequence[int] | None = None) -> 
 
 def _fmt(stat: dict[str, Any], digits: int = 3, kind: str | None = None) -> str:
     """``mean ± std``; accuracies (``kind`` "percent" / "points") in the book's unit."""
-    from clvsmim.book.units import ACCURACY_DIGITS, to_percent
 
     if stat["mean"] is None:
         return "—"
@@ -90,7 +92,6 @@ def _fmt(stat: dict[str, Any], digits: int = 3, kind: str | None = None) -> str:
 
 def _num_of(cid: str, which: str, v: float | None) -> str:
     """One seed's statistic: accuracies in percent / points, other statistics unitless."""
-    from clvsmim.book.units import claim_value_kind, percent, points
 
     kind = claim_value_kind(cid, which)
     if kind is None or v is None or not math.isfinite(v):
@@ -141,7 +142,6 @@ class ClaimsTable:
     def rows(self) -> list[dict[str, str]]:
         """Display rows: id, verdict, statistic, CL, MIM, control, value, per-seed verdicts
         (accuracies in percent, accuracy differences in points)."""
-        from clvsmim.book.units import claim_value_kind
 
         return [{"id": s.id, "verdict": s.verdict, "comparison": s.comparison, "statistic": s.statistic,
                  **{label: _fmt(s.stat(k), kind=claim_value_kind(s.id, k))

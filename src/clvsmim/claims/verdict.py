@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from clvsmim.claims.definitions import Claim, make_claim, is_finite, missing_claim
+from clvsmim.book.units import percent, points
+from clvsmim.uncertainty import threshold, three_way
+from clvsmim.book.units import claim_value_kind
+from clvsmim.uncertainty import paired_bootstrap_se, per_image_values
+from clvsmim.uncertainty import rate_difference_se
 
 
 # --------------------------------------------------------------------------- inputs
@@ -63,7 +68,6 @@ def dig(d: dict | None, *path: Any) -> Any:
 def fmt_value(v: float, kind: str | None = None, signed: bool = False) -> str:
     """A number in a reason: unitless (3 significant digits), or an accuracy (``kind="percent"``)
     or accuracy difference (``"points"``) in the book's unit (:mod:`clvsmim.book.units`)."""
-    from clvsmim.book.units import percent, points
 
     if kind == "percent":
         return percent(v)
@@ -85,9 +89,7 @@ def ordered_verdict(cid: str, cl, mim, control, direction: int, margin: float, r
     ``ses``: standard errors of the differences ``"value"`` (CL − MIM), ``"cl_control"`` and
     ``"mim_control"`` (missing ones: the margin alone decides). See the module docstring.
     Accuracies (:data:`clvsmim.book.units.ACCURACY_CLAIMS`) are written in percent / points."""
-    from clvsmim.uncertainty import threshold, three_way
 
-    from clvsmim.book.units import claim_value_kind
 
     ses = ses or {}
     se = ses.get("value")
@@ -127,7 +129,6 @@ def ordered_verdict(cid: str, cl, mim, control, direction: int, margin: float, r
 def image_ses(m: Measurements, metric: str, depths: Sequence[int], direction: int) -> dict[str, float]:
     """Paired bootstrap SEs (over the analysis images) of CL − MIM, CL − control and control −
     MIM for the per-image mean of ``metric`` over ``depths``; {} without per-image values."""
-    from clvsmim.uncertainty import paired_bootstrap_se, per_image_values
 
     vals = {r: per_image_values(m.per_image.get(r), metric, depths) for r in ("cl", "mim", "control")}
     if any(v is None for v in vals.values()) or len({len(v) for v in vals.values()}) != 1:
@@ -139,7 +140,6 @@ def image_ses(m: Measurements, metric: str, depths: Sequence[int], direction: in
 
 def rate_ses(m: Measurements, cl, mim, control) -> dict[str, float]:
     """Binomial SEs of the differences of three accuracies on ``m.num_eval`` images; {} without it."""
-    from clvsmim.uncertainty import rate_difference_se
 
     if not m.num_eval or not is_finite(cl, mim, control) or not all(0 <= v <= 1 for v in (cl, mim, control)):
         return {}

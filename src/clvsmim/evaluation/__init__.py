@@ -40,6 +40,7 @@ from clvsmim.evaluation.finetune import FINETUNE_CROP_SCALE, finetune
 from clvsmim.evaluation.robustness import (NOISE_CUTOFF, NOISE_STRENGTH, SHAPE_TEXTURE_SIZES, band_limited_noise,
                                            noise_robustness, shape_bias_from_predictions, shape_bias_standard_error,
                                            shape_texture_bias)
+from clvsmim.data import open_dataset
 
 __all__ = [
     "extract_features", "extract_tokens", "probe_predict", "linear_probe", "finetune",
@@ -71,7 +72,6 @@ def evaluate_model(encoder: nn.Module, profile: Profile, data_root: str | None =
     ``eval_config``, ``timing_s``, ``precision``. Fine-tuning uses ``profile.train.precision``
     (bf16 only where it is native: see :func:`finetune_precision`).
     """
-    from clvsmim.data import open_dataset
 
     data_cfg = profile.with_data_root(data_root).data
     train_set = open_dataset(data_cfg, "train")

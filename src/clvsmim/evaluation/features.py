@@ -11,6 +11,7 @@ from clvsmim.data import augment
 from clvsmim.analysis import PatchTokens, PooledFeatures, analyze
 from clvsmim.analysis.probe import linear_probe_per_layer, train_linear_probe
 from clvsmim.config import EvalConfig
+from clvsmim.data import get_batch
 
 
 # --------------------------------------------------------------------------- helpers
@@ -44,7 +45,6 @@ def image_batches(data, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.T
             idx = torch.arange(start, min(len(data), start + batch_size))
             yield data[start:start + batch_size], idx
         return
-    from clvsmim.data import get_batch
     for start in range(0, len(data), batch_size):
         idx = torch.arange(start, min(len(data), start + batch_size))
         images, _ = get_batch(data, idx)

@@ -15,6 +15,9 @@ from clvsmim.models import geometry
 from clvsmim.precision import autocast_for
 from clvsmim.rng import sample_seed
 from clvsmim.evaluation.features import EvalMode, image_batches, device_of, labels_of, num_classes_of
+from clvsmim.train.trainer import param_groups
+from clvsmim.train.trainer import CosineSchedule
+from clvsmim.data import get_batch
 
 
 # --------------------------------------------------------------------------- fine-tuning
@@ -42,7 +45,6 @@ class _FinetuneNet(nn.Module):
 
 
 def _finetune_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    from clvsmim.train.trainer import param_groups
     return param_groups(model, weight_decay)
 
 
@@ -57,7 +59,6 @@ def finetune(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, seed: int
     and a flip (p = 0.5) from its per-sample seed. ``precision="bf16"`` autocasts the forward
     pass. Deterministic for a fixed seed. With ``return_model`` returns ``(acc, model)``.
     """
-    from clvsmim.train.trainer import CosineSchedule
 
     device = device_of(encoder)
     y_train, y_eval = labels_of(train_set), labels_of(eval_set)
@@ -106,5 +107,4 @@ def finetune(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, seed: int
 
 
 def batch_at(data, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    from clvsmim.data import get_batch
     return get_batch(data, idx)

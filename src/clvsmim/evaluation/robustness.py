@@ -11,6 +11,7 @@ from clvsmim.config import EvalConfig
 from clvsmim.models import geometry
 from clvsmim.rng import hash_normal, sample_seed
 from clvsmim.evaluation.features import accuracy, labels_of, num_classes_of, extract_features, probe_predict
+from clvsmim.data import EVAL_SEED_OFFSET, load_synthetic
 
 
 # --------------------------------------------------------------------------- shape vs texture
@@ -60,7 +61,6 @@ def shape_texture_bias(encoder: nn.Module, cfg: EvalConfig, img_size: int, seed:
     seed ``seed + EVAL_SEED_OFFSET``), both with the data's ``texture_scale``. See
     :func:`shape_bias_from_predictions`.
     """
-    from clvsmim.data import EVAL_SEED_OFFSET, load_synthetic
 
     aligned = load_synthetic(sizes[0], img_size, seed=seed, mode="aligned", texture_scale=texture_scale)
     conflict = load_synthetic(sizes[1], img_size, seed=seed + EVAL_SEED_OFFSET, mode="conflict",

@@ -11,6 +11,14 @@ from torch import nn
 
 from clvsmim.explorer.page import DataFolder, ModelEntry, embedded_html, standalone_page, write_data_folder
 from clvsmim.explorer.payload import BUDGET_BYTES, Measured, images_within_budget, measure_attention
+from clvsmim.book.figures import style_for
+from clvsmim.book.report import display_name
+from clvsmim.models import geometry
+from clvsmim.book import report
+from clvsmim.data.augment import normalize
+from clvsmim.book.figures import book_out_dir, figures_dir
+from clvsmim.analysis.model_report import _normalise, analysis_order, dataset_labels
+from clvsmim.data import IMAGENET_MEAN, IMAGENET_STD, get_batch
 
 #: Where the book's explorers live: ``<book out>/explorer/<id>/``; ``clvsmim book`` copies that
 #: folder into the HTML's ``_static/explorer/`` (:func:`clvsmim.book.run.assemble_book`).
@@ -23,8 +31,6 @@ CONTROL_COLOR = "#7f7f7f"
 def model_entry(name: str, measured: Measured, control: bool = False, label: str | None = None) -> ModelEntry:
     """A :class:`ModelEntry` with the book's display name and method colour (grey for a control
     or an unknown method)."""
-    from clvsmim.book.figures import style_for
-    from clvsmim.book.report import display_name
 
     try:
         style = style_for(name.split("-")[0])
@@ -42,7 +48,6 @@ def model_entry(name: str, measured: Measured, control: bool = False, label: str
 
 
 def geometry_dict(model: nn.Module, img_size: int) -> dict[str, Any]:
-    from clvsmim.models import geometry
 
     geo = geometry(model)
     return {"depth": geo.depth, "heads": geo.num_heads, "grid": list(geo.grid), "patch_size": geo.patch_size,
@@ -84,9 +89,6 @@ def book_explorer(profile, names: Sequence[str] = ("moco", "simmim"), control: s
     ``<book out>/explorer/<data_id>/`` and ``<book out>/figures/<data_id>-explorer.npz``.
     Returns ``{"html", "folder", "images", "page_bytes", "npz_bytes", "models"}``.
     """
-    from clvsmim.book import report
-    from clvsmim.data.augment import normalize
-    from clvsmim.book.figures import book_out_dir, figures_dir
 
     dev = report.resolve_device(device)
     models = {n: report.backbone(profile, n, source, data_root, dev) for n in names}
@@ -154,8 +156,6 @@ def analyze_explorer(model: nn.Module, dataset, out: str | Path, name: str, mode
                      classes: Sequence[str] | None = None) -> tuple[Path, DataFolder]:
     """``clvsmim analyze --explorer``: :func:`standalone_explorer` on the images ``analyze`` reads
     (the same class-by-class order), normalised like ``analyze`` does (the model's mean/std)."""
-    from clvsmim.analysis.model_report import _normalise, analysis_order, dataset_labels
-    from clvsmim.data import IMAGENET_MEAN, IMAGENET_STD, get_batch
 
     labels = dataset_labels(dataset)
     order = analysis_order(labels, len(dataset), min(images, len(dataset)))

@@ -21,6 +21,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from clvsmim.explorer.payload import GLOBAL, Measured, js_assignment, js_payload, pack_payload, payload_file_name
+from clvsmim.explorer.payload import encode_rows
+from clvsmim.explorer.payload import decode_rows
 
 #: The page's script and stylesheet (package data of ``clvsmim.explorer``).
 ASSETS = ("explorer.js", "explorer.css")
@@ -133,7 +135,6 @@ def write_npz(path: str | os.PathLike, images: np.ndarray, models: Sequence[Mode
     """The explorer's numbers as ``.npz``: ``images``, ``titles``, ``models``, ``geometry`` (JSON)
     and per model ``<name>.codes`` / ``.scale`` (the encoded rows; :func:`read_npz` decodes),
     ``.query_distance``, ``.distance``, ``.nmi``."""
-    from clvsmim.explorer.payload import encode_rows
 
     arrays: dict[str, Any] = {"images": images, "titles": np.array(list(titles)),
                               "models": np.array([m.name for m in models]),
@@ -151,7 +152,6 @@ def write_npz(path: str | os.PathLike, images: np.ndarray, models: Sequence[Mode
 def read_npz(path: str | os.PathLike) -> dict[str, Any]:
     """``{"images", "titles", "geometry", "models": {name: {"rows" n×L×H×N×N (decoded),
     "query_distance", "distance", "nmi"}}}`` from :func:`write_npz`'s file."""
-    from clvsmim.explorer.payload import decode_rows
 
     with np.load(path) as z:
         out: dict[str, Any] = {"images": z["images"], "titles": [str(t) for t in z["titles"]],

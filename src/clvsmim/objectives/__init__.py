@@ -13,6 +13,7 @@ from clvsmim.objectives.hybrid import Hybrid
 from clvsmim.objectives.mae import MAE, MAEDecoder
 from clvsmim.objectives.moco import MoCo, momentum_at
 from clvsmim.objectives.simmim import SimMIM
+from clvsmim.families import family_model_config
 
 OBJECTIVES = ("moco", "simmim", "mae", "hybrid")
 
@@ -35,7 +36,6 @@ def build_objective(name: str, profile: Profile, model_cfg: ModelConfig | None =
                          "(0 = SimMIM only, 1 = MoCo only)")
     if name != "hybrid" and lam is not None:
         raise ValueError(f"lam={lam} only applies to the 'hybrid' objective, not {name!r}")
-    from clvsmim.families import family_model_config
 
     family_objective = "moco" if name == "hybrid" else name
     encoder = build_vit(family_model_config(profile.families, family_objective, model_cfg or profile.model))

@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from clvsmim.rng import pcg_hash
+from clvsmim.data import get_batch
 
 
 # --------------------------------------------------------------------------- data order
@@ -43,7 +44,6 @@ class BatchPlan:
 
 
 def default_batch_fn(dataset, indices: torch.Tensor):
-    from clvsmim.data import get_batch  # imported lazily: the data module is optional for custom datasets
     return get_batch(dataset, indices)
 
 

@@ -47,6 +47,15 @@ import torch
 from clvsmim.cache import write_json_atomic
 from clvsmim.config import DataConfig, ModelConfig, Profile, TrainConfig, config_key, to_dict, train_config_for
 from clvsmim.paths import cache_dir
+from clvsmim.families import family_model_config
+from clvsmim.train.checkpoint import save_atomic
+from clvsmim.models import build_vit
+from clvsmim.train import trainer
+from clvsmim.data import open_dataset
+from clvsmim.objectives import build_objective
+from clvsmim.train.checkpoint import load_encoder
+from clvsmim.evaluation import finetune_precision
+from clvsmim.evaluation import evaluate_model
 
 __all__ = [
     "ZOO_FORMAT", "EVAL_FORMAT", "OBJECTIVES", "ModelSpec", "ZooBuildError", "default_size", "zoo_specs",
@@ -119,7 +128,6 @@ def _objective_config(profile: Profile, objective: str) -> dict[str, Any]:
 
 def _make_spec(profile: Profile, objective: str, lam: float | None, size: str, model_cfg: ModelConfig,
                data_cfg: DataConfig) -> ModelSpec:
-    from clvsmim.families import family_model_config
 
     model_cfg = family_model_config(profile.families, "moco" if objective == "hybrid" else objective, model_cfg)
     if objective == "random":
@@ -253,8 +261,6 @@ def default_jobs() -> int:
 
 def _save_random(spec: ModelSpec, out: Path) -> dict[str, Any]:
     """Initialise the untrained control from its seed and save it like a training checkpoint."""
-    from clvsmim.train.checkpoint import save_atomic
-    from clvsmim.models import build_vit
 
     start = time.perf_counter()
     torch.manual_seed(spec.seed)
@@ -266,9 +272,6 @@ def _save_random(spec: ModelSpec, out: Path) -> dict[str, Any]:
 
 
 def _train(spec: ModelSpec, profile: Profile, out: Path, progress: bool) -> dict[str, Any]:
-    from clvsmim.train import trainer
-    from clvsmim.data import open_dataset
-    from clvsmim.objectives import build_objective
 
     resume = (out / CHECKPOINT_NAME).is_file()  # an interrupted run (no done.json): continue it
     torch.manual_seed(spec.seed)  # the initial weights are a function of the seed
@@ -406,7 +409,6 @@ def build(profile: Profile, data_root: str | None = None, only: str | Iterable[s
 def load(profile: Profile, key_or_name: str, data_root: str | None = None,
          map_location: str | torch.device = "cpu") -> torch.nn.Module:
     """The trained timm encoder (eval mode) of a zoo model, by key or short name."""
-    from clvsmim.train.checkpoint import load_encoder
 
     spec = resolve(profile, key_or_name, data_root=data_root)
     path = _dir_of(profile, spec)
@@ -474,7 +476,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def eval_path(profile: Profile, spec: ModelSpec) -> Path:
     """``<model dir>/eval-<key>.json``; the key covers the EvalConfig, the data, the fine-tuning
     precision actually used (:func:`clvsmim.evaluation.finetune_precision`) and :data:`EVAL_FORMAT`."""
-    from clvsmim.evaluation import finetune_precision
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     key = config_key({"format": EVAL_FORMAT, "eval": profile.eval, "data": spec.data_cfg,
@@ -483,8 +484,6 @@ def eval_path(profile: Profile, spec: ModelSpec) -> Path:
 
 
 def _evaluate_one(spec: ModelSpec, profile: Profile, progress: bool = False) -> dict[str, Any]:
-    from clvsmim.train.checkpoint import load_encoder
-    from clvsmim.evaluation import evaluate_model
 
     path = eval_path(profile, spec)
     cached = _read_json(path)

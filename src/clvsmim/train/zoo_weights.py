@@ -33,6 +33,8 @@ from clvsmim.train import zoo
 from clvsmim.cache import write_atomic, write_json_atomic
 from clvsmim.config import Profile
 from clvsmim.weights.download import file_digests
+from clvsmim.train.checkpoint import load_checkpoint
+from clvsmim.train.checkpoint import save_atomic
 
 __all__ = ["WEIGHTS_FORMAT", "weights_paths", "export_zoo", "install_zoo", "ZooWeightsError"]
 
@@ -64,7 +66,6 @@ def export_zoo(profile: Profile, dest: str | os.PathLike, data_root: str | None 
     """Every built model of the profile's zoo (or of ``only``) into the two files; returns their paths."""
     from safetensors.torch import save
 
-    from clvsmim.train.checkpoint import load_checkpoint
 
     specs = [s for s in zoo.select_specs(profile, only, data_root) if zoo.is_built(profile, s)]
     if not specs:
@@ -119,7 +120,6 @@ def install_zoo(profile: Profile, src: str | os.PathLike, data_root: str | None 
     written (models already built are left alone). Raises :class:`ZooWeightsError`."""
     from safetensors.torch import load_file
 
-    from clvsmim.train.checkpoint import save_atomic
 
     weights, provenance = weights_paths(src, profile.name)
     record = _load_provenance(weights, provenance)

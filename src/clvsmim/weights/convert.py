@@ -34,6 +34,12 @@ import torch
 from torch import nn
 
 from clvsmim.weights.registry import HEADS_BY_DIM, Architecture, WeightEntry, get_entry
+from clvsmim.config import ModelConfig
+from clvsmim.weights.download import fetch
+from clvsmim.objectives.mae import MAEDecoder
+from clvsmim.config import MAEConfig
+from clvsmim.objectives.mae import MAE
+from clvsmim.weights.registry import REGISTRY
 
 
 class CheckpointError(RuntimeError):
@@ -207,7 +213,6 @@ def convert_timm(obj: Any) -> tuple["OrderedDict[str, torch.Tensor]", Architectu
 
 
 def convert_clvsmim(obj: Any) -> tuple["OrderedDict[str, torch.Tensor]", Architecture | None]:
-    from clvsmim.config import ModelConfig
 
     cfg = obj.get("model_config")
     arch = None
@@ -389,7 +394,6 @@ def load_pretrained(name: str | WeightEntry, *, path: str | Path | None = None, 
     """The registry backbone ``name``: fetched (verified) unless ``path`` is given, loaded
     strictly into the registry's architecture. ``source="timm"`` entries (DINO) come from
     ``timm.create_model(..., pretrained=True)``, i.e. timm's hub cache."""
-    from clvsmim.weights.download import fetch
 
     entry = get_entry(name)
     if entry.kind != "checkpoint":
@@ -451,7 +455,6 @@ def mae_decoder_config(dec: Mapping[str, torch.Tensor], num_heads: int | None = 
 def load_mae_decoder(dec: Mapping[str, torch.Tensor], num_heads: int | None = None) -> nn.Module:
     """A :class:`clvsmim.objectives.mae.MAEDecoder` holding ``dec`` (strict; the fixed position
     embedding is copied into its buffer)."""
-    from clvsmim.objectives.mae import MAEDecoder
 
     dec = OrderedDict(dec)
     decoder = MAEDecoder(**mae_decoder_config(dec, num_heads))
@@ -469,7 +472,6 @@ def load_mae_with_decoder(path: str | Path | None = None, *, name: str = "mae_vi
     """``(encoder, decoder)`` of an MAE checkpoint that holds both (default: the official
     ``mae_vit_b_visualize``, fetched and verified): a timm ViT and a
     :class:`clvsmim.objectives.mae.MAEDecoder`, both loaded strictly."""
-    from clvsmim.weights.download import fetch
 
     file = Path(path) if path is not None else fetch(name, cache=cache, progress=progress)
     obj = read_checkpoint(file)
@@ -485,9 +487,6 @@ def load_mae_objective(path: str | Path | None = None, *, name: str = "mae_vit_b
     """The project's :class:`clvsmim.objectives.mae.MAE` around an official encoder + decoder
     (for F8: ``reconstruct`` and ``decoder_hidden_states``). ``norm_pix_loss`` defaults to the
     registry's (``False`` for the visualisation checkpoint)."""
-    from clvsmim.config import MAEConfig
-    from clvsmim.objectives.mae import MAE
-    from clvsmim.weights.registry import REGISTRY
 
     encoder, decoder = load_mae_with_decoder(path, name=name, **kwargs)
     if norm_pix_loss is None:

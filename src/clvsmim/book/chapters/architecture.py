@@ -25,6 +25,15 @@ import numpy as np
 import torch
 
 from clvsmim.book.chapters.common import compare_sentence, fmt_number
+from clvsmim.train import zoo
+from clvsmim.train.checkpoint import load_objective_state
+from clvsmim.objectives import build_objective
+from clvsmim.analysis import FourierSums, analyze
+from clvsmim.analysis.collectors import Batch
+from clvsmim.data.augment import normalize
+from clvsmim.models import Captured, geometry
+from clvsmim.data import open_dataset
+from clvsmim.methods import display_name
 
 __all__ = ["linear_probe_summary", "mae_objective", "mae_fourier", "reconstruction_strip", "fourier_summary",
            "chance_level", "probe_sentences", "fourier_sentences"]
@@ -69,9 +78,6 @@ def mae_objective(profile, source: str = "zoo", data_root: str | None = None, de
         return load_mae_objective(mask_ratio=profile.mae.mask_ratio).to(device).eval()
     if source != "zoo":
         raise ValueError(f"source must be 'zoo' or 'official', got {source!r}")
-    from clvsmim.train import zoo
-    from clvsmim.train.checkpoint import load_objective_state
-    from clvsmim.objectives import build_objective
 
     spec = zoo.resolve(profile, "mae", data_root=data_root)
     path = zoo.model_dir(profile, "mae", data_root=data_root) / zoo.CHECKPOINT_NAME
@@ -96,10 +102,6 @@ def mae_fourier(mae, images_uint8: torch.Tensor, seeds: torch.Tensor, mask_ratio
     """
     from dataclasses import replace
 
-    from clvsmim.analysis import FourierSums, analyze
-    from clvsmim.analysis.collectors import Batch
-    from clvsmim.data.augment import normalize
-    from clvsmim.models import Captured, geometry
 
     ratio = mae.cfg.mask_ratio if mask_ratio is None else float(mask_ratio)
     device = next(mae.parameters()).device
@@ -149,7 +151,6 @@ def fourier_summary(fourier: Mapping[str, Any], simmim_encoder: Sequence[float] 
 def chance_level(profile, data_root: str | None = None) -> float | None:
     """Chance accuracy (%) of the evaluation classes, or ``None`` when unknown."""
 
-    from clvsmim.data import open_dataset
 
     data_cfg = profile.with_data_root(data_root).data
     try:
@@ -164,7 +165,6 @@ def probe_sentences(summary: Mapping[str, Mapping[str, Any]], cl: str = "moco", 
     """F7: per model its best depth and the drop over the last blocks, then the paper's two
     findings checked: CL's best depth is deeper than SimMIM's, and SimMIM loses more over its
     last blocks than CL (and than MAE, whose decoder takes over the reconstruction)."""
-    from clvsmim.methods import display_name
 
     out = []
     for name, s in summary.items():

@@ -16,6 +16,11 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from clvsmim.data import SHAPES, TEXTURES, open_dataset
+from clvsmim.data.augment import denormalize, mae_masking, moco_views, simmim_mask, to_float
+from clvsmim.book.report import analysis_images
+from clvsmim.rng import sample_seed
+from clvsmim.data import SHAPES, TEXTURES, load_synthetic
 
 __all__ = ["overview_data", "dataset_samples", "mask_to_pixels", "grey_out", "describe_overview"]
 
@@ -36,7 +41,6 @@ def _hwc(x: torch.Tensor) -> np.ndarray:
 
 def _labels_of(profile, data_root: str | None, ids: Sequence[int]) -> list[dict[str, Any]]:
     """Shape / texture names of evaluation images (class index only for an image folder)."""
-    from clvsmim.data import SHAPES, TEXTURES, open_dataset
 
     data_cfg = profile.with_data_root(data_root).data
     dataset = open_dataset(data_cfg, "eval")
@@ -57,9 +61,6 @@ def overview_data(profile, data_root: str | None = None, n: int = 3, seed: int =
     ``record``: the JSON-able facts (image ids, labels, per-sample seeds, nominal and realised
     mask ratios, patch sizes) that F0 saves.
     """
-    from clvsmim.data.augment import denormalize, mae_masking, moco_views, simmim_mask, to_float
-    from clvsmim.book.report import analysis_images
-    from clvsmim.rng import sample_seed
 
     images, _ = analysis_images(profile, data_root, n)
     ids = torch.arange(n)
@@ -113,7 +114,6 @@ def dataset_samples(profile, classes: Sequence[int] | None = None, n_scan: int =
     Returns ``aligned`` / ``conflict`` (``k×H×W×3`` in [0, 1]), ``mask`` (``k×H×W`` bool) and a
     JSON-able ``record`` (indices, seed, shape and texture names of both renderings).
     """
-    from clvsmim.data import SHAPES, TEXTURES, load_synthetic
 
     size, seed = profile.data.img_size, profile.data.seed
     scale = profile.data.texture_scale

@@ -25,6 +25,13 @@ from clvsmim.book.chapters.common import (  # noqa: F401  (also read as attribut
     FAMILIES, LITERATURE_COLUMNS, PAPER_RUN_MARK, SIZE_ORDER, STATUSES, compare_sentence, evaluations_by_name,
     fmt_number, read_literature, verdict,
 )
+from clvsmim.claims import last_third
+from clvsmim.book import report
+from clvsmim.data import open_dataset
+from clvsmim.analysis import QueryMaps, analyze
+from clvsmim.data.augment import normalize
+from clvsmim.models import geometry
+from clvsmim.methods import display_name
 
 __all__ = [
     "is_verified", "literature_panels", "literature_citations", "measured_behaviour",
@@ -149,7 +156,6 @@ def measured_behaviour(evals: Mapping[str, Mapping[str, Any]], sizes: Sequence[s
 def late_blocks(depth: int) -> list[int]:
     """The "late" blocks (1-based) of an ``L``-block ViT: the last third, the same blocks the
     claims use (:func:`clvsmim.claims.last_third`)."""
-    from clvsmim.claims import last_third
 
     return [i + 1 for i in last_third(depth)]
 
@@ -178,7 +184,6 @@ def control_analysis(profile, data_root: str | None = None, device: str = "auto"
     """:func:`clvsmim.book.report.model_analysis` of the untrained control, or ``None`` when it is
     not built (zoo). Next to official checkpoints it is built from the seed
     (:func:`clvsmim.book.paperbook.random_control`)."""
-    from clvsmim.book import report
 
     try:
         return report.model_analysis(profile, name, source=source, data_root=data_root, device=device)
@@ -192,7 +197,6 @@ def foreground_fractions(profile, data_root: str | None, n: int, patch_size: int
     """Foreground fraction per patch ``n×h×w`` (numpy) of the first ``n`` evaluation images, or
     ``None`` when the data has no masks (an image folder)."""
 
-    from clvsmim.data import open_dataset
 
     data_cfg = profile.with_data_root(data_root).data
     dataset = open_dataset(data_cfg, "eval")
@@ -248,7 +252,6 @@ def query_attention_maps(model, image_normalised, queries: Mapping[str, tuple[in
                          block: int = -1) -> dict[str, np.ndarray]:
     """Head-averaged attention map ``h×w`` of each query patch at ``block`` (1-based; -1 = last),
     for one normalised image ``1×3×H×W``."""
-    from clvsmim.analysis import QueryMaps, analyze
 
     collector = QueryMaps(list(queries.values()), block=block)
     maps = analyze(model, [image_normalised], {"maps": collector}, device=image_normalised.device)["maps"]
@@ -277,9 +280,6 @@ def query_attention_data(profile, names: Sequence[str], source: str = "zoo", dat
     attention map of both queries at ``block`` (default: the last), and per map its local
     mass; per model the cosine similarity of the two maps. JSON-able except ``image``
     (``H×W×3`` float in [0, 1])."""
-    from clvsmim.book import report
-    from clvsmim.data.augment import normalize
-    from clvsmim.models import geometry
 
     dev = report.resolve_device(device)
     models = {name: report.backbone(profile, name, source, data_root, dev) for name in names}
@@ -396,7 +396,6 @@ def attention_sentences(f2: Mapping[str, Any] | None, distance: Mapping[str, Map
     queries are alike (higher cosine) and less local; CL attends farther (late blocks) and
     has a lower NMI (collapse). ``distance`` / ``nmi`` are :func:`depth_curves` results;
     ``control`` optionally ``{"attention_distance": curve, "nmi": curve}`` of the untrained model."""
-    from clvsmim.methods import display_name
 
     a, b = display_name(cl), display_name(mim)
     out = []

@@ -16,6 +16,7 @@ import math
 import numbers
 from pathlib import Path
 from typing import Any, Sequence
+from clvsmim.train import zoo
 
 __all__ = ["show_bullets", "LITERATURE_COLUMNS", "STATUSES", "FAMILIES", "SIZE_ORDER", "PAPER_RUN_MARK",
            "read_literature", "evaluations_by_name", "fmt_number", "verdict", "compare_sentence",
@@ -78,7 +79,6 @@ def read_literature(path: str | Path = "data/literature.csv"):
 def evaluations_by_name(profile, names: Sequence[str], data_root: str | None = None,
                         progress: bool = False) -> dict[str, dict[str, Any]]:
     """``{short name: zoo evaluation}`` for the zoo models ``names`` (built ones only; cached)."""
-    from clvsmim.train import zoo
 
     keys = {}
     for name in names:

@@ -10,6 +10,12 @@ import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from clvsmim.train import zoo
+from clvsmim.book import report
+from clvsmim.claims import Measurements
+from clvsmim.claims import with_claim
+from clvsmim.book.units import percent
+from clvsmim.claims import MARGINS, last_third
 
 __all__ = ["CONTROL", "sweep_models", "sweep_points", "sweep_record", "sweep_analyses", "control_analysis",
            "hybrid_curves", "measurements",
@@ -20,7 +26,6 @@ CONTROL = "random"
 
 def sweep_models(profile, data_root: str | None = None) -> list[tuple[float, str]]:
     """``[(λ, zoo name)]`` in increasing λ (0 = SimMIM, 1 = MoCo v3)."""
-    from clvsmim.train import zoo
 
     return [(lam, spec.name) for lam, spec in zoo.hybrid_sweep(profile, data_root)]
 
@@ -28,7 +33,6 @@ def sweep_models(profile, data_root: str | None = None) -> list[tuple[float, str
 def sweep_points(profile, data_root: str | None = None) -> tuple[list[dict[str, Any]], dict | None]:
     """One row per λ — ``lam``, ``name``, ``linear_probe`` (last depth), ``finetune`` — and the
     control's evaluation (or ``None`` when it is not built)."""
-    from clvsmim.train import zoo
 
     models = sweep_models(profile, data_root)
     names = [n for _, n in models]
@@ -52,14 +56,12 @@ def sweep_record(points: Sequence[Mapping[str, Any]], claim) -> dict[str, Any]:
 def sweep_analyses(profile, models: Sequence[tuple[float, str]], data_root: str | None = None,
                    device: str = "auto") -> dict[float, dict]:
     """``{λ: report.model_analysis}`` of every model of the sweep."""
-    from clvsmim.book import report
 
     return {lam: report.model_analysis(profile, name, "zoo", data_root, device) for lam, name in models}
 
 
 def control_analysis(profile, data_root: str | None = None, device: str = "auto") -> dict | None:
     """The untrained control's analysis, or ``None`` when it is not built."""
-    from clvsmim.book import report
 
     try:
         return report.model_analysis(profile, CONTROL, "zoo", data_root, device)
@@ -86,7 +88,6 @@ def hybrid_curves(analyses: Mapping[float, dict], control: dict | None = None) -
 
 def measurements(points: Sequence[Mapping[str, Any]], control: dict | None):
     """The :class:`clvsmim.claims.Measurements` that C8 reads."""
-    from clvsmim.claims import Measurements
 
     return Measurements(evaluations={"control": control} if control else {},
                         sweep={float(p["lam"]): p["evaluation"] for p in points},
@@ -117,8 +118,6 @@ def branches_markdown(profile) -> str:
 def sweep_paragraph(points: Sequence[Mapping[str, Any]], claim=None) -> str:
     """F9 on these models (accuracies in percent, :mod:`clvsmim.book.units`): the best λ for each
     metric, and C8's verdict."""
-    from clvsmim.claims import with_claim
-    from clvsmim.book.units import percent
 
     lp = {p["lam"]: p["linear_probe"] for p in points}
     ft = {p["lam"]: p["finetune"] for p in points if p["finetune"] is not None}
@@ -163,7 +162,6 @@ def mim_to_cl_position(curve: Sequence[float], mim: Sequence[float], cl: Sequenc
 def curves_paragraph(curves: Mapping[str, Any]) -> str:
     """How the hybrids' late attention distance, late NMI and mean Fourier value follow λ, and
     whether their early layers look like MIM's and their late layers like CL's."""
-    from clvsmim.claims import MARGINS, last_third
 
     lams = curves["lams"]
     keys = [f"{lam:g}" for lam in lams]

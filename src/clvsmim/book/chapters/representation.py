@@ -19,6 +19,19 @@ from typing import Any, Mapping, Sequence
 from clvsmim.book.chapters.common import (  # noqa: F401  (also read as attributes of this module)
     WEAK_SILHOUETTE, cluster_strength_note, fmt_number,
 )
+from clvsmim.book import report
+from clvsmim.train import zoo
+from clvsmim.data import open_dataset
+from clvsmim.cache import cached_json
+from clvsmim.claims import model_cache_path
+from clvsmim.analysis import image_cluster_score, token_tsne
+from clvsmim.data import get_batch, open_dataset
+from clvsmim.evaluation import extract_tokens
+from clvsmim.claims import Measurements, token_cluster_scores
+from clvsmim.methods import display_name
+from clvsmim.claims import with_claim
+from clvsmim.evaluation import shape_bias_standard_error
+from clvsmim.book.units import points
 
 __all__ = [
     "CL", "MIM", "MODELS", "CONTROL", "TSNE_FORMAT", "chapter_models", "load_analyses", "load_evaluations",
@@ -47,14 +60,12 @@ def chapter_models(source: str = "zoo") -> list[str]:
 def load_analyses(profile, names: Sequence[str], source: str = "zoo", data_root: str | None = None,
                   device: str = "auto") -> dict[str, dict]:
     """``{name: report.model_analysis}`` (the control of the same ``source``)."""
-    from clvsmim.book import report
 
     return {n: report.model_analysis(profile, n, source, data_root, device) for n in names}
 
 
 def load_evaluations(profile, names: Sequence[str], data_root: str | None = None) -> dict[str, dict]:
     """``{name: zoo evaluation}`` (cached by :func:`clvsmim.train.zoo.evaluations`)."""
-    from clvsmim.train import zoo
 
     results = zoo.evaluations(profile, data_root, only=list(names), progress=False)
     return {n: results[zoo.resolve(profile, n, data_root=data_root).key] for n in names}
@@ -68,7 +79,6 @@ def tsne_selection(profile, data_root: str | None = None, classes: int = 3, per_
 
     import torch
 
-    from clvsmim.data import open_dataset
 
     data_cfg = profile.with_data_root(data_root).data
     dataset = open_dataset(data_cfg, "eval")
@@ -95,8 +105,6 @@ def token_tsne_result(profile, name: str, source: str = "zoo", data_root: str | 
     the model: ``coords`` (N_tokens×2), ``image`` and ``label`` per token, ``class_names``,
     ``silhouette_image`` / ``silhouette_class`` (cosine silhouette of the tokens grouped by image
     / by class, :func:`clvsmim.analysis.image_cluster_score`), ``perplexity`` actually used."""
-    from clvsmim.cache import cached_json
-    from clvsmim.claims import model_cache_path
 
     content = {"format": TSNE_FORMAT, "classes": classes, "per_class": per_class, "perplexity": perplexity,
                "seed": seed, "depth": -1}
@@ -107,10 +115,6 @@ def token_tsne_result(profile, name: str, source: str = "zoo", data_root: str | 
 
         import torch
 
-        from clvsmim.book import report
-        from clvsmim.analysis import image_cluster_score, token_tsne
-        from clvsmim.data import get_batch, open_dataset
-        from clvsmim.evaluation import extract_tokens
 
         sel = tsne_selection(profile, data_root, classes, per_class)
         data_cfg = profile.with_data_root(data_root).data
@@ -211,7 +215,6 @@ def measurements(profile, analyses: Mapping[str, dict], evaluations: Mapping[str
                  data_root: str | None = None, device: str = "auto", source: str = "zoo"):
     """The :class:`clvsmim.claims.Measurements` of this chapter's models (CL = moco, MIM = simmim,
     control = random), with the C5 token-cluster scores on the analysis images."""
-    from clvsmim.claims import Measurements, token_cluster_scores
 
     roles = {"cl": CL, "mim": MIM, "control": CONTROL}
     have = {r: n for r, n in roles.items() if n in analyses}
@@ -227,14 +230,12 @@ def measurements(profile, analyses: Mapping[str, dict], evaluations: Mapping[str
 # --------------------------------------------------------------------------- sentences
 
 def _name(n: str) -> str:
-    from clvsmim.methods import display_name
 
     return display_name(n)
 
 
 def tsne_paragraph(results: Mapping[str, dict], claim=None) -> str:
     """What F5 shows on these models (silhouettes) and C5's verdict on the analysis images."""
-    from clvsmim.claims import with_claim
 
     parts = [f"{_name(n)}: silhouette by image {fmt_number(r['silhouette_image'])}, "
              f"by class {fmt_number(r['silhouette_class'])}" for n, r in results.items()]
@@ -269,7 +270,6 @@ def tsne_paragraph(results: Mapping[str, dict], claim=None) -> str:
 
 def fourier_paragraph(curves: Mapping[str, Sequence[float]], claim=None) -> str:
     """F6 on these models: mean over depth, the trend at the last depths (MIM's implicit decoder)."""
-    from clvsmim.claims import with_claim
 
     models = [n for n in curves if n != "depth"]
     means = {n: sum(curves[n]) / len(curves[n]) for n in models}
@@ -325,7 +325,6 @@ def fourier_order_sentence(cl: Sequence[float], mim: Sequence[float]) -> str:
 
 
 def cosine_paragraph(curves: Mapping[str, Sequence[float]], claim=None) -> str:
-    from clvsmim.claims import with_claim
 
     models = [n for n in curves if n != "depth"]
     text = ("Mean cosine similarity between the patch tokens of one image at the last depth: "
@@ -357,8 +356,6 @@ def svd_paragraph(spectra: Mapping[str, Any]) -> str:
 
 
 def shape_paragraph(rows: Mapping[str, dict], claim=None) -> str:
-    from clvsmim.claims import with_claim
-    from clvsmim.evaluation import shape_bias_standard_error
 
     text = ("Shape bias = decisions that follow the shape / decisions that follow either the shape or the texture, "
             "on cue-conflict images (the shape of one class filled with another class's texture), for a linear "
@@ -377,7 +374,6 @@ def shape_paragraph(rows: Mapping[str, dict], claim=None) -> str:
 def eval_size(profile, data_root: str | None = None) -> int | None:
     """Number of evaluation images (what every accuracy of the zoo's evaluations is over), or
     ``None`` when the split cannot be opened."""
-    from clvsmim.data import open_dataset
 
     try:
         return len(open_dataset(profile.with_data_root(data_root).data, "eval"))
@@ -399,7 +395,6 @@ def noise_paragraph(rows: Mapping[str, dict], num_images: int | None = None) -> 
     changes exceeds twice its standard error, from the binomial standard errors of the four
     accuracies over ``num_images`` evaluation images (treated as independent: conservative for
     the paired clean / noisy accuracies). Without ``num_images`` it is not scored."""
-    from clvsmim.book.units import points
 
     def change(r, key):
         return None if r["clean"] is None or r[key] is None else r[key] - r["clean"]

@@ -14,6 +14,11 @@ from typing import Any, Mapping
 
 from clvsmim.book.chapters.common import cluster_strength_note
 from clvsmim.claims import VERDICT_MARKS
+from clvsmim.claims import ROWS
+from clvsmim.book.units import claim_value_kind
+from clvsmim.book.toc import find_root
+from clvsmim.claims import ClaimsTable
+from clvsmim.claims import claim_markdown
 
 __all__ = ["SHORT", "VERDICT_MARK", "VERDICT_COLOR", "value_text", "summary_grid", "grid_markdown", "grid_html",
            "table_html", "seeds_table_html", "recorded_table", "table_of_record", "verdict_paragraph",
@@ -97,8 +102,6 @@ def summary_grid(table: Any) -> list[dict[str, Any]]:
     """One entry per table row: ``{"row", "claims": [{"id", "verdict", "cl", "mim", "note"}]}``
     where ``cl`` / ``mim`` are the cell lines (description, statistic, number). Accuracies are in
     percent, accuracy differences in points (:mod:`clvsmim.book.units`)."""
-    from clvsmim.claims import ROWS
-    from clvsmim.book.units import claim_value_kind
 
     d = claims_json(table)
     by_id = {c["id"]: c for c in d["claims"]}
@@ -211,8 +214,6 @@ def recorded_table(profile: str, root: str | Path | None = None) -> Any:
     """The multi-seed claims table recorded for ``profile`` (:data:`RECORDED_TABLE` under the
     project root, default: found from the cwd), loaded with its verdicts re-checked; ``None``
     when none is recorded."""
-    from clvsmim.book.toc import find_root
-    from clvsmim.claims import ClaimsTable
 
     if root is None:
         try:
@@ -305,7 +306,6 @@ def seed_disagreements(table: Any) -> str:
 def claims_paragraphs(table: Any) -> str:
     """One paragraph per claim (:func:`clvsmim.claims.claim_markdown` of the first seed), with
     every seed's verdict when there are several."""
-    from clvsmim.claims import claim_markdown
 
     by_id = {c["id"]: c for c in claims_json(table)["claims"]}
     out = []

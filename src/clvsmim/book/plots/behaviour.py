@@ -12,6 +12,8 @@ import numpy as np
 
 from clvsmim.book.chapters.common import PAPER_RUN_MARK
 from clvsmim.book.figures import FAMILY_COLOR, plot_kwargs, set_depth_ticks, bare_axes
+from clvsmim.methods import display_name
+from clvsmim.book.figures import style_for
 
 __all__ = ["FAMILY_MARKER", "LITERATURE_PROBE_NOTE", "family_of", "plot_behaviour", "plot_query_attention",
            "plot_depth_metric", "plot_nmi", "plot_per_head", "CONTROL_STYLE"]
@@ -41,7 +43,6 @@ def family_of(name: str) -> str:
 
 
 def _label(name: str) -> str:
-    from clvsmim.methods import display_name
 
     return display_name(name)
 
@@ -57,7 +58,6 @@ def _point(ax, x, y, family: str, filled: bool = True, text: str | None = None, 
 def _size_line(ax, xs, ys, label: str, family: str, verified: Sequence[bool], style_key: str | None = None,
                linestyle: str = "-") -> None:
     """One method across model sizes: family colour, the method's own marker (hollow where unverified)."""
-    from clvsmim.book.figures import style_for
 
     color = FAMILY_COLOR.get(family, "#7f7f7f")
     try:

@@ -3,6 +3,9 @@ attention distance / NMI / Fourier curves coloured by λ (:func:`clvsmim.book.fi
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
+from clvsmim.book.figures import FAMILY_COLOR, lam_color
+from clvsmim.book.figures import lam_color
+from clvsmim.book.plots.representation import CONTROL_STYLE
 
 __all__ = ["plot_sweep", "plot_hybrid_curves"]
 
@@ -12,7 +15,6 @@ def plot_sweep(points: Sequence[Mapping[str, Any]]):
     point per λ, joined in λ order and annotated ``λ=…`` (the endpoints also ``(MIM)`` / ``(CL)``)."""
     import matplotlib.pyplot as plt
 
-    from clvsmim.book.figures import FAMILY_COLOR, lam_color
 
     pts = sorted(points, key=lambda p: p["lam"])
     xs = [100.0 * p["linear_probe"] for p in pts]
@@ -49,8 +51,6 @@ def plot_hybrid_curves(curves: Mapping[str, Any]):
     per λ coloured from MIM blue (λ = 0) to CL red (λ = 1); the control grey and dashed."""
     import matplotlib.pyplot as plt
 
-    from clvsmim.book.figures import lam_color
-    from clvsmim.book.plots.representation import CONTROL_STYLE
 
     panels = [("attention_distance", "blocks", "attention distance (px)", "block"),
               ("nmi", "blocks", "NMI", "block"),

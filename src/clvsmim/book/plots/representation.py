@@ -7,6 +7,8 @@ import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from clvsmim.methods import display_name
+from clvsmim.book.figures import plot_kwargs
 
 __all__ = ["plot_position_ablation", "CONTROL_STYLE", "CLASS_COLORS", "model_style", "plot_token_tsne", "plot_depth_curves", "plot_fourier",
            "plot_token_similarity", "plot_svd_spectra", "plot_shape_bias", "plot_noise_robustness"]
@@ -20,7 +22,6 @@ CLASS_COLORS = ("#1b1b8f", "#b8339b", "#f2a23a", "#2ca02c", "#17becf", "#8c564b"
 
 
 def _display(name: str) -> str:
-    from clvsmim.methods import display_name
 
     return display_name(name)
 
@@ -28,7 +29,6 @@ def _display(name: str) -> str:
 def model_style(name: str, **override: Any) -> dict[str, Any]:
     """``ax.plot`` keywords of a zoo model: the method's style (:func:`clvsmim.book.figures.plot_kwargs`),
     the control grey and dashed; label = display name."""
-    from clvsmim.book.figures import plot_kwargs
 
     if name.split("-")[0] == "random":
         kw = {**CONTROL_STYLE, "label": _display(name)}

@@ -3,6 +3,7 @@ drawn with matplotlib (from :func:`clvsmim.book.chapters.summary.summary_grid`).
 from __future__ import annotations
 
 from typing import Any, Sequence
+from clvsmim.book.figures import FAMILY_COLOR
 
 __all__ = ["VERDICT_COLOR", "plot_summary_table"]
 
@@ -19,7 +20,6 @@ def plot_summary_table(grid: Sequence[dict[str, Any]], cl_title: str = "Contrast
     statistic, number — followed by a coloured verdict badge ``[C1 ✓]``."""
     import matplotlib.pyplot as plt
 
-    from clvsmim.book.figures import FAMILY_COLOR
 
     line_h = 0.32  # inches per text line
     n_lines = [sum(2 if e["note"] else 1 for e in row["claims"]) or 1 for row in grid]
