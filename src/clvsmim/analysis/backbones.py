@@ -15,9 +15,8 @@ from torch import nn
 from clvsmim.data import IMAGENET_MEAN, IMAGENET_STD
 from clvsmim.methods import OFFICIAL_NAMES
 from clvsmim.models import square_geometry
-from clvsmim.weights import REGISTRY, build_architecture, load_pretrained
-from clvsmim.weights import build_architecture, convert, infer_architecture, load_checkpoint, read_checkpoint
-from clvsmim.weights import REGISTRY
+from clvsmim.weights import (REGISTRY, build_architecture, convert, infer_architecture, load_checkpoint,
+                             load_pretrained, read_checkpoint)
 
 #: Bumped when the layout of ``metrics.json`` changes.
 

@@ -7,8 +7,7 @@ from pathlib import Path
 import torch
 
 from clvsmim.analysis.backbones import AnalyzeError
-from clvsmim.data import SyntheticSet
-from clvsmim.data import EVAL_SEED_OFFSET, SHAPES, ImageFolderDataset, make_synthetic
+from clvsmim.data import EVAL_SEED_OFFSET, SHAPES, ImageFolderDataset, SyntheticSet, make_synthetic
 
 #: Bumped when the layout of ``metrics.json`` changes.
 

@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from clvsmim.models import geometry, sincos_pos_embed_2d
 from clvsmim.analysis.tokens import relative_log_amplitude
 from clvsmim.book.report import analysis_images, backbone, normalised_batches
+from clvsmim.models import geometry, sincos_pos_embed_2d
 
 __all__ = ["own_position_embedding", "depth0_tokens", "depth0_position_ablation", "position_ablation"]
 

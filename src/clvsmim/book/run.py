@@ -48,11 +48,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from clvsmim.cache import write_json_atomic
 from clvsmim.book.execute import ChapterResult, ensure_zoo, execute_chapter
 from clvsmim.book.html import assemble_book, build_html
-from clvsmim.book.toc import (CHAPTER_SUFFIX, SOURCES, Entry, chapter_hash, default_source, find_root, log, package_hash,
-                              read_entries)
+from clvsmim.book.toc import (CHAPTER_SUFFIX, SOURCES, Entry, chapter_hash, default_source, find_root, log,
+                              package_hash, read_entries)
+from clvsmim.cache import write_json_atomic
 from clvsmim.config import load_profile
 from clvsmim.data import open_dataset
 

@@ -12,9 +12,8 @@ from typing import Any, Iterable
 
 import yaml
 
-from clvsmim.paths import PACKAGE_DIR
 from clvsmim.config import PROFILE_DIR
-
+from clvsmim.paths import PACKAGE_DIR
 
 log = logging.getLogger("clvsmim.book")
 

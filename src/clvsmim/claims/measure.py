@@ -6,19 +6,17 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from clvsmim.analysis import PatchTokens, analyze, image_cluster_score
+from clvsmim.book.paperbook import cache_name
+from clvsmim.book.report import analysis_images, backbone, model_analysis, normalised_batches, resolve_device
 from clvsmim.cache import cached_json
-from clvsmim.config import Profile, config_key, seed_profile
 from clvsmim.claims.rules import CLAIMS, evaluate_claims
 from clvsmim.claims.table import ClaimsTable, aggregate
 from clvsmim.claims.verdict import Measurements
+from clvsmim.config import Profile, config_key, seed_profile
 from clvsmim.paths import cache_dir
-from clvsmim.book.paperbook import cache_name
-from clvsmim.analysis import PatchTokens, analyze, image_cluster_score
-from clvsmim.book.report import analysis_images, backbone, normalised_batches, resolve_device
 from clvsmim.train import zoo
-from clvsmim.book.report import model_analysis
 from clvsmim.uncertainty import per_image_statistics
-
 
 # --------------------------------------------------------------------------- measuring
 

@@ -6,14 +6,13 @@ import dataclasses
 import math
 from typing import Any, Callable, Iterable, Sequence
 
-from clvsmim.claims.definitions import C6_MIN_CUE_OVER_CHANCE, CONTROL_RULE, Claim, MARGINS, make_claim, is_finite, missing_claim
-from clvsmim.claims.verdict import Measurements, dig, image_ses, mean_or_none, ordered_verdict, fmt_value, rate_ses, se_text, last_third
-from clvsmim.data import SHAPES
-from clvsmim.uncertainty import rate_difference_se
-from clvsmim.uncertainty import rate_difference_se, threshold
-from clvsmim.uncertainty import rate_difference_se, three_way, threshold
 from clvsmim.book.units import claim_value_kind, percent, points
-
+from clvsmim.claims.definitions import (C6_MIN_CUE_OVER_CHANCE, CONTROL_RULE, MARGINS, Claim, is_finite, make_claim,
+                                        missing_claim)
+from clvsmim.claims.verdict import (Measurements, dig, fmt_value, image_ses, last_third, mean_or_none,
+                                    ordered_verdict, rate_ses, se_text)
+from clvsmim.data import SHAPES
+from clvsmim.uncertainty import rate_difference_se, three_way, threshold
 
 # --------------------------------------------------------------------------- the claims
 

@@ -10,14 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from clvsmim.cache import json_safe as _json_safe, write_json_atomic
-from clvsmim.config import Profile
-from clvsmim.claims.definitions import CONTROL_RULE, Claim, MARGINS, VERDICTS, VERDICT_MARKS, is_finite
+from clvsmim.book.units import ACCURACY_DIGITS, claim_value_kind, percent, points, to_percent
+from clvsmim.cache import json_safe as _json_safe
+from clvsmim.cache import write_json_atomic
+from clvsmim.claims.definitions import CONTROL_RULE, MARGINS, VERDICT_MARKS, VERDICTS, Claim, is_finite
 from clvsmim.claims.rules import _num
-from clvsmim.book.units import ACCURACY_DIGITS, to_percent
-from clvsmim.book.units import claim_value_kind, percent, points
-from clvsmim.book.units import claim_value_kind
-
+from clvsmim.config import Profile
 
 # --------------------------------------------------------------------------- seeds
 

@@ -6,13 +6,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from clvsmim.claims.definitions import Claim, make_claim, is_finite, missing_claim
-from clvsmim.book.units import percent, points
-from clvsmim.uncertainty import threshold, three_way
-from clvsmim.book.units import claim_value_kind
-from clvsmim.uncertainty import paired_bootstrap_se, per_image_values
-from clvsmim.uncertainty import rate_difference_se
-
+from clvsmim.book.units import claim_value_kind, percent, points
+from clvsmim.claims.definitions import Claim, is_finite, make_claim, missing_claim
+from clvsmim.uncertainty import paired_bootstrap_se, per_image_values, rate_difference_se, three_way, threshold
 
 # --------------------------------------------------------------------------- inputs
 

@@ -32,15 +32,15 @@ from torch import nn
 
 from clvsmim.cache import json_safe
 from clvsmim.config import Profile, to_dict
-from clvsmim.models import geometry
-from clvsmim.precision import native_bf16
+from clvsmim.data import open_dataset
 from clvsmim.evaluation.dense import DENSE_MAX_TRAIN_IMAGES, dense_probe, dense_probe_from_tokens, segmentation_scores
 from clvsmim.evaluation.features import device_of, extract_features, extract_tokens, linear_probe, probe_predict
 from clvsmim.evaluation.finetune import FINETUNE_CROP_SCALE, finetune
 from clvsmim.evaluation.robustness import (NOISE_CUTOFF, NOISE_STRENGTH, SHAPE_TEXTURE_SIZES, band_limited_noise,
                                            noise_robustness, shape_bias_from_predictions, shape_bias_standard_error,
                                            shape_texture_bias)
-from clvsmim.data import open_dataset
+from clvsmim.models import geometry
+from clvsmim.precision import native_bf16
 
 __all__ = [
     "extract_features", "extract_tokens", "probe_predict", "linear_probe", "finetune",

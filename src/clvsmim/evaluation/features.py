@@ -7,12 +7,10 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from clvsmim.data import augment
 from clvsmim.analysis import PatchTokens, PooledFeatures, analyze
 from clvsmim.analysis.probe import linear_probe_per_layer, train_linear_probe
 from clvsmim.config import EvalConfig
-from clvsmim.data import get_batch
-
+from clvsmim.data import augment, get_batch
 
 # --------------------------------------------------------------------------- helpers
 

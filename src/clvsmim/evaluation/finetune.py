@@ -9,16 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clvsmim.data import augment
 from clvsmim.config import EvalConfig
+from clvsmim.data import augment, get_batch
+from clvsmim.evaluation.features import EvalMode, device_of, image_batches, labels_of, num_classes_of
 from clvsmim.models import geometry
 from clvsmim.precision import autocast_for
 from clvsmim.rng import sample_seed
-from clvsmim.evaluation.features import EvalMode, image_batches, device_of, labels_of, num_classes_of
-from clvsmim.train.trainer import param_groups
-from clvsmim.train.trainer import CosineSchedule
-from clvsmim.data import get_batch
-
+from clvsmim.train.trainer import CosineSchedule, param_groups
 
 # --------------------------------------------------------------------------- fine-tuning
 

@@ -8,11 +8,10 @@ import torch
 from torch import nn
 
 from clvsmim.config import EvalConfig
+from clvsmim.data import EVAL_SEED_OFFSET, load_synthetic
+from clvsmim.evaluation.features import accuracy, extract_features, labels_of, num_classes_of, probe_predict
 from clvsmim.models import geometry
 from clvsmim.rng import hash_normal, sample_seed
-from clvsmim.evaluation.features import accuracy, labels_of, num_classes_of, extract_features, probe_predict
-from clvsmim.data import EVAL_SEED_OFFSET, load_synthetic
-
 
 # --------------------------------------------------------------------------- shape vs texture
 

@@ -9,16 +9,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from clvsmim.analysis.model_report import _normalise, analysis_order, dataset_labels
+from clvsmim.book import report
+from clvsmim.book.figures import book_out_dir, figures_dir, style_for
+from clvsmim.book.report import display_name
+from clvsmim.data import IMAGENET_MEAN, IMAGENET_STD, get_batch
+from clvsmim.data.augment import normalize
 from clvsmim.explorer.page import DataFolder, ModelEntry, embedded_html, standalone_page, write_data_folder
 from clvsmim.explorer.payload import BUDGET_BYTES, Measured, images_within_budget, measure_attention
-from clvsmim.book.figures import style_for
-from clvsmim.book.report import display_name
 from clvsmim.models import geometry
-from clvsmim.book import report
-from clvsmim.data.augment import normalize
-from clvsmim.book.figures import book_out_dir, figures_dir
-from clvsmim.analysis.model_report import _normalise, analysis_order, dataset_labels
-from clvsmim.data import IMAGENET_MEAN, IMAGENET_STD, get_batch
 
 #: Where the book's explorers live: ``<book out>/explorer/<id>/``; ``clvsmim book`` copies that
 #: folder into the HTML's ``_static/explorer/`` (:func:`clvsmim.book.run.assemble_book`).

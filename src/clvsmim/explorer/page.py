@@ -20,9 +20,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from clvsmim.explorer.payload import GLOBAL, Measured, js_assignment, js_payload, pack_payload, payload_file_name
-from clvsmim.explorer.payload import encode_rows
-from clvsmim.explorer.payload import decode_rows
+from clvsmim.explorer.payload import (GLOBAL, Measured, decode_rows, encode_rows, js_assignment, js_payload,
+                                      pack_payload, payload_file_name)
 
 #: The page's script and stylesheet (package data of ``clvsmim.explorer``).
 ASSETS = ("explorer.js", "explorer.css")

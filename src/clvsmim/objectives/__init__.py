@@ -7,13 +7,13 @@ seeds, and returns ``{"loss": ..., <detached scalars>}``.
 from __future__ import annotations
 
 from clvsmim.config import ModelConfig, Profile
+from clvsmim.families import family_model_config
 from clvsmim.models import build_vit
 from clvsmim.objectives.base import Objective
 from clvsmim.objectives.hybrid import Hybrid
 from clvsmim.objectives.mae import MAE, MAEDecoder
 from clvsmim.objectives.moco import MoCo, momentum_at
 from clvsmim.objectives.simmim import SimMIM
-from clvsmim.families import family_model_config
 
 OBJECTIVES = ("moco", "simmim", "mae", "hybrid")
 

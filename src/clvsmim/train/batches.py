@@ -7,9 +7,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from clvsmim.rng import pcg_hash
 from clvsmim.data import get_batch
-
+from clvsmim.rng import pcg_hash
 
 # --------------------------------------------------------------------------- data order
 

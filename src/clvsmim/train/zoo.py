@@ -46,16 +46,14 @@ import torch
 
 from clvsmim.cache import write_json_atomic
 from clvsmim.config import DataConfig, ModelConfig, Profile, TrainConfig, config_key, to_dict, train_config_for
-from clvsmim.paths import cache_dir
-from clvsmim.families import family_model_config
-from clvsmim.train.checkpoint import save_atomic
-from clvsmim.models import build_vit
-from clvsmim.train import trainer
 from clvsmim.data import open_dataset
+from clvsmim.evaluation import evaluate_model, finetune_precision
+from clvsmim.families import family_model_config
+from clvsmim.models import build_vit
 from clvsmim.objectives import build_objective
-from clvsmim.train.checkpoint import load_encoder
-from clvsmim.evaluation import finetune_precision
-from clvsmim.evaluation import evaluate_model
+from clvsmim.paths import cache_dir
+from clvsmim.train import trainer
+from clvsmim.train.checkpoint import load_encoder, save_atomic
 
 __all__ = [
     "ZOO_FORMAT", "EVAL_FORMAT", "OBJECTIVES", "ModelSpec", "ZooBuildError", "default_size", "zoo_specs",

@@ -33,13 +33,10 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from clvsmim.weights.registry import HEADS_BY_DIM, Architecture, WeightEntry, get_entry
-from clvsmim.config import ModelConfig
+from clvsmim.config import MAEConfig, ModelConfig
+from clvsmim.objectives.mae import MAE, MAEDecoder
 from clvsmim.weights.download import fetch
-from clvsmim.objectives.mae import MAEDecoder
-from clvsmim.config import MAEConfig
-from clvsmim.objectives.mae import MAE
-from clvsmim.weights.registry import REGISTRY
+from clvsmim.weights.registry import HEADS_BY_DIM, REGISTRY, Architecture, WeightEntry, get_entry
 
 
 class CheckpointError(RuntimeError):

@@ -24,16 +24,16 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from clvsmim.book.chapters.common import compare_sentence, fmt_number
-from clvsmim.train import zoo
-from clvsmim.train.checkpoint import load_objective_state
-from clvsmim.objectives import build_objective
 from clvsmim.analysis import FourierSums, analyze
 from clvsmim.analysis.collectors import Batch
-from clvsmim.data.augment import normalize
-from clvsmim.models import Captured, geometry
+from clvsmim.book.chapters.common import compare_sentence, fmt_number
 from clvsmim.data import open_dataset
+from clvsmim.data.augment import normalize
 from clvsmim.methods import display_name
+from clvsmim.models import Captured, geometry
+from clvsmim.objectives import build_objective
+from clvsmim.train import zoo
+from clvsmim.train.checkpoint import load_objective_state
 
 __all__ = ["linear_probe_summary", "mae_objective", "mae_fourier", "reconstruction_strip", "fourier_summary",
            "chance_level", "probe_sentences", "fourier_sentences"]

@@ -16,11 +16,11 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from clvsmim.data import SHAPES, TEXTURES, open_dataset
-from clvsmim.data.augment import denormalize, mae_masking, moco_views, simmim_mask, to_float
+
 from clvsmim.book.report import analysis_images
+from clvsmim.data import SHAPES, TEXTURES, load_synthetic, open_dataset
+from clvsmim.data.augment import denormalize, mae_masking, moco_views, simmim_mask, to_float
 from clvsmim.rng import sample_seed
-from clvsmim.data import SHAPES, TEXTURES, load_synthetic
 
 __all__ = ["overview_data", "dataset_samples", "mask_to_pixels", "grey_out", "describe_overview"]
 

@@ -21,17 +21,16 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from clvsmim.book.chapters.common import (  # noqa: F401  (also read as attributes of this module)
-    FAMILIES, LITERATURE_COLUMNS, PAPER_RUN_MARK, SIZE_ORDER, STATUSES, compare_sentence, evaluations_by_name,
-    fmt_number, read_literature, verdict,
-)
-from clvsmim.claims import last_third
-from clvsmim.book import report
-from clvsmim.data import open_dataset
 from clvsmim.analysis import QueryMaps, analyze
+from clvsmim.book import report
+from clvsmim.book.chapters.common import (FAMILIES,  # noqa: F401  (also read as attributes of this module)
+                                          LITERATURE_COLUMNS, PAPER_RUN_MARK, SIZE_ORDER, STATUSES, compare_sentence,
+                                          evaluations_by_name, fmt_number, read_literature, verdict)
+from clvsmim.claims import last_third
+from clvsmim.data import open_dataset
 from clvsmim.data.augment import normalize
-from clvsmim.models import geometry
 from clvsmim.methods import display_name
+from clvsmim.models import geometry
 
 __all__ = [
     "is_verified", "literature_panels", "literature_citations", "measured_behaviour",

@@ -16,6 +16,7 @@ import math
 import numbers
 from pathlib import Path
 from typing import Any, Sequence
+
 from clvsmim.train import zoo
 
 __all__ = ["show_bullets", "LITERATURE_COLUMNS", "STATUSES", "FAMILIES", "SIZE_ORDER", "PAPER_RUN_MARK",

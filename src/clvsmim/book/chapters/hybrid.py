@@ -10,12 +10,11 @@ import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from clvsmim.train import zoo
+
 from clvsmim.book import report
-from clvsmim.claims import Measurements
-from clvsmim.claims import with_claim
 from clvsmim.book.units import percent
-from clvsmim.claims import MARGINS, last_third
+from clvsmim.claims import MARGINS, Measurements, last_third, with_claim
+from clvsmim.train import zoo
 
 __all__ = ["CONTROL", "sweep_models", "sweep_points", "sweep_record", "sweep_analyses", "control_analysis",
            "hybrid_curves", "measurements",

@@ -16,22 +16,17 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
-from clvsmim.book.chapters.common import (  # noqa: F401  (also read as attributes of this module)
-    WEAK_SILHOUETTE, cluster_strength_note, fmt_number,
-)
-from clvsmim.book import report
-from clvsmim.train import zoo
-from clvsmim.data import open_dataset
-from clvsmim.cache import cached_json
-from clvsmim.claims import model_cache_path
 from clvsmim.analysis import image_cluster_score, token_tsne
-from clvsmim.data import get_batch, open_dataset
-from clvsmim.evaluation import extract_tokens
-from clvsmim.claims import Measurements, token_cluster_scores
-from clvsmim.methods import display_name
-from clvsmim.claims import with_claim
-from clvsmim.evaluation import shape_bias_standard_error
+from clvsmim.book import report
+from clvsmim.book.chapters.common import (WEAK_SILHOUETTE,  # noqa: F401  (also read as attributes of this module)
+                                          cluster_strength_note, fmt_number)
 from clvsmim.book.units import points
+from clvsmim.cache import cached_json
+from clvsmim.claims import Measurements, model_cache_path, token_cluster_scores, with_claim
+from clvsmim.data import get_batch, open_dataset
+from clvsmim.evaluation import extract_tokens, shape_bias_standard_error
+from clvsmim.methods import display_name
+from clvsmim.train import zoo
 
 __all__ = [
     "CL", "MIM", "MODELS", "CONTROL", "TSNE_FORMAT", "chapter_models", "load_analyses", "load_evaluations",

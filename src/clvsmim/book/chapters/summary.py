@@ -13,12 +13,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from clvsmim.book.chapters.common import cluster_strength_note
-from clvsmim.claims import VERDICT_MARKS
-from clvsmim.claims import ROWS
-from clvsmim.book.units import claim_value_kind
 from clvsmim.book.toc import find_root
-from clvsmim.claims import ClaimsTable
-from clvsmim.claims import claim_markdown
+from clvsmim.book.units import claim_value_kind
+from clvsmim.claims import ROWS, VERDICT_MARKS, ClaimsTable, claim_markdown
 
 __all__ = ["SHORT", "VERDICT_MARK", "VERDICT_COLOR", "value_text", "summary_grid", "grid_markdown", "grid_html",
            "table_html", "seeds_table_html", "recorded_table", "table_of_record", "verdict_paragraph",

@@ -11,9 +11,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from clvsmim.book.chapters.common import PAPER_RUN_MARK
-from clvsmim.book.figures import FAMILY_COLOR, plot_kwargs, set_depth_ticks, bare_axes
+from clvsmim.book.figures import FAMILY_COLOR, bare_axes, plot_kwargs, set_depth_ticks, style_for
 from clvsmim.methods import display_name
-from clvsmim.book.figures import style_for
 
 __all__ = ["FAMILY_MARKER", "LITERATURE_PROBE_NOTE", "family_of", "plot_behaviour", "plot_query_attention",
            "plot_depth_metric", "plot_nmi", "plot_per_head", "CONTROL_STYLE"]

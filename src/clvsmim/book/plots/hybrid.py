@@ -3,8 +3,8 @@ attention distance / NMI / Fourier curves coloured by λ (:func:`clvsmim.book.fi
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
+
 from clvsmim.book.figures import FAMILY_COLOR, lam_color
-from clvsmim.book.figures import lam_color
 from clvsmim.book.plots.representation import CONTROL_STYLE
 
 __all__ = ["plot_sweep", "plot_hybrid_curves"]

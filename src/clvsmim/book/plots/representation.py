@@ -7,8 +7,9 @@ import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from clvsmim.methods import display_name
+
 from clvsmim.book.figures import plot_kwargs
+from clvsmim.methods import display_name
 
 __all__ = ["plot_position_ablation", "CONTROL_STYLE", "CLASS_COLORS", "model_style", "plot_token_tsne", "plot_depth_curves", "plot_fourier",
            "plot_token_similarity", "plot_svd_spectra", "plot_shape_bias", "plot_noise_robustness"]

@@ -3,6 +3,7 @@ drawn with matplotlib (from :func:`clvsmim.book.chapters.summary.summary_grid`).
 from __future__ import annotations
 
 from typing import Any, Sequence
+
 from clvsmim.book.figures import FAMILY_COLOR
 
 __all__ = ["VERDICT_COLOR", "plot_summary_table"]
