@@ -242,9 +242,10 @@ def test_stop_after_then_resume_is_exact_and_finished_run_returns(tmp_path):
 def test_sigterm_checkpoints_the_current_step_and_resume_is_exact(tmp_path, monkeypatch):
     import signal
 
+    from clvsmim.train import runtime
     from clvsmim.train import trainer as trainer_mod
 
-    monkeypatch.setattr(trainer_mod, "_STOP", type(trainer_mod._STOP)())  # a fresh flag for this test
+    monkeypatch.setattr(runtime, "_STOP", type(runtime._STOP)())  # a fresh flag for this test
     cfg = toy_cfg(checkpoint_every=5, log_every=2)
     reference, _ = run_toy(tmp_path / "ref", cfg)
     handler = signal.getsignal(signal.SIGTERM)
@@ -262,7 +263,7 @@ def test_sigterm_checkpoints_the_current_step_and_resume_is_exact(tmp_path, monk
     before = (tmp_path / "run" / "checkpoint.pt").stat().st_mtime_ns
     _, again = run_toy(tmp_path / "run", cfg, objective=make_toy(seed=3), resume=True)
     assert again["step"] == 4 and (tmp_path / "run" / "checkpoint.pt").stat().st_mtime_ns == before
-    trainer_mod._STOP.clear()
+    runtime._STOP.clear()
     resumed, summary = run_toy(tmp_path / "run", cfg, objective=make_toy(seed=7), resume=True)
     assert summary["complete"] and summary["step"] == 8
     assert_same_state(resumed, reference)
