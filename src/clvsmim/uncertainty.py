@@ -26,13 +26,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from clvsmim.analysis import analyze
 from clvsmim.analysis.attention import attention_statistics
 from clvsmim.analysis.collectors import Collector
 from clvsmim.analysis.tokens import cosine_silhouette_samples, diagonal_log_amplitude, token_cosine_similarity
 
 __all__ = ["Z", "BOOTSTRAP_SAMPLES", "PER_IMAGE_FORMAT", "bootstrap_se", "paired_bootstrap_se", "binomial_se",
-           "rate_difference_se", "threshold", "three_way", "model_per_image_statistics", "per_image_statistics",
+           "rate_difference_se", "threshold", "three_way", "per_image_statistics",
            "per_image_values"]
 
 #: How many standard errors a difference must exceed to count.
@@ -143,16 +142,6 @@ class PerImageMetrics(Collector):
         return out
 
 
-def model_per_image_statistics(model, images, batch_size: int, device) -> dict[str, Any]:
-    """The per-image values of :func:`per_image_statistics` for an encoder ``model`` (on
-    ``device``) and uint8 ``images`` (``n×3×S×S``), in batches of ``batch_size``: one
-    :func:`clvsmim.analysis.analyze` pass with a :class:`PerImageMetrics` collector."""
-    from clvsmim.book.report import normalised_batches
-
-    batches = normalised_batches(images, batch_size, device)
-    return analyze(model, batches, {"rows": PerImageMetrics()}, device=device)["rows"]
-
-
 def per_image_statistics(profile, name: str, source: str = "zoo", data_root: str | None = None,
                          device: str = "auto", n: int | None = None) -> dict[str, Any]:
     """Per-image values behind C1–C5, on :func:`clvsmim.book.report.analysis_images`, cached as JSON
@@ -166,11 +155,8 @@ def per_image_statistics(profile, name: str, source: str = "zoo", data_root: str
     path = model_cache_path(profile, name, "perimage", {"format": PER_IMAGE_FORMAT, "n": n}, source, data_root)
 
     def compute() -> dict[str, Any]:
-        from clvsmim.book.report import analysis_images, backbone, resolve_device
+        from clvsmim.book.report import analysis_pass
 
-        dev = resolve_device(device)
-        model = backbone(profile, name, source, data_root, dev)
-        images, _ = analysis_images(profile, data_root, n)
-        return model_per_image_statistics(model, images, profile.eval.batch_size, dev)
+        return analysis_pass(profile, name, {"rows": PerImageMetrics()}, source, data_root, device, n)["rows"]
 
     return cached_json(path, compute)

@@ -95,22 +95,27 @@ def _analysis_path(profile: Profile, name: str, source: str, data_root: str | No
     return cache_dir("official", cache_name(profile, name)) / f"analysis-{key}.json"
 
 
-def model_analysis(profile: Profile, name: str, source: str = "zoo", data_root: str | None = None,
-                   device: str = "auto", n: int | None = None) -> dict[str, Any]:
-    """:func:`clvsmim.analysis.analyze` of one model on :func:`analysis_images`, cached as JSON."""
+def analysis_pass(profile: Profile, name: str, collectors=None, source: str = "zoo", data_root: str | None = None,
+                  device: str = "auto", n: int | None = None):
+    """ONE :func:`clvsmim.analysis.analyze` pass of the model ``name`` over the first ``n``
+    :func:`analysis_images` (the images are read before the, possibly large, checkpoint, so bad
+    input fails fast). ``collectors=None``: the per-depth metrics, the spectrum on every image
+    (the book's analysis sets are small)."""
     from clvsmim.analysis import analyze
 
+    dev = resolve_device(device)
+    images, _ = analysis_images(profile, data_root, n)
+    model = backbone(profile, name, source, data_root, dev)
+    return analyze(model, normalised_batches(images, profile.eval.batch_size, dev), collectors, device=dev,
+                   spectrum_every=1)
+
+
+def model_analysis(profile: Profile, name: str, source: str = "zoo", data_root: str | None = None,
+                   device: str = "auto", n: int | None = None) -> dict[str, Any]:
+    """:func:`analysis_pass` of one model (every metric), cached as JSON next to the model."""
     n = n or profile.eval.num_analysis_images
-
-    def compute() -> dict[str, Any]:
-        dev = resolve_device(device)
-        images, _ = analysis_images(profile, data_root, n)  # before the (large) checkpoint: bad input fails fast
-        model = backbone(profile, name, source, data_root, dev)
-        # the book's analysis sets are small: the spectrum uses every image
-        return analyze(model, normalised_batches(images, profile.eval.batch_size, dev), device=dev,
-                       spectrum_every=1)
-
-    return cached_json(_analysis_path(profile, name, source, data_root, n), compute)
+    return cached_json(_analysis_path(profile, name, source, data_root, n),
+                       lambda: analysis_pass(profile, name, None, source, data_root, device, n))
 
 
 def model_analyses(profile: Profile, names: list[str], **kwargs) -> dict[str, dict[str, Any]]:

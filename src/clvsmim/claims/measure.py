@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from clvsmim.analysis import PatchTokens, analyze, image_cluster_score
+from clvsmim.analysis import PatchTokens, image_cluster_score
 from clvsmim.book.paperbook import cache_name
-from clvsmim.book.report import analysis_images, backbone, model_analysis, normalised_batches, resolve_device
+from clvsmim.book.report import analysis_pass, model_analysis
 from clvsmim.cache import cached_json
 from clvsmim.claims.rules import CLAIMS, evaluate_claims
 from clvsmim.claims.table import ClaimsTable, aggregate
@@ -50,14 +50,11 @@ def token_cluster_scores(profile: Profile, name: str, source: str = "zoo", data_
         import torch
 
 
-        dev = resolve_device(device)
-        model = backbone(profile, name, source, data_root, dev)
-        images, _ = analysis_images(profile, data_root, n)
-        batches = normalised_batches(images, profile.eval.batch_size, dev)
-        per_depth = analyze(model, batches, {"tokens": PatchTokens(depths=None)}, device=dev)["tokens"]
-        ids = torch.arange(len(images))
+        collectors = {"tokens": PatchTokens(depths=None)}
+        per_depth = analysis_pass(profile, name, collectors, source, data_root, device, n)["tokens"]
+        ids = torch.arange(len(per_depth[0]))
         scores = [image_cluster_score(z, ids, num_prefix_tokens=0) for z in per_depth]
-        return {"depths": list(range(len(scores))), "score": scores, "num_images": len(images)}
+        return {"depths": list(range(len(scores))), "score": scores, "num_images": len(ids)}
 
     return cached_json(path, compute)
 
