@@ -25,12 +25,13 @@ from clvsmim.book import paperbook, report
 from clvsmim.book.chapters import architecture as ch
 from clvsmim.book.chapters.common import evaluations_by_name, show_bullets
 from clvsmim.config import load_profile
+from clvsmim.methods import ModelRef
 from clvsmim.book.figures import save_figure, use_style
 from clvsmim.book.plots import architecture as plots
 from clvsmim.rng import sample_seed
 
 use_style()
-cfg = load_profile(profile, images)
+cfg = load_profile(profile, images).with_data_root(data_root)
 
 
 # %% [markdown]
@@ -45,11 +46,11 @@ cfg = load_profile(profile, images)
 
 # %%
 probed = ["moco", "simmim", "mae", "random"]
-evals = (paperbook.probe_evaluations(cfg, probed, data_root, device) if source == "official"
-         else evaluations_by_name(cfg, probed, data_root))
+evals = (paperbook.probe_evaluations(cfg, probed, device) if source == "official"
+         else evaluations_by_name(cfg, probed))
 summary = ch.linear_probe_summary(evals)
 control = summary.pop("random", None)
-chance = ch.chance_level(cfg, data_root)
+chance = ch.chance_level(cfg)
 fig = plots.plot_linear_probe_depths(summary, control, chance=chance)
 save_figure(fig, "F7", {"curves": summary, "control": control, "chance": chance, "pool": "mean", "source": source},
             models=list(summary) + (["random"] if control else []),
@@ -75,12 +76,11 @@ show_bullets(ch.probe_sentences(summary))
 
 # %%
 dev = report.resolve_device(device)
-mae = ch.mae_objective(cfg, source, data_root, dev)
-images, _ = report.analysis_images(cfg, data_root)
+mae = ch.mae_objective(cfg, source, dev)
+images, _ = report.analysis_images(cfg)
 seeds = sample_seed(seed, 0, torch.arange(len(images)))
 fourier = ch.mae_fourier(mae, images, seeds, cfg.mae.mask_ratio, batch_size=cfg.eval.batch_size)
-simmim_curve = report.model_analysis(cfg, "simmim", source=source, data_root=data_root,
-                                     device=device)["fourier"]["delta_log_amplitude"]
+simmim_curve = report.model_analysis(ModelRef(cfg, "simmim", source), device)["fourier"]["delta_log_amplitude"]
 strip = ch.reconstruction_strip(mae, images[:3], seeds[:3], cfg.mae.mask_ratio)
 fig = plots.plot_mae_fourier(fourier, simmim_curve, strip)
 f8_summary = ch.fourier_summary(fourier, simmim_curve)

@@ -38,7 +38,7 @@ from clvsmim.book.figures import save_figure, use_style
 from clvsmim.book.plots import background as plots
 
 use_style()
-cfg = load_profile(profile, images)
+cfg = load_profile(profile, images).with_data_root(data_root)
 pd.DataFrame({
     "setting": ["image size (px)", "patch size (px)", "tokens", "MoCo v3 crop scale", "SimMIM mask ratio",
                 "SimMIM mask patch (px)", "MAE mask ratio"],
@@ -57,7 +57,7 @@ pd.DataFrame({
 # grey. Below: the two objectives as diagrams.
 
 # %%
-overview = ch.overview_data(cfg, data_root, n=3, seed=seed)
+overview = ch.overview_data(cfg, n=3, seed=seed)
 fig = plots.plot_overview(overview)
 save_figure(fig, "F0", overview["record"], models=[],
             caption="CL vs MIM: two MoCo v3 views per image (attract / repel) and the SimMIM block and MAE "

@@ -32,13 +32,14 @@ from IPython.display import Markdown, display
 
 from clvsmim.book import paperbook, report
 from clvsmim.book.chapters import behaviour as ch
-from clvsmim.book.chapters.common import show_bullets
+from clvsmim.book.chapters.common import control_analysis, show_bullets
 from clvsmim.config import load_profile
+from clvsmim.methods import ModelRef
 from clvsmim.book.figures import save_figure, use_style
 from clvsmim.book.plots import behaviour as plots
 
 use_style()
-cfg = load_profile(profile, images)
+cfg = load_profile(profile, images).with_data_root(data_root)
 
 
 # %% [markdown]
@@ -60,7 +61,7 @@ literature = ch.read_literature("data/literature.csv")
 lit_panels = ch.literature_panels(literature)
 sizes = list(cfg.sizes)
 names = ["moco", "simmim", "mae"] + [f"{m}-{s}" for m in ("moco", "simmim") for s in sizes]
-evals = ch.evaluations_by_name(cfg, names, data_root)
+evals = ch.evaluations_by_name(cfg, names)
 measured = ch.measured_behaviour(evals, sizes)
 fig = plots.plot_behaviour(lit_panels, measured)
 save_figure(fig, "F1", {"literature": lit_panels, "measured": measured, "sizes": sizes},
@@ -93,7 +94,7 @@ display(Markdown(ch.literature_citations(literature)))
 # both queries look at the object — while MIM's maps stay near the query.
 
 # %%
-f2 = ch.query_attention_data(cfg, ["moco", "simmim"], source=source, data_root=data_root, device=device)
+f2 = ch.query_attention_data([ModelRef(cfg, n, source) for n in ("moco", "simmim")], device=device)
 fig = plots.plot_query_attention(f2)
 save_figure(fig, "F2", ch.query_attention_record(f2), models=f2["models"],
             caption=f"Head-averaged attention of an object and a background query patch in block {f2['block']}, "
@@ -117,8 +118,7 @@ from IPython.display import HTML
 
 from clvsmim.explorer import book_explorer
 
-explorer = book_explorer(cfg, ["moco", "simmim"], control="random", source=source, data_root=data_root,
-                         device=device, start=f2)
+explorer = book_explorer([ModelRef(cfg, n, source) for n in ("moco", "simmim")], device=device, start=f2)
 display(Markdown(f"{explorer['images']} analysis images, {explorer['page_bytes'] / 1e6:.2f} MB of attention data "
                  f"(its numbers: `figures/F2-explorer.npz`, or the download link in the explorer)."))
 HTML(explorer["html"])
@@ -131,9 +131,8 @@ HTML(explorer["html"])
 # dashed line is the same network untrained (random initialisation).
 
 # %%
-analyses = report.model_analyses(cfg, ["moco", "simmim", "mae"], source=source, data_root=data_root,
-                                 device=device)
-control = ch.control_analysis(cfg, data_root, device, source=source)
+analyses = report.model_analyses([ModelRef(cfg, n, source) for n in ("moco", "simmim", "mae")], device=device)
+control = control_analysis(ModelRef(cfg, "moco", source), device)
 distance = ch.depth_curves(analyses, "attention_distance")
 control_distance = ch.depth_curves({"random": control}, "attention_distance")["random"] if control else None
 fig = plots.plot_depth_metric(distance, "mean attention distance (px)", control_distance)

@@ -28,15 +28,16 @@ from IPython.display import Markdown, display
 from clvsmim import claims
 from clvsmim.book import paperbook
 from clvsmim.book.chapters import hybrid as ch
-from clvsmim.book.chapters.common import read_literature
+from clvsmim.book.chapters.common import control_analysis, read_literature
 from clvsmim.config import load_profile
+from clvsmim.methods import ModelRef
 from clvsmim.book.figures import save_figure, use_style
 from clvsmim.book.plots import hybrid as plots
 
 use_style()
-cfg = load_profile(profile, images)
+cfg = load_profile(profile, images).with_data_root(data_root)
 trained = source == "zoo"  # the official world has no hybrid checkpoint
-models = ch.sweep_models(cfg, data_root)
+models = ch.sweep_models(cfg)
 display(Markdown(f"Profile **{cfg.name}**: λ ∈ {{{', '.join(f'{lam:g}' for lam, _ in models)}}}, models "
                  + ", ".join(f"`{name}`" for _, name in models) + "."
                  + ("" if trained else "\n\n" + paperbook.needs_training_note("The λ sweep"))))
@@ -55,7 +56,7 @@ display(Markdown(ch.branches_markdown(cfg)))
 
 # %%
 if trained:
-    points, control_eval = ch.sweep_points(cfg, data_root)
+    points, control_eval = ch.sweep_points(cfg)
     c8 = claims.evaluate_claim("C8", ch.measurements(points, control_eval))
     fig = plots.plot_sweep(points)
     save_figure(fig, "F9", ch.sweep_record(points, c8), models=[pt["name"] for pt in points],
@@ -80,8 +81,8 @@ else:
 
 # %%
 if trained:
-    analyses = ch.sweep_analyses(cfg, models, data_root, device)
-    control = ch.control_analysis(cfg, data_root, device)
+    analyses = ch.sweep_analyses(cfg, models, device)
+    control = control_analysis(ModelRef(cfg, ch.CONTROL), device)
     curves = ch.hybrid_curves(analyses, control)
     fig = plots.plot_hybrid_curves(curves)
     save_figure(fig, "A-hybrid-curves", curves,

@@ -26,14 +26,16 @@ from clvsmim.book.chapters import representation as ch
 from clvsmim.config import load_profile
 from clvsmim.book.figures import save_figure, use_style
 from clvsmim.book.plots import representation as plots
+from clvsmim.book import report
 from clvsmim.book.report import display_name
 
 use_style()
-cfg = load_profile(profile, images)
-names = ch.chapter_models(source)
-analyses = ch.load_analyses(cfg, names, source, data_root, device)
-evaluations = ch.load_evaluations(cfg, names, data_root) if source == "zoo" else {}
-measured = ch.measurements(cfg, analyses, evaluations, data_root, device, source)
+cfg = load_profile(profile, images).with_data_root(data_root)
+refs = ch.chapter_models(cfg, source)
+names = [ref.name for ref in refs]
+analyses = report.model_analyses(refs, device=device)
+evaluations = ch.load_evaluations(cfg, names) if source == "zoo" else {}
+measured = ch.measurements(cfg, analyses, evaluations, device, source)
 claim = {cid: claims.evaluate_claim(cid, measured) for cid in ("C3", "C4", "C5", "C6")}
 geo = analyses[ch.CL]
 display(Markdown(
@@ -51,7 +53,7 @@ display(Markdown(
 # the token space: 1 = perfectly separated images, 0 or below = intermingled).
 
 # %%
-tsne = {n: ch.token_tsne_result(cfg, n, source, data_root, device, seed=seed) for n in (ch.CL, ch.MIM)}
+tsne = {ref.name: ch.token_tsne_result(ref, device, seed=seed) for ref in refs if ref.name in (ch.CL, ch.MIM)}
 fig = plots.plot_token_tsne(tsne, titles={ch.CL: f"CL — {display_name(ch.CL)}",
                                           ch.MIM: f"MIM — {display_name(ch.MIM)}"})
 save_figure(fig, "F5", ch.tsne_record(tsne), models=list(tsne),
@@ -90,8 +92,7 @@ if geo["grid"][0] <= 4:
 # sin-cos embedding (its own marked): the gap is the part of F6's depth 0 that is architecture.
 
 # %%
-ablation = position_ablation(cfg, [n for n in names if n in ("moco", "simmim", "mae")], source=source,
-                             data_root=data_root, device="cpu")
+ablation = position_ablation(cfg, [n for n in names if n in ("moco", "simmim", "mae")], source=source, device="cpu")
 fig = plots.plot_position_ablation(ablation)
 save_figure(fig, "A-position-ablation", ablation, models=list(ablation),
             caption="Depth-0 Fourier Δ log amplitude with and without the fixed sin-cos position embedding.")
@@ -161,7 +162,7 @@ if evaluations:
     fig = plots.plot_noise_robustness({n: rows[n] for n in names})
     save_figure(fig, "A-noise", ch.noise_record(rows, names), models=names,
                 caption="Linear-probe accuracy: clean, + low-frequency noise, + high-frequency noise.")
-    display(Markdown(ch.noise_paragraph({n: rows[n] for n in names}, ch.eval_size(cfg, data_root))))
+    display(Markdown(ch.noise_paragraph({n: rows[n] for n in names}, ch.eval_size(cfg))))
 
 # %% [markdown]
 # ## What this chapter found

@@ -35,12 +35,12 @@ from clvsmim.book.figures import save_figure, use_style
 from clvsmim.book.plots import summary as plots
 
 use_style()
-cfg = load_profile(profile, images)
+cfg = load_profile(profile, images).with_data_root(data_root)
 if source == "official":  # the official checkpoints: nothing is trained; C8 and C11 need the GPU-sized profile
-    built = paperbook.official_claims_table(cfg, data_root, device)
+    built = paperbook.official_claims_table(cfg, device)
     display(Markdown(paperbook.table_rows(paperbook.claim_sources(built, cfg))))
 else:
-    built = claims.claims_table(cfg, claims.seeds_for(cfg, claim_seeds), data_root, device)
+    built = claims.claims_table(cfg, claims.seeds_for(cfg, claim_seeds), device)
 table = ch.table_of_record(cfg.name, built)
 recorded = table is not built
 display(Markdown(("The record is the table recorded in "

@@ -253,10 +253,12 @@ def test_claims_command_end_to_end(tmp_path, tiny_yaml, capsys):
     assert all(zoo.is_built(profile, zoo.resolve(profile, n)) for n in ("moco", "simmim", "hybrid-0.5", "random"))
     # the per-image values behind the SEs average to the cached analysis' statistics
     from clvsmim.book.report import model_analysis
+    from clvsmim.methods import ModelRef
     from clvsmim.uncertainty import per_image_statistics
 
     for name in ("moco", "simmim"):
-        per_image, analysis = per_image_statistics(profile, name), model_analysis(profile, name)
+        ref = ModelRef(profile, name)
+        per_image, analysis = per_image_statistics(ref), model_analysis(ref)
         mean = lambda rows: torch.tensor(rows, dtype=torch.float64).mean(0)  # noqa: E731
         assert torch.allclose(mean(per_image["attention_distance"]),
                               torch.tensor(analysis["attention_distance"]["mean"], dtype=torch.float64), atol=1e-4)
@@ -266,7 +268,7 @@ def test_claims_command_end_to_end(tmp_path, tiny_yaml, capsys):
                                                                              dtype=torch.float64), atol=1e-5)
         assert torch.allclose(mean(per_image["fourier_delta"]), torch.tensor(
             analysis["fourier"]["delta_log_amplitude"], dtype=torch.float64), atol=1e-5)
-        score = claims.token_cluster_scores(profile, name)["score"][-1]
+        score = claims.token_cluster_scores(ref)["score"][-1]
         assert sum(per_image["silhouette"]) / len(per_image["silhouette"]) == pytest.approx(score, abs=1e-5)
 
 

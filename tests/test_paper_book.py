@@ -170,7 +170,7 @@ def test_images_option_sets_the_analysis_count_and_probe_images_cover_every_clas
     with pytest.raises(ValueError, match="at least 2"):
         load_profile("paper", images=1)
     photos = photo_folder(isolated / "photos", per_class=3)
-    images, labels = probe_images(p, str(photos), 6)
+    images, labels = probe_images(p.with_data_root(photos), 6)
     assert images.shape == (6, 3, 224, 224) and images.dtype == torch.uint8
     assert labels.tolist() == [0, 0, 1, 1, 2, 2]  # two of each class, in file order
 

@@ -20,6 +20,13 @@
 
 The family decides only :class:`~clvsmim.config.ModelConfig` / ``MocoConfig`` fields, so the
 cache key of a model names its architecture; ``v2`` leaves every config (and key) as before.
+
+The λ sweep's end points are the pure runs in both families (:func:`clvsmim.train.zoo.resolve`:
+``hybrid`` at λ = 0 is ``simmim``, at λ = 1 ``moco``). Under ``faithful`` the λ = 0 end point is
+therefore SimMIM on its BEiT encoder while the hybrids in between are built on MoCo v3's ViT
+(their CL branch needs MoCo's frozen, upstream-initialised patch projection): C8 compares each
+hybrid with the models the other claims read, as the paper compares with its MoCo v3 and SimMIM
+runs. A λ = 0 hybrid on MoCo's ViT is not part of the zoo.
 """
 from __future__ import annotations
 

@@ -6,9 +6,11 @@ legend names of :func:`display_name`, and the official checkpoint behind a short
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-__all__ = ["Method", "METHODS", "OFFICIAL_NAMES", "CONTROL", "display_name"]
+from clvsmim.config import Profile
+
+__all__ = ["Method", "METHODS", "OFFICIAL_NAMES", "CONTROL", "SOURCES", "ModelRef", "display_name"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ METHODS: dict[str, Method] = {
 #: never downloaded). Not a plotted method, so it has no entry in :data:`METHODS`.
 CONTROL = "random"
 
+#: Where a model's weights come from: the profile's own trained zoo, or the official checkpoints.
+SOURCES = ("zoo", "official")
+
 #: Short name → official checkpoint name of :mod:`clvsmim.weights`.
 OFFICIAL_NAMES: dict[str, str] = {k: m.official for k, m in METHODS.items() if m.official}
 
@@ -54,3 +59,46 @@ def display_name(name: str) -> str:
         return f"hybrid λ={rest}"
     label = "random init" if base == CONTROL else (METHODS[base].label if base in METHODS else base)
     return f"{label} ({rest})" if rest else label
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One model an analysis looks at: what every model-level helper of the book takes.
+
+    ``profile`` carries the data the model is analysed on (its root resolved once, at the entry
+    point, with :meth:`Profile.with_data_root`); ``name`` is the short name (``moco``,
+    ``simmim-Ti``, ``hybrid-0.4``, ``random`` …); ``source`` says where the weights come from:
+    ``"zoo"`` (trained by the profile's zoo) or ``"official"`` (the official ViT-B/16
+    checkpoints; the control is then the untrained ViT-B/16 built from the profile's seed).
+    """
+
+    profile: Profile
+    name: str
+    source: str = "zoo"
+
+    def __repr__(self) -> str:
+        return f"ModelRef({self.profile.name}:{self.name}, {self.source})"
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {self.source!r}")
+
+    @property
+    def base(self) -> str:
+        """The method's short name without size or λ: ``simmim-Ti`` -> ``simmim``."""
+        return self.name.partition("-")[0]
+
+    @property
+    def label(self) -> str:
+        """The legend name (:func:`display_name`)."""
+        return display_name(self.name)
+
+    def named(self, name: str) -> "ModelRef":
+        """The model ``name`` of the same profile and source."""
+        return replace(self, name=name)
+
+    def control(self) -> "ModelRef":
+        """The untrained control a result of this model is compared with: same profile, same
+        source (zoo: the zoo's untrained model of the same size; official: the seeded ViT-B/16)."""
+        size = self.name.partition("-")[2] if self.source == "zoo" and self.base != "hybrid" else ""
+        return self.named(f"{CONTROL}-{size}" if size else CONTROL)

@@ -142,8 +142,7 @@ class PerImageMetrics(Collector):
         return out
 
 
-def per_image_statistics(profile, name: str, source: str = "zoo", data_root: str | None = None,
-                         device: str = "auto", n: int | None = None) -> dict[str, Any]:
+def per_image_statistics(ref, device: str = "auto", n: int | None = None) -> dict[str, Any]:
     """Per-image values behind C1–C5, on :func:`clvsmim.book.report.analysis_images`, cached as JSON
     next to the model. ``{"num_images": n, "attention_distance": n×L (mean over heads),
     "nmi": n×L, "token_cosine": n×(L+1), "fourier_delta": n×(L+1) (highest minus zero
@@ -151,12 +150,12 @@ def per_image_statistics(profile, name: str, source: str = "zoo", data_root: str
     amplitude), "silhouette": n (mean silhouette of the image's tokens at the last depth)}``."""
     from clvsmim.claims import cached_json, model_cache_path
 
-    n = n or profile.eval.num_analysis_images
-    path = model_cache_path(profile, name, "perimage", {"format": PER_IMAGE_FORMAT, "n": n}, source, data_root)
+    n = n or ref.profile.eval.num_analysis_images
+    path = model_cache_path(ref, "perimage", {"format": PER_IMAGE_FORMAT, "n": n})
 
     def compute() -> dict[str, Any]:
         from clvsmim.book.report import analysis_pass
 
-        return analysis_pass(profile, name, {"rows": PerImageMetrics()}, source, data_root, device, n)["rows"]
+        return analysis_pass(ref, {"rows": PerImageMetrics()}, device, n)["rows"]
 
     return cached_json(path, compute)

@@ -23,6 +23,7 @@ from torch import nn
 
 from clvsmim.analysis.tokens import relative_log_amplitude
 from clvsmim.book.report import analysis_images, backbone, normalised_batches
+from clvsmim.methods import ModelRef
 from clvsmim.models import geometry, sincos_pos_embed_2d
 
 __all__ = ["own_position_embedding", "depth0_tokens", "depth0_position_ablation", "position_ablation"]
@@ -77,11 +78,11 @@ def depth0_position_ablation(encoder: nn.Module, x: torch.Tensor) -> dict[str, A
             "architecture_share": delta["sincos"] - delta["none"]}
 
 
-def position_ablation(profile, names=("moco", "simmim", "mae"), source: str = "zoo", data_root: str | None = None,
+def position_ablation(profile, names=("moco", "simmim", "mae"), source: str = "zoo",
                       device: str = "cpu") -> dict[str, dict[str, Any]]:
     """:func:`depth0_position_ablation` of each model ``names`` (zoo or official) on the
     profile's analysis images (:func:`clvsmim.book.report.analysis_images`): ``{name: result}``."""
 
-    images, _ = analysis_images(profile, data_root)
+    images, _ = analysis_images(profile)
     x = torch.cat(list(normalised_batches(images, len(images), torch.device(device))))
-    return {name: depth0_position_ablation(backbone(profile, name, source, data_root, device), x) for name in names}
+    return {name: depth0_position_ablation(backbone(ModelRef(profile, name, source), device), x) for name in names}

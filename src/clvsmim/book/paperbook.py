@@ -23,6 +23,8 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from clvsmim.methods import ModelRef
+
 __all__ = ["CONTROL", "NEEDS_TRAINING", "GPU_NOTE", "random_control", "cache_name", "probe_images",
            "probe_evaluation", "probe_evaluations", "official_measurements", "official_claims_table",
            "claim_sources", "literature_sweep_points", "needs_training_note"]
@@ -65,23 +67,22 @@ def needs_training_note(what: str) -> str:
 
 # --------------------------------------------------------------------------- F7 on official checkpoints
 
-def probe_images(profile, data_root: str | None = None, n: int | None = None):
+def probe_images(profile, n: int | None = None):
     """Up to ``n`` (default ``profile.eval.num_analysis_images``) evaluation images taken
     round-robin over the classes (class order, then file order), so that every class gets a
     train and a test image: ``(uint8 n×3×S×S, int64 n)``."""
     from clvsmim.data import get_batch, open_dataset
 
     n = n or profile.eval.num_analysis_images
-    dataset = open_dataset(profile.with_data_root(data_root).data, "eval")
+    dataset = open_dataset(profile.data, "eval")
     labels = torch.as_tensor(dataset.labels)
     per_class = [torch.nonzero(labels == c).flatten().tolist() for c in sorted(set(labels.tolist()))]
     order = [idx[k] for k in range(max(map(len, per_class), default=0)) for idx in per_class if k < len(idx)]
     return get_batch(dataset, torch.tensor(sorted(order[:n]), dtype=torch.int64))
 
 
-def probe_evaluation(profile, name: str, data_root: str | None = None, device: str = "auto",
-                     n: int | None = None) -> dict[str, Any]:
-    """Linear probe of every depth of the official ``name`` (or the seeded control) on
+def probe_evaluation(ref, device: str = "auto", n: int | None = None) -> dict[str, Any]:
+    """Linear probe of every depth of the official model ``ref`` (or the seeded control) on
     :func:`probe_images`, cached: ``{"linear_probe": {"per_layer", "final", "best_depth", "pool",
     "num_train", "num_test", "num_classes", "budget"}}`` (accuracies in [0, 1]).
 
@@ -91,22 +92,23 @@ def probe_evaluation(profile, name: str, data_root: str | None = None, device: s
     from clvsmim.cache import cached_json
     from clvsmim.claims import model_cache_path
 
+    profile = ref.profile
     n = n or profile.eval.num_analysis_images
     content = {"n": n, "steps": PROBE_STEPS, "lr": PROBE_LR, "weight_decay": PROBE_WEIGHT_DECAY, "format": 1}
-    path = model_cache_path(profile, name, "probe", content, "official", data_root)
+    path = model_cache_path(ref, "probe", content)
 
     def compute() -> dict[str, Any]:
         from clvsmim.analysis import linear_probe_per_layer
         from clvsmim.evaluation import extract_features
         from clvsmim.book.report import backbone, resolve_device
 
-        images, labels = probe_images(profile, data_root, n)
+        images, labels = probe_images(profile, n)
         classes = labels.unique()
         train, test = probe_split(labels)
         if len(classes) < 2 or len(labels[train].unique()) < 2 or not test:
             raise ValueError(f"the linear probe needs ≥ 2 classes with ≥ 2 images each; {len(labels)} images of "
-                             f"{len(classes)} classes in {data_root} (raise --images)")
-        model = backbone(profile, name, "official", data_root, resolve_device(device))
+                             f"{len(classes)} classes in {profile.data.root} (raise --images)")
+        model = backbone(ref, resolve_device(device))
         feats = extract_features(model, images, profile.eval.batch_size, pool="mean")
         y = torch.searchsorted(classes, labels)  # 0..K-1
         tr, te = torch.tensor(train), torch.tensor(test)
@@ -121,15 +123,15 @@ def probe_evaluation(profile, name: str, data_root: str | None = None, device: s
     return cached_json(path, compute)
 
 
-def probe_evaluations(profile, names: Sequence[str], data_root: str | None = None, device: str = "auto",
+def probe_evaluations(profile, names: Sequence[str], device: str = "auto",
                       n: int | None = None) -> dict[str, dict[str, Any]]:
-    """``{name: probe_evaluation(name)}``."""
-    return {name: probe_evaluation(profile, name, data_root, device, n) for name in names}
+    """``{name: probe_evaluation(name)}`` of the official models (and the control) ``names``."""
+    return {name: probe_evaluation(ModelRef(profile, name, "official"), device, n) for name in names}
 
 
 # --------------------------------------------------------------------------- claims
 
-def official_measurements(profile, data_root: str | None = None, device: str = "auto", cl: str = "moco",
+def official_measurements(profile, device: str = "auto", cl: str = "moco",
                           mim: str = "simmim"):
     """:class:`clvsmim.claims.Measurements` of the official CL / MIM checkpoints and the seeded
     control: analyses, token-cluster scores and the per-depth linear probes (no fine-tuning,
@@ -138,18 +140,18 @@ def official_measurements(profile, data_root: str | None = None, device: str = "
     from clvsmim.book.report import model_analysis
 
     names = {"cl": cl, "mim": mim, "control": CONTROL}
-    probes = probe_evaluations(profile, list(names.values()), data_root, device)
+    probes = probe_evaluations(profile, list(names.values()), device)
+    refs = {r: ModelRef(profile, n, "official") for r, n in names.items()}
     return Measurements(
-        analyses={r: model_analysis(profile, n, "official", data_root, device) for r, n in names.items()},
+        analyses={r: model_analysis(ref, device) for r, ref in refs.items()},
         evaluations={r: probes[n] for r, n in names.items()},
-        cluster={r: token_cluster_scores(profile, n, "official", data_root, device) for r, n in names.items()},
+        cluster={r: token_cluster_scores(ref, device) for r, ref in refs.items()},
         names={r: ("random init (seed %d)" % profile.train.seed) if n == CONTROL else f"official {n}"
                for r, n in names.items()},
     )
 
 
-def official_claims_table(profile, data_root: str | None = None, device: str = "auto",
-                          measurements=None):
+def official_claims_table(profile, device: str = "auto", measurements=None):
     """The claims on the official checkpoints (one "seed": the profile's, for the control).
     C8 and C11 are inconclusive with the reason ``not measured: needs the GPU-sized profile``."""
     import time
@@ -157,7 +159,7 @@ def official_claims_table(profile, data_root: str | None = None, device: str = "
     from clvsmim import claims
 
     start = time.perf_counter()
-    bundle = measurements if measurements is not None else official_measurements(profile, data_root, device)
+    bundle = measurements if measurements is not None else official_measurements(profile, device)
     per_claim = []
     for claim in claims.evaluate_claims(bundle):
         if claim.id in NEEDS_TRAINING:

@@ -21,7 +21,7 @@ from torch import nn
 
 from clvsmim.cache import cached_json
 from clvsmim.config import Profile, config_key
-from clvsmim.methods import OFFICIAL_NAMES, display_name  # noqa: F401  (display_name: used by the chapters as report.display_name)
+from clvsmim.methods import CONTROL, OFFICIAL_NAMES, ModelRef, display_name  # noqa: F401  (display_name: used by the chapters as report.display_name)
 from clvsmim.paths import cache_dir
 
 #: Bump when the analysis recipe changes so cached analyses are recomputed.
@@ -34,13 +34,13 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def analysis_images(profile: Profile, data_root: str | None = None, n: int | None = None):
+def analysis_images(profile: Profile, n: int | None = None):
     """The first ``n`` (default ``profile.eval.num_analysis_images``) evaluation images and
-    labels: ``(uint8 n×3×S×S, int64 n)``. The same images for every model."""
+    labels of the profile's data: ``(uint8 n×3×S×S, int64 n)``. The same images for every model."""
     from clvsmim.data import get_batch, open_dataset
 
     n = n or profile.eval.num_analysis_images
-    dataset = open_dataset(profile.with_data_root(data_root).data, "eval")
+    dataset = open_dataset(profile.data, "eval")
     if len(dataset) < n:
         where = getattr(dataset, "root", None)
         where = f"the image folder {where}" if where is not None else "the synthetic evaluation split"
@@ -58,66 +58,59 @@ def normalised_batches(images: torch.Tensor, batch_size: int, device: torch.devi
         yield normalize(images[start:start + batch_size].to(device))
 
 
-def backbone(profile: Profile, name: str, source: str = "zoo", data_root: str | None = None,
-             device: str | torch.device = "cpu") -> nn.Module:
-    """The encoder called ``name`` (``moco``, ``simmim-Ti``, ``hybrid-0.4``, ``random`` …) in eval mode.
+def backbone(ref: ModelRef, device: str | torch.device = "cpu") -> nn.Module:
+    """The encoder ``ref`` points at (``moco``, ``simmim-Ti``, ``hybrid-0.4``, ``random`` …), in eval mode.
 
-    ``source="official"``: the official checkpoint of ``name``; ``random`` is then the untrained
-    ViT-B/16 built from ``profile.train.seed`` (:func:`clvsmim.book.paperbook.random_control`)."""
-    if source == "zoo":
+    ``source="official"``: the official checkpoint of ``ref.name``; ``random`` is then the
+    untrained ViT-B/16 built from ``profile.train.seed`` (:func:`clvsmim.book.paperbook.random_control`)."""
+    if ref.source == "zoo":
         from clvsmim.train.zoo import load
 
-        model = load(profile, name, data_root=data_root)
-    elif source == "official":
+        model = load(ref.profile, ref.name)
+    else:
         from clvsmim.weights import load_pretrained
 
-        base = name.split("-")[0]
-        if base == "random":  # the control: untrained, built from the seed (never downloaded)
+        if ref.base == CONTROL:  # the control: untrained, built from the seed (never downloaded)
             from clvsmim.book.paperbook import random_control
 
-            return random_control(profile.train.seed).to(device).eval()
-        if base not in OFFICIAL_NAMES:
-            raise ValueError(f"no official checkpoint for {name!r}; available: {sorted(OFFICIAL_NAMES)}")
-        model = load_pretrained(OFFICIAL_NAMES[base], allow_pickle=base == "simmim")
-    else:
-        raise ValueError(f"source must be 'zoo' or 'official', got {source!r}")
+            return random_control(ref.profile.train.seed).to(device).eval()
+        if ref.base not in OFFICIAL_NAMES:
+            raise ValueError(f"no official checkpoint for {ref.name!r}; available: {sorted(OFFICIAL_NAMES)}")
+        model = load_pretrained(OFFICIAL_NAMES[ref.base], allow_pickle=ref.base == "simmim")
     return model.to(device).eval()
 
 
-def _analysis_path(profile: Profile, name: str, source: str, data_root: str | None, n: int) -> Path:
-    key = config_key({"format": ANALYSIS_FORMAT, "n": n, "data": profile.with_data_root(data_root).data, "source": source})
-    if source == "zoo":
+def _analysis_path(ref: ModelRef, n: int) -> Path:
+    key = config_key({"format": ANALYSIS_FORMAT, "n": n, "data": ref.profile.data, "source": ref.source})
+    if ref.source == "zoo":
         from clvsmim.train.zoo import model_dir
 
-        return model_dir(profile, name, data_root=data_root) / f"analysis-{key}.json"
+        return model_dir(ref.profile, ref.name) / f"analysis-{key}.json"
     from clvsmim.book.paperbook import cache_name
 
-    return cache_dir("official", cache_name(profile, name)) / f"analysis-{key}.json"
+    return cache_dir("official", cache_name(ref.profile, ref.name)) / f"analysis-{key}.json"
 
 
-def analysis_pass(profile: Profile, name: str, collectors=None, source: str = "zoo", data_root: str | None = None,
-                  device: str = "auto", n: int | None = None):
-    """ONE :func:`clvsmim.analysis.analyze` pass of the model ``name`` over the first ``n``
+def analysis_pass(ref: ModelRef, collectors=None, device: str = "auto", n: int | None = None):
+    """ONE :func:`clvsmim.analysis.analyze` pass of the model ``ref`` over the first ``n``
     :func:`analysis_images` (the images are read before the, possibly large, checkpoint, so bad
     input fails fast). ``collectors=None``: the per-depth metrics, the spectrum on every image
     (the book's analysis sets are small)."""
     from clvsmim.analysis import analyze
 
     dev = resolve_device(device)
-    images, _ = analysis_images(profile, data_root, n)
-    model = backbone(profile, name, source, data_root, dev)
-    return analyze(model, normalised_batches(images, profile.eval.batch_size, dev), collectors, device=dev,
+    images, _ = analysis_images(ref.profile, n)
+    model = backbone(ref, dev)
+    return analyze(model, normalised_batches(images, ref.profile.eval.batch_size, dev), collectors, device=dev,
                    spectrum_every=1)
 
 
-def model_analysis(profile: Profile, name: str, source: str = "zoo", data_root: str | None = None,
-                   device: str = "auto", n: int | None = None) -> dict[str, Any]:
+def model_analysis(ref: ModelRef, device: str = "auto", n: int | None = None) -> dict[str, Any]:
     """:func:`analysis_pass` of one model (every metric), cached as JSON next to the model."""
-    n = n or profile.eval.num_analysis_images
-    return cached_json(_analysis_path(profile, name, source, data_root, n),
-                       lambda: analysis_pass(profile, name, None, source, data_root, device, n))
+    n = n or ref.profile.eval.num_analysis_images
+    return cached_json(_analysis_path(ref, n), lambda: analysis_pass(ref, None, device, n))
 
 
-def model_analyses(profile: Profile, names: list[str], **kwargs) -> dict[str, dict[str, Any]]:
-    """``{name: model_analysis(name)}`` for several models."""
-    return {name: model_analysis(profile, name, **kwargs) for name in names}
+def model_analyses(refs, **kwargs) -> dict[str, dict[str, Any]]:
+    """``{ref.name: model_analysis(ref)}`` for several :class:`~clvsmim.methods.ModelRef`."""
+    return {ref.name: model_analysis(ref, **kwargs) for ref in refs}

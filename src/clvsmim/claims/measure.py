@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from clvsmim.analysis import PatchTokens, image_cluster_score
 from clvsmim.book.paperbook import cache_name
 from clvsmim.book.report import analysis_pass, model_analysis
@@ -14,44 +16,35 @@ from clvsmim.claims.rules import CLAIMS, evaluate_claims
 from clvsmim.claims.table import ClaimsTable, aggregate
 from clvsmim.claims.verdict import Measurements
 from clvsmim.config import Profile, config_key, seed_profile
+from clvsmim.methods import ModelRef
 from clvsmim.paths import cache_dir
 from clvsmim.train import zoo
 from clvsmim.uncertainty import per_image_statistics
 
 # --------------------------------------------------------------------------- measuring
 
-def model_cache_path(profile: Profile, name: str, stem: str, content: Any, source: str = "zoo",
-                     data_root: str | None = None) -> Path:
+def model_cache_path(ref: ModelRef, stem: str, content: Any) -> Path:
     """``<model folder>/<stem>-<hash>.json``: a per-model cache file next to the checkpoint (zoo)
     or under ``cache_dir("official", name)``; the hash covers ``content``, the data and the source."""
-
-    key = config_key({"stem": stem, "content": content, "data": profile.with_data_root(data_root).data, "source": source})
-    if source == "zoo":
-        from clvsmim.train.zoo import model_dir
-
-        return model_dir(profile, name, data_root=data_root) / f"{stem}-{key}.json"
-
-    return cache_dir("official", cache_name(profile, name)) / f"{stem}-{key}.json"
+    key = config_key({"stem": stem, "content": content, "data": ref.profile.data, "source": ref.source})
+    if ref.source == "zoo":
+        return zoo.model_dir(ref.profile, ref.name) / f"{stem}-{key}.json"
+    return cache_dir("official", cache_name(ref.profile, ref.name)) / f"{stem}-{key}.json"
 
 
 #: Bump when :func:`token_cluster_scores` changes its recipe.
 CLUSTER_FORMAT = 1
 
 
-def token_cluster_scores(profile: Profile, name: str, source: str = "zoo", data_root: str | None = None,
-                         device: str = "auto", n: int | None = None) -> dict[str, Any]:
+def token_cluster_scores(ref: ModelRef, device: str = "auto", n: int | None = None) -> dict[str, Any]:
     """:func:`clvsmim.analysis.image_cluster_score` (silhouette of the patch tokens grouped by
     image id, cosine) of every depth, on :func:`clvsmim.book.report.analysis_images`; cached as
     JSON next to the model. ``{"depths": [0..L], "score": [...], "num_images": n}``."""
-    n = n or profile.eval.num_analysis_images
-    path = model_cache_path(profile, name, "cluster", {"format": CLUSTER_FORMAT, "n": n}, source, data_root)
+    n = n or ref.profile.eval.num_analysis_images
+    path = model_cache_path(ref, "cluster", {"format": CLUSTER_FORMAT, "n": n})
 
     def compute() -> dict[str, Any]:
-        import torch
-
-
-        collectors = {"tokens": PatchTokens(depths=None)}
-        per_depth = analysis_pass(profile, name, collectors, source, data_root, device, n)["tokens"]
+        per_depth = analysis_pass(ref, {"tokens": PatchTokens(depths=None)}, device, n)["tokens"]
         ids = torch.arange(len(per_depth[0]))
         scores = [image_cluster_score(z, ids, num_prefix_tokens=0) for z in per_depth]
         return {"depths": list(range(len(scores))), "score": scores, "num_images": len(ids)}
@@ -80,13 +73,13 @@ def model_names(profile: Profile, scaling: bool | None = None, cl: str = "moco",
     return names
 
 
-def _num_eval(profile: Profile, data_root: str | None) -> int | None:
+def _num_eval(profile: Profile) -> int | None:
     """Images behind every accuracy: the synthetic evaluation split (None for an ImageFolder,
     whose size is not known without opening it)."""
-    return int(profile.data.num_eval) if data_root is None and profile.data.root is None else None
+    return int(profile.data.num_eval) if profile.data.root is None else None
 
 
-def measure(profile: Profile, data_root: str | None = None, device: str = "auto", *, build: bool = True,
+def measure(profile: Profile, device: str = "auto", *, build: bool = True,
             jobs: int | None = None, progress: bool = False, scaling: bool | None = None,
             cl: str = "moco", mim: str = "simmim", control: str = "random", missing: str = "raise") -> Measurements:
     """Everything the claims read, for one profile (one training seed): builds the missing
@@ -98,31 +91,31 @@ def measure(profile: Profile, data_root: str | None = None, device: str = "auto"
     """
 
     names = model_names(profile, scaling, cl, mim, control)
-    sweep_specs = zoo.hybrid_sweep(profile, data_root)
+    sweep_specs = zoo.hybrid_sweep(profile)
     wanted = list(dict.fromkeys([*names.values(), *(spec.key for _, spec in sweep_specs)]))
     if build:
-        zoo.build(profile, data_root, only=wanted, jobs=jobs, progress=progress)
-    results = zoo.evaluations(profile, data_root, only=wanted, jobs=jobs, missing=missing, progress=progress)
-    key = {n: zoo.resolve(profile, n, data_root=data_root).key for n in names.values()}
+        zoo.build(profile, only=wanted, jobs=jobs, progress=progress)
+    results = zoo.evaluations(profile, only=wanted, jobs=jobs, missing=missing, progress=progress)
+    key = {n: zoo.resolve(profile, n).key for n in names.values()}
     core = ("cl", "mim", "control")
     absent = [n for n in names.values() if key[n] not in results]
     absent += [spec.name for _, spec in sweep_specs if spec.key not in results and spec.name not in absent]
     sweep = {lam: results[spec.key] for lam, spec in sweep_specs if spec.key in results}
 
+    refs = {r: ModelRef(profile, names[r]) for r in core}
     return Measurements(
-        analyses={r: model_analysis(profile, names[r], "zoo", data_root, device) for r in core},
-        per_image={r: per_image_statistics(profile, names[r], "zoo", data_root, device) for r in core},
-        num_eval=_num_eval(profile, data_root),
+        analyses={r: model_analysis(ref, device) for r, ref in refs.items()},
+        per_image={r: per_image_statistics(ref, device) for r, ref in refs.items()},
+        num_eval=_num_eval(profile),
         evaluations={r: results[key[n]] for r, n in names.items() if key[n] in results},
-        cluster={r: token_cluster_scores(profile, names[r], "zoo", data_root, device) for r in core},
+        cluster={r: token_cluster_scores(ref, device) for r, ref in refs.items()},
         sweep=sweep if len(sweep) == len(sweep_specs) else {},
         names={**names, **{f"lam={lam:g}": spec.name for lam, spec in sweep_specs}},
         missing=absent,
     )
 
 
-def claims_table(profile: Profile, seeds: Sequence[int] = (0, 1, 2), data_root: str | None = None,
-                 device: str = "auto", *, build: bool = True, jobs: int | None = None, progress: bool = False,
+def claims_table(profile: Profile, seeds: Sequence[int] = (0, 1, 2), device: str = "auto", *, build: bool = True, jobs: int | None = None, progress: bool = False,
                  scaling: bool | None = None, measurements: dict[int, Measurements] | None = None,
                  missing: str = "raise") -> ClaimsTable:
     """Every claim on every training seed (:func:`seed_profile`), aggregated (:func:`aggregate`).
@@ -138,7 +131,7 @@ def claims_table(profile: Profile, seeds: Sequence[int] = (0, 1, 2), data_root: 
     bundles = dict(measurements or {})
     for s in seeds:
         if s not in bundles:
-            bundles[s] = measure(seed_profile(profile, s), data_root, device, build=build, jobs=jobs,
+            bundles[s] = measure(seed_profile(profile, s), device, build=build, jobs=jobs,
                                  progress=progress, scaling=scaling, missing=missing)
     per_seed = {s: evaluate_claims(bundles[s]) for s in seeds}
     summaries = [aggregate([per_seed[s][i] for s in seeds], seeds) for i in range(len(CLAIMS))]

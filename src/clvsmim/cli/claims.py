@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.seeds < 1:
             raise ValueError(f"--seeds {args.seeds}: must be >= 1")
-        profile = load_profile(args.profile)
-        table = claims_table(profile, seeds_for(profile, args.seeds, args.first_seed), args.data, args.device,
+        profile = load_profile(args.profile).with_data_root(args.data)
+        table = claims_table(profile, seeds_for(profile, args.seeds, args.first_seed), args.device,
                              build=not args.no_build, jobs=args.jobs, progress=not args.no_progress,
                              missing="skip" if args.skip_missing and args.no_build else "raise")
     print(table.markdown(per_seed=True) if args.markdown else table.format())

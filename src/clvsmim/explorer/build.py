@@ -12,7 +12,7 @@ from torch import nn
 from clvsmim.analysis.model_report import _normalise, analysis_order, dataset_labels
 from clvsmim.book import report
 from clvsmim.book.figures import book_out_dir, figures_dir, style_for
-from clvsmim.book.report import display_name
+from clvsmim.methods import ModelRef, display_name
 from clvsmim.data import IMAGENET_MEAN, IMAGENET_STD, get_batch
 from clvsmim.data.augment import normalize
 from clvsmim.explorer.page import DataFolder, ModelEntry, embedded_html, standalone_page, write_data_folder
@@ -76,12 +76,12 @@ def _hwc(images: torch.Tensor) -> np.ndarray:
     return images.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
-def book_explorer(profile, names: Sequence[str] = ("moco", "simmim"), control: str | None = "random",
-                  source: str = "zoo", data_root: str | None = None, device: str = "auto",
+def book_explorer(refs: Sequence[ModelRef], control: bool = True, device: str = "auto",
                   start: Mapping[str, Any] | None = None, data_id: str = "F2", out_dir: str | None = None,
                   budget: int = BUDGET_BYTES) -> dict[str, Any]:
-    """Build the book's explorer of ``names`` (+ the untrained zoo ``control`` when it is built
-    and has the same geometry) on as many analysis images as :data:`BUDGET_BYTES` allows.
+    """Build the book's explorer of the models ``refs`` (one profile and source; + their untrained
+    control, :meth:`ModelRef.control`, when it is built and has the same geometry) on as many
+    analysis images as :data:`BUDGET_BYTES` allows.
 
     ``start``: F2's data (:func:`clvsmim.book.chapters.behaviour.query_attention_data`) — its image
     comes first and the page opens on its object query in the last block. Writes
@@ -90,21 +90,23 @@ def book_explorer(profile, names: Sequence[str] = ("moco", "simmim"), control: s
     """
 
     dev = report.resolve_device(device)
-    models = {n: report.backbone(profile, n, source, data_root, dev) for n in names}
+    profile, source = refs[0].profile, refs[0].source
+    models = {ref.name: report.backbone(ref, dev) for ref in refs}
     first = next(iter(models.values()))
     size = profile.model.img_size if source == "zoo" else int(first.patch_embed.img_size[0])
     geo = geometry_dict(first, size)
     controls = set()
     if control:
+        control_ref = refs[0].control()
         try:
-            ctrl = report.backbone(profile, control, "zoo", data_root, dev)
+            ctrl = report.backbone(control_ref, dev)
         except FileNotFoundError:
             ctrl = None
         if ctrl is not None and geometry_dict(ctrl, size) == geo:
-            models[control] = ctrl
-            controls.add(control)
+            models[control_ref.name] = ctrl
+            controls.add(control_ref.name)
     available = profile.eval.num_analysis_images
-    images, labels = report.analysis_images(profile, data_root, available)
+    images, labels = report.analysis_images(profile, available)
     n = images_within_budget(geo["depth"], geo["heads"], geo["grid"], size, list(models), available, budget, data_id)
     first_image = int(start["image_index"]) if start else 0
     order = [first_image] + [i for i in range(available) if i != first_image][:n - 1]

@@ -64,7 +64,7 @@ def linear_probe_summary(evals: Mapping[str, Mapping[str, Any]], late: int | Non
 
 # --------------------------------------------------------------------------- F8
 
-def mae_objective(profile, source: str = "zoo", data_root: str | None = None, device: str | torch.device = "cpu"):
+def mae_objective(profile, source: str = "zoo", device: str | torch.device = "cpu"):
     """The whole MAE objective (encoder + decoder, eval mode) on ``device``.
 
     ``source="zoo"``: :func:`clvsmim.objectives.build_objective` with the zoo model's encoder
@@ -79,8 +79,8 @@ def mae_objective(profile, source: str = "zoo", data_root: str | None = None, de
     if source != "zoo":
         raise ValueError(f"source must be 'zoo' or 'official', got {source!r}")
 
-    spec = zoo.resolve(profile, "mae", data_root=data_root)
-    path = zoo.model_dir(profile, "mae", data_root=data_root) / zoo.CHECKPOINT_NAME
+    spec = zoo.resolve(profile, "mae")
+    path = zoo.model_dir(profile, "mae") / zoo.CHECKPOINT_NAME
     if not zoo.is_built(profile, spec):
         raise FileNotFoundError(f"zoo model mae ({spec.key}) is not built: run "
                                 f"`clvsmim zoo build --profile {profile.name} --only mae`")
@@ -148,13 +148,10 @@ def fourier_summary(fourier: Mapping[str, Any], simmim_encoder: Sequence[float] 
 
 # --------------------------------------------------------------------------- prose
 
-def chance_level(profile, data_root: str | None = None) -> float | None:
+def chance_level(profile) -> float | None:
     """Chance accuracy (%) of the evaluation classes, or ``None`` when unknown."""
-
-
-    data_cfg = profile.with_data_root(data_root).data
     try:
-        n = int(open_dataset(data_cfg, "eval").num_classes)
+        n = int(open_dataset(profile.data, "eval").num_classes)
     except (OSError, ValueError, AttributeError):
         return None
     return 100.0 / n if n > 0 else None

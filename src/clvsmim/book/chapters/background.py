@@ -39,11 +39,9 @@ def _hwc(x: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).float().cpu().numpy()
 
 
-def _labels_of(profile, data_root: str | None, ids: Sequence[int]) -> list[dict[str, Any]]:
+def _labels_of(profile, ids: Sequence[int]) -> list[dict[str, Any]]:
     """Shape / texture names of evaluation images (class index only for an image folder)."""
-
-    data_cfg = profile.with_data_root(data_root).data
-    dataset = open_dataset(data_cfg, "eval")
+    dataset = open_dataset(profile.data, "eval")
     out = []
     for i in ids:
         if hasattr(dataset, "texture"):
@@ -53,7 +51,7 @@ def _labels_of(profile, data_root: str | None, ids: Sequence[int]) -> list[dict[
     return out
 
 
-def overview_data(profile, data_root: str | None = None, n: int = 3, seed: int = 0, step: int = 0) -> dict[str, Any]:
+def overview_data(profile, n: int = 3, seed: int = 0, step: int = 0) -> dict[str, Any]:
     """The inputs each objective sees for the first ``n`` evaluation images.
 
     Returns ``images`` / ``view1`` / ``view2`` / ``simmim`` / ``mae`` (``n×H×W×3`` float in
@@ -62,7 +60,7 @@ def overview_data(profile, data_root: str | None = None, n: int = 3, seed: int =
     mask ratios, patch sizes) that F0 saves.
     """
 
-    images, _ = analysis_images(profile, data_root, n)
+    images, _ = analysis_images(profile, n)
     ids = torch.arange(n)
     seeds = sample_seed(seed, step, ids)
     size = profile.model.img_size
@@ -74,7 +72,7 @@ def overview_data(profile, data_root: str | None = None, n: int = 3, seed: int =
     mae = mae_flat.bool().view(n, grid, grid)
     x01 = to_float(images)
     record = {
-        "image_ids": ids.tolist(), "labels": _labels_of(profile, data_root, ids.tolist()),
+        "image_ids": ids.tolist(), "labels": _labels_of(profile, ids.tolist()),
         "seeds": seeds.tolist(), "seed": seed, "step": step, "img_size": size, "patch_size": patch,
         "moco": {"crop_min_scale": profile.moco.crop_min_scale, "tau": profile.moco.tau},
         "simmim": {"mask_ratio": profile.simmim.mask_ratio, "mask_patch_size": profile.simmim.mask_patch_size,

@@ -17,10 +17,12 @@ import numbers
 from pathlib import Path
 from typing import Any, Sequence
 
+from clvsmim.book import report
+from clvsmim.methods import ModelRef
 from clvsmim.train import zoo
 
 __all__ = ["show_bullets", "LITERATURE_COLUMNS", "STATUSES", "FAMILIES", "SIZE_ORDER", "PAPER_RUN_MARK",
-           "read_literature", "evaluations_by_name", "fmt_number", "verdict", "compare_sentence",
+           "read_literature", "evaluations_by_name", "control_analysis", "fmt_number", "verdict", "compare_sentence",
            "WEAK_SILHOUETTE", "cluster_strength_note"]
 
 LITERATURE_COLUMNS = ("method", "family", "size", "params_m", "linear_probe", "finetune", "coco_ap_box",
@@ -77,18 +79,27 @@ def read_literature(path: str | Path = "data/literature.csv"):
 
 # --------------------------------------------------------------------------- the zoo's evaluations
 
-def evaluations_by_name(profile, names: Sequence[str], data_root: str | None = None,
-                        progress: bool = False) -> dict[str, dict[str, Any]]:
+def evaluations_by_name(profile, names: Sequence[str], progress: bool = False) -> dict[str, dict[str, Any]]:
     """``{short name: zoo evaluation}`` for the zoo models ``names`` (built ones only; cached)."""
 
     keys = {}
     for name in names:
         try:
-            keys[name] = zoo.resolve(profile, name, data_root=data_root).key
+            keys[name] = zoo.resolve(profile, name).key
         except KeyError:
             continue  # e.g. a size this profile does not have
-    results = zoo.evaluations(profile, data_root, only=sorted(set(keys)), missing="skip", progress=progress)
+    results = zoo.evaluations(profile, only=sorted(set(keys)), missing="skip", progress=progress)
     return {name: results[key] for name, key in keys.items() if key in results}
+
+
+def control_analysis(ref: ModelRef, device: str = "auto"):
+    """:func:`clvsmim.book.report.model_analysis` of the untrained control of ``ref``
+    (:meth:`ModelRef.control`), or ``None`` when it is not built (zoo). Next to official
+    checkpoints it is built from the seed (:func:`clvsmim.book.paperbook.random_control`)."""
+    try:
+        return report.model_analysis(ref.control(), device=device)
+    except FileNotFoundError:
+        return None
 
 
 # --------------------------------------------------------------------------- numbers and sentences

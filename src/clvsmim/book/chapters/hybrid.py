@@ -14,30 +14,29 @@ import numpy as np
 from clvsmim.book import report
 from clvsmim.book.units import percent
 from clvsmim.claims import MARGINS, Measurements, last_third, with_claim
+from clvsmim.methods import CONTROL, ModelRef
 from clvsmim.train import zoo
 
-__all__ = ["CONTROL", "sweep_models", "sweep_points", "sweep_record", "sweep_analyses", "control_analysis",
+__all__ = ["CONTROL", "sweep_models", "sweep_points", "sweep_record", "sweep_analyses",
            "hybrid_curves", "measurements",
            "branches_markdown", "sweep_paragraph", "curves_paragraph", "spearman", "mim_to_cl_position"]
 
-CONTROL = "random"
 
 
-def sweep_models(profile, data_root: str | None = None) -> list[tuple[float, str]]:
+def sweep_models(profile) -> list[tuple[float, str]]:
     """``[(λ, zoo name)]`` in increasing λ (0 = SimMIM, 1 = MoCo v3)."""
+    return [(lam, spec.name) for lam, spec in zoo.hybrid_sweep(profile)]
 
-    return [(lam, spec.name) for lam, spec in zoo.hybrid_sweep(profile, data_root)]
 
-
-def sweep_points(profile, data_root: str | None = None) -> tuple[list[dict[str, Any]], dict | None]:
+def sweep_points(profile) -> tuple[list[dict[str, Any]], dict | None]:
     """One row per λ — ``lam``, ``name``, ``linear_probe`` (last depth), ``finetune`` — and the
     control's evaluation (or ``None`` when it is not built)."""
 
-    models = sweep_models(profile, data_root)
+    models = sweep_models(profile)
     names = [n for _, n in models]
-    control = CONTROL if any(s.name.split("-")[0] == CONTROL for s in zoo.zoo_specs(profile, data_root)) else None
-    results = zoo.evaluations(profile, data_root, only=names + ([control] if control else []), progress=False)
-    key = lambda n: zoo.resolve(profile, n, data_root=data_root).key  # noqa: E731
+    control = CONTROL if any(s.name.split("-")[0] == CONTROL for s in zoo.zoo_specs(profile)) else None
+    results = zoo.evaluations(profile, only=names + ([control] if control else []), progress=False)
+    key = lambda n: zoo.resolve(profile, n).key  # noqa: E731
     rows = [{"lam": lam, "name": n, "linear_probe": results[key(n)]["linear_probe"]["final"],
              "finetune": results[key(n)]["finetune"], "evaluation": results[key(n)]} for lam, n in models]
     return rows, (results[key(control)] if control else None)
@@ -52,20 +51,9 @@ def sweep_record(points: Sequence[Mapping[str, Any]], claim) -> dict[str, Any]:
             "claim": claim.to_dict()}
 
 
-def sweep_analyses(profile, models: Sequence[tuple[float, str]], data_root: str | None = None,
-                   device: str = "auto") -> dict[float, dict]:
-    """``{λ: report.model_analysis}`` of every model of the sweep."""
-
-    return {lam: report.model_analysis(profile, name, "zoo", data_root, device) for lam, name in models}
-
-
-def control_analysis(profile, data_root: str | None = None, device: str = "auto") -> dict | None:
-    """The untrained control's analysis, or ``None`` when it is not built."""
-
-    try:
-        return report.model_analysis(profile, CONTROL, "zoo", data_root, device)
-    except FileNotFoundError:
-        return None
+def sweep_analyses(profile, models: Sequence[tuple[float, str]], device: str = "auto") -> dict[float, dict]:
+    """``{λ: report.model_analysis}`` of every zoo model of the sweep ``[(λ, name)]``."""
+    return {lam: report.model_analysis(ModelRef(profile, name), device) for lam, name in models}
 
 
 def hybrid_curves(analyses: Mapping[float, dict], control: dict | None = None) -> dict[str, Any]:

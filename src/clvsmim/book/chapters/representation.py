@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
+import torch
+
 from clvsmim.analysis import image_cluster_score, token_tsne
 from clvsmim.book import report
 from clvsmim.book.chapters.common import (WEAK_SILHOUETTE,  # noqa: F401  (also read as attributes of this module)
@@ -25,11 +27,11 @@ from clvsmim.cache import cached_json
 from clvsmim.claims import Measurements, model_cache_path, token_cluster_scores, with_claim
 from clvsmim.data import get_batch, open_dataset
 from clvsmim.evaluation import extract_tokens, shape_bias_standard_error
-from clvsmim.methods import display_name
+from clvsmim.methods import CONTROL, ModelRef, display_name
 from clvsmim.train import zoo
 
 __all__ = [
-    "CL", "MIM", "MODELS", "CONTROL", "TSNE_FORMAT", "chapter_models", "load_analyses", "load_evaluations",
+    "CL", "MIM", "MODELS", "CONTROL", "TSNE_FORMAT", "chapter_models", "load_evaluations",
     "tsne_selection", "token_tsne_result", "tsne_record", "token_depth_curves", "svd_spectra", "effective_rank",
     "svd_record", "evaluation_rows", "shape_texture_record", "noise_record", "measurements", "tsne_paragraph", "fourier_paragraph", "fourier_order_sentence", "cosine_paragraph",
     "svd_paragraph", "shape_paragraph", "noise_paragraph", "eval_size",
@@ -38,45 +40,29 @@ __all__ = [
 CL, MIM = "moco", "simmim"
 #: The models of the chapter: CL, MIM and the second MIM method.
 MODELS = ("moco", "simmim", "mae")
-#: The randomly initialised control of the same architecture (zoo: trained for 0 steps; official:
-#: built from the seed, :func:`clvsmim.book.paperbook.random_control`).
-CONTROL = "random"
 #: Differences smaller than this (silhouette, log amplitude, accuracy) are called "no difference" in the prose.
 TOLERANCE = 0.01
 #: Bump when :func:`token_tsne_result` changes its recipe.
 TSNE_FORMAT = 1
 
 
-def chapter_models(source: str = "zoo") -> list[str]:
-    """The chapter's models, the control last."""
-    return list(MODELS) + [CONTROL]
+def chapter_models(profile, source: str = "zoo") -> list[ModelRef]:
+    """The chapter's models (:data:`MODELS`), the control of the same ``source`` last."""
+    return [ModelRef(profile, n, source) for n in (*MODELS, CONTROL)]
 
 
-def load_analyses(profile, names: Sequence[str], source: str = "zoo", data_root: str | None = None,
-                  device: str = "auto") -> dict[str, dict]:
-    """``{name: report.model_analysis}`` (the control of the same ``source``)."""
-
-    return {n: report.model_analysis(profile, n, source, data_root, device) for n in names}
-
-
-def load_evaluations(profile, names: Sequence[str], data_root: str | None = None) -> dict[str, dict]:
+def load_evaluations(profile, names: Sequence[str]) -> dict[str, dict]:
     """``{name: zoo evaluation}`` (cached by :func:`clvsmim.train.zoo.evaluations`)."""
-
-    results = zoo.evaluations(profile, data_root, only=list(names), progress=False)
-    return {n: results[zoo.resolve(profile, n, data_root=data_root).key] for n in names}
+    results = zoo.evaluations(profile, only=list(names), progress=False)
+    return {n: results[zoo.resolve(profile, n).key] for n in names}
 
 
 # --------------------------------------------------------------------------- F5
 
-def tsne_selection(profile, data_root: str | None = None, classes: int = 3, per_class: int = 6) -> dict[str, Any]:
+def tsne_selection(profile, classes: int = 3, per_class: int = 6) -> dict[str, Any]:
     """The first ``per_class`` evaluation images of each of the first ``classes`` classes (in
     class order) that have that many: ``{"indices", "labels", "class_names"}``."""
-
-    import torch
-
-
-    data_cfg = profile.with_data_root(data_root).data
-    dataset = open_dataset(data_cfg, "eval")
+    dataset = open_dataset(profile.data, "eval")
     labels = torch.as_tensor(dataset.labels)
     names = list(getattr(dataset, "classes", []))
     chosen: list[int] = []
@@ -94,8 +80,8 @@ def tsne_selection(profile, data_root: str | None = None, classes: int = 3, per_
             "class_names": [names[c] if c < len(names) else str(c) for c in picked], "classes": picked}
 
 
-def token_tsne_result(profile, name: str, source: str = "zoo", data_root: str | None = None, device: str = "auto",
-                      classes: int = 3, per_class: int = 6, perplexity: float = 20.0, seed: int = 0) -> dict[str, Any]:
+def token_tsne_result(ref: ModelRef, device: str = "auto", classes: int = 3, per_class: int = 6,
+                      perplexity: float = 20.0, seed: int = 0) -> dict[str, Any]:
     """t-SNE of the last-depth patch tokens of the :func:`tsne_selection` images, cached next to
     the model: ``coords`` (N_tokens×2), ``image`` and ``label`` per token, ``class_names``,
     ``silhouette_image`` / ``silhouette_class`` (cosine silhouette of the tokens grouped by image
@@ -103,24 +89,19 @@ def token_tsne_result(profile, name: str, source: str = "zoo", data_root: str | 
 
     content = {"format": TSNE_FORMAT, "classes": classes, "per_class": per_class, "perplexity": perplexity,
                "seed": seed, "depth": -1}
-    src = source
-    path = model_cache_path(profile, name, "tsne", content, src, data_root)
+    profile = ref.profile
+    path = model_cache_path(ref, "tsne", content)
 
     def compute() -> dict[str, Any]:
-
-        import torch
-
-
-        sel = tsne_selection(profile, data_root, classes, per_class)
-        data_cfg = profile.with_data_root(data_root).data
-        images, labels = get_batch(open_dataset(data_cfg, "eval"), torch.tensor(sel["indices"]))
-        model = report.backbone(profile, name, src, data_root, report.resolve_device(device))
+        sel = tsne_selection(profile, classes, per_class)
+        images, labels = get_batch(open_dataset(profile.data, "eval"), torch.tensor(sel["indices"]))
+        model = report.backbone(ref, report.resolve_device(device))
         tokens = extract_tokens(model, images, profile.eval.batch_size, depth=-1)  # n×N×C
         n_img, n_tok = tokens.shape[:2]
         image_ids = torch.arange(n_img)
         perp = float(min(perplexity, (n_img * n_tok - 1) / 3))
         coords = token_tsne(tokens, image_ids, perplexity=perp, seed=seed, num_prefix_tokens=0)
-        return {"name": name, "coords": coords.tolist(),
+        return {"name": ref.name, "coords": coords.tolist(),
                 "image": image_ids.repeat_interleave(n_tok).tolist(),
                 "label": labels.repeat_interleave(n_tok).tolist(),
                 "class_names": sel["class_names"], "classes": sel["classes"], "perplexity": perp,
@@ -207,7 +188,7 @@ def noise_record(rows: Mapping[str, dict], names: Sequence[str]) -> dict[str, di
 
 
 def measurements(profile, analyses: Mapping[str, dict], evaluations: Mapping[str, dict] | None = None,
-                 data_root: str | None = None, device: str = "auto", source: str = "zoo"):
+                 device: str = "auto", source: str = "zoo"):
     """The :class:`clvsmim.claims.Measurements` of this chapter's models (CL = moco, MIM = simmim,
     control = random), with the C5 token-cluster scores on the analysis images."""
 
@@ -216,8 +197,7 @@ def measurements(profile, analyses: Mapping[str, dict], evaluations: Mapping[str
     return Measurements(
         analyses={r: analyses[n] for r, n in have.items()},
         evaluations={r: evaluations[n] for r, n in have.items() if evaluations and n in evaluations},
-        cluster={r: token_cluster_scores(profile, n, source, data_root, device)
-                 for r, n in have.items()},
+        cluster={r: token_cluster_scores(ModelRef(profile, n, source), device) for r, n in have.items()},
         names=dict(have),
     )
 
@@ -366,12 +346,11 @@ def shape_paragraph(rows: Mapping[str, dict], claim=None) -> str:
     return with_claim(text, claim)
 
 
-def eval_size(profile, data_root: str | None = None) -> int | None:
+def eval_size(profile) -> int | None:
     """Number of evaluation images (what every accuracy of the zoo's evaluations is over), or
     ``None`` when the split cannot be opened."""
-
     try:
-        return len(open_dataset(profile.with_data_root(data_root).data, "eval"))
+        return len(open_dataset(profile.data, "eval"))
     except (OSError, ValueError, TypeError):
         return None
 
