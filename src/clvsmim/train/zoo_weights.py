@@ -33,7 +33,7 @@ from clvsmim.cache import write_atomic, write_json_atomic
 from clvsmim.config import Profile
 from clvsmim.train import zoo
 from clvsmim.train.checkpoint import load_checkpoint, save_atomic
-from clvsmim.weights.download import file_digests
+from clvsmim.weights.pins import file_digests
 
 __all__ = ["WEIGHTS_FORMAT", "weights_paths", "export_zoo", "install_zoo", "ZooWeightsError"]
 
