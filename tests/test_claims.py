@@ -253,7 +253,7 @@ def test_claims_command_end_to_end(tmp_path, tiny_yaml, capsys):
     assert all(zoo.is_built(profile, zoo.resolve(profile, n)) for n in ("moco", "simmim", "hybrid-0.5", "random"))
     # the per-image values behind the SEs average to the cached analysis' statistics
     from clvsmim.book.report import model_analysis
-    from clvsmim.uncertainty import per_image_statistics
+    from clvsmim.claims.per_image import per_image_statistics
 
     for name in ("moco", "simmim"):
         per_image, analysis = per_image_statistics(profile, name), model_analysis(profile, name)

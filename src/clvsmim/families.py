@@ -24,8 +24,10 @@ cache key of a model names its architecture; ``v2`` leaves every config (and key
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
-from clvsmim.config import ModelConfig, Profile
+if TYPE_CHECKING:  # only for the annotations: clvsmim.config applies the family when it loads a profile
+    from clvsmim.config import ModelConfig, Profile
 
 FAMILIES = ("v2", "faithful")
 #: MoCo v3's GaussianBlur sigma range (pixels), used literally by the faithful families.

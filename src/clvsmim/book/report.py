@@ -19,26 +19,42 @@ from typing import Any
 import torch
 from torch import nn
 
+from clvsmim.analysis import analyze
 from clvsmim.cache import cached_json
 from clvsmim.config import Profile, config_key
-from clvsmim.methods import OFFICIAL_NAMES, display_name  # noqa: F401  (display_name: used by the chapters as report.display_name)
+from clvsmim.data import get_batch, open_dataset
+from clvsmim.data.augment import normalize
+from clvsmim.device import resolve_device
+from clvsmim.methods import CONTROL, OFFICIAL_NAMES, display_name  # noqa: F401  (display_name: used by the chapters as report.display_name)
 from clvsmim.paths import cache_dir
+from clvsmim.train import zoo
+from clvsmim.weights import load_pretrained
+from clvsmim.weights.control import random_control
 
 #: Bump when the analysis recipe changes so cached analyses are recomputed.
 ANALYSIS_FORMAT = 1
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+
+def cache_name(profile, name: str) -> str:
+    """The folder name of an official model's caches: ``random-seed<s>`` for the control (its
+    weights depend on the profile's training seed), ``name`` otherwise."""
+    return f"{name}-seed{profile.train.seed}" if name.split("-")[0] == CONTROL else name
+
+
+def model_cache_path(profile: Profile, name: str, stem: str, content: Any, source: str = "zoo",
+                     data_root: str | None = None) -> Path:
+    """``<model folder>/<stem>-<hash>.json``: a per-model cache file next to the checkpoint (zoo)
+    or under ``cache_dir("official", cache_name(profile, name))``; the hash covers ``content``, the
+    data and the source."""
+    key = config_key({"stem": stem, "content": content, "data": profile.with_data_root(data_root).data, "source": source})
+    if source == "zoo":
+        return zoo.model_dir(profile, name, data_root=data_root) / f"{stem}-{key}.json"
+    return cache_dir("official", cache_name(profile, name)) / f"{stem}-{key}.json"
 
 
 def analysis_images(profile: Profile, data_root: str | None = None, n: int | None = None):
     """The first ``n`` (default ``profile.eval.num_analysis_images``) evaluation images and
     labels: ``(uint8 n×3×S×S, int64 n)``. The same images for every model."""
-    from clvsmim.data import get_batch, open_dataset
-
     n = n or profile.eval.num_analysis_images
     dataset = open_dataset(profile.with_data_root(data_root).data, "eval")
     if len(dataset) < n:
@@ -52,8 +68,6 @@ def analysis_images(profile: Profile, data_root: str | None = None, n: int | Non
 
 def normalised_batches(images: torch.Tensor, batch_size: int, device: torch.device):
     """Yield normalised float batches ``b×3×S×S`` of uint8 ``images`` on ``device``."""
-    from clvsmim.data.augment import normalize
-
     for start in range(0, len(images), batch_size):
         yield normalize(images[start:start + batch_size].to(device))
 
@@ -63,18 +77,12 @@ def backbone(profile: Profile, name: str, source: str = "zoo", data_root: str | 
     """The encoder called ``name`` (``moco``, ``simmim-Ti``, ``hybrid-0.4``, ``random`` …) in eval mode.
 
     ``source="official"``: the official checkpoint of ``name``; ``random`` is then the untrained
-    ViT-B/16 built from ``profile.train.seed`` (:func:`clvsmim.book.paperbook.random_control`)."""
+    ViT-B/16 built from ``profile.train.seed`` (:func:`clvsmim.weights.control.random_control`)."""
     if source == "zoo":
-        from clvsmim.train.zoo import load
-
-        model = load(profile, name, data_root=data_root)
+        model = zoo.load(profile, name, data_root=data_root)
     elif source == "official":
-        from clvsmim.weights import load_pretrained
-
         base = name.split("-")[0]
-        if base == "random":  # the control: untrained, built from the seed (never downloaded)
-            from clvsmim.book.paperbook import random_control
-
+        if base == CONTROL:  # the control: untrained, built from the seed (never downloaded)
             return random_control(profile.train.seed).to(device).eval()
         if base not in OFFICIAL_NAMES:
             raise ValueError(f"no official checkpoint for {name!r}; available: {sorted(OFFICIAL_NAMES)}")
@@ -87,11 +95,7 @@ def backbone(profile: Profile, name: str, source: str = "zoo", data_root: str | 
 def _analysis_path(profile: Profile, name: str, source: str, data_root: str | None, n: int) -> Path:
     key = config_key({"format": ANALYSIS_FORMAT, "n": n, "data": profile.with_data_root(data_root).data, "source": source})
     if source == "zoo":
-        from clvsmim.train.zoo import model_dir
-
-        return model_dir(profile, name, data_root=data_root) / f"analysis-{key}.json"
-    from clvsmim.book.paperbook import cache_name
-
+        return zoo.model_dir(profile, name, data_root=data_root) / f"analysis-{key}.json"
     return cache_dir("official", cache_name(profile, name)) / f"analysis-{key}.json"
 
 
@@ -101,8 +105,6 @@ def analysis_pass(profile: Profile, name: str, collectors=None, source: str = "z
     :func:`analysis_images` (the images are read before the, possibly large, checkpoint, so bad
     input fails fast). ``collectors=None``: the per-depth metrics, the spectrum on every image
     (the book's analysis sets are small)."""
-    from clvsmim.analysis import analyze
-
     dev = resolve_device(device)
     images, _ = analysis_images(profile, data_root, n)
     model = backbone(profile, name, source, data_root, dev)

@@ -3,36 +3,21 @@ seeds."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from clvsmim.analysis import PatchTokens, image_cluster_score
-from clvsmim.book.paperbook import cache_name
-from clvsmim.book.report import analysis_pass, model_analysis
+from clvsmim.book.report import analysis_pass, model_analysis, model_cache_path
 from clvsmim.cache import cached_json
+from clvsmim.claims.per_image import per_image_statistics
 from clvsmim.claims.rules import CLAIMS, evaluate_claims
 from clvsmim.claims.table import ClaimsTable, aggregate
 from clvsmim.claims.verdict import Measurements
-from clvsmim.config import Profile, config_key, seed_profile
-from clvsmim.paths import cache_dir
+from clvsmim.config import Profile, seed_profile
 from clvsmim.train import zoo
-from clvsmim.uncertainty import per_image_statistics
 
 # --------------------------------------------------------------------------- measuring
-
-def model_cache_path(profile: Profile, name: str, stem: str, content: Any, source: str = "zoo",
-                     data_root: str | None = None) -> Path:
-    """``<model folder>/<stem>-<hash>.json``: a per-model cache file next to the checkpoint (zoo)
-    or under ``cache_dir("official", name)``; the hash covers ``content``, the data and the source."""
-
-    key = config_key({"stem": stem, "content": content, "data": profile.with_data_root(data_root).data, "source": source})
-    if source == "zoo":
-        from clvsmim.train.zoo import model_dir
-
-        return model_dir(profile, name, data_root=data_root) / f"{stem}-{key}.json"
-
-    return cache_dir("official", cache_name(profile, name)) / f"{stem}-{key}.json"
-
 
 #: Bump when :func:`token_cluster_scores` changes its recipe.
 CLUSTER_FORMAT = 1
@@ -47,9 +32,6 @@ def token_cluster_scores(profile: Profile, name: str, source: str = "zoo", data_
     path = model_cache_path(profile, name, "cluster", {"format": CLUSTER_FORMAT, "n": n}, source, data_root)
 
     def compute() -> dict[str, Any]:
-        import torch
-
-
         collectors = {"tokens": PatchTokens(depths=None)}
         per_depth = analysis_pass(profile, name, collectors, source, data_root, device, n)["tokens"]
         ids = torch.arange(len(per_depth[0]))
