@@ -33,7 +33,7 @@ from clvsmim.cache import cached_json
 from clvsmim.claims import Measurements, token_cluster_scores
 from clvsmim.data import get_batch, open_dataset
 from clvsmim.evaluation import extract_features
-from clvsmim.weights.control import CONTROL_ARCHITECTURE_OF, random_control  # noqa: F401  (re-exported)
+from clvsmim.weights.control import random_control
 
 __all__ = ["CONTROL", "NEEDS_TRAINING", "GPU_NOTE", "random_control", "cache_name", "probe_images",
            "probe_evaluation", "probe_evaluations", "official_measurements", "official_claims_table",
