@@ -43,12 +43,12 @@ done
 python3 - "$profile" "$work" "${seeds[@]}" <<'PY'
 import sys
 from clvsmim.config import load_profile, seed_profile
-from clvsmim.train.zoo import _format_table, list_models
+from clvsmim.train.zoo import format_table, list_models
 from clvsmim.train.zoo_weights import ZooWeightsError, export_zoo
 profile, work, seeds = load_profile(sys.argv[1]), sys.argv[2], [int(s) for s in sys.argv[3:]]
 for seed in seeds:
     seeded = seed_profile(profile, seed)
-    print(f"seed {seed}\n" + _format_table(list_models(seeded)), flush=True)
+    print(f"seed {seed}\n" + format_table(list_models(seeded)), flush=True)
     try:
         print(export_zoo(seeded, f"{work}/export-s{seed}")[0], flush=True)
     except ZooWeightsError as error:

@@ -50,7 +50,8 @@ def write_official_standins(names=STANDINS, checkpoint=standin_checkpoint) -> di
     """Save each stand-in at :func:`clvsmim.weights.download.cached_path` (under ``$CLVSMIM_CACHE``)
     and pin its sha256 in the lock file (``$CLVSMIM_WEIGHTS_LOCK``). Returns ``{name: path}``."""
     from clvsmim.weights import get_entry
-    from clvsmim.weights.download import cached_path, file_digests, pin
+    from clvsmim.weights.download import cached_path
+    from clvsmim.weights.pins import file_digests, pin
 
     paths = {}
     for name in names:

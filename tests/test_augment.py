@@ -6,6 +6,7 @@ import torch
 import torchvision.transforms.functional as TF
 
 from clvsmim.data import augment as A
+from clvsmim.rng import hash_uniform
 
 torch.set_num_threads(1)
 
@@ -157,7 +158,7 @@ def test_colour_augmentations_probabilities(seeds):
     torch.testing.assert_close(A.gaussian_blur(flat, seeds[:2], p=1.0), flat)
     # MoCo's asymmetric blur: view 1 always blurred, view 2 rarely (p = 0.1)
     many = torch.arange(500)
-    assert (A.hash_uniform(many, 2, A.MOCO_VIEW_STREAMS[1] + 3)[:, 0] < 0.1).float().mean() < 0.2
+    assert (hash_uniform(many, 2, A.MOCO_VIEW_STREAMS[1] + 3)[:, 0] < 0.1).float().mean() < 0.2
 
 
 def test_gaussian_blur_kernel_is_a_gaussian():
@@ -236,6 +237,6 @@ def test_batched_moco_views_equal_one_pass_per_view(images, seeds):
         torch.testing.assert_close(view, A.moco_view(images, seeds, 24, 0.2, blur_p, sol_p, stream, s),
                                    atol=1e-5, rtol=0)
     streams = torch.tensor([3, 9, 3])
-    rows = A.hash_uniform(seeds[:3], 4, streams)
+    rows = hash_uniform(seeds[:3], 4, streams)
     for i in range(3):
-        assert torch.equal(rows[i:i + 1], A.hash_uniform(seeds[i:i + 1], 4, int(streams[i])))
+        assert torch.equal(rows[i:i + 1], hash_uniform(seeds[i:i + 1], 4, int(streams[i])))

@@ -253,8 +253,8 @@ def test_claims_command_end_to_end(tmp_path, tiny_yaml, capsys):
     assert all(zoo.is_built(profile, zoo.resolve(profile, n)) for n in ("moco", "simmim", "hybrid-0.5", "random"))
     # the per-image values behind the SEs average to the cached analysis' statistics
     from clvsmim.book.report import model_analysis
+    from clvsmim.claims.per_image import per_image_statistics
     from clvsmim.methods import ModelRef
-    from clvsmim.uncertainty import per_image_statistics
 
     for name in ("moco", "simmim"):
         ref = ModelRef(profile, name)

@@ -148,7 +148,7 @@ def test_colab_notebooks_clone_the_repository_named_in_config(tmp_path):
 def test_random_control_is_the_official_vit_b_built_from_the_seed():
     from clvsmim.book.paperbook import random_control
     from clvsmim.weights import get_entry
-    from clvsmim.weights.convert import build_architecture
+    from clvsmim.weights import build_architecture
 
     state = torch.random.get_rng_state()
     a, b, c = random_control(0), random_control(0), random_control(1)

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from clvsmim.families import apply_profile_family
+
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
 #: Field metadata of settings added after zoo models were shipped: left out of :func:`to_dict`
@@ -175,8 +177,6 @@ def profile_from_dict(raw: dict[str, Any], name: str = "custom") -> Profile:
     kwargs["train_overrides"] = dict(raw.get("train_overrides") or {})
     for obj, over in kwargs["train_overrides"].items():
         _build(TrainConfig, over, f"{where}.train_overrides.{obj}")  # validate early
-    from clvsmim.families import apply_profile_family
-
     families = str(raw.get("families", Profile.families))
     return apply_profile_family(Profile(name=raw.get("name", name), families=families, **kwargs))
 

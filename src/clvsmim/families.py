@@ -31,8 +31,10 @@ runs. A λ = 0 hybrid on MoCo's ViT is not part of the zoo.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
-from clvsmim.config import ModelConfig, Profile
+if TYPE_CHECKING:  # only for the annotations: clvsmim.config applies the family when it loads a profile
+    from clvsmim.config import ModelConfig, Profile
 
 FAMILIES = ("v2", "faithful")
 #: MoCo v3's GaussianBlur sigma range (pixels), used literally by the faithful families.

@@ -4,8 +4,8 @@ Two kinds of statistic, two kinds of standard error (SE):
 
 * **means over the analysis images** (C1 attention distance, C2 NMI, C3 token cosine, C4
   Fourier Δ log amplitude, C5 silhouette): every one is the mean over images of a per-image
-  value (:func:`per_image_statistics` computes those values, cached next to the model). The
-  SE of a difference between two models on the *same* images is the bootstrap SE over images
+  value (:func:`clvsmim.claims.per_image.per_image_statistics` computes those values, cached next
+  to the model). The SE of a difference between two models on the *same* images is the bootstrap SE over images
   of the paired difference (:func:`paired_bootstrap_se`); for C5 the per-image value is the
   mean silhouette of that image's tokens (their mean is the silhouette score; the bootstrap
   treats images as independent, which ignores that a token's silhouette depends on the others);
@@ -24,21 +24,13 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
-from clvsmim.analysis.attention import attention_statistics
-from clvsmim.analysis.collectors import Collector
-from clvsmim.analysis.tokens import cosine_silhouette_samples, diagonal_log_amplitude, token_cosine_similarity
-
-__all__ = ["Z", "BOOTSTRAP_SAMPLES", "PER_IMAGE_FORMAT", "bootstrap_se", "paired_bootstrap_se", "binomial_se",
-           "rate_difference_se", "threshold", "three_way", "per_image_statistics",
-           "per_image_values"]
+__all__ = ["Z", "BOOTSTRAP_SAMPLES", "bootstrap_se", "paired_bootstrap_se", "binomial_se", "rate_difference_se",
+           "threshold", "three_way", "per_image_values"]
 
 #: How many standard errors a difference must exceed to count.
 Z = 2.0
 BOOTSTRAP_SAMPLES = 2000
-#: Bump when :func:`per_image_statistics` changes its recipe.
-PER_IMAGE_FORMAT = 1
 
 
 def bootstrap_se(values: Sequence[float], samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> float:
@@ -106,56 +98,3 @@ def per_image_values(per_image: dict[str, Any] | None, metric: str, depths: Sequ
     if x.ndim == 1:
         return x
     return x[:, list(depths)].mean(axis=1)
-
-
-class PerImageMetrics(Collector):
-    """Per image: attention distance and NMI per block (mean over heads), token cosine and the
-    Fourier Δ (highest minus zero frequency of the diagonal log amplitude) per depth, and the
-    last-depth patch tokens (for each image's silhouette). Result: lists of per-image rows."""
-
-    attentions = True
-
-    def start(self, geo) -> None:
-        super().start(geo)
-        self.rows: dict[str, list[torch.Tensor]] = {"attention_distance": [], "nmi": [], "token_cosine": [],
-                                                    "fourier_delta": []}
-        self.last: list[torch.Tensor] = []
-
-    def update(self, captured, batch) -> None:
-        geo, p = self.geo, self.geo.num_prefix_tokens
-        dist, nmi = zip(*(attention_statistics(a, geo.patch_size, p) for a in captured.attentions))
-        self.rows["attention_distance"].append(torch.stack([d.mean(1) for d in dist], 1).double().cpu())
-        self.rows["nmi"].append(torch.stack([v.mean(1) for v in nmi], 1).double().cpu())
-        states = captured.hidden_states
-        self.rows["token_cosine"].append(torch.stack([token_cosine_similarity(z, p) for z in states], 1).double().cpu())
-        amp = [diagonal_log_amplitude(z, p) for z in states]
-        self.rows["fourier_delta"].append(torch.stack([a[:, -1] - a[:, 0] for a in amp], 1).double().cpu())
-        self.last.append(states[-1][:, p:].float().cpu())
-
-    def result(self) -> dict[str, Any]:
-        out: dict[str, Any] = {k: torch.cat(v).tolist() for k, v in self.rows.items()}
-        tokens = torch.cat(self.last)  # (n, N, C)
-        ids = np.repeat(np.arange(tokens.shape[0]), tokens.shape[1])
-        s = cosine_silhouette_samples(tokens.reshape(-1, tokens.shape[-1]).numpy(), ids)
-        out["silhouette"] = s.reshape(tokens.shape[0], tokens.shape[1]).mean(axis=1).tolist()
-        out["num_images"] = int(tokens.shape[0])
-        return out
-
-
-def per_image_statistics(ref, device: str = "auto", n: int | None = None) -> dict[str, Any]:
-    """Per-image values behind C1–C5, on :func:`clvsmim.book.report.analysis_images`, cached as JSON
-    next to the model. ``{"num_images": n, "attention_distance": n×L (mean over heads),
-    "nmi": n×L, "token_cosine": n×(L+1), "fourier_delta": n×(L+1) (highest minus zero
-    frequency of the diagonal log amplitude; its mean over images is the analysis' Δ log
-    amplitude), "silhouette": n (mean silhouette of the image's tokens at the last depth)}``."""
-    from clvsmim.claims import cached_json, model_cache_path
-
-    n = n or ref.profile.eval.num_analysis_images
-    path = model_cache_path(ref, "perimage", {"format": PER_IMAGE_FORMAT, "n": n})
-
-    def compute() -> dict[str, Any]:
-        from clvsmim.book.report import analysis_pass
-
-        return analysis_pass(ref, {"rows": PerImageMetrics()}, device, n)["rows"]
-
-    return cached_json(path, compute)

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import timm
 import torch
 from torch import nn
 
@@ -60,8 +61,6 @@ def check_backbone(model: nn.Module, what: str = "model") -> None:
 
 
 def _timm_model(name: str, random_init: bool, img_size: int | None, seed: int) -> tuple[nn.Module, dict]:
-    import timm
-
     if not name:
         raise AnalyzeError("--model timm:NAME needs a model name after 'timm:', e.g. timm:vit_base_patch16_224")
     if not timm.is_model(name):

@@ -49,11 +49,17 @@ import torch
 from torch import nn
 
 from clvsmim.cache import write_json_atomic
-from clvsmim.data import IMAGENET_MEAN, IMAGENET_STD
+from clvsmim.data import IMAGENET_MEAN, IMAGENET_STD, get_batch
+from clvsmim.data.augment import to_float
+from clvsmim.device import resolve_device
 from clvsmim.models import square_geometry
 from clvsmim.book.plots.analyze import FIGURES, write_figures  # noqa: F401  (FIGURES: the figures written)
 from clvsmim.analysis.backbones import AnalyzeError, check_backbone, input_size
+from clvsmim.analysis.collectors import MetricSums, PatchTokens, PooledFeatures, QueryMaps
 from clvsmim.analysis.images import as_dataset, analysis_order, dataset_labels
+from clvsmim.analysis.pipeline import analyze, spectrum_selection
+from clvsmim.analysis.probe import linear_probe_per_layer
+from clvsmim.analysis.tokens import image_cluster_score, single_threaded, token_tsne
 
 #: Bumped when the layout of ``metrics.json`` changes.
 METRICS_FORMAT = 1
@@ -100,8 +106,6 @@ def attention_queries(grid: Sequence[int]) -> list[tuple[int, int]]:
 
 
 def _normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    from clvsmim.data.augment import to_float
-
     x = to_float(images)
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
@@ -149,12 +153,6 @@ def analyze_model(model: nn.Module, dataset_or_images, images: int | None = DEFA
         tsne {depth, image_positions, labels, perplexity, image_cluster_score, points} | {skipped}
         probe {pooling, accuracy L+1, train/test sizes, budget, chance} | {skipped}
     """
-    from clvsmim.analysis import (MetricSums, PatchTokens, PooledFeatures, QueryMaps, analyze, image_cluster_score,
-                           linear_probe_per_layer, token_tsne)
-    from clvsmim.analysis.pipeline import spectrum_selection
-    from clvsmim.data import get_batch
-    from clvsmim.book.report import resolve_device
-
     t_start = time.perf_counter()
     check_backbone(model)
     if batch_size < 1:
@@ -267,7 +265,7 @@ def _tsne_threads():
     if (os.cpu_count() or 1) > 4:
         return contextlib.nullcontext()
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # lazy: optional (scikit-learn's dependency), only for t-SNE
     except ImportError:  # scikit-learn depends on it, but do not fail over a speed-up
         return contextlib.nullcontext()
     return threadpool_limits(1)
@@ -308,8 +306,6 @@ def _probe(pooled, labels, linear_probe_per_layer) -> dict:
     # relabel to 0..K-1 so the probe has exactly the classes present
     remap = {int(c): i for i, c in enumerate(classes.tolist())}
     y = torch.tensor([remap[int(c)] for c in labels.tolist()])
-    from clvsmim.analysis.tokens import single_threaded
-
     # small full-batch problems: torch's intra-op threads only add synchronisation overhead
     with single_threaded(torch.device("cpu")):
         acc = linear_probe_per_layer([f[tr] for f in features], y[tr], [f[te] for f in features], y[te],

@@ -191,7 +191,7 @@ def token_tsne(z: torch.Tensor, image_ids, perplexity: float = 20, seed: int = 0
     scikit-learn ``TSNE(init="pca", random_state=seed)``: deterministic for a given input.
     Colour the points with the class (or image id) of the image each token came from.
     """
-    from sklearn.manifold import TSNE
+    from sklearn.manifold import TSNE  # lazy: scikit-learn is slow to import and only the t-SNE needs it
 
     x, _ = flatten_tokens(z, image_ids, num_prefix_tokens)
     if not 0 < perplexity < len(x):

@@ -163,10 +163,10 @@ def execute_chapter(entry: Entry, root: Path, out: Path, params: dict[str, Any],
                     timeout: float | None = None, start_timeout: float = 120,
                     env: dict[str, str] | None = None) -> ChapterResult:
     """Execute one ``.py`` chapter with papermill into ``<out>/<file>.ipynb``."""
-    import jupytext
-    import nbformat
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
+    import jupytext  # lazy: the book extra (jupytext, nbformat, papermill), needed only to execute chapters
+    import nbformat  # lazy: the book extra
+    import papermill  # lazy: the book extra
+    from papermill.exceptions import PapermillExecutionError  # lazy: the book extra
 
     assert entry.source is not None
     text = entry.source.read_text()

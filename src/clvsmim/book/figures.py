@@ -30,8 +30,17 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterable
 
+import matplotlib as mpl
+import numpy as np
+from cycler import cycler
+
 from clvsmim.cache import write_text_atomic
 from clvsmim.methods import METHODS
+
+try:
+    import fcntl  # POSIX: the manifest's lock
+except ImportError:  # pragma: no cover - non-POSIX: atomic replace only
+    fcntl = None
 
 DEFAULT_OUT = Path("_build") / "clvsmim"
 FIG_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -140,9 +149,6 @@ STYLE_RC: dict[str, Any] = {
 
 def use_style() -> None:
     """Apply the book's matplotlib style (fonts, grid, spines, colour cycle CL red / MIM blue)."""
-    import matplotlib as mpl
-    from cycler import cycler
-
     rc = dict(STYLE_RC)
     order = ["moco", "simmim", "mae", "hybrid", "dino", "beit", "supervised"]
     rc["axes.prop_cycle"] = cycler(color=[METHOD_STYLE[k]["color"] for k in order])
@@ -213,7 +219,7 @@ def _to_plain(obj: Any, where: str) -> Any:
         return [_to_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
-    # numpy / torch / pandas, imported only when such a value shows up
+    # torch / pandas are recognised by their module name, never imported here
     mod = type(obj).__module__.split(".")[0]
     if mod == "torch":
         return _to_plain(obj.detach().cpu().tolist(), where)
@@ -221,8 +227,6 @@ def _to_plain(obj: Any, where: str) -> Any:
         if hasattr(obj, "to_dict"):
             return _to_plain(obj.to_dict(), where)
     if mod == "numpy":
-        import numpy as np
-
         if isinstance(obj, np.ndarray):
             if obj.dtype.kind in "fc" and not np.all(np.isfinite(obj)):
                 bad = np.argwhere(~np.isfinite(obj))[0]
@@ -236,8 +240,6 @@ def _to_plain(obj: Any, where: str) -> Any:
 
 
 def _check_frame(df: Any, allow_nan: bool) -> None:
-    import numpy as np
-
     for col in df.columns:
         values = df[col]
         if values.dtype.kind not in "fc":
@@ -256,9 +258,7 @@ def _check_frame(df: Any, allow_nan: bool) -> None:
 def _locked(lock_path: Path):
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+") as fh:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - non-POSIX: atomic replace only
+        if fcntl is None:  # pragma: no cover - non-POSIX: atomic replace only
             yield
             return
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)

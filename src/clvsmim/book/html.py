@@ -66,7 +66,7 @@ def _mathjax_source() -> Path | None:
     if env and Path(env).is_file():
         return Path(env)
     try:
-        import mathjax  # django-static-mathjax
+        import mathjax  # lazy: optional (django-static-mathjax, the book extra); without it math is not offline
     except ImportError:
         log.warning("MathJax not installed (pip install django-static-mathjax): math will not render offline")
         return None

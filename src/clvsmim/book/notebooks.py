@@ -51,8 +51,8 @@ def render_notebook(source: Path, folder: str, *, profile: str = "paper", device
     """A clean, output-free notebook of one jupytext chapter for Colab: a set-up cell first
     (cloning ``repo``, default :func:`repository_url` of the project), the parameters cell
     defaulted to ``profile``/``device``."""
-    import jupytext
-    import nbformat
+    import jupytext  # lazy: the book extra (jupytext, nbformat), needed only to write the Colab notebooks
+    import nbformat  # lazy: the book extra
 
     repo = repo or repository_url(find_root(source.parent))
     nb = jupytext.read(source)
@@ -89,7 +89,7 @@ def render_notebooks(out_dir: str | os.PathLike, root: str | os.PathLike | None 
                      toc_path: str | os.PathLike | None = None) -> list[Path]:
     """Write ``<out_dir>/<toc file>.ipynb`` for every ``.py`` chapter (the content of the
     ``notebooks`` branch that the book's Colab buttons open)."""
-    import nbformat
+    import nbformat  # lazy: the book extra, needed only to write the Colab notebooks
 
     root = Path(root).resolve() if root else find_root()
     out_dir = Path(out_dir)

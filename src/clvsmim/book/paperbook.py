@@ -7,7 +7,8 @@ architecture as the official MoCo v3 / MAE encoders, untrained — not trained, 
 
 What this module adds to the chapters:
 
-* :func:`random_control` and :func:`cache_name` (the control's caches carry its seed);
+* :func:`random_control` (:mod:`clvsmim.weights.control`) and :func:`cache_name`
+  (:mod:`clvsmim.book.report`; the control's caches carry its seed), re-exported here;
 * :func:`probe_evaluation` — F7's linear probe of every depth on the official checkpoints
   (the budget of ``clvsmim analyze``), in the same ``{"linear_probe": {...}}`` form as a zoo
   evaluation, so C7 / C9 read it unchanged;
@@ -19,11 +20,21 @@ What this module adds to the chapters:
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Mapping, Sequence
 
 import torch
 
+from clvsmim import claims
+from clvsmim.analysis import linear_probe_per_layer
+from clvsmim.analysis.model_report import PROBE_LR, PROBE_STEPS, PROBE_WEIGHT_DECAY, probe_split
+from clvsmim.book.report import backbone, cache_name, model_analysis, model_cache_path, resolve_device
+from clvsmim.cache import cached_json
+from clvsmim.claims import Measurements, token_cluster_scores
+from clvsmim.data import get_batch, open_dataset
+from clvsmim.evaluation import extract_features
 from clvsmim.methods import ModelRef
+from clvsmim.weights.control import random_control
 
 __all__ = ["CONTROL", "NEEDS_TRAINING", "GPU_NOTE", "random_control", "cache_name", "probe_images",
            "probe_evaluation", "probe_evaluations", "official_measurements", "official_claims_table",
@@ -31,32 +42,12 @@ __all__ = ["CONTROL", "NEEDS_TRAINING", "GPU_NOTE", "random_control", "cache_nam
 
 #: Name of the untrained control (as in the zoo).
 CONTROL = "random"
-#: The official checkpoint whose architecture the control copies (timm ``vit_base_patch16_224``).
-CONTROL_ARCHITECTURE_OF = "moco_v3_vit_b"
 #: Claims whose models have no official checkpoint: they need training.
 NEEDS_TRAINING = {"C8": "the hybrid λ sweep", "C11": "ViT-Ti/S/B of CL and MIM (the size trend)"}
 #: Claims that read evaluations not run on the official checkpoints here.
 NOT_RUN_ON_OFFICIAL = {"C6": "the shape-bias evaluation (cue-conflict images) of the official models",
                        "C10": "fine-tuning the official models"}
 GPU_NOTE = "needs the GPU-sized profile"
-
-
-def random_control(seed: int = 0) -> torch.nn.Module:
-    """Untrained ViT-B/16 of the official MoCo v3 / MAE architecture, initialised from ``seed``
-    (timm's init under a forked RNG: the caller's random state is untouched). Eval mode."""
-    from clvsmim.weights import get_entry
-    from clvsmim.weights.convert import build_architecture
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        model = build_architecture(get_entry(CONTROL_ARCHITECTURE_OF).architecture)
-    return model.eval()
-
-
-def cache_name(profile, name: str) -> str:
-    """The folder name of an official model's caches: ``random-seed<s>`` for the control (its
-    weights depend on the profile's training seed), ``name`` otherwise."""
-    return f"{name}-seed{profile.train.seed}" if name.split("-")[0] == CONTROL else name
 
 
 def needs_training_note(what: str) -> str:
@@ -71,8 +62,6 @@ def probe_images(profile, n: int | None = None):
     """Up to ``n`` (default ``profile.eval.num_analysis_images``) evaluation images taken
     round-robin over the classes (class order, then file order), so that every class gets a
     train and a test image: ``(uint8 n×3×S×S, int64 n)``."""
-    from clvsmim.data import get_batch, open_dataset
-
     n = n or profile.eval.num_analysis_images
     dataset = open_dataset(profile.data, "eval")
     labels = torch.as_tensor(dataset.labels)
@@ -88,20 +77,12 @@ def probe_evaluation(ref, device: str = "auto", n: int | None = None) -> dict[st
 
     Mean-pooled patch tokens, train / test = alternate images within each class
     (:func:`clvsmim.analysis.model_report.probe_split`), the budget of ``clvsmim analyze``."""
-    from clvsmim.analysis.model_report import PROBE_LR, PROBE_STEPS, PROBE_WEIGHT_DECAY, probe_split
-    from clvsmim.cache import cached_json
-    from clvsmim.claims import model_cache_path
-
     profile = ref.profile
     n = n or profile.eval.num_analysis_images
     content = {"n": n, "steps": PROBE_STEPS, "lr": PROBE_LR, "weight_decay": PROBE_WEIGHT_DECAY, "format": 1}
     path = model_cache_path(ref, "probe", content)
 
     def compute() -> dict[str, Any]:
-        from clvsmim.analysis import linear_probe_per_layer
-        from clvsmim.evaluation import extract_features
-        from clvsmim.book.report import backbone, resolve_device
-
         images, labels = probe_images(profile, n)
         classes = labels.unique()
         train, test = probe_split(labels)
@@ -136,9 +117,6 @@ def official_measurements(profile, device: str = "auto", cl: str = "moco",
     """:class:`clvsmim.claims.Measurements` of the official CL / MIM checkpoints and the seeded
     control: analyses, token-cluster scores and the per-depth linear probes (no fine-tuning,
     no shape bias, no sweep, no sizes)."""
-    from clvsmim.claims import Measurements, token_cluster_scores
-    from clvsmim.book.report import model_analysis
-
     names = {"cl": cl, "mim": mim, "control": CONTROL}
     probes = probe_evaluations(profile, list(names.values()), device)
     refs = {r: ModelRef(profile, n, "official") for r, n in names.items()}
@@ -154,10 +132,6 @@ def official_measurements(profile, device: str = "auto", cl: str = "moco",
 def official_claims_table(profile, device: str = "auto", measurements=None):
     """The claims on the official checkpoints (one "seed": the profile's, for the control).
     C8 and C11 are inconclusive with the reason ``not measured: needs the GPU-sized profile``."""
-    import time
-
-    from clvsmim import claims
-
     start = time.perf_counter()
     bundle = measurements if measurements is not None else official_measurements(profile, device)
     per_claim = []

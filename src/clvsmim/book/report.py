@@ -19,26 +19,41 @@ from typing import Any
 import torch
 from torch import nn
 
+from clvsmim.analysis import analyze
 from clvsmim.cache import cached_json
 from clvsmim.config import Profile, config_key
+from clvsmim.data import get_batch, open_dataset
+from clvsmim.data.augment import normalize
+from clvsmim.device import resolve_device
 from clvsmim.methods import CONTROL, OFFICIAL_NAMES, ModelRef, display_name  # noqa: F401  (display_name: used by the chapters as report.display_name)
 from clvsmim.paths import cache_dir
+from clvsmim.train import zoo
+from clvsmim.weights import load_pretrained
+from clvsmim.weights.control import random_control
 
 #: Bump when the analysis recipe changes so cached analyses are recomputed.
 ANALYSIS_FORMAT = 1
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+
+def cache_name(profile, name: str) -> str:
+    """The folder name of an official model's caches: ``random-seed<s>`` for the control (its
+    weights depend on the profile's training seed), ``name`` otherwise."""
+    return f"{name}-seed{profile.train.seed}" if name.split("-")[0] == CONTROL else name
+
+
+def model_cache_path(ref: ModelRef, stem: str, content: Any) -> Path:
+    """``<model folder>/<stem>-<hash>.json``: a per-model cache file next to the checkpoint (zoo)
+    or under ``cache_dir("official", cache_name(profile, name))``; the hash covers ``content``, the
+    data and the source."""
+    key = config_key({"stem": stem, "content": content, "data": ref.profile.data, "source": ref.source})
+    if ref.source == "zoo":
+        return zoo.model_dir(ref.profile, ref.name) / f"{stem}-{key}.json"
+    return cache_dir("official", cache_name(ref.profile, ref.name)) / f"{stem}-{key}.json"
 
 
 def analysis_images(profile: Profile, n: int | None = None):
     """The first ``n`` (default ``profile.eval.num_analysis_images``) evaluation images and
     labels of the profile's data: ``(uint8 n×3×S×S, int64 n)``. The same images for every model."""
-    from clvsmim.data import get_batch, open_dataset
-
     n = n or profile.eval.num_analysis_images
     dataset = open_dataset(profile.data, "eval")
     if len(dataset) < n:
@@ -52,8 +67,6 @@ def analysis_images(profile: Profile, n: int | None = None):
 
 def normalised_batches(images: torch.Tensor, batch_size: int, device: torch.device):
     """Yield normalised float batches ``b×3×S×S`` of uint8 ``images`` on ``device``."""
-    from clvsmim.data.augment import normalize
-
     for start in range(0, len(images), batch_size):
         yield normalize(images[start:start + batch_size].to(device))
 
@@ -62,32 +75,20 @@ def backbone(ref: ModelRef, device: str | torch.device = "cpu") -> nn.Module:
     """The encoder ``ref`` points at (``moco``, ``simmim-Ti``, ``hybrid-0.4``, ``random`` …), in eval mode.
 
     ``source="official"``: the official checkpoint of ``ref.name``; ``random`` is then the
-    untrained ViT-B/16 built from ``profile.train.seed`` (:func:`clvsmim.book.paperbook.random_control`)."""
+    untrained ViT-B/16 built from ``profile.train.seed`` (:func:`clvsmim.weights.control.random_control`)."""
     if ref.source == "zoo":
-        from clvsmim.train.zoo import load
-
-        model = load(ref.profile, ref.name)
-    else:
-        from clvsmim.weights import load_pretrained
-
-        if ref.base == CONTROL:  # the control: untrained, built from the seed (never downloaded)
-            from clvsmim.book.paperbook import random_control
-
-            return random_control(ref.profile.train.seed).to(device).eval()
-        if ref.base not in OFFICIAL_NAMES:
-            raise ValueError(f"no official checkpoint for {ref.name!r}; available: {sorted(OFFICIAL_NAMES)}")
-        model = load_pretrained(OFFICIAL_NAMES[ref.base], allow_pickle=ref.base == "simmim")
-    return model.to(device).eval()
+        return zoo.load(ref.profile, ref.name).to(device).eval()
+    if ref.base == CONTROL:  # the control: untrained, built from the seed (never downloaded)
+        return random_control(ref.profile.train.seed).to(device).eval()
+    if ref.base not in OFFICIAL_NAMES:
+        raise ValueError(f"no official checkpoint for {ref.name!r}; available: {sorted(OFFICIAL_NAMES)}")
+    return load_pretrained(OFFICIAL_NAMES[ref.base], allow_pickle=ref.base == "simmim").to(device).eval()
 
 
 def _analysis_path(ref: ModelRef, n: int) -> Path:
     key = config_key({"format": ANALYSIS_FORMAT, "n": n, "data": ref.profile.data, "source": ref.source})
     if ref.source == "zoo":
-        from clvsmim.train.zoo import model_dir
-
-        return model_dir(ref.profile, ref.name) / f"analysis-{key}.json"
-    from clvsmim.book.paperbook import cache_name
-
+        return zoo.model_dir(ref.profile, ref.name) / f"analysis-{key}.json"
     return cache_dir("official", cache_name(ref.profile, ref.name)) / f"analysis-{key}.json"
 
 
@@ -96,8 +97,6 @@ def analysis_pass(ref: ModelRef, collectors=None, device: str = "auto", n: int |
     :func:`analysis_images` (the images are read before the, possibly large, checkpoint, so bad
     input fails fast). ``collectors=None``: the per-depth metrics, the spectrum on every image
     (the book's analysis sets are small)."""
-    from clvsmim.analysis import analyze
-
     dev = resolve_device(device)
     images, _ = analysis_images(ref.profile, n)
     model = backbone(ref, dev)

@@ -140,8 +140,6 @@ def run_book(root: str | os.PathLike | None = None, profile: str = "smoke", *,
     if images is not None and int(images) < 2:
         raise ValueError(f"--images: the analyses need at least 2 images, found {images}")
     if source == "official" and data is None:
-        from clvsmim.config import load_profile
-
         if load_profile(str(profile)).data.root is None:
             raise ValueError("--source official analyses real photographs: give an ImageFolder with --data "
                              "(e.g. DATA=$(clvsmim weights imagenette))")

@@ -64,7 +64,7 @@ Each claim says which movement it needs (:data:`CONTROL_RULE`):
 Uncertainty and verdicts
 ------------------------
 Every statistic carries a standard error (:mod:`clvsmim.uncertainty`): a paired bootstrap over
-the analysis images for C1–C5 (per-image values from :func:`clvsmim.uncertainty.per_image_statistics`),
+the analysis images for C1–C5 (per-image values from :func:`clvsmim.claims.per_image.per_image_statistics`),
 the binomial SE of a rate for C6–C11 (accuracies on the ``num_eval`` evaluation images, the
 shape bias on its decided images). A seed's verdict, with ``t = max(margin, 2·SE)`` of the
 difference at hand:
@@ -95,7 +95,8 @@ Command line: ``clvsmim claims --profile P [--seeds N] [--data PATH] [--out FILE
 Modules: :mod:`~clvsmim.claims.definitions` (verdicts, margins, control rules, claim records),
 :mod:`~clvsmim.claims.verdict` (what a claim reads, the shared ordering rule),
 :mod:`~clvsmim.claims.rules` (C1–C11), :mod:`~clvsmim.claims.table` (across seeds, the record),
-:mod:`~clvsmim.claims.measure` (measuring a zoo).
+:mod:`~clvsmim.claims.measure` (measuring a zoo), :mod:`~clvsmim.claims.per_image` (the per-image
+values behind the standard errors of C1–C5).
 """
 from __future__ import annotations
 
@@ -104,6 +105,7 @@ from clvsmim.claims.definitions import (C6_MIN_CUE_OVER_CHANCE, CONTROL_RULE, IN
                                         VERDICTS, Claim, ClaimInfo, missing_claim)
 from clvsmim.claims.measure import (CLUSTER_FORMAT, claims_table, measure, model_cache_path, model_names,
                                     token_cluster_scores)
+from clvsmim.claims.per_image import PER_IMAGE_FORMAT, PerImageMetrics, per_image_statistics
 from clvsmim.claims.rules import (CLAIMS, claim_markdown, evaluate_claim, evaluate_claims, with_claim, c1_attention_distance,
                                   c2_nmi, c3_token_cosine, c4_fourier, c5_image_clusters, c6_shape_bias, c7_layers,
                                   c8_hybrid, c9_linear_probe, c10_finetune, c11_scaling)
@@ -119,5 +121,6 @@ __all__ = [
     "model_names", "measure", "claims_table", "model_cache_path", "cached_json", "token_cluster_scores",
     "C6_MIN_CUE_OVER_CHANCE", "INFO", "VERDICT_MARKS", "CLUSTER_FORMAT", "c1_attention_distance", "c2_nmi",
     "c3_token_cosine", "c4_fourier", "c5_image_clusters", "c6_shape_bias", "c7_layers", "c8_hybrid",
-    "c9_linear_probe", "c10_finetune", "c11_scaling", "missing_claim",
+    "c9_linear_probe", "c10_finetune", "c11_scaling", "missing_claim", "PER_IMAGE_FORMAT", "PerImageMetrics",
+    "per_image_statistics",
 ]

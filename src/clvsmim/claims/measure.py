@@ -3,34 +3,22 @@ seeds."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from clvsmim.analysis import PatchTokens, image_cluster_score
-from clvsmim.book.paperbook import cache_name
-from clvsmim.book.report import analysis_pass, model_analysis
+from clvsmim.book.report import analysis_pass, model_analysis, model_cache_path
 from clvsmim.cache import cached_json
+from clvsmim.claims.per_image import per_image_statistics
 from clvsmim.claims.rules import CLAIMS, evaluate_claims
 from clvsmim.claims.table import ClaimsTable, aggregate
 from clvsmim.claims.verdict import Measurements
-from clvsmim.config import Profile, config_key, seed_profile
+from clvsmim.config import Profile, seed_profile
 from clvsmim.methods import ModelRef
-from clvsmim.paths import cache_dir
 from clvsmim.train import zoo
-from clvsmim.uncertainty import per_image_statistics
 
 # --------------------------------------------------------------------------- measuring
-
-def model_cache_path(ref: ModelRef, stem: str, content: Any) -> Path:
-    """``<model folder>/<stem>-<hash>.json``: a per-model cache file next to the checkpoint (zoo)
-    or under ``cache_dir("official", name)``; the hash covers ``content``, the data and the source."""
-    key = config_key({"stem": stem, "content": content, "data": ref.profile.data, "source": ref.source})
-    if ref.source == "zoo":
-        return zoo.model_dir(ref.profile, ref.name) / f"{stem}-{key}.json"
-    return cache_dir("official", cache_name(ref.profile, ref.name)) / f"{stem}-{key}.json"
-
 
 #: Bump when :func:`token_cluster_scores` changes its recipe.
 CLUSTER_FORMAT = 1

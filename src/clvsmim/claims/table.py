@@ -147,7 +147,7 @@ class ClaimsTable:
                  "seeds": " ".join(c.verdict for c in s.per_seed)} for s in self.summaries]
 
     def to_frame(self):
-        import pandas as pd
+        import pandas as pd  # lazy: `clvsmim claims` prints text; only a notebook asks for a DataFrame
 
         return pd.DataFrame(self.rows()).set_index("id")
 

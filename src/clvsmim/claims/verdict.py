@@ -23,7 +23,7 @@ class Measurements:
     ``sweep``: ``{λ: evaluation dict}`` with λ = 0 (MIM) … 1 (CL);
     ``names``: the zoo names behind the roles (provenance only);
     ``missing``: zoo names left out because they were not built (``missing="skip"``);
-    ``per_image``: ``{"cl" | "mim" | "control": uncertainty.per_image_statistics dict}`` (SEs of C1–C5);
+    ``per_image``: ``{"cl" | "mim" | "control": claims.per_image.per_image_statistics dict}`` (SEs of C1–C5);
     ``num_eval``: images behind every accuracy (binomial SEs of C7–C11); None: no SEs.
     """
 

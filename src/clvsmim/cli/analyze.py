@@ -10,7 +10,7 @@ from clvsmim.analysis.backbones import AnalyzeError, input_size, resolve_model
 from clvsmim.analysis.images import open_analysis_data
 from clvsmim.analysis.model_report import DEFAULT_BATCH_SIZE, DEFAULT_IMAGES, analyze_model, model_slug
 from clvsmim.explorer.build import analyze_explorer
-from clvsmim.book.report import resolve_device
+from clvsmim.device import resolve_device
 
 
 def register(subparsers) -> None:

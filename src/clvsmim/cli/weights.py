@@ -4,8 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from clvsmim.weights.convert import load_checkpoint
-from clvsmim.weights.download import DownloadError, cached_path, expected_digest, fetch, fetch_imagenette, verify
+from clvsmim.weights.archive import fetch_imagenette
+from clvsmim.weights.download import cached_path, fetch, verify
+from clvsmim.weights.errors import DownloadError
+from clvsmim.weights.load import load_checkpoint
+from clvsmim.weights.pins import expected_digest
 from clvsmim.weights.registry import IMAGENETTE, all_entries
 
 

@@ -8,6 +8,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from clvsmim.analysis.model_report import _normalise, analysis_order, dataset_labels
 from clvsmim.book import report
@@ -56,8 +57,6 @@ def geometry_dict(model: nn.Module, img_size: int) -> dict[str, Any]:
 def measure_models(models: Mapping[str, nn.Module], images: torch.Tensor, normalise: Callable[[torch.Tensor], torch.Tensor],
                    device: torch.device, batch_size: int = 16, progress: bool = False) -> dict[str, Measured]:
     """:func:`measure_attention` of every model on uint8 ``images`` (``n×3×S×S``)."""
-    from tqdm.auto import tqdm
-
     out = {}
     for name, model in tqdm(models.items(), desc="explorer attention", disable=not progress):
         was_training = model.training

@@ -14,37 +14,23 @@ import html
 import json
 import os
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from matplotlib import colormaps
 
+from clvsmim.explorer.assets import ASSETS, asset_bytes, asset_text  # noqa: F401  (asset_bytes: re-exported)
 from clvsmim.explorer.payload import (GLOBAL, Measured, decode_rows, encode_rows, js_assignment, js_payload,
                                       pack_payload, payload_file_name)
 
-#: The page's script and stylesheet (package data of ``clvsmim.explorer``).
-ASSETS = ("explorer.js", "explorer.css")
 NPZ_NAME = "explorer.npz"
 #: Colour map of the attention maps (matplotlib's name).
 COLORMAP = "inferno"
 
 
-def asset_text(name: str) -> str:
-    if name not in ASSETS:
-        raise ValueError(f"unknown explorer asset {name!r}; expected one of {ASSETS}")
-    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
-
-
-def asset_bytes() -> int:
-    """Bytes of :data:`ASSETS` together."""
-    return sum(len(asset_text(a).encode()) for a in ASSETS)
-
-
 def colormap_lut(name: str = COLORMAP) -> list[list[int]]:
     """256 RGB entries (0–255) of a matplotlib colour map."""
-    from matplotlib import colormaps
-
     rgba = colormaps[name](np.linspace(0.0, 1.0, 256))
     return np.rint(rgba[:, :3] * 255).astype(int).tolist()
 

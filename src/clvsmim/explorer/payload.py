@@ -44,6 +44,7 @@ from clvsmim.analysis import analyze
 from clvsmim.analysis._shapes import grid_distances
 from clvsmim.analysis.attention import mean_distance, normalized_mutual_information, patch_attention
 from clvsmim.analysis.collectors import Collector
+from clvsmim.explorer.assets import asset_bytes
 
 #: Data per book page at the embedded default (bytes of every file the page can load).
 BUDGET_BYTES = 3_000_000
@@ -205,8 +206,6 @@ def page_data_bytes(depth: int, heads: int, grid: Sequence[int], img_size: int, 
     ``models``, ``index.js`` (bound) and the script and stylesheet (``assets``; default: the
     package's own files)."""
     if assets is None:
-        from clvsmim.explorer.page import asset_bytes
-
         assets = asset_bytes()
     n = int(grid[0]) * int(grid[1])
     per_image = sum(payload_file_bytes(data_id, m, depth, heads, n) for m in models)

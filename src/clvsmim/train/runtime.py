@@ -56,7 +56,7 @@ def make_accelerator(cpu: bool | None = None, find_unused_parameters: bool = Fal
     ``find_unused_parameters`` is needed under DDP only by objectives whose forward leaves
     trainable parameters out of the graph; they declare ``has_unused_parameters = True``.
     """
-    from accelerate import Accelerator, DistributedDataParallelKwargs
+    from accelerate import Accelerator, DistributedDataParallelKwargs  # lazy: slow to import, training only
 
     ddp = DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)
     cpu = (not torch.cuda.is_available()) if cpu is None else cpu

@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from clvsmim.cache import write_json_atomic
 from clvsmim.train.checkpoint import (CHECKPOINT_NAME, capture_rng_state, load_checkpoint, load_encoder,
@@ -369,5 +370,4 @@ def _finish(session: _Session, out_dir: Path, stop: int, extra_meta: dict | None
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
-    from tqdm.auto import tqdm
     return tqdm(total=total, initial=initial, disable=not enabled, desc="train", dynamic_ncols=True)

@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import torch
+from safetensors.torch import load_file, save
 
 from clvsmim.cache import write_atomic, write_json_atomic
 from clvsmim.config import Profile
 from clvsmim.train import zoo
 from clvsmim.train.checkpoint import load_checkpoint, save_atomic
-from clvsmim.weights.download import file_digests
+from clvsmim.weights.pins import file_digests
 
 __all__ = ["WEIGHTS_FORMAT", "weights_paths", "export_zoo", "install_zoo", "ZooWeightsError"]
 
@@ -63,8 +64,6 @@ def _read_text(path: Path) -> str | None:
 def export_zoo(profile: Profile, dest: str | os.PathLike, data_root: str | None = None,
                only: str | Iterable[str] | None = None) -> tuple[Path, Path]:
     """Every built model of the profile's zoo (or of ``only``) into the two files; returns their paths."""
-    from safetensors.torch import save
-
 
     specs = [s for s in zoo.select_specs(profile, only, data_root) if zoo.is_built(profile, s)]
     if not specs:
@@ -117,8 +116,6 @@ def _load_provenance(weights: Path, provenance: Path) -> dict[str, Any]:
 def install_zoo(profile: Profile, src: str | os.PathLike, data_root: str | None = None) -> list[str]:
     """Install the shipped models of ``profile`` from ``src`` into the cache; returns the keys
     written (models already built are left alone). Raises :class:`ZooWeightsError`."""
-    from safetensors.torch import load_file
-
 
     weights, provenance = weights_paths(src, profile.name)
     record = _load_provenance(weights, provenance)

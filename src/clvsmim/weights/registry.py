@@ -2,7 +2,7 @@
 
 Each :class:`WeightEntry` says where a file lives, what is known about it (size, sha256 — only
 where an upstream source publishes them; otherwise ``None`` and the hash is pinned in a lock
-file on first download, see :mod:`clvsmim.weights.download`), its licence, the timm
+file on first download, see :mod:`clvsmim.weights.pins`), its licence, the timm
 architecture it loads into and the name of the converter that turns the upstream layout into a
 timm state dict (:data:`clvsmim.weights.convert.CONVERTERS`).
 """

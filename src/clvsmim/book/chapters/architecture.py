@@ -19,6 +19,7 @@ The two halves of the F8 curve are measured the way each part is used:
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -34,6 +35,7 @@ from clvsmim.models import Captured, geometry
 from clvsmim.objectives import build_objective
 from clvsmim.train import zoo
 from clvsmim.train.checkpoint import load_objective_state
+from clvsmim.weights import load_mae_objective
 
 __all__ = ["linear_probe_summary", "mae_objective", "mae_fourier", "reconstruction_strip", "fourier_summary",
            "chance_level", "probe_sentences", "fourier_sentences"]
@@ -73,8 +75,6 @@ def mae_objective(profile, source: str = "zoo", device: str | torch.device = "cp
     profile's mask ratio.
     """
     if source == "official":
-        from clvsmim.weights import load_mae_objective
-
         return load_mae_objective(mask_ratio=profile.mae.mask_ratio).to(device).eval()
     if source != "zoo":
         raise ValueError(f"source must be 'zoo' or 'official', got {source!r}")
@@ -100,9 +100,6 @@ def mae_fourier(mae, images_uint8: torch.Tensor, seeds: torch.Tensor, mask_ratio
     like :func:`clvsmim.analysis.analyze` (mean log amplitude, then minus the centre).
     Returns ``encoder`` (``L+1``), ``decoder`` (``D+1``), the full ``*_curves`` and ``mask_ratio``.
     """
-    from dataclasses import replace
-
-
     ratio = mae.cfg.mask_ratio if mask_ratio is None else float(mask_ratio)
     device = next(mae.parameters()).device
     starts = range(0, len(images_uint8), batch_size)

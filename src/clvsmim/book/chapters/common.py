@@ -42,7 +42,7 @@ WEAK_SILHOUETTE = 0.25
 
 def show_bullets(lines: list[str], empty: str = "*(nothing to compare)*") -> None:
     """Display ``lines`` as a Markdown bullet list in a notebook (``empty`` when there are none)."""
-    from IPython.display import Markdown, display
+    from IPython.display import Markdown, display  # lazy: IPython (the book extra) exists only in a notebook
 
     display(Markdown("\n".join(f"- {line}" for line in lines) if lines else empty))
 
@@ -56,7 +56,7 @@ def read_literature(path: str | Path = "data/literature.csv"):
     family is one of :data:`FAMILIES`, the size one of :data:`SIZE_ORDER`; the number
     columns are floats (NaN where the source gives none). Raises ``ValueError`` naming the row.
     """
-    import pandas as pd
+    import pandas as pd  # lazy: the command line imports this module; only the chapters read the table
 
     df = pd.read_csv(path, dtype={"source": str, "status": str})
     missing = [c for c in LITERATURE_COLUMNS if c not in df.columns]

@@ -9,12 +9,13 @@ per claim for the CL and the MIM column: the side's description, the measured nu
 from __future__ import annotations
 
 import math
+from html import escape
 from pathlib import Path
 from typing import Any, Mapping
 
 from clvsmim.book.chapters.common import cluster_strength_note
 from clvsmim.book.toc import find_root
-from clvsmim.book.units import claim_value_kind
+from clvsmim.book.units import ACCURACY_DIGITS, claim_value_kind, to_percent
 from clvsmim.claims import ROWS, VERDICT_MARKS, ClaimsTable, claim_markdown
 
 __all__ = ["SHORT", "VERDICT_MARK", "VERDICT_COLOR", "value_text", "summary_grid", "grid_markdown", "grid_html",
@@ -45,8 +46,6 @@ def value_text(stat: Mapping[str, Any], digits: int = 3, kind: str | None = None
     ``"points"``: an accuracy / accuracy difference stored as a fraction, shown in the book's
     unit (:mod:`clvsmim.book.units`: percent with one decimal)."""
     if kind in ("percent", "points"):
-        from clvsmim.book.units import ACCURACY_DIGITS, to_percent
-
         mean, std = to_percent(stat.get("mean")), to_percent(stat.get("std"))
         text = _num(mean, ACCURACY_DIGITS) + (f" ± {_num(std, ACCURACY_DIGITS)}" if std is not None else "")
         return text + (" %" if kind == "percent" else " points")
@@ -170,8 +169,6 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 def grid_html(grid: list[dict[str, Any]], cl_title: str = "CL (MoCo v3)", mim_title: str = "MIM (SimMIM)") -> str:
     """The grid as an HTML table (the book's notebook outputs render Markdown without tables)."""
-    from html import escape
-
     rows = []
     for row in grid:
         cells = []
@@ -186,8 +183,6 @@ def grid_html(grid: list[dict[str, Any]], cl_title: str = "CL (MoCo v3)", mim_ti
 
 def table_html(table: Any) -> str:
     """The claims table (:meth:`clvsmim.claims.ClaimsTable.rows`) as an HTML table, verdicts coloured."""
-    from html import escape
-
     cols = ["id", "verdict", "comparison", "CL", "MIM", "control", "seeds", "statistic"]
     rows = []
     for r in table.rows():
@@ -199,8 +194,6 @@ def table_html(table: Any) -> str:
 
 def seeds_table_html(table: Any) -> str:
     """Every seed's verdict and statistics (:meth:`~clvsmim.claims.ClaimsTable.per_seed_rows`) as HTML."""
-    from html import escape
-
     cols, body = table.per_seed_rows()
     rows = [[escape(row[0]), f'<b style="color:{VERDICT_COLOR[row[1]]}">{escape(row[1])}</b>',
              *(escape(c) for c in row[2:])] for row in body]

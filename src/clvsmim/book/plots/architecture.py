@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from clvsmim.book.figures import plot_kwargs, set_depth_ticks, bare_axes
@@ -18,8 +19,6 @@ def plot_linear_probe_depths(summary: Mapping[str, Mapping[str, Any]], control: 
     """F7: linear-probe accuracy (%) of every depth 0..L per model (data of
     :func:`clvsmim.book.chapters.architecture.linear_probe_summary`), the best depth of each model
     marked with a larger open marker; the untrained control grey dashed; chance level dotted."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(5.4, 3.8))
     for name, s in summary.items():
         kw = plot_kwargs(name, label=_label(name))
@@ -42,8 +41,6 @@ def plot_mae_fourier(fourier: Mapping[str, Any], simmim_encoder: Sequence[float]
     """F8: Δ log amplitude (highest frequency) of MAE at every encoder depth 0..L (left) and
     every decoder depth (right: the decoder input at x = L, block j at x = L + j), SimMIM's
     encoder dashed for comparison; above, the masked / reconstructed / original images."""
-    import matplotlib.pyplot as plt
-
     enc, dec = list(fourier["encoder"]), list(fourier["decoder"])
     depth = len(enc) - 1
     k = 0 if strip is None else min(max_images, len(strip["original"]))

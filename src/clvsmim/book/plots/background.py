@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.patches import ConnectionPatch
 
 from clvsmim.book.figures import FAMILY_COLOR, bare_axes
 
@@ -47,8 +50,6 @@ def flow(ax, y: float, labels: Sequence[str], color: str, x0: float = 0.02, x1: 
 
 def _connect(fig, ax_a, ax_b, color: str, style: str = "arc3,rad=-0.35", ls: str = "-", xy_a=(0.5, 1.0),
              xy_b=(0.5, 1.0)) -> None:
-    from matplotlib.patches import ConnectionPatch
-
     con = ConnectionPatch(xyA=xy_a, coordsA=ax_a.transAxes, xyB=xy_b, coordsB=ax_b.transAxes,
                           arrowstyle="<->", color=color, lw=1.3, ls=ls, connectionstyle=style, zorder=5)
     fig.add_artist(con)
@@ -59,8 +60,6 @@ def plot_overview(data: Mapping[str, Any]):
     repelled from the other images' views), the SimMIM block mask and the MAE random mask
     (masked patches grey); below, the two objectives as flow diagrams. ``data`` comes from
     :func:`clvsmim.book.chapters.background.overview_data`."""
-    import matplotlib.pyplot as plt
-
     rec = data["record"]
     n = len(data["images"])
     grid = rec["img_size"] // rec["patch_size"]
@@ -86,7 +85,6 @@ def plot_overview(data: Mapping[str, Any]):
         if i + 1 < n:
             _connect(fig, axes[2], rows[i + 1][2], _REPEL, "arc3,rad=-0.6", ls="--", xy_a=(1.0, 0.5),
                      xy_b=(1.0, 0.5))
-    from matplotlib.lines import Line2D
 
     fig.legend(handles=[Line2D([], [], color=_ATTRACT, label="attract: two views of one image"),
                         Line2D([], [], color=_REPEL, ls="--", label="repel: views of different images")],
@@ -120,8 +118,6 @@ def plot_dataset(samples: Mapping[str, Any]):
     """A-dataset: per shape class (columns) the aligned rendering, the cue-conflict rendering
     of the same scene and its foreground mask (rows); data of
     :func:`clvsmim.book.chapters.background.dataset_samples`."""
-    import matplotlib.pyplot as plt
-
     rec = samples["record"]
     k = len(rec["indices"])
     fig, axes = plt.subplots(3, k, figsize=(1.45 * k + 0.8, 5.0), squeeze=False)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 
 from clvsmim.book.chapters.common import PAPER_RUN_MARK
 from clvsmim.book.figures import FAMILY_COLOR, bare_axes, plot_kwargs, set_depth_ticks, style_for
@@ -109,9 +112,6 @@ def plot_behaviour(literature: Mapping[str, list[dict[str, Any]]], measured: Map
     (:func:`~clvsmim.book.chapters.behaviour.measured_behaviour`). Columns: (a) fine-tuning vs
     linear probing, (b) fine-tuning vs model size, (c) fine-tuning vs dense prediction
     (COCO box AP in the literature, the dense probe's mIoU on the zoo)."""
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
     fig, axes = plt.subplots(2, 3, figsize=(13, 7.2))
     # ---- literature
     _scatter_panel(axes[0, 0], literature.get("linear_vs_finetune", []), "linear_probe", _literature_point,
@@ -183,9 +183,6 @@ def plot_query_attention(data: Mapping[str, Any], names: Sequence[str] | None = 
     """F2: the image with its two query patches, then per model (columns) and query (rows) the
     head-averaged attention map of the query over the image (data of
     :func:`~clvsmim.book.chapters.behaviour.query_attention_data`)."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
     names = list(names or data["models"])
     queries = list(data["queries"])
     image = np.asarray(data["image"], dtype=float)
@@ -233,8 +230,6 @@ def plot_depth_metric(curves: Mapping[str, Mapping[str, Any]], ylabel: str, cont
                       control_name: str = "random", title: str | None = None, key: str = "mean"):
     """One line per model of ``curves[name][key]`` against ``curves[name]["depth"]``; the
     untrained control (``control``, same structure) as a grey dashed line. F3 / F7."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     for name, c in curves.items():
         ax.plot(c["depth"], c[key], **plot_kwargs(name, label=_label(name)))
@@ -254,8 +249,6 @@ def plot_per_head(curves: Mapping[str, Mapping[str, Any]], ylabel: str, control:
     """A per-head metric per depth: per-head values (``curves[name]["per_head"]``, depth × heads)
     as small points, jittered sideways per model, the head mean as a line; the untrained control
     grey dashed."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     names = list(curves)
     offsets = np.linspace(-0.15, 0.15, len(names)) if len(names) > 1 else [0.0]

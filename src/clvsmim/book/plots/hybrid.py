@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+import matplotlib.pyplot as plt
+
 from clvsmim.book.figures import FAMILY_COLOR, lam_color
 from clvsmim.book.plots.representation import CONTROL_STYLE
 
@@ -13,8 +15,6 @@ __all__ = ["plot_sweep", "plot_hybrid_curves"]
 def plot_sweep(points: Sequence[Mapping[str, Any]]):
     """F9: fine-tune (y) vs linear-probe (x) accuracy in percent (``points`` hold fractions), one
     point per λ, joined in λ order and annotated ``λ=…`` (the endpoints also ``(MIM)`` / ``(CL)``)."""
-    import matplotlib.pyplot as plt
-
 
     pts = sorted(points, key=lambda p: p["lam"])
     xs = [100.0 * p["linear_probe"] for p in pts]
@@ -49,8 +49,6 @@ def plot_sweep(points: Sequence[Mapping[str, Any]]):
 def plot_hybrid_curves(curves: Mapping[str, Any]):
     """Three panels — attention distance and NMI per block, Δ log amplitude per depth — one line
     per λ coloured from MIM blue (λ = 0) to CL red (λ = 1); the control grey and dashed."""
-    import matplotlib.pyplot as plt
-
 
     panels = [("attention_distance", "blocks", "attention distance (px)", "block"),
               ("nmi", "blocks", "NMI", "block"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from typing import Any, Mapping, Sequence
+import matplotlib.pyplot as plt
 
 import numpy as np
 
@@ -44,8 +45,6 @@ def plot_token_tsne(results: Mapping[str, Mapping[str, Any]], titles: Mapping[st
 
     ``results``: ``{name: {"coords": N×2, "label": N, "class_names", "classes", "silhouette_image"}}``.
     """
-    import matplotlib.pyplot as plt
-
     names = list(results)
     fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.6), squeeze=False)
     for ax, name in zip(axes[0], names):
@@ -71,8 +70,6 @@ def plot_token_tsne(results: Mapping[str, Mapping[str, Any]], titles: Mapping[st
 def plot_depth_curves(curves: Mapping[str, Sequence[float]], ylabel: str, title: str | None = None,
                       ax=None):
     """Per-depth curves (``curves["depth"]`` on x, one line per other key), method styles."""
-    import matplotlib.pyplot as plt
-
     fig = None
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.0, 3.6))
@@ -107,8 +104,6 @@ def plot_token_similarity(curves: Mapping[str, Sequence[float]]):
 
 def plot_svd_spectra(spectra: Mapping[str, Any]):
     """Normalised singular values (largest = 1, log scale) of one image's tokens at ``spectra["depth"]``."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(5.0, 3.6))
     for name, values in spectra.items():
         if name == "depth":
@@ -131,8 +126,6 @@ def _bar_color(name: str) -> str:
 
 def plot_shape_bias(values: Mapping[str, float | None]):
     """Shape bias per model (bars; the control hatched), 0.5 = no preference."""
-    import matplotlib.pyplot as plt
-
     names = list(values)
     fig, ax = plt.subplots(figsize=(max(3.6, 1.1 * len(names) + 1.5), 3.4))
     ys = [v if v is not None and math.isfinite(v) else 0.0 for v in values.values()]
@@ -156,8 +149,6 @@ def plot_shape_bias(values: Mapping[str, float | None]):
 def plot_noise_robustness(rows: Mapping[str, Mapping[str, float | None]]):
     """Accuracy (in percent; ``rows`` hold fractions) clean / + low-frequency noise / + high-frequency
     noise per model (grouped bars)."""
-    import matplotlib.pyplot as plt
-
     names = list(rows)
     kinds = [("clean", "clean", 1.0), ("low_freq", "+ low-freq. noise", 0.65),
              ("high_freq", "+ high-freq. noise", 0.35)]
@@ -185,8 +176,6 @@ def plot_position_ablation(results: Mapping[str, Mapping[str, Any]], title: str 
     """One panel per family (``{family name: depth0_position_ablation(...)}``): the Δ log
     amplitude against frequency without (dashed) and with (solid) the sin-cos embedding; the
     family's own setting is marked "(own)"."""
-    import matplotlib.pyplot as plt
-
     if not results:
         raise ValueError("plot_position_ablation: no families given")
     fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 2.8), sharey=True, squeeze=False)

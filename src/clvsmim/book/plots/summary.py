@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import matplotlib.pyplot as plt
+
 from clvsmim.book.figures import FAMILY_COLOR
 
 __all__ = ["VERDICT_COLOR", "plot_summary_table"]
@@ -19,8 +21,6 @@ def plot_summary_table(grid: Sequence[dict[str, Any]], cl_title: str = "Contrast
                        mim_subtitle: str = "learns token-level similarities", title: str | None = None):
     """Rows of ``grid`` × (CL, MIM) columns; each claim one line per cell — description,
     statistic, number — followed by a coloured verdict badge ``[C1 ✓]``."""
-    import matplotlib.pyplot as plt
-
 
     line_h = 0.32  # inches per text line
     n_lines = [sum(2 if e["note"] else 1 for e in row["claims"]) or 1 for row in grid]

@@ -1,0 +1,217 @@
+"""What is in the model zoo of a profile, and where each model lives.
+
+The models (:func:`zoo_specs`)
+------------------------------
+* ``moco``, ``simmim`` and ``mae`` at the profile's default size (``profile.model``);
+* ``hybrid`` (``L = λ·L_CL + (1−λ)·L_MIM``) for every ``λ`` of ``profile.lams`` strictly
+  between 0 and 1, at the default size. **The endpoints are the pure runs:** λ = 0 *is*
+  SimMIM and λ = 1 *is* MoCo v3 (as in the paper's sweep), so a hybrid λ = 0 / 1 resolves
+  to the ``simmim`` / ``moco`` model (:func:`hybrid_sweep`, :func:`resolve`) instead of
+  training the hybrid objective at its endpoints — saving two runs;
+* ``moco`` and ``simmim`` at every size of ``profile.sizes`` (Ti / S / B: the scaling
+  panel of F1); the default size is one of them and is trained once, not twice;
+* ``random``: an untrained, randomly initialised control of every size (nothing trained;
+  its initial weights are saved like a checkpoint).
+
+Keys
+----
+``<objective>[-<λ>]-<size>-<hash>``, the hash covering everything the run depends on (the
+objective's own config section, the backbone, the training budget, the data, the seed and
+:data:`ZOO_FORMAT`): a changed configuration trains a new model, an unchanged one never
+trains again. A model lives in ``cache_dir("zoo", profile.name, key)`` (:func:`spec_dir`) with
+the trainer's ``checkpoint.pt`` / ``log.csv`` / ``meta.json``; ``done.json`` is written last, so
+a folder with a checkpoint but no ``done.json`` is an interrupted run (:func:`folder_status`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from clvsmim.config import DataConfig, ModelConfig, Profile, TrainConfig, config_key, to_dict, train_config_for
+from clvsmim.families import family_model_config
+from clvsmim.paths import cache_dir
+
+#: Part of every key: bump when a change of the code (not the config) must retrain the zoo.
+ZOO_FORMAT = 1
+OBJECTIVES = ("moco", "simmim", "mae", "hybrid", "random")
+DONE_NAME = "done.json"
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One zoo model: what to train and where it is cached."""
+
+    key: str
+    objective: str  # moco | simmim | mae | hybrid | random
+    lam: float | None  # hybrid only
+    size: str
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig | None  # None for the untrained control
+    data_cfg: DataConfig
+    seed: int
+
+    @property
+    def name(self) -> str:
+        """Short, human name: ``moco-S``, ``hybrid-0.4-S``, ``random-Ti``."""
+        return f"{self.objective}-{self.size}" if self.lam is None else f"{self.objective}-{self.lam:g}-{self.size}"
+
+    @property
+    def trains(self) -> bool:
+        return self.objective != "random"
+
+    def meta(self) -> dict[str, Any]:
+        return {"key": self.key, "name": self.name, "objective": self.objective, "lam": self.lam,
+                "size": self.size, "seed": self.seed, "model_config": to_dict(self.model_cfg),
+                "train_config": to_dict(self.train_cfg), "data_config": to_dict(self.data_cfg)}
+
+
+def default_size(profile: Profile) -> str:
+    """The name of ``profile.model`` among ``profile.sizes`` (``"default"`` if it is none of them)."""
+    for name, cfg in profile.sizes.items():
+        if cfg == profile.model:
+            return name
+    return "default"
+
+
+def _objective_config(profile: Profile, objective: str) -> dict[str, Any]:
+    """The profile sections an objective reads (part of its key)."""
+    return {"moco": {"moco": profile.moco}, "simmim": {"simmim": profile.simmim}, "mae": {"mae": profile.mae},
+            "hybrid": {"moco": profile.moco, "simmim": profile.simmim}, "random": {}}[objective]
+
+
+def _make_spec(profile: Profile, objective: str, lam: float | None, size: str, model_cfg: ModelConfig,
+               data_cfg: DataConfig) -> ModelSpec:
+    model_cfg = family_model_config(profile.families, "moco" if objective == "hybrid" else objective, model_cfg)
+    if objective == "random":
+        train_cfg, seed = None, profile.train.seed
+        content = {"format": ZOO_FORMAT, "objective": objective, "model": model_cfg, "seed": seed}
+    else:
+        train_cfg = train_config_for(profile, objective)
+        seed = train_cfg.seed
+        content = {"format": ZOO_FORMAT, "objective": objective, "lam": lam, "model": model_cfg,
+                   "train": train_cfg, "data": data_cfg, "objective_config": _objective_config(profile, objective)}
+    prefix = objective if lam is None else f"{objective}-{lam:g}"
+    return ModelSpec(key=f"{prefix}-{size}-{config_key(content)}", objective=objective, lam=lam, size=size,
+                     model_cfg=model_cfg, train_cfg=train_cfg, data_cfg=data_cfg, seed=seed)
+
+
+def _is_endpoint(lam: float) -> bool:
+    return math.isclose(lam, 0.0, abs_tol=1e-9) or math.isclose(lam, 1.0, abs_tol=1e-9)
+
+
+def zoo_specs(profile: Profile, data_root: str | None = None) -> list[ModelSpec]:
+    """Every model of the profile's zoo (unique keys), default-size models first."""
+    data_cfg = profile.with_data_root(data_root).data
+    base = default_size(profile)
+    sizes = dict(profile.sizes) if profile.sizes else {}
+    sizes.setdefault(base, profile.model)
+    specs = [_make_spec(profile, obj, None, base, profile.model, data_cfg) for obj in ("moco", "simmim", "mae")]
+    specs += [_make_spec(profile, "hybrid", float(lam), base, profile.model, data_cfg)
+              for lam in sorted(set(profile.lams)) if not _is_endpoint(lam)]
+    for size, cfg in sizes.items():
+        if size != base:
+            specs += [_make_spec(profile, obj, None, size, cfg, data_cfg) for obj in ("moco", "simmim")]
+    specs += [_make_spec(profile, "random", None, size, cfg, data_cfg) for size, cfg in sizes.items()]
+    keys = [s.key for s in specs]
+    if len(set(keys)) != len(keys):  # cannot happen unless two sizes share name and config
+        raise AssertionError(f"duplicate zoo keys: {keys}")
+    return specs
+
+
+def resolve(profile: Profile, key_or_name: str | None = None, *, objective: str | None = None,
+            lam: float | None = None, size: str | None = None, data_root: str | None = None) -> ModelSpec:
+    """The spec of a zoo model, by full key, by short name or by fields.
+
+    Short names: ``moco`` / ``moco-Ti`` / ``hybrid-0.4`` / ``hybrid-0.4-S`` / ``random-B``
+    (size defaults to the profile's default size). ``hybrid`` at λ = 0 / 1 resolves to
+    ``simmim`` / ``moco`` (the sweep's endpoints are the pure runs).
+    """
+    specs = zoo_specs(profile, data_root)
+    if key_or_name is not None:
+        for spec in specs:
+            if key_or_name == spec.key:
+                return spec
+        parts = key_or_name.split("-")
+        objective = parts[0]
+        rest = parts[1:]
+        if objective == "hybrid":
+            if not rest:
+                raise KeyError(f"{key_or_name!r}: a hybrid name needs its λ, e.g. 'hybrid-0.4'")
+            try:
+                lam = float(rest[0])
+            except ValueError:
+                raise KeyError(f"{key_or_name!r}: cannot read λ from {rest[0]!r}") from None
+            rest = rest[1:]
+        size = rest[0] if rest else None
+        if len(rest) > 1:  # "<name>-<hash>" of another configuration
+            raise KeyError(f"{key_or_name!r} is not a key of the current {profile.name!r} zoo; "
+                           f"keys: {[s.key for s in specs]}")
+    if objective is None:
+        raise ValueError("give a key, a name or an objective")
+    objective = objective.lower()
+    size = size or default_size(profile)
+    if objective == "hybrid":
+        if lam is None:
+            raise KeyError("hybrid needs lam")
+        if math.isclose(lam, 0.0, abs_tol=1e-9):
+            objective, lam = "simmim", None
+        elif math.isclose(lam, 1.0, abs_tol=1e-9):
+            objective, lam = "moco", None
+    elif lam is not None and not _is_endpoint(lam):
+        raise KeyError(f"lam={lam} only applies to the hybrid objective")
+    else:
+        lam = None
+    for spec in specs:
+        same_lam = (spec.lam is None and lam is None) or (
+            spec.lam is not None and lam is not None and math.isclose(spec.lam, lam, abs_tol=1e-9))
+        if spec.objective == objective and spec.size == size and same_lam:
+            return spec
+    raise KeyError(f"no zoo model objective={objective!r} lam={lam} size={size!r} in profile "
+                   f"{profile.name!r}; available: {[s.name for s in specs]}")
+
+
+def spec_dir(profile: Profile, spec: ModelSpec) -> Path:
+    """The cache folder of ``spec``: ``cache_dir("zoo", profile.name, spec.key)``."""
+    return cache_dir("zoo", profile.name, spec.key)
+
+
+def model_dir(profile: Profile, key_or_name: str | None = None, *, objective: str | None = None,
+              lam: float | None = None, size: str | None = None, data_root: str | None = None) -> Path:
+    """The cache folder of a zoo model (see :func:`resolve` for the arguments); may be empty."""
+    return spec_dir(profile, resolve(profile, key_or_name, objective=objective, lam=lam, size=size,
+                                     data_root=data_root))
+
+
+def folder_status(path: Path) -> str:
+    """``cached`` (checkpoint and ``done.json``), ``partial`` (an interrupted run) or ``missing``."""
+    if (path / DONE_NAME).is_file() and (path / CHECKPOINT_NAME).is_file():
+        return "cached"
+    if (path / CHECKPOINT_NAME).is_file():
+        return "partial"
+    return "missing"
+
+
+def is_built(profile: Profile, spec: ModelSpec) -> bool:
+    """Whether ``spec`` is trained and cached (its ``done.json`` written)."""
+    return folder_status(spec_dir(profile, spec)) == "cached"
+
+
+def hybrid_sweep(profile: Profile, data_root: str | None = None) -> list[tuple[float, ModelSpec]]:
+    """``(λ, spec)`` for every λ of ``profile.lams`` in increasing order (λ=0 SimMIM, λ=1 MoCo)."""
+    return [(float(lam), resolve(profile, objective="hybrid", lam=float(lam), data_root=data_root))
+            for lam in sorted(set(profile.lams))]
+
+
+def select_specs(profile: Profile, only: str | Iterable[str] | None, data_root: str | None) -> list[ModelSpec]:
+    """The specs of ``only`` (keys or names, a list or comma-separated) in that order, without
+    duplicates; every spec of the zoo when ``only`` is None."""
+    specs = zoo_specs(profile, data_root)
+    if only is None:
+        return specs
+    names = [s.strip() for s in (only.split(",") if isinstance(only, str) else only) if s.strip()]
+    order = list(dict.fromkeys(resolve(profile, name, data_root=data_root).key for name in names))
+    by_key = {s.key: s for s in specs}
+    return [by_key[key] for key in order]
