@@ -38,9 +38,10 @@ one zoo entry, or hybrids with different λ) and gives the same result as K sepa
 
 Objectives: everything with ``prepare`` / ``loss_of`` (MoCo v3, SimMIM, MAE, the hybrid; a
 hybrid stack may mix λ only among models with the same branches, i.e. all ``0 < λ < 1``).
-BatchNorm (MoCo's heads) runs in train mode with stacked running statistics. On CPU the fused
-attention of timm is switched off inside the stack (vmap has no batching rule for the CPU
-kernel and would loop over the models); on CUDA the fused kernels have batching rules.
+BatchNorm (MoCo's heads) runs in train mode with stacked running statistics. timm's fused
+attention is switched off inside the stack by default (``fused_attention``): vmap has no
+batching rule for the CPU kernel (nor, before pytorch#176265, for the backward of the CUDA ones)
+and would loop over the models; the explicit softmax attention batches as one bmm.
 Single process only (no DDP): a stack is the way to fill one device.
 """
 from __future__ import annotations
@@ -145,14 +146,13 @@ class StackedObjectives:
     """K objectives as stacked tensors ``params[name]`` / ``buffers[name]`` (``K×…``) and one
     template module whose :meth:`loss_of` runs on them via ``functional_call`` + ``vmap``."""
 
-    def __init__(self, objectives: Sequence[Objective], device: torch.device, fused_attention: bool | None = None):
+    def __init__(self, objectives: Sequence[Objective], device: torch.device, fused_attention: bool = False):
         self.k = len(objectives)
         self.device = device
         template = copy.deepcopy(objectives[0]).to(device)
-        fused = device.type == "cuda" if fused_attention is None else fused_attention
         for module in template.modules():
             if hasattr(module, "fused_attn"):
-                module.fused_attn = fused
+                module.fused_attn = fused_attention
         self.template = template
         self.call = _LossOf(template)
         params, buffers = stack_module_state([o.to(device) for o in objectives])
@@ -269,37 +269,38 @@ def _per_model_optimizer(objective: Objective, stack: StackedObjectives, optimiz
 
 def _stack_optimizer_state(objectives: Sequence[Objective], ckpts: Sequence[dict], stack: StackedObjectives,
                            optimizer, scheduler, cfg: TrainConfig) -> None:
-    """The inverse: load each model's AdamW state and stack it into ``optimizer``."""
+    """The inverse: load each model's AdamW state, stack it, and load it into ``optimizer``
+    through its own ``load_state_dict`` (which puts ``step`` where fused / capturable want it)."""
     per_model = []
     for obj, ckpt in zip(objectives, ckpts):
         opt_k = build_optimizer(obj, cfg)
         opt_k.load_state_dict(ckpt["optimizer"])
         per_model.append((dict(obj.named_parameters()), opt_k))
+    index = {id(p): i for i, p in enumerate(p for g in optimizer.param_groups for p in g["params"])}
+    stacked_state = {}
     for name, p in stack.trainable():
         states = [opt_k.state.get(named[name]) for named, opt_k in per_model]
         if not all(states):
             continue
-        stacked = {}
+        entry = {}
         for key in states[0]:
             if key == "step":
                 steps = {float(s[key]) for s in states}
                 if len(steps) != 1:
                     raise ValueError(f"the models' AdamW step counts differ for {name}: {sorted(steps)}")
-                step = states[0][key].detach().clone().float()
-                stacked[key] = step.to(p.device) if _capturable(optimizer) else step.cpu()
+                entry[key] = states[0][key].detach().clone()
             else:
-                stacked[key] = torch.stack([s[key].detach() for s in states]).to(p.device)
-        optimizer.state[p] = stacked
+                entry[key] = torch.stack([s[key].detach() for s in states])
+        stacked_state[index[id(p)]] = entry
+    lrs = [float(g["lr"]) for g in per_model[0][1].param_groups]
+    saved = optimizer.state_dict()
+    optimizer.load_state_dict({"state": stacked_state, "param_groups": saved["param_groups"]})
     scheduler.load_state_dict(ckpts[0]["scheduler"])
-    for g, g0 in zip(optimizer.param_groups, per_model[0][1].param_groups):
+    for g, lr in zip(optimizer.param_groups, lrs):
         if isinstance(g["lr"], torch.Tensor):
-            g["lr"].fill_(float(g0["lr"]))
+            g["lr"].fill_(lr)
         else:
-            g["lr"] = float(g0["lr"])
-
-
-def _capturable(optimizer) -> bool:
-    return bool(optimizer.param_groups[0].get("capturable", False))
+            g["lr"] = lr
 
 
 # --------------------------------------------------------------------------- the session
@@ -322,7 +323,7 @@ class _Model:
 
 class _StackedSession:
     def __init__(self, models: list[_Model], device: torch.device, resume: bool, cuda_graph: bool,
-                 fused_attention: bool | None):
+                 fused_attention: bool):
         self.models, self.device = models, device
         self.cfg = models[0].cfg
         self.k = len(models)
@@ -333,12 +334,15 @@ class _StackedSession:
                 m.objective.load_state_dict(ckpt["model"])
         self.stack = StackedObjectives([m.objective for m in models], device, fused_attention)
         self.cuda_graph = cuda_graph
-        lr = torch.tensor(self.cfg.lr, device=device) if cuda_graph else self.cfg.lr
-        groups = self.stack.param_groups(self.cfg.weight_decay, lr)
+        groups = self.stack.param_groups(self.cfg.weight_decay, self.cfg.lr)
         if not any(g["params"] for g in groups):
             raise ValueError("the objective has no trainable parameters (all requires_grad=False)")
-        extra = {"capturable": True, "foreach": True} if cuda_graph else {}
-        self.optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(self.cfg.betas),
+        if cuda_graph:  # the LR changes every step: a device tensor the scheduler fills, read by the replay
+            for g in groups:
+                g["lr"] = torch.tensor(self.cfg.lr, device=device)
+        # on CUDA one fused kernel for the whole update (capturable keeps its step counts on the device)
+        extra = {"fused": True, "capturable": cuda_graph} if device.type == "cuda" else {}
+        self.optimizer = torch.optim.AdamW(groups, lr=self.cfg.lr, betas=tuple(self.cfg.betas),
                                            weight_decay=self.cfg.weight_decay, **extra)
         self.scheduler = build_scheduler(self.optimizer, self.cfg)
         self.start = 0
@@ -527,7 +531,7 @@ def train_stacked(objectives: Sequence[Objective], dataset, cfgs: Sequence[Train
                   out_dirs: Sequence[str | Path], resume: bool = False, device: str | torch.device | None = None,
                   progress: bool = True, extra_meta: Sequence[dict | None] | None = None, *,
                   model_configs: Sequence[ModelConfig | None] | None = None, batch_fn: Callable | None = None,
-                  stop_after: int | None = None, cuda_graph: bool = False, fused_attention: bool | None = None,
+                  stop_after: int | None = None, cuda_graph: bool = False, fused_attention: bool = False,
                   callback: Callable[[int, list[dict]], None] | None = None) -> list[dict]:
     """Train K objectives as one stacked model; returns :func:`~clvsmim.train.trainer.train`'s
     summary for each, in order.
@@ -536,7 +540,9 @@ def train_stacked(objectives: Sequence[Objective], dataset, cfgs: Sequence[Train
     objectives only in their weights (and a hybrid's λ): :func:`check_stackable`.
     device:       default CUDA when available, else CPU.
     cuda_graph:   capture the step in a CUDA graph (CUDA only; elsewhere a warning and eager steps).
-    fused_attention: timm's fused attention inside the stack (default: on CUDA only).
+    fused_attention: timm's fused attention (``F.scaled_dot_product_attention``) inside the stack;
+                  off by default: under vmap the CPU kernel, and in this torch possibly the backward
+                  of the CUDA ones, have no batching rule and loop over the models.
     resume, extra_meta, model_configs, batch_fn, stop_after: as for ``train``, per model. A
     model whose finished checkpoint is already in its ``out_dir`` is skipped (its weights
     loaded); the others must all be at the same step to resume together.
