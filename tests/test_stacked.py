@@ -225,3 +225,55 @@ def test_cuda_graph_falls_back_on_cpu(tmp_path):
     with pytest.warns(UserWarning, match="cuda_graph needs a CUDA device"):
         _, dirs, summaries = stacked_run("simmim", tmp_path, dataclasses.replace(CFG, steps=1), cuda_graph=True)
     assert summaries[0]["complete"] and (dirs[0] / "checkpoint.pt").is_file()
+
+
+# --------------------------------------------------------------------------- the zoo hook
+
+def test_zoo_build_stacked_equals_zoo_build(tmp_path, monkeypatch):
+    """Two seeds' zoos built as stacks (SimMIM seeds together; hybrids of both λ and seeds together)
+    are the zoos ``zoo.build`` makes, done.json and all; the CLI builds them too."""
+    import yaml
+
+    from clvsmim import cli
+    from clvsmim.config import profile_from_dict, seed_profile
+    from clvsmim.train import zoo
+    from clvsmim.train.zoo_stacked import build_stacked, stack_groups
+
+    spec = {"name": "tiny", "data": {"img_size": 32, "num_train": 64, "num_eval": 32},
+            "model": {"img_size": 32, "patch_size": 8, "embed_dim": 16, "depth": 2, "num_heads": 2,
+                      "mlp_ratio": 2.0},
+            "sizes": {"Ti": {"embed_dim": 8}, "S": {"embed_dim": 16}},
+            "train": {"steps": 3, "batch_size": 16, "warmup_steps": 1, "checkpoint_every": 3, "log_every": 1},
+            "moco": {"proj_hidden": 16, "proj_out": 8, "pred_hidden": 16}, "simmim": {"mask_patch_size": 8},
+            "mae": {"decoder_dim": 16, "decoder_depth": 1, "decoder_heads": 2},
+            "eval": {"probe_steps": 5, "finetune_steps": 2, "batch_size": 32}, "lams": [0.0, 0.3, 0.6, 1.0]}
+    profile = profile_from_dict(spec)
+    only = "simmim-Ti,hybrid-0.3,hybrid-0.6,random-Ti"
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "stacked"))
+    groups = stack_groups(profile, [0, 1], only=only)
+    assert sorted(sorted((p.train.seed, s.name) for p, s in g) for g in groups) == [
+        [(0, "hybrid-0.3-S"), (0, "hybrid-0.6-S"), (1, "hybrid-0.3-S"), (1, "hybrid-0.6-S")],
+        [(0, "simmim-Ti"), (1, "simmim-Ti")]]
+    built = build_stacked(profile, [0, 1], only=only, progress=False)
+    stacked = {(seed, key): load_checkpoint(d / "checkpoint.pt") for seed, dirs in built.items()
+               for key, d in dirs.items() if not key.startswith("random")}
+    assert all((d / "done.json").is_file() for dirs in built.values() for d in dirs.values())
+    assert stack_groups(profile, [0, 1], only=only) == []  # nothing left to build
+
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "single"))
+    for seed in (0, 1):
+        dirs = zoo.build(seed_profile(profile, seed), only=only, jobs=1, progress=False)
+        assert dirs.keys() == built[seed].keys()
+        for key, d in dirs.items():
+            if not key.startswith("random"):
+                ref = load_checkpoint(d / "checkpoint.pt")
+                assert_same_state(stacked[(seed, key)]["model"], ref["model"], f"seed {seed} {key}")
+
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "cli"))
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert cli.main(["zoo", "build", "--profile", str(path), "--stacked", "--seeds", "0,2", "--only", "moco-Ti",
+                     "--no-progress"]) == 0
+    assert all(zoo.is_built(seed_profile(profile, s), zoo.resolve(seed_profile(profile, s), "moco-Ti"))
+               for s in (0, 2))
+    assert cli.main(["zoo", "build", "--profile", str(path), "--seeds", "0,2"]) == 2  # --seeds needs --stacked
