@@ -226,19 +226,23 @@ def _objectives(objective: str, setting: Setting, k: int) -> list:
     return out
 
 
-def _timed(run, steps: int, warmup: int, models: int, batch: int) -> float:
-    """models × images/s of ``run(callback)`` between its callbacks at steps ``warmup`` and
-    ``warmup + steps`` (the last step, which writes the checkpoint, is outside)."""
-    stamps: dict[int, float] = {}
+def _timed(run, steps: int, warmup: int, models: int, batch: int) -> tuple[float, float]:
+    """models × images per second of wall time and per CPU second (this process, all threads) of
+    ``run(callback)`` between its callbacks at steps ``warmup`` and ``warmup + steps`` (the last
+    step, which writes the checkpoint, is outside). On a shared machine the CPU-time rate is the
+    steadier of the two."""
+    stamps: dict[int, tuple[float, float]] = {}
 
     def callback(done, _scalars):
         if done in (warmup, warmup + steps):
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
-            stamps[done] = time.perf_counter()
+            stamps[done] = (time.perf_counter(), time.process_time())
 
     run(callback)
-    return models * batch * steps / (stamps[warmup + steps] - stamps[warmup])
+    (w0, c0), (w1, c1) = stamps[warmup], stamps[warmup + steps]
+    images = models * batch * steps
+    return images / (w1 - w0), images / (c1 - c0)
 
 
 def stacked_benchmark(objectives, setting: Setting, ks: list[int], steps: int, warmup: int, rounds: int,
@@ -270,27 +274,33 @@ def stacked_benchmark(objectives, setting: Setting, ks: list[int], steps: int, w
                             device=device, cuda_graph=cuda_graph, callback=cb,
                             model_configs=[setting.profile.model] * len(objs)))
                         models = k
-                    ips = _timed(run, steps, warmup, models, setting.batch_size)
-                    results.setdefault((objective, k), []).append(ips)
-                    print(f"round {r} {objective:7} {str(k):>8}: {ips:9.1f} models x img/s", flush=True)
+                    wall, cpu = _timed(run, steps, warmup, models, setting.batch_size)
+                    results.setdefault((objective, k), []).append((wall, cpu))
+                    print(f"round {r} {objective:7} {str(k):>8}: {wall:9.1f} models x img/s, "
+                          f"{cpu:9.1f} models x img per CPU-s", flush=True)
     rows = []
     for objective in objectives:
-        separate = statistics.median(results[(objective, "separate")])
+        sep = results[(objective, "separate")]
+        sep_wall, sep_cpu = (statistics.median(x[i] for x in sep) for i in (0, 1))
         for k in ks:
-            stacked = statistics.median(results[(objective, k)])
-            rows.append({"objective": objective, "K": k, "stacked": stacked, "separate": separate,
-                         "ratio": stacked / separate, "rounds": results[(objective, k)],
-                         "separate_rounds": results[(objective, "separate")]})
+            st = results[(objective, k)]
+            wall, cpu = (statistics.median(x[i] for x in st) for i in (0, 1))
+            rows.append({"objective": objective, "K": k, "stacked": wall, "separate": sep_wall,
+                         "ratio": wall / sep_wall, "stacked_cpu": cpu, "separate_cpu": sep_cpu,
+                         "ratio_cpu": cpu / sep_cpu, "rounds": st, "separate_rounds": sep})
     return rows
 
 
 def stacked_table(rows: list[dict], setting: Setting, device: torch.device, threads: int, cuda_graph: bool) -> str:
     """Markdown table of :func:`stacked_benchmark`'s rows."""
     lines = [f"{setting.name} (batch {setting.batch_size} per model), {device} ({describe(device)}), "
-             f"threads {threads}{', CUDA graph' if cuda_graph else ''}; models x images/s, median of rounds",
-             "", "| objective | K | stacked | K separate runs | stacked / separate |", "|---|---:|---:|---:|---:|"]
+             f"threads {threads}{', CUDA graph' if cuda_graph else ''}; models x images per second of wall "
+             f"time and per CPU second, median of rounds",
+             "", "| objective | K | stacked | K separate runs | ratio | stacked per CPU-s | separate per CPU-s | ratio |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['objective']} | {r['K']} | {r['stacked']:.1f} | {r['separate']:.1f} | {r['ratio']:.2f} |")
+        lines.append(f"| {r['objective']} | {r['K']} | {r['stacked']:.1f} | {r['separate']:.1f} | {r['ratio']:.2f} "
+                     f"| {r['stacked_cpu']:.1f} | {r['separate_cpu']:.1f} | {r['ratio_cpu']:.2f} |")
     return "\n".join(lines)
 
 
