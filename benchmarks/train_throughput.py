@@ -12,24 +12,36 @@ training step = forward + backward + AdamW step on a fixed batch of random uint8
 bf16 is autocast *regardless* of native support, so on CPUs without AVX512-BF16/AMX it shows
 the emulation cost the trainer avoids (see ``clvsmim.train.trainer.resolve_precision``).
 
+Stacked path (``--stacked 1,2,4,8``, :mod:`clvsmim.train.stacked`): models × images/s of the real
+trainers on a synthetic in-memory dataset — ``train_stacked`` with K models vs. the reference
+``train`` (K separate runs one after the other give its images/s in models × images/s) — timed
+between the trainer's per-step callbacks after ``--warmup`` steps (no checkpoint inside the
+timed steps), in ``--rounds`` interleaved rounds (median), as a table with ratios.
+
 Usage::
 
     python benchmarks/train_throughput.py --settings mini --threads 2 --steps 3
     python benchmarks/train_throughput.py --objectives simmim,mae --settings vit-s16 --batch 8
+    python benchmarks/train_throughput.py --objectives simmim,moco --settings mini --stacked 1,2,4,8 \
+        --threads 2 --steps 2 --rounds 2 [--cuda-graph]
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import statistics
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from clvsmim.config import Profile, load_profile
 from clvsmim.objectives import build_objective
-from clvsmim.train.trainer import autocast_for, build_optimizer, native_bf16, set_threads
+from clvsmim.train.stacked import train_stacked
+from clvsmim.train.trainer import autocast_for, build_optimizer, make_accelerator, native_bf16, set_threads, train
 
 OBJECTIVES = ("moco", "simmim", "mae", "hybrid")
 HYBRID_LAM = 0.5
@@ -188,6 +200,110 @@ def format_row(r: dict) -> str:
             f"{100 * r['mfu']:>6.1f}% {r['loss']:>8.4f}")
 
 
+# --------------------------------------------------------------------------- stacked vs separate
+
+class SyntheticImages:
+    """``n`` random uint8 images at the backbone's size, in memory (``batch_fn=synthetic_batch``)."""
+
+    def __init__(self, n: int, size: int):
+        g = torch.Generator().manual_seed(0)
+        self.images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
+
+    def __len__(self):
+        return len(self.images)
+
+
+def synthetic_batch(dataset: SyntheticImages, indices: torch.Tensor):
+    return dataset.images[indices], torch.zeros(len(indices), dtype=torch.int64)
+
+
+def _objectives(objective: str, setting: Setting, k: int) -> list:
+    lam = HYBRID_LAM if objective == "hybrid" else None
+    out = []
+    for seed in range(k):
+        torch.manual_seed(seed)
+        out.append(build_objective(objective, setting.profile, lam=lam))
+    return out
+
+
+def _timed(run, steps: int, warmup: int, models: int, batch: int) -> tuple[float, float]:
+    """models × images per second of wall time and per CPU second (this process, all threads) of
+    ``run(callback)`` between its callbacks at steps ``warmup`` and ``warmup + steps`` (the last
+    step, which writes the checkpoint, is outside). On a shared machine the CPU-time rate is the
+    steadier of the two."""
+    stamps: dict[int, tuple[float, float]] = {}
+
+    def callback(done, _scalars):
+        if done in (warmup, warmup + steps):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            stamps[done] = (time.perf_counter(), time.process_time())
+
+    run(callback)
+    (w0, c0), (w1, c1) = stamps[warmup], stamps[warmup + steps]
+    images = models * batch * steps
+    return images / (w1 - w0), images / (c1 - c0)
+
+
+def stacked_benchmark(objectives, setting: Setting, ks: list[int], steps: int, warmup: int, rounds: int,
+                      device: torch.device, cuda_graph: bool = False) -> list[dict]:
+    """Per objective: the reference ``train`` (one model) and ``train_stacked`` with each K, the
+    rounds interleaved; median models × images/s and the ratio stacked / separate."""
+    total = warmup + steps + 1
+    cfg = dataclasses.replace(setting.profile.train, steps=total, batch_size=setting.batch_size,
+                              warmup_steps=1, checkpoint_every=10 ** 9, log_every=10 ** 9)
+    data = SyntheticImages(setting.batch_size * total, setting.profile.model.img_size)
+    results: dict[tuple[str, int | str], list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            for objective in objectives:
+                for k in ["separate", *ks]:
+                    out = Path(tmp) / f"{objective}-{k}-{r}"
+                    if k == "separate":
+                        obj = _objectives(objective, setting, 1)[0]
+                        run = (lambda cb, obj=obj, out=out: train(
+                            obj, data, cfg, out, progress=False, batch_fn=synthetic_batch, callback=cb,
+                            model_config=setting.profile.model,
+                            accelerator=make_accelerator(cpu=device.type == "cpu")))
+                        models = 1
+                    else:
+                        objs = _objectives(objective, setting, k)
+                        run = (lambda cb, objs=objs, out=out: train_stacked(
+                            objs, data, [dataclasses.replace(cfg, seed=i) for i in range(len(objs))],
+                            [out / str(i) for i in range(len(objs))], progress=False, batch_fn=synthetic_batch,
+                            device=device, cuda_graph=cuda_graph, callback=cb,
+                            model_configs=[setting.profile.model] * len(objs)))
+                        models = k
+                    wall, cpu = _timed(run, steps, warmup, models, setting.batch_size)
+                    results.setdefault((objective, k), []).append((wall, cpu))
+                    print(f"round {r} {objective:7} {str(k):>8}: {wall:9.1f} models x img/s, "
+                          f"{cpu:9.1f} models x img per CPU-s", flush=True)
+    rows = []
+    for objective in objectives:
+        sep = results[(objective, "separate")]
+        sep_wall, sep_cpu = (statistics.median(x[i] for x in sep) for i in (0, 1))
+        for k in ks:
+            st = results[(objective, k)]
+            wall, cpu = (statistics.median(x[i] for x in st) for i in (0, 1))
+            rows.append({"objective": objective, "K": k, "stacked": wall, "separate": sep_wall,
+                         "ratio": wall / sep_wall, "stacked_cpu": cpu, "separate_cpu": sep_cpu,
+                         "ratio_cpu": cpu / sep_cpu, "rounds": st, "separate_rounds": sep})
+    return rows
+
+
+def stacked_table(rows: list[dict], setting: Setting, device: torch.device, threads: int, cuda_graph: bool) -> str:
+    """Markdown table of :func:`stacked_benchmark`'s rows."""
+    lines = [f"{setting.name} (batch {setting.batch_size} per model), {device} ({describe(device)}), "
+             f"threads {threads}{', CUDA graph' if cuda_graph else ''}; models x images per second of wall "
+             f"time and per CPU second, median of rounds",
+             "", "| objective | K | stacked | K separate runs | ratio | stacked per CPU-s | separate per CPU-s | ratio |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['objective']} | {r['K']} | {r['stacked']:.1f} | {r['separate']:.1f} | {r['ratio']:.2f} "
+                     f"| {r['stacked_cpu']:.1f} | {r['separate_cpu']:.1f} | {r['ratio_cpu']:.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objectives", default=",".join(OBJECTIVES),
@@ -200,6 +316,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true", help="torch.compile every transformer block")
+    parser.add_argument("--stacked", default=None,
+                        help="comma-separated model counts K: stacked trainer vs K separate runs (e.g. 1,2,4,8)")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the stacked comparison")
+    parser.add_argument("--cuda-graph", action="store_true", help="stacked path: capture the step in a CUDA graph")
     args = parser.parse_args(argv)
     objectives = [o for o in args.objectives.split(",") if o]
     unknown = sorted(set(objectives) - set(OBJECTIVES))
@@ -208,6 +328,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     threads = set_threads(args.threads)
     device = torch.device(args.device)
     settings = [make_setting(s, args.batch) for s in args.settings.split(",") if s]
+    if args.stacked:
+        ks = [int(k) for k in args.stacked.split(",") if k]
+        rows = []
+        for setting in settings:
+            part = stacked_benchmark(objectives, setting, ks, args.steps, args.warmup, args.rounds, device,
+                                     args.cuda_graph)
+            print(stacked_table(part, setting, device, threads, args.cuda_graph), flush=True)
+            rows += part
+        return rows
     print(f"device {device} ({describe(device)}), threads {threads}, timed steps {args.steps} "
           f"after {args.warmup} warm-up")
     print(HEADER)

@@ -7,6 +7,7 @@ import time
 
 from clvsmim.config import Profile, load_profile, seed_profile
 from clvsmim.train.zoo import build, evaluations, format_table, list_models
+from clvsmim.train.zoo_stacked import build_stacked
 from clvsmim.train.zoo_weights import export_zoo, install_zoo, weights_paths
 
 
@@ -19,6 +20,11 @@ def register(subparsers) -> None:
                    help="comma-separated keys or names (moco, simmim-Ti, hybrid-0.4, ...), started in this order")
     b.add_argument("--jobs", type=int, default=None, help="parallel runs (default: CPU cores; 1 on GPU)")
     b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--stacked", action="store_true",
+                   help="train models that differ only in seed (or hybrid λ) as one batched model (train.stacked)")
+    b.add_argument("--seeds", default=None, help="with --stacked: comma-separated seeds whose zoos are built together")
+    b.add_argument("--max-stack", type=int, default=None, help="with --stacked: at most this many models per stack")
+    b.add_argument("--cuda-graph", action="store_true", help="with --stacked on CUDA: capture the step in a CUDA graph")
     b.set_defaults(func=cmd_build)
 
     ls = sub.add_parser("list", help="the zoo's models and whether they are cached")
@@ -73,11 +79,35 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    if args.stacked:
+        return cmd_build_stacked(args)
+    if args.seeds or args.max_stack or args.cuda_graph:
+        raise ValueError("--seeds, --max-stack and --cuda-graph apply to `zoo build --stacked` only")
     profile = profile_of(args)
     start = time.perf_counter()
     dirs = build(profile, args.data, args.only, args.jobs, progress=not args.no_progress, in_order=args.only is not None)
     print(f"zoo {profile.name}: {len(dirs)} model(s) ready in {time.perf_counter() - start:.1f} s")
     print(format_table([r for r in list_models(profile, args.data) if r["key"] in dirs]))
+    return 0
+
+
+def cmd_build_stacked(args: argparse.Namespace) -> int:
+    if args.jobs not in (None, 1):
+        raise ValueError("--stacked trains in this process (one stack at a time); leave out --jobs")
+    profile = load_profile(args.profile)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()] if args.seeds else \
+            [profile.train.seed if args.seed is None else args.seed]
+    except ValueError:
+        raise ValueError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from None
+    start = time.perf_counter()
+    built = build_stacked(profile, seeds, args.data, args.only, progress=not args.no_progress,
+                          cuda_graph=args.cuda_graph, max_models=args.max_stack)
+    for seed, dirs in built.items():
+        seeded = seed_profile(profile, seed)
+        print(f"zoo {profile.name} seed {seed}: {len(dirs)} model(s) ready")
+        print(format_table([r for r in list_models(seeded, args.data) if r["key"] in dirs]))
+    print(f"stacked build of {len(seeds)} seed(s) in {time.perf_counter() - start:.1f} s")
     return 0
 
 

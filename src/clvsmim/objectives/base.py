@@ -26,6 +26,17 @@ class Objective(nn.Module):
         Returns a dict with at least ``loss`` (scalar tensor with grad); other entries are
         detached scalars for the log (e.g. ``loss_cl``, ``loss_mim``).
         """
+        return self.loss_of(*self.prepare(images, seeds))
+
+    def prepare(self, images: torch.Tensor, seeds: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The parameter-free part of a step: the views / masks of these images, every tensor
+        with the samples along dim 0 and each sample's entries a function of its image and seed
+        only (so K models' batches can be prepared in one call and split; ``train.stacked``)."""
+        raise NotImplementedError
+
+    def loss_of(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss dict of :meth:`forward` from :meth:`prepare`'s tensors (no data-dependent
+        shapes, so it runs under ``torch.vmap`` over stacked models)."""
         raise NotImplementedError
 
     def after_optimizer_step(self, step: int, total_steps: int) -> None:

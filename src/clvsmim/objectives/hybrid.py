@@ -56,17 +56,29 @@ class Hybrid(Objective):
             self.simmim = SimMIM(encoder, simmim_cfg)
             _borrow_encoder(self.simmim, encoder)
 
-    def forward(self, images: torch.Tensor, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
-        nan = torch.tensor(float("nan"), device=images.device)
+    def prepare(self, images: torch.Tensor, seeds: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The MoCo views (if λ > 0) followed by the SimMIM view and mask (if λ < 1)."""
+        inputs: tuple[torch.Tensor, ...] = ()
+        if self.moco is not None:
+            inputs += self.moco.prepare(images, seeds)
+        if self.simmim is not None:
+            inputs += self.simmim.prepare(images, seeds)
+        return inputs
+
+    def loss_of(self, *inputs: torch.Tensor, lam: torch.Tensor | float | None = None) -> dict[str, torch.Tensor]:
+        """``lam`` overrides ``self.lam`` (a tensor: one λ per stacked model under vmap)."""
+        lam = self.lam if lam is None else lam
+        nan = torch.full((), float("nan"), device=inputs[0].device)  # a fill kernel: capturable
         loss = None
         loss_cl = loss_mim = nan
         if self.moco is not None:
-            l_cl = self.moco(images, seeds)["loss"]
-            loss = self.lam * l_cl
+            l_cl = self.moco.loss_of(*inputs[:2])["loss"]
+            inputs = inputs[2:]
+            loss = lam * l_cl
             loss_cl = l_cl.detach()
         if self.simmim is not None:
-            l_mim = self.simmim(images, seeds)["loss"]
-            term = (1.0 - self.lam) * l_mim
+            l_mim = self.simmim.loss_of(*inputs)["loss"]
+            term = (1.0 - lam) * l_mim
             loss = term if loss is None else loss + term
             loss_mim = l_mim.detach()
         return {"loss": loss, "loss_cl": loss_cl, "loss_mim": loss_mim}

@@ -133,8 +133,11 @@ class MAE(Objective):
             t = (t - t.mean(dim=-1, keepdim=True)) / (t.var(dim=-1, keepdim=True) + 1e-6).sqrt()
         return t
 
-    def forward(self, images: torch.Tensor, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = mae_view(images, seeds, self.img_size, self.cfg.crop_min_scale)
+    def prepare(self, images: torch.Tensor, seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(MAE view ``B×3×H×W``, the seeds: the random masking is drawn from them in :meth:`loss_of`)."""
+        return mae_view(images, seeds, self.img_size, self.cfg.crop_min_scale), seeds
+
+    def loss_of(self, x: torch.Tensor, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
         pred, mask = self.encode_decode(x, seeds)
         per_token = (pred.float() - self.target(x)).pow(2).mean(dim=-1)
         mask = mask.float()

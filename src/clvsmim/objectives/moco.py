@@ -95,8 +95,11 @@ class MoCo(Objective):
     def momentum_parameters(self) -> list[nn.Parameter]:
         return list(self.momentum_encoder.parameters()) + list(self.momentum_projector.parameters())
 
-    def forward(self, images: torch.Tensor, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
-        v1, v2 = moco_views(images, seeds, self.img_size, self.cfg.crop_min_scale, self.cfg.blur_sigma)
+    def prepare(self, images: torch.Tensor, seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two MoCo v3 views, ``B×3×H×W`` each."""
+        return moco_views(images, seeds, self.img_size, self.cfg.crop_min_scale, self.cfg.blur_sigma)
+
+    def loss_of(self, v1: torch.Tensor, v2: torch.Tensor) -> dict[str, torch.Tensor]:
         b = v1.shape[0]
         both = torch.cat([v1, v2], dim=0)
         feats = pre_logits(self.encoder, both)

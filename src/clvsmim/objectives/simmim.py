@@ -93,9 +93,12 @@ class SimMIM(Objective):
         """The head's prediction for every pixel as an image ``B×3×H×W`` (normalised space)."""
         return unpatchify(self.predict_tokens(x, mask), self.patch_size, self.grid)
 
-    def forward(self, images: torch.Tensor, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
+    def prepare(self, images: torch.Tensor, seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(SimMIM view ``B×3×H×W``, token mask ``B×grid×grid``)."""
         x = simmim_view(images, seeds, self.img_size, self.cfg.crop_min_scale)
-        mask = self.mask(seeds.to(x.device))
+        return x, self.mask(seeds.to(x.device))
+
+    def loss_of(self, x: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         pred = self.predict_tokens(x, mask).float()
         target = patchify(x, self.patch_size)
         w = mask.reshape(mask.shape[0], -1).to(pred.dtype)
