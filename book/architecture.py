@@ -31,6 +31,7 @@ from clvsmim.rng import sample_seed
 
 use_style()
 cfg = load_profile(profile, images)
+data_root = paperbook.book_data_root(cfg, source, data_root)  # official: Imagenette when none is given
 
 
 # %% [markdown]

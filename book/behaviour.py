@@ -39,6 +39,7 @@ from clvsmim.book.plots import behaviour as plots
 
 use_style()
 cfg = load_profile(profile, images)
+data_root = paperbook.book_data_root(cfg, source, data_root)  # official: Imagenette when none is given
 
 
 # %% [markdown]

@@ -35,6 +35,7 @@ from clvsmim.book.plots import hybrid as plots
 
 use_style()
 cfg = load_profile(profile, images)
+data_root = paperbook.book_data_root(cfg, source, data_root)  # official: Imagenette when none is given
 trained = source == "zoo"  # the official world has no hybrid checkpoint
 models = ch.sweep_models(cfg, data_root)
 display(Markdown(f"Profile **{cfg.name}**: λ ∈ {{{', '.join(f'{lam:g}' for lam, _ in models)}}}, models "

@@ -24,12 +24,14 @@ from clvsmim import claims
 from clvsmim.analysis.position_ablation import position_ablation
 from clvsmim.book.chapters import representation as ch
 from clvsmim.config import load_profile
+from clvsmim.book import paperbook
 from clvsmim.book.figures import save_figure, use_style
 from clvsmim.book.plots import representation as plots
 from clvsmim.book.report import display_name
 
 use_style()
 cfg = load_profile(profile, images)
+data_root = paperbook.book_data_root(cfg, source, data_root)  # official: Imagenette when none is given
 names = ch.chapter_models(source)
 analyses = ch.load_analyses(cfg, names, source, data_root, device)
 evaluations = ch.load_evaluations(cfg, names, data_root) if source == "zoo" else {}

@@ -36,6 +36,7 @@ from clvsmim.book.plots import summary as plots
 
 use_style()
 cfg = load_profile(profile, images)
+data_root = paperbook.book_data_root(cfg, source, data_root)  # official: Imagenette when none is given
 if source == "official":  # the official checkpoints: nothing is trained; C8 and C11 need the GPU-sized profile
     built = paperbook.official_claims_table(cfg, data_root, device)
     display(Markdown(paperbook.table_rows(paperbook.claim_sources(built, cfg))))

@@ -65,8 +65,6 @@ def test_a_folder_with_too_few_images_is_one_clear_error(isolated, capsys):
     assert err.startswith("clvsmim book: error:") and "holds 7 images" in err and "--images" in err
     assert err.count("\n") == 1
     assert not (isolated / "out" / "book").exists()  # nothing ran
-    with pytest.raises(ValueError, match="--data"):  # the official checkpoints are not analysed on synthetic shapes
-        run_book(REPO, "paper", out=isolated / "out", html=False)
 
 
 @pytest.mark.slow
@@ -186,3 +184,58 @@ def test_hybrid_literature_end_points_come_from_the_literature_table():
         row = df[(df["method"] == p["name"]) & (df["size"] == "B")].iloc[0]
         assert (p["linear_probe"], p["finetune"]) == (row["linear_probe"], row["finetune"])
         assert p["source"] == row["source"] and p["status"] == row["status"]
+
+
+# --------------------------------------------------------------------------- the default images: Imagenette
+
+def test_official_source_without_data_reads_imagenette_fetched_and_verified(isolated):
+    """No --data: the paper book's images are Imagenette, verified against its pin and extracted
+    into the cache once; the analyses read its val/ split."""
+    from clvsmim.book.paperbook import book_data_root
+    from clvsmim.config import load_profile
+    from clvsmim.data import open_dataset
+    from paper_world import imagenette_standin
+
+    imagenette_standin(isolated, per_class=2)
+    root = Path(book_data_root("paper", "official", None))
+    assert root == isolated / "cache" / "data" / "imagenette2-320" and (root / ".complete").is_file()
+    val = open_dataset(load_profile("paper").with_data_root(str(root)).data, "eval")
+    assert Path(val.root) == root / "val" and val.classes == ["colour", "gray", "rgba"]
+    assert len(val) == 7  # 3 classes × 2 photographs + the corrupt file (dropped when read)
+    assert book_data_root("paper", "official", "/my/photos") == "/my/photos"  # --data wins
+    assert book_data_root("paper", "zoo", None) is None and book_data_root("smoke", "official", None) == str(root)
+    stamp = (root / ".complete").stat().st_mtime_ns
+    assert book_data_root("paper", "official", None) == str(root) and (root / ".complete").stat().st_mtime_ns == stamp
+
+
+def test_imagenette_that_cannot_be_fetched_is_one_error_naming_data(isolated, monkeypatch, capsys):
+    """No network (every request refused), or an archive that fails its pinned sha256: one line
+    that names Imagenette, the reason and --data; nothing runs."""
+    import urllib.error
+
+    import clvsmim.weights.download as download
+    from clvsmim.book.paperbook import DataUnavailableError, book_data_root
+    from paper_world import imagenette_standin
+
+    requests = []
+
+    def offline(request, *args, **kwargs):
+        requests.append(request.full_url)
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(download.time, "sleep", lambda s: None)
+    assert main(["book", "--profile", "paper", "--no-html", "--out", str(isolated / "out"), "--root", str(REPO)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("clvsmim book: error:") and err.count("\n") == 1, err
+    assert "Imagenette" in err and "name resolution" in err and "--data" in err
+    assert requests and requests[0].endswith("imagenette2-320.tgz")
+    assert not (isolated / "out" / "book").exists()  # nothing ran
+
+    archive = imagenette_standin(isolated, per_class=1)
+    archive.write_bytes(archive.read_bytes()[:-10] + b"x" * 10)  # tampered after pinning
+    with pytest.raises(DataUnavailableError) as info:
+        book_data_root("paper", "official", None)
+    msg = str(info.value)
+    assert "\n" not in msg and "ChecksumError" in msg and "sha256" in msg and "--data" in msg
+    assert not archive.exists() and list(archive.parent.glob(archive.name + ".corrupt-*"))  # moved aside

@@ -15,7 +15,10 @@ What this module adds to the chapters:
   official models (C1–C5, C7, C9), C8 and C11 marked ``needs the GPU-sized profile``, and
   :func:`claim_sources`, where each claim's models came from;
 * :func:`literature_sweep_points` — the hybrid chapter's F9 without trained hybrids: the
-  λ = 0 (SimMIM) and λ = 1 (MoCo v3) ViT-B end points from ``book/data/literature.csv``.
+  λ = 0 (SimMIM) and λ = 1 (MoCo v3) ViT-B end points from ``book/data/literature.csv``;
+* :func:`book_data_root` — the images of the paper book when none are given: Imagenette
+  (train/ and val/; the analyses read val/), fetched and sha256-verified by
+  :func:`clvsmim.weights.fetch_imagenette`, or one clear error naming ``--data``.
 """
 from __future__ import annotations
 
@@ -23,7 +26,9 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-__all__ = ["CONTROL", "NEEDS_TRAINING", "GPU_NOTE", "random_control", "cache_name", "probe_images",
+from clvsmim.weights.download import DownloadError
+
+__all__ = ["DataUnavailableError", "book_data_root", "default_images", "CONTROL", "NEEDS_TRAINING", "GPU_NOTE", "random_control", "cache_name", "probe_images",
            "probe_evaluation", "probe_evaluations", "official_measurements", "official_claims_table",
            "claim_sources", "literature_sweep_points", "needs_training_note"]
 
@@ -37,6 +42,42 @@ NEEDS_TRAINING = {"C8": "the hybrid λ sweep", "C11": "ViT-Ti/S/B of CL and MIM 
 NOT_RUN_ON_OFFICIAL = {"C6": "the shape-bias evaluation (cue-conflict images) of the official models",
                        "C10": "fine-tuning the official models"}
 GPU_NOTE = "needs the GPU-sized profile"
+
+
+# --------------------------------------------------------------------------- the default images
+
+class DataUnavailableError(DownloadError):
+    """The paper book's default images (Imagenette) could not be fetched or verified."""
+
+
+def default_images(progress: bool = True) -> str:
+    """The folder holding Imagenette's ``train/`` and ``val/`` (the analyses read ``val/``),
+    fetched, sha256-verified (pinned on first download, see :mod:`clvsmim.weights.download`) and
+    extracted into the cache on first use. Raises :class:`DataUnavailableError` — one line,
+    naming ``--data`` — when that fails (no network, a tampered archive, ...)."""
+    from clvsmim.weights import IMAGENETTE, fetch_imagenette
+
+    try:
+        return str(fetch_imagenette(progress=progress))
+    except Exception as exc:  # DownloadError, ChecksumError, OSError, tarfile.TarError ...
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        if len(reason) > 300:
+            reason = reason[:297] + "..."
+        raise DataUnavailableError(
+            f"the paper book's default images, Imagenette ({IMAGENETTE.url}), could not be fetched ({reason}); "
+            f"give an ImageFolder with --data PATH (in a notebook: data_root = \"PATH\")") from exc
+
+
+def book_data_root(profile, source: str, data_root: str | None) -> str | None:
+    """The images a chapter reads: ``data_root`` when given; with ``source="official"`` and a
+    profile without its own ``data.root``, Imagenette (:func:`default_images`) — the official
+    checkpoints are never analysed on the synthetic shapes; else ``None`` (the profile's data)."""
+    from clvsmim.config import load_profile
+
+    if data_root is not None or source != "official":
+        return data_root
+    cfg = load_profile(profile) if isinstance(profile, str) else profile
+    return None if cfg.data.root is not None else default_images()
 
 
 def random_control(seed: int = 0) -> torch.nn.Module:

@@ -50,6 +50,7 @@ from typing import Any, Iterable
 
 from clvsmim.book.execute import ChapterResult, ensure_zoo, execute_chapter
 from clvsmim.book.html import assemble_book, build_html
+from clvsmim.book.paperbook import book_data_root
 from clvsmim.book.toc import (CHAPTER_SUFFIX, SOURCES, Entry, chapter_hash, default_source, find_root, log,
                               package_hash, read_entries)
 from clvsmim.cache import write_json_atomic
@@ -132,19 +133,16 @@ def run_book(root: str | os.PathLike | None = None, profile: str = "smoke", *,
     """Execute the book's chapters and build its HTML; see the module docstring.
 
     ``source`` (default :func:`default_source`): ``zoo`` builds and reads the profile's zoo,
-    ``official`` reads the official checkpoints and builds no zoo. ``images``: the number of
-    analysis images (default: the profile's)."""
+    ``official`` reads the official checkpoints and builds no zoo; without ``data`` it reads
+    Imagenette, fetched and verified (:func:`clvsmim.book.paperbook.book_data_root`), or stops with
+    one error naming ``--data``. ``images``: the number of analysis images (default: the profile's)."""
     source = source or default_source(str(profile))
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, found {source!r}")
     if images is not None and int(images) < 2:
         raise ValueError(f"--images: the analyses need at least 2 images, found {images}")
-    if source == "official" and data is None:
-        from clvsmim.config import load_profile
-
-        if load_profile(str(profile)).data.root is None:
-            raise ValueError("--source official analyses real photographs: give an ImageFolder with --data "
-                             "(e.g. DATA=$(clvsmim weights imagenette))")
+    if source == "official" and data is None:  # the official checkpoints read photographs: Imagenette
+        data = book_data_root(str(profile), source, None)
     if data is not None:
         check_image_count(str(profile), data, images)
     root = Path(root).resolve() if root else find_root()

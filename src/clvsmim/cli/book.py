@@ -17,7 +17,8 @@ def register(subparsers) -> None:
                               description="Execute the chapters listed in _toc.yml with papermill "
                                           "(skipping unchanged ones) and build the HTML book.")
     p.add_argument("--profile", default="smoke", help="smoke | mini | paper, or a profile YAML (default: smoke)")
-    p.add_argument("--data", default=None, help="ImageFolder root (default: the profile's data)")
+    p.add_argument("--data", default=None, help="ImageFolder root (default: the profile's data; with --source "
+                                                "official: Imagenette, fetched and verified)")
     p.add_argument("--out", default=None, help="output folder (default: <root>/_build/clvsmim/<profile>)")
     p.add_argument("--chapters", default=None, help="comma-separated chapters to run (default: all)")
     p.add_argument("--no-html", action="store_true", help="execute only; skip the HTML build")
