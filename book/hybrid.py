@@ -21,6 +21,7 @@ seed = 0
 device = "auto"
 source = "zoo"
 images = None
+sweep_profile = "gpu"  # source = "official": the GPU-sized profile whose built zoo holds the sweep
 
 # %%
 from IPython.display import Markdown, display
@@ -36,11 +37,13 @@ from clvsmim.book.plots import hybrid as plots
 use_style()
 cfg = load_profile(profile, images)
 data_root = paperbook.book_data_root(cfg, source, data_root)  # official: Imagenette when none is given
-trained = source == "zoo"  # the official world has no hybrid checkpoint
-models = ch.sweep_models(cfg, data_root)
-display(Markdown(f"Profile **{cfg.name}**: λ ∈ {{{', '.join(f'{lam:g}' for lam, _ in models)}}}, models "
+# the official world has no hybrid checkpoint: the sweep is the GPU-sized profile's zoo, when built
+sweep = cfg if source == "zoo" else paperbook.built_sweep(sweep_profile, data_root, images)
+trained = sweep is not None
+models = ch.sweep_models(sweep or cfg, data_root)
+display(Markdown(f"Profile **{(sweep or cfg).name}**: λ ∈ {{{', '.join(f'{lam:g}' for lam, _ in models)}}}, models "
                  + ", ".join(f"`{name}`" for _, name in models) + "."
-                 + ("" if trained else "\n\n" + paperbook.needs_training_note("The λ sweep"))))
+                 + paperbook.sweep_note(source, sweep, "The λ sweep", sweep_profile, data_root)))
 
 # %% [markdown]
 # ## What each branch sees
@@ -55,16 +58,20 @@ display(Markdown(ch.branches_markdown(cfg)))
 # the last block (x) and end-to-end fine-tuning (y). Points are joined in λ order.
 
 # %%
+literature = paperbook.literature_sweep_points(read_literature("data/literature.csv"))
 if trained:
-    points, control_eval = ch.sweep_points(cfg, data_root)
+    points, control_eval = ch.sweep_points(sweep, data_root)
     c8 = claims.evaluate_claim("C8", ch.measurements(points, control_eval))
-    fig = plots.plot_sweep(points)
-    save_figure(fig, "F9", ch.sweep_record(points, c8), models=[pt["name"] for pt in points],
-                caption="Hybrid λ sweep: fine-tuning vs linear-probing accuracy (λ = 0 SimMIM, λ = 1 MoCo v3).")
+    beside = literature if source == "official" else None  # the paper's own numbers next to the GPU-sized run
+    fig = plots.plot_sweep(points, literature=beside)
+    save_figure(fig, "F9", {**ch.sweep_record(points, c8), "source": sweep.name, "literature": beside},
+                models=[pt["name"] for pt in points],
+                caption="Hybrid λ sweep: fine-tuning vs linear-probing accuracy (λ = 0 SimMIM, λ = 1 MoCo v3)"
+                        + ("; right: the paper's ViT-B/16 end points." if beside else "."))
     display(Markdown(ch.sweep_paragraph(points, c8)))
 else:
-    points = paperbook.literature_sweep_points(read_literature("data/literature.csv"))
-    fig = plots.plot_sweep(points)
+    points = literature
+    fig = plots.plot_sweep(points, scale=1.0)  # literature.csv holds percent
     save_figure(fig, "F9", {"points": points, "source": "literature"}, models=[],
                 caption="The sweep's end points from the literature (ViT-B/16, %): λ = 0 SimMIM, λ = 1 MoCo v3.")
     display(Markdown("Literature end points (the hybrids in between need training): "
@@ -81,8 +88,8 @@ else:
 
 # %%
 if trained:
-    analyses = ch.sweep_analyses(cfg, models, data_root, device)
-    control = ch.control_analysis(cfg, data_root, device)
+    analyses = ch.sweep_analyses(sweep, models, data_root, device)
+    control = ch.control_analysis(sweep, data_root, device)
     curves = ch.hybrid_curves(analyses, control)
     fig = plots.plot_hybrid_curves(curves)
     save_figure(fig, "A-hybrid-curves", curves,
@@ -90,4 +97,4 @@ if trained:
                 caption="Attention distance, NMI and Fourier Δ log amplitude of the hybrids, coloured by λ.")
     display(Markdown(ch.curves_paragraph(curves)))
 else:
-    display(Markdown(paperbook.needs_training_note("The hybrids' per-depth analyses")))
+    display(Markdown(paperbook.needs_training_note("The hybrids' per-depth analyses", sweep_profile, data_root)))

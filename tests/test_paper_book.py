@@ -239,3 +239,90 @@ def test_imagenette_that_cannot_be_fetched_is_one_error_naming_data(isolated, mo
     msg = str(info.value)
     assert "\n" not in msg and "ChecksumError" in msg and "sha256" in msg and "--data" in msg
     assert not archive.exists() and list(archive.parent.glob(archive.name + ".corrupt-*"))  # moved aside
+
+
+# --------------------------------------------------------------------------- the GPU-sized sweep
+
+GPU_SHAPED = {  # shaped like profiles/gpu.yaml (S default, Ti for the size trend, a models: list), tiny
+    "name": "gpu-tiny",
+    "data": {"img_size": 32, "num_train": 24, "num_eval": 24, "seed": 0},
+    "model": {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 3, "num_heads": 2, "mlp_ratio": 2.0},
+    "sizes": {"Ti": {"embed_dim": 16, "num_heads": 2}, "S": {"embed_dim": 32, "num_heads": 2}},
+    "train": {"steps": 4, "batch_size": 8, "lr": 1.0e-3, "warmup_steps": 1, "precision": "fp32",
+              "checkpoint_every": 4, "log_every": 2},
+    "moco": {"proj_hidden": 32, "proj_out": 16, "pred_hidden": 32},
+    "simmim": {"mask_ratio": 0.6, "mask_patch_size": 16},
+    "mae": {"decoder_dim": 16, "decoder_depth": 1, "decoder_heads": 2},
+    "eval": {"probe_steps": 10, "finetune_steps": 4, "batch_size": 32, "num_analysis_images": 4},
+    "lams": [0.0, 0.5, 1.0],
+    "models": ["simmim", "hybrid-0.5", "moco", "moco-Ti", "simmim-Ti", "random"],
+}
+
+
+def test_gpu_profile_zoo_is_exactly_the_sweep_at_s_and_the_size_trend(capsys):
+    from clvsmim.config import load_profile, profile_from_dict
+    from clvsmim.train import zoo
+
+    assert main(["zoo", "list", "--profile", "gpu", "--json"]) == 0
+    names = {row["name"] for row in json.loads(capsys.readouterr().out)}
+    assert names == {"simmim-S", "hybrid-0.2-S", "hybrid-0.4-S", "hybrid-0.6-S", "hybrid-0.8-S", "moco-S",
+                     "moco-Ti", "simmim-Ti", "random-S"}  # no MAE, no ViT-B; the control is not trained
+    gpu = load_profile("gpu")
+    assert [spec.name for _, spec in zoo.hybrid_sweep(gpu)] == ["simmim-S", "hybrid-0.2-S", "hybrid-0.4-S",
+                                                               "hybrid-0.6-S", "hybrid-0.8-S", "moco-S"]
+    # a profile without `models:` keeps its whole zoo, under the same keys
+    whole = profile_from_dict({**GPU_SHAPED, "models": []})
+    listed = profile_from_dict(GPU_SHAPED)
+    keys = {s.name: s.key for s in zoo.zoo_specs(whole)}
+    assert {"mae-S", "random-Ti"} <= set(keys) and len(keys) == 8  # 4 at S, CL/MIM at Ti, 2 controls
+    assert {s.name: s.key for s in zoo.zoo_specs(listed)} == {n: keys[n] for n in
+                                                               ("moco-S", "simmim-S", "hybrid-0.5-S", "moco-Ti",
+                                                                "simmim-Ti", "random-S")}
+    with pytest.raises(ValueError, match=r"'mae-B' is not a model of this profile"):
+        zoo.zoo_specs(profile_from_dict({**GPU_SHAPED, "models": ["moco", "mae-B"]}))
+
+
+@pytest.mark.slow
+def test_paper_book_reads_the_built_gpu_sized_sweep_next_to_the_literature(isolated):
+    """--source official with a built GPU-sized zoo (a tiny stand-in profile): the hybrid chapter
+    draws its sweep next to the paper's end points, C8 / C11 are measured on it; before the
+    build, one line says it needs the GPU-sized run."""
+    import yaml
+
+    from clvsmim.book import paperbook
+    from clvsmim.config import load_profile
+    from clvsmim.train import zoo
+
+    photos = str(photo_folder(isolated / "photos", per_class=4))
+    sweep_yaml = isolated / "gpu-tiny.yaml"
+    sweep_yaml.write_text(yaml.safe_dump(GPU_SHAPED))
+    assert paperbook.built_sweep(str(sweep_yaml), photos) is None
+    note = paperbook.sweep_note("official", None, "The λ sweep", str(sweep_yaml), photos)
+    assert "needs the GPU-sized profile" in note and f"clvsmim zoo build --profile {sweep_yaml} --data {photos}" in note
+
+    zoo.build(load_profile(sweep_yaml), photos, jobs=1, progress=False)
+    sweep = paperbook.built_sweep(str(sweep_yaml), photos, images=4)
+    assert sweep is not None and sweep.eval.num_analysis_images == 4
+
+    start = time.perf_counter()
+    report = run_book(REPO, "paper", data=photos, out=isolated / "out", images=4, html=False, device="cpu",
+                      chapters=["hybrid"], sweep_profile=str(sweep_yaml))
+    print(f"hybrid chapter on the tiny sweep: {time.perf_counter() - start:.0f} s")
+    assert report.exit_code == 0, report.table()
+    out = isolated / "out"
+    assert not _errors(out / "book" / "hybrid.ipynb")
+    f9 = json.loads((out / "figures" / "F9.json").read_text())
+    assert f9["source"] == "gpu-tiny" and [p["lam"] for p in f9["points"]] == [0.0, 0.5, 1.0]
+    assert [(p["lam"], p["name"]) for p in f9["literature"]] == [(0.0, "SimMIM"), (1.0, "MoCo v3")]
+    assert f9["claim"]["id"] == "C8"
+    manifest = json.loads((out / "figures" / "manifest.json").read_text())
+    assert "A-hybrid-curves" in manifest and "hybrid-0.5-S" in manifest["F9"]["models"]
+    text = _text(out / "book" / "hybrid.ipynb")
+    assert "GPU-sized profile gpu-tiny" in text and "needs the GPU-sized profile" not in text
+
+    trained = paperbook.sweep_claims(sweep, photos, "cpu")
+    assert set(trained) == {"C8", "C11"}
+    for claim in trained.values():
+        assert not claim.reason.startswith("not measured"), (claim.id, claim.reason)
+    assert trained["C11"].details["models"]["mim-large"] == "simmim-S"
+    assert trained["C11"].details["models"]["mim-small"] == "simmim-Ti"

@@ -14,6 +14,9 @@ What this module adds to the chapters:
 * :func:`official_measurements` / :func:`official_claims_table` — the claims evaluable on the
   official models (C1–C5, C7, C9), C8 and C11 marked ``needs the GPU-sized profile``, and
   :func:`claim_sources`, where each claim's models came from;
+* :func:`built_sweep` / :func:`sweep_claims` — what has no official checkpoint (the λ sweep, the
+  size trend) read from the zoo of the GPU-sized profile (``gpu``, its ``models:`` list) when it
+  is built on the same images; C8 and C11 are then measured on it;
 * :func:`literature_sweep_points` — the hybrid chapter's F9 without trained hybrids: the
   λ = 0 (SimMIM) and λ = 1 (MoCo v3) ViT-B end points from ``book/data/literature.csv``;
 * :func:`book_data_root` — the images of the paper book when none are given: Imagenette
@@ -30,7 +33,8 @@ from clvsmim.weights.download import DownloadError
 
 __all__ = ["DataUnavailableError", "book_data_root", "default_images", "CONTROL", "NEEDS_TRAINING", "GPU_NOTE", "random_control", "cache_name", "probe_images",
            "probe_evaluation", "probe_evaluations", "official_measurements", "official_claims_table",
-           "claim_sources", "literature_sweep_points", "needs_training_note"]
+           "claim_sources", "literature_sweep_points", "needs_training_note", "SWEEP_PROFILE", "built_sweep",
+           "sweep_description", "sweep_note", "sweep_claims"]
 
 #: Name of the untrained control (as in the zoo).
 CONTROL = "random"
@@ -98,10 +102,59 @@ def cache_name(profile, name: str) -> str:
     return f"{name}-seed{profile.train.seed}" if name.split("-")[0] == CONTROL else name
 
 
-def needs_training_note(what: str) -> str:
+def needs_training_note(what: str, sweep_profile: str = "gpu", data_root: str | None = None) -> str:
     """The one line a chapter shows where its models would need GPU training."""
-    return (f"*{what} {GPU_NOTE}: these models have no official checkpoint and must be trained "
-            f"(`clvsmim book --profile gpu --data DATA` on one GPU). Shown instead: the paper's numbers.*")
+    return (f"*{what} {GPU_NOTE}: these models have no official checkpoint; train them once on one GPU "
+            f"(`clvsmim zoo build --profile {sweep_profile} --data {data_root or 'DATA'}`, the λ sweep and the "
+            f"size trend only) and run the book again. Shown instead: the paper's numbers.*")
+
+
+# --------------------------------------------------------------------------- the GPU-sized sweep
+
+#: The profile whose zoo holds what has no official checkpoint (the λ sweep, the size trend).
+SWEEP_PROFILE = "gpu"
+
+
+def built_sweep(sweep_profile: str | None, data_root: str | None = None, images: int | None = None):
+    """The profile ``sweep_profile`` (analysis count ``images``) when every model of its zoo is
+    built on ``data_root`` — the λ sweep (F9, C8) and the size trend (C11) — else ``None``."""
+    from clvsmim.config import load_profile
+    from clvsmim.train import zoo
+
+    if not sweep_profile:
+        return None
+    cfg = load_profile(sweep_profile, images)
+    specs = zoo.zoo_specs(cfg, data_root)
+    return cfg if specs and all(zoo.is_built(cfg, spec) for spec in specs) else None
+
+
+def sweep_description(sweep) -> str:
+    """Where the sweep's models came from, in words: ``GPU-sized profile gpu (ViT-S/16 at 160 px, …)``."""
+    m = sweep.model
+    sizes = "/".join(sweep.sizes) or "default"
+    return (f"GPU-sized profile {sweep.name} (λ sweep at {m.img_size} px, patch {m.patch_size}, width "
+            f"{m.embed_dim}; sizes {sizes}; {sweep.train.steps} steps × {sweep.train.batch_size} images)")
+
+
+def sweep_note(source: str, sweep, what: str, sweep_profile: str = SWEEP_PROFILE,
+               data_root: str | None = None) -> str:
+    """The paragraph a chapter appends about where its sweep comes from: nothing for the zoo's
+    own models, the GPU-sized profile when its zoo is built, else :func:`needs_training_note`."""
+    if source == "zoo":
+        return ""
+    if sweep is not None:
+        return (f"\n\n*{what}: no official checkpoint exists, so these models come from the "
+                f"{sweep_description(sweep)}, trained on the same images (`{data_root}`).*")
+    return "\n\n" + needs_training_note(what, sweep_profile, data_root)
+
+
+def sweep_claims(sweep, data_root: str | None = None, device: str = "auto") -> dict[str, Any]:
+    """C8 and C11 measured on the built zoo of the GPU-sized profile ``sweep`` (nothing trained
+    here): ``{"C8": Claim, "C11": Claim}``."""
+    from clvsmim import claims
+
+    m = claims.measure(sweep, data_root, device, build=False, missing="skip")
+    return {cid: claims.evaluate_claim(cid, m) for cid in NEEDS_TRAINING}
 
 
 # --------------------------------------------------------------------------- F7 on official checkpoints
@@ -190,32 +243,38 @@ def official_measurements(profile, data_root: str | None = None, device: str = "
 
 
 def official_claims_table(profile, data_root: str | None = None, device: str = "auto",
-                          measurements=None):
+                          measurements=None, sweep=None):
     """The claims on the official checkpoints (one "seed": the profile's, for the control).
-    C8 and C11 are inconclusive with the reason ``not measured: needs the GPU-sized profile``."""
+    C8 and C11 come from the built zoo of the GPU-sized profile ``sweep`` (:func:`built_sweep`);
+    without it they are inconclusive with the reason ``not measured: needs the GPU-sized profile``."""
     import time
 
     from clvsmim import claims
 
     start = time.perf_counter()
     bundle = measurements if measurements is not None else official_measurements(profile, data_root, device)
+    trained = sweep_claims(sweep, data_root, device) if sweep is not None else {}
     per_claim = []
     for claim in claims.evaluate_claims(bundle):
         if claim.id in NEEDS_TRAINING:
-            claim = claims.missing_claim(claim.id, f"{GPU_NOTE} ({NEEDS_TRAINING[claim.id]} must be trained)")
+            claim = trained.get(claim.id) or claims.missing_claim(
+                claim.id, f"{GPU_NOTE} ({NEEDS_TRAINING[claim.id]} must be trained)")
         per_claim.append(claims.aggregate([claim], [profile.train.seed]))
     return claims.ClaimsTable(profile=profile.name, seeds=[profile.train.seed], summaries=per_claim,
                               models={str(profile.train.seed): bundle.names},
                               wall_time_s=round(time.perf_counter() - start, 2))
 
 
-def claim_sources(table, profile=None) -> dict[str, str]:
-    """Claim id -> where its models came from (official checkpoints, or the profile it needs)."""
+def claim_sources(table, profile=None, sweep=None) -> dict[str, str]:
+    """Claim id -> where its models came from (official checkpoints, the GPU-sized profile
+    ``sweep`` when built, or the profile it needs)."""
     seed = profile.train.seed if profile is not None else table.seeds[0]
     official = f"official MoCo v3 / SimMIM ViT-B/16 + random-init ViT-B/16 (seed {seed})"
     out = {}
     for s in table.summaries:
-        if s.id in NEEDS_TRAINING:
+        if s.id in NEEDS_TRAINING and sweep is not None:
+            out[s.id] = f"{sweep_description(sweep)}: {NEEDS_TRAINING[s.id]}, trained here"
+        elif s.id in NEEDS_TRAINING:
             out[s.id] = f"{GPU_NOTE} ({NEEDS_TRAINING[s.id]})"
         elif s.id in NOT_RUN_ON_OFFICIAL:
             out[s.id] = f"{official}; {NOT_RUN_ON_OFFICIAL[s.id]} is not run here"
