@@ -21,7 +21,7 @@ from clvsmim.cli import main
 
 pytest.importorskip("skimage")
 from official_formats import moco_checkpoint, tiny_beit  # noqa: E402
-from paper_world import photo_folder, write_official_standins  # noqa: E402
+from paper_world import imagenette_standin, photo_folder, write_official_standins  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURE_IDS = [f"F{i}" for i in range(11)]
@@ -194,7 +194,6 @@ def test_official_source_without_data_reads_imagenette_fetched_and_verified(isol
     from clvsmim.book.paperbook import book_data_root
     from clvsmim.config import load_profile
     from clvsmim.data import open_dataset
-    from paper_world import imagenette_standin
 
     imagenette_standin(isolated, per_class=2)
     root = Path(book_data_root("paper", "official", None))
@@ -215,7 +214,6 @@ def test_imagenette_that_cannot_be_fetched_is_one_error_naming_data(isolated, mo
 
     import clvsmim.weights.download as download
     from clvsmim.book.paperbook import DataUnavailableError, book_data_root
-    from paper_world import imagenette_standin
 
     requests = []
 
@@ -326,3 +324,96 @@ def test_paper_book_reads_the_built_gpu_sized_sweep_next_to_the_literature(isola
         assert not claim.reason.startswith("not measured"), (claim.id, claim.reason)
     assert trained["C11"].details["models"]["mim-large"] == "simmim-S"
     assert trained["C11"].details["models"]["mim-small"] == "simmim-Ti"
+
+
+# --------------------------------------------------------------------------- the rendered Colab notebooks
+
+def _execute_rendered(notebook: Path, output: Path, parameters: dict, out: Path, monkeypatch) -> float:
+    """Execute a notebook rendered by ``clvsmim notebooks`` off Colab, as a user would with
+    papermill: its set-up cell runs and does nothing (no ``google.colab``), the working directory
+    is the chapter's folder (as the set-up cell's ``chdir`` makes it on Colab). Returns seconds."""
+    import papermill
+
+    from clvsmim.book.execute import ensure_kernel
+    from clvsmim.book.toc import KERNEL_NAME
+
+    monkeypatch.setenv("JUPYTER_PATH", str(ensure_kernel(out)))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(x for x in (str(REPO / "src"), os.environ.get("PYTHONPATH"))
+                                                     if x))
+    monkeypatch.setenv("CLVSMIM_BOOK_OUT", str(out))
+    start = time.perf_counter()
+    papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL_NAME,
+                               cwd=str(REPO / notebook.parent.name),  # <nbs>/book/x.ipynb: the book/ folder
+                               progress_bar=False, log_output=False, start_timeout=120)
+    return time.perf_counter() - start
+
+
+def _rendered_notebooks(isolated) -> dict[str, Path]:
+    from clvsmim.book.notebooks import render_notebooks
+
+    assert main(["notebooks", "--out", str(isolated / "nbs"), "--root", str(REPO)]) == 0
+    return {p.stem: p for p in render_notebooks(isolated / "nbs", REPO)}
+
+
+def _execute_chapters(isolated, monkeypatch, names, images: int) -> dict[str, float]:
+    """Render the Colab notebooks and execute ``names`` in order (``images`` analysis images,
+    ``device="cpu"``: the only parameters passed); assert no error cell and a no-op set-up
+    cell. Prints each chapter's wall time as it finishes; returns them."""
+    notebooks = _rendered_notebooks(isolated)
+    assert set(notebooks) == {"background", "behaviour", "representation", "architecture", "hybrid", "summary"}
+    out = isolated / "out"
+    seconds = {}
+    for name in names:
+        nb = nbformat.read(notebooks[name], as_version=4)
+        params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        assert "data_root = None" in params.source and 'source = "official"' in params.source
+        executed = out / f"{name}.ipynb"
+        seconds[name] = _execute_rendered(notebooks[name], executed, {"images": images, "device": "cpu"}, out,
+                                          monkeypatch)
+        print(f"rendered {name}.ipynb on CPU, {images} images: {seconds[name]:.0f} s", flush=True)
+        assert not _errors(executed), (name, _errors(executed))
+        done = nbformat.read(executed, as_version=4)
+        setup = next(c for c in done.cells if "colab-setup" in c.metadata.get("tags", []))
+        assert setup.outputs == []  # off Colab the set-up cell does nothing
+    return seconds
+
+
+@pytest.mark.slow
+def test_rendered_colab_notebooks_execute_background_and_hybrid(isolated, monkeypatch):
+    """`clvsmim notebooks` as published (profile paper, source official, data_root None,
+    sweep_profile gpu): background and hybrid execute top to bottom off Colab, their images
+    being Imagenette fetched from the cache (a stand-in archive, pinned); the GPU-sized zoo is
+    not built, so the hybrid chapter says so in one line and draws the paper's end points. No
+    ViT-B is loaded: these two fit CI; the analysis chapters are the opt-in test below."""
+    imagenette_standin(isolated, per_class=2)
+    _execute_chapters(isolated, monkeypatch, ["background", "hybrid"], images=4)
+    out = isolated / "out"
+    manifest = json.loads((out / "figures" / "manifest.json").read_text())
+    assert {"F0", "F9"} <= set(manifest)
+    assert json.loads((out / "figures" / "F9.json").read_text())["source"] == "literature"
+    assert "needs the GPU-sized profile" in _text(out / "hybrid.ipynb")
+    assert (isolated / "cache" / "data" / "imagenette2-320" / ".complete").is_file()  # the default images
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("CLVSMIM_PAPER_BOOK"),
+                    reason="the analysis chapters' Colab notebooks on ViT-B/16 stand-ins: ~2 GB of checkpoints and "
+                           "tens of minutes on a 2-core CPU; run with CLVSMIM_PAPER_BOOK=1 "
+                           "(CLVSMIM_PAPER_BOOK_IMAGES=N: N analysis images, default 4)")
+def test_rendered_colab_analysis_notebooks_execute_on_official_standins(isolated, monkeypatch):
+    """The rendered behaviour, representation, architecture and summary notebooks on the
+    official stand-ins (MoCo v3, SimMIM, MAE, MAE visualize) and Imagenette's stand-in val/."""
+    images = int(os.environ.get("CLVSMIM_PAPER_BOOK_IMAGES", "4"))
+    imagenette_standin(isolated, per_class=max(2, -(-images // 3) + 1))  # 3 classes; the corrupt file extra
+    write_official_standins()
+    seconds = _execute_chapters(isolated, monkeypatch, ["behaviour", "representation", "architecture", "summary"],
+                                images=images)
+    print("rendered analysis notebooks: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
+          + f"; total {sum(seconds.values()):.0f} s")
+    out = isolated / "out"
+    manifest = json.loads((out / "figures" / "manifest.json").read_text())
+    missing = [f for f in ("F1", "F2", "F3", "F4", "F5", "F6", "F7", "F8", "F10") if f not in manifest]
+    assert not missing, missing
+    f3 = json.loads((out / "figures" / "F3.json").read_text())
+    assert f3["source"] == "official" and {"moco", "simmim", "mae"} <= set(f3["curves"])
+    assert "official MoCo v3 / SimMIM ViT-B/16" in _text(out / "summary.ipynb")
