@@ -113,6 +113,7 @@ def test_paper_book_runs_on_official_standins_and_photos(isolated):
     assert f9["source"] == "literature" and [p["lam"] for p in f9["points"]] == [0.0, 1.0]
     summary = _text(out / "book" / "summary.ipynb")
     assert "needs the GPU-sized profile" in summary and "official MoCo v3 / SimMIM ViT-B/16" in summary
+    assert "a short fine-tune (20 steps" in summary  # C10 on the official models
     assert "needs the GPU-sized profile" in _text(out / "book" / "hybrid.ipynb")
 
 
@@ -417,3 +418,25 @@ def test_rendered_colab_analysis_notebooks_execute_on_official_standins(isolated
     f3 = json.loads((out / "figures" / "F3.json").read_text())
     assert f3["source"] == "official" and {"moco", "simmim", "mae"} <= set(f3["curves"])
     assert "official MoCo v3 / SimMIM ViT-B/16" in _text(out / "summary.ipynb")
+
+
+# --------------------------------------------------------------------------- C10 on the official models
+
+def test_short_finetune_splits_each_class_uses_the_stated_budget_and_leaves_the_model_alone():
+    from clvsmim.book.paperbook import FINETUNE_BASE_LR, short_finetune
+    from clvsmim.config import EvalConfig, ModelConfig
+    from clvsmim.models import build_vit
+
+    torch.manual_seed(0)
+    model = build_vit(ModelConfig(img_size=32, patch_size=8, embed_dim=16, depth=2, num_heads=2))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    labels = torch.tensor([7, 7, 7, 3, 3, 3, 3, 9, 9])  # 3 classes of 3, 4, 2 images (any ids)
+    images = torch.randint(0, 256, (len(labels), 3, 32, 32), dtype=torch.uint8)
+    a = short_finetune(model, images, labels, EvalConfig(), steps=3, seed=0)
+    assert (a["num_train"], a["num_test"], a["num_classes"]) == (5, 4, 3)  # alternate images within each class
+    assert a["budget"] == {"steps": 3, "batch_size": 5, "lr": FINETUNE_BASE_LR * 5 / 256}
+    assert round(a["finetune"] * 4) == a["finetune"] * 4 and 0 <= a["finetune"] <= 1  # k of 4 test images
+    assert short_finetune(model, images, labels, EvalConfig(), steps=3, seed=0) == a  # deterministic
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # a copy is fine-tuned
+    with pytest.raises(ValueError, match="2 classes"):
+        short_finetune(model, images[:3], labels[:3], EvalConfig(), steps=1)

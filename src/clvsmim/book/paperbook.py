@@ -11,8 +11,10 @@ What this module adds to the chapters:
 * :func:`probe_evaluation` — F7's linear probe of every depth on the official checkpoints
   (the budget of ``clvsmim analyze``), in the same ``{"linear_probe": {...}}`` form as a zoo
   evaluation, so C7 / C9 read it unchanged;
+* :func:`short_finetune` / :func:`finetune_evaluation` — C10's short fine-tune of the official
+  checkpoints and the control on the analysis images;
 * :func:`official_measurements` / :func:`official_claims_table` — the claims evaluable on the
-  official models (C1–C5, C7, C9), C8 and C11 marked ``needs the GPU-sized profile``, and
+  official models (C1–C5, C7, C9, C10), C8 and C11 marked ``needs the GPU-sized profile``, and
   :func:`claim_sources`, where each claim's models came from;
 * :func:`built_sweep` / :func:`sweep_claims` — what has no official checkpoint (the λ sweep, the
   size trend) read from the zoo of the GPU-sized profile (``gpu``, its ``models:`` list) when it
@@ -34,17 +36,26 @@ from clvsmim.weights.download import DownloadError
 __all__ = ["DataUnavailableError", "book_data_root", "default_images", "CONTROL", "NEEDS_TRAINING", "GPU_NOTE", "random_control", "cache_name", "probe_images",
            "probe_evaluation", "probe_evaluations", "official_measurements", "official_claims_table",
            "claim_sources", "literature_sweep_points", "needs_training_note", "SWEEP_PROFILE", "built_sweep",
-           "sweep_description", "sweep_note", "sweep_claims"]
+           "sweep_description", "sweep_note", "sweep_claims", "short_finetune", "finetune_evaluation",
+           "LabelledImages"]
 
 #: Name of the untrained control (as in the zoo).
 CONTROL = "random"
 #: The official checkpoint whose architecture the control copies (timm ``vit_base_patch16_224``).
 CONTROL_ARCHITECTURE_OF = "moco_v3_vit_b"
+#: C10's short fine-tune of the official checkpoints (and the control) on the probe images: steps,
+#: the largest batch (the train half caps it), and the base learning rate per 256 images (upstream
+#: MoCo v3 / MAE fine-tuning: blr 5e-4, linearly scaled by batch / 256).
+FINETUNE_STEPS = 20
+FINETUNE_BATCH = 16
+FINETUNE_BASE_LR = 5e-4
 #: Claims whose models have no official checkpoint: they need training.
 NEEDS_TRAINING = {"C8": "the hybrid λ sweep", "C11": "ViT-Ti/S/B of CL and MIM (the size trend)"}
 #: Claims that read evaluations not run on the official checkpoints here.
-NOT_RUN_ON_OFFICIAL = {"C6": "the shape-bias evaluation (cue-conflict images) of the official models",
-                       "C10": "fine-tuning the official models"}
+NOT_RUN_ON_OFFICIAL = {"C6": "the shape-bias evaluation (cue-conflict images) of the official models"}
+#: Claims measured on the official models with a reduced budget, and that budget in words.
+SHORT_BUDGET = {"C10": f"a short fine-tune ({FINETUNE_STEPS} steps, ≤ {FINETUNE_BATCH} images a batch) on the "
+                       "analysis images, tested on their other half"}
 GPU_NOTE = "needs the GPU-sized profile"
 
 
@@ -215,6 +226,72 @@ def probe_evaluation(profile, name: str, data_root: str | None = None, device: s
     return cached_json(path, compute)
 
 
+class LabelledImages:
+    """``uint8 N×3×S×S`` images with their labels, as a dataset (``len``, ``[i] -> (image,
+    label)``, ``labels``, ``num_classes``) for :func:`clvsmim.evaluation.finetune.finetune`."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, num_classes: int):
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels, self.num_classes = images, torch.as_tensor(labels, dtype=torch.int64), num_classes
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i], int(self.labels[i])
+
+
+def short_finetune(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, eval_cfg,
+                   steps: int = FINETUNE_STEPS, seed: int = 0) -> dict[str, Any]:
+    """Fine-tune a copy of ``model`` end to end on the train half of ``images`` (alternate images
+    within each class, :func:`clvsmim.analysis.model_report.probe_split`) and test on the other
+    half: ``{"finetune": accuracy in [0, 1], "num_train", "num_test", "num_classes", "budget"}``.
+    The budget: ``steps`` AdamW steps of ``min(FINETUNE_BATCH, train)`` images at
+    ``FINETUNE_BASE_LR × batch / 256``, the augmentation and schedule of
+    :func:`clvsmim.evaluation.finetune.finetune` (``eval_cfg`` gives the rest)."""
+    import dataclasses
+
+    from clvsmim.analysis.model_report import probe_split
+    from clvsmim.evaluation import finetune
+
+    classes = labels.unique()
+    y = torch.searchsorted(classes, labels)
+    train, test = probe_split(y)
+    if len(classes) < 2 or not test:
+        raise ValueError(f"the short fine-tune needs ≥ 2 classes with ≥ 2 images each; {len(labels)} images of "
+                         f"{len(classes)} classes (raise --images)")
+    batch = min(FINETUNE_BATCH, len(train))
+    lr = FINETUNE_BASE_LR * batch / 256
+    cfg = dataclasses.replace(eval_cfg, finetune_steps=int(steps), batch_size=batch, finetune_lr=lr)
+    tr, te = torch.tensor(train), torch.tensor(test)
+    acc = finetune(model, LabelledImages(images[tr], y[tr], len(classes)), LabelledImages(images[te], y[te], len(classes)),
+                   cfg, seed=seed)
+    return {"finetune": float(acc), "num_train": len(train), "num_test": len(test), "num_classes": len(classes),
+            "budget": {"steps": int(steps), "batch_size": batch, "lr": lr}}
+
+
+def finetune_evaluation(profile, name: str, data_root: str | None = None, device: str = "auto",
+                        n: int | None = None) -> dict[str, Any]:
+    """C10's short fine-tune (:func:`short_finetune`) of the official ``name`` (or the seeded
+    control) on :func:`probe_images`, cached next to its probe."""
+    from clvsmim.cache import cached_json
+    from clvsmim.claims import model_cache_path
+
+    n = n or profile.eval.num_analysis_images
+    content = {"n": n, "steps": FINETUNE_STEPS, "batch": FINETUNE_BATCH, "base_lr": FINETUNE_BASE_LR, "format": 1}
+    path = model_cache_path(profile, name, "finetune", content, "official", data_root)
+
+    def compute() -> dict[str, Any]:
+        from clvsmim.book.report import backbone, resolve_device
+
+        images, labels = probe_images(profile, data_root, n)
+        model = backbone(profile, name, "official", data_root, resolve_device(device))
+        return short_finetune(model, images, labels, profile.eval, seed=profile.train.seed)
+
+    return cached_json(path, compute)
+
+
 def probe_evaluations(profile, names: Sequence[str], data_root: str | None = None, device: str = "auto",
                       n: int | None = None) -> dict[str, dict[str, Any]]:
     """``{name: probe_evaluation(name)}``."""
@@ -226,16 +303,18 @@ def probe_evaluations(profile, names: Sequence[str], data_root: str | None = Non
 def official_measurements(profile, data_root: str | None = None, device: str = "auto", cl: str = "moco",
                           mim: str = "simmim"):
     """:class:`clvsmim.claims.Measurements` of the official CL / MIM checkpoints and the seeded
-    control: analyses, token-cluster scores and the per-depth linear probes (no fine-tuning,
-    no shape bias, no sweep, no sizes)."""
+    control: analyses, token-cluster scores, the per-depth linear probes and C10's short
+    fine-tune (:func:`finetune_evaluation`; no shape bias, no sweep, no sizes)."""
     from clvsmim.claims import Measurements, token_cluster_scores
     from clvsmim.book.report import model_analysis
 
     names = {"cl": cl, "mim": mim, "control": CONTROL}
     probes = probe_evaluations(profile, list(names.values()), data_root, device)
+    tuned = {n: finetune_evaluation(profile, n, data_root, device) for n in names.values()}
     return Measurements(
         analyses={r: model_analysis(profile, n, "official", data_root, device) for r, n in names.items()},
-        evaluations={r: probes[n] for r, n in names.items()},
+        evaluations={r: {**probes[n], "finetune": tuned[n]["finetune"], "finetune_details": tuned[n]}
+                     for r, n in names.items()},
         cluster={r: token_cluster_scores(profile, n, "official", data_root, device) for r, n in names.items()},
         names={r: ("random init (seed %d)" % profile.train.seed) if n == CONTROL else f"official {n}"
                for r, n in names.items()},
@@ -278,6 +357,8 @@ def claim_sources(table, profile=None, sweep=None) -> dict[str, str]:
             out[s.id] = f"{GPU_NOTE} ({NEEDS_TRAINING[s.id]})"
         elif s.id in NOT_RUN_ON_OFFICIAL:
             out[s.id] = f"{official}; {NOT_RUN_ON_OFFICIAL[s.id]} is not run here"
+        elif s.id in SHORT_BUDGET:
+            out[s.id] = f"{official}; {SHORT_BUDGET[s.id]}"
         else:
             out[s.id] = official
     return out
