@@ -4,7 +4,8 @@ COMPUTED, NOT MEASURED. Starts from the images/s measured on one H100 for ViT-B/
 (README, "Speed on a GPU", bf16, batch 128) and scales each objective by the ratio of forward
 FLOPs per image (ViT-B/16 @ 224 → the profile's ViT @ its resolution), times ``--efficiency``
 (the fraction of the ViT-B MFU a smaller model keeps; default 0.5, an assumption). Then adds up
-the training of every model the λ sweep (F9, C8) and the size trend (C11) need (and MAE), plus a flat
+the training of every model of the profile's zoo (for ``gpu`` its ``models:`` list: the λ sweep
+(F9, C8) and the size trend (C11), nothing else), plus a flat
 allowance for the evaluations, and prints the expected wall time.
 Usage: ``python benchmarks/gpu_profile_sizing.py [--profile gpu] [--efficiency 0.5]``.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from clvsmim.config import load_profile, train_config_for
+from clvsmim.train.zoo import zoo_specs
 
 #: bf16 images/s of ViT-B/16 at 224 px on one H100 80GB, measured (README table).
 H100_VIT_B_224 = {"moco": 817.0, "simmim": 2156.0, "mae": 2519.0, "hybrid": 602.0}
@@ -33,12 +35,8 @@ def main() -> None:
     args = parser.parse_args()
     p = load_profile(args.profile)
     base = forward_flops(224, 16, 768, 12)
-    sizes = dict(p.sizes) or {"default": p.model}
-    default = next((s for s, m in sizes.items() if m.embed_dim == p.model.embed_dim), None)
-    small = min(sizes, key=lambda s: sizes[s].embed_dim)
-    runs = [(f"λ={lam:g}", "moco" if lam == 1 else "simmim" if lam == 0 else "hybrid", p.model) for lam in p.lams]
-    runs += [("mae", "mae", p.model)]  # the zoo's second MIM model (chapters F3–F8 next to it)
-    runs += [(f"{obj}-{small}", obj, sizes[small]) for obj in ("moco", "simmim") if small != default]
+    # every model the profile's zoo trains (its `models:` list: the λ sweep and the size trend)
+    runs = [(spec.name, spec.objective, spec.model_cfg) for spec in zoo_specs(p) if spec.trains]
     total = 0.0
     print(f"profile {p.name}: {p.model.img_size} px; H100 ViT-B/16@224 images/s × FLOP ratio × {args.efficiency}")
     print(f"{'model':<12} {'objective':<8} {'width':>5} {'img/s':>8} {'steps×batch':>14} {'minutes':>8}")

@@ -31,7 +31,8 @@ from clvsmim.book.plots import architecture as plots
 from clvsmim.rng import sample_seed
 
 use_style()
-cfg = load_profile(profile, images).with_data_root(data_root)
+cfg = load_profile(profile, images)
+cfg = cfg.with_data_root(paperbook.book_data_root(cfg, source, data_root))  # official: Imagenette when none is given
 
 
 # %% [markdown]

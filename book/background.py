@@ -34,11 +34,13 @@ from IPython.display import Markdown, display
 
 from clvsmim.book.chapters import background as ch
 from clvsmim.config import load_profile
+from clvsmim.book import paperbook
 from clvsmim.book.figures import save_figure, use_style
 from clvsmim.book.plots import background as plots
 
 use_style()
-cfg = load_profile(profile, images).with_data_root(data_root)
+cfg = load_profile(profile, images)
+cfg = cfg.with_data_root(paperbook.book_data_root(cfg, source, data_root))  # official: Imagenette when none is given
 pd.DataFrame({
     "setting": ["image size (px)", "patch size (px)", "tokens", "MoCo v3 crop scale", "SimMIM mask ratio",
                 "SimMIM mask patch (px)", "MAE mask ratio"],

@@ -39,7 +39,8 @@ from clvsmim.book.figures import save_figure, use_style
 from clvsmim.book.plots import behaviour as plots
 
 use_style()
-cfg = load_profile(profile, images).with_data_root(data_root)
+cfg = load_profile(profile, images)
+cfg = cfg.with_data_root(paperbook.book_data_root(cfg, source, data_root))  # official: Imagenette when none is given
 
 
 # %% [markdown]

@@ -21,6 +21,7 @@ seed = 0
 device = "auto"
 source = "zoo"
 images = None
+sweep_profile = "gpu"  # source = "official": the GPU-sized profile whose built zoo holds the sweep
 
 # %%
 from IPython.display import Markdown, display
@@ -35,12 +36,15 @@ from clvsmim.book.figures import save_figure, use_style
 from clvsmim.book.plots import hybrid as plots
 
 use_style()
-cfg = load_profile(profile, images).with_data_root(data_root)
-trained = source == "zoo"  # the official world has no hybrid checkpoint
-models = ch.sweep_models(cfg)
-display(Markdown(f"Profile **{cfg.name}**: λ ∈ {{{', '.join(f'{lam:g}' for lam, _ in models)}}}, models "
+cfg = load_profile(profile, images)
+cfg = cfg.with_data_root(paperbook.book_data_root(cfg, source, data_root))  # official: Imagenette when none is given
+# the official world has no hybrid checkpoint: the sweep is the GPU-sized profile's zoo, when built
+sweep = cfg if source == "zoo" else paperbook.built_sweep(sweep_profile, cfg.data.root, images)
+trained = sweep is not None
+models = ch.sweep_models(sweep or cfg)
+display(Markdown(f"Profile **{(sweep or cfg).name}**: λ ∈ {{{', '.join(f'{lam:g}' for lam, _ in models)}}}, models "
                  + ", ".join(f"`{name}`" for _, name in models) + "."
-                 + ("" if trained else "\n\n" + paperbook.needs_training_note("The λ sweep"))))
+                 + paperbook.sweep_note(source, sweep, "The λ sweep", sweep_profile, cfg.data.root)))
 
 # %% [markdown]
 # ## What each branch sees
@@ -55,16 +59,20 @@ display(Markdown(ch.branches_markdown(cfg)))
 # the last block (x) and end-to-end fine-tuning (y). Points are joined in λ order.
 
 # %%
+literature = paperbook.literature_sweep_points(read_literature("data/literature.csv"))
 if trained:
-    points, control_eval = ch.sweep_points(cfg)
+    points, control_eval = ch.sweep_points(sweep)
     c8 = claims.evaluate_claim("C8", ch.measurements(points, control_eval))
-    fig = plots.plot_sweep(points)
-    save_figure(fig, "F9", ch.sweep_record(points, c8), models=[pt["name"] for pt in points],
-                caption="Hybrid λ sweep: fine-tuning vs linear-probing accuracy (λ = 0 SimMIM, λ = 1 MoCo v3).")
+    beside = literature if source == "official" else None  # the paper's own numbers next to the GPU-sized run
+    fig = plots.plot_sweep(points, literature=beside)
+    save_figure(fig, "F9", {**ch.sweep_record(points, c8), "source": sweep.name, "literature": beside},
+                models=[pt["name"] for pt in points],
+                caption="Hybrid λ sweep: fine-tuning vs linear-probing accuracy (λ = 0 SimMIM, λ = 1 MoCo v3)"
+                        + ("; right: the paper's ViT-B/16 end points." if beside else "."))
     display(Markdown(ch.sweep_paragraph(points, c8)))
 else:
-    points = paperbook.literature_sweep_points(read_literature("data/literature.csv"))
-    fig = plots.plot_sweep(points)
+    points = literature
+    fig = plots.plot_sweep(points, scale=1.0)  # literature.csv holds percent
     save_figure(fig, "F9", {"points": points, "source": "literature"}, models=[],
                 caption="The sweep's end points from the literature (ViT-B/16, %): λ = 0 SimMIM, λ = 1 MoCo v3.")
     display(Markdown("Literature end points (the hybrids in between need training): "
@@ -81,8 +89,8 @@ else:
 
 # %%
 if trained:
-    analyses = ch.sweep_analyses(cfg, models, device)
-    control = control_analysis(ModelRef(cfg, ch.CONTROL), device)
+    analyses = ch.sweep_analyses(sweep, models, device)
+    control = control_analysis(ModelRef(sweep, ch.CONTROL), device)
     curves = ch.hybrid_curves(analyses, control)
     fig = plots.plot_hybrid_curves(curves)
     save_figure(fig, "A-hybrid-curves", curves,
@@ -90,4 +98,4 @@ if trained:
                 caption="Attention distance, NMI and Fourier Δ log amplitude of the hybrids, coloured by λ.")
     display(Markdown(ch.curves_paragraph(curves)))
 else:
-    display(Markdown(paperbook.needs_training_note("The hybrids' per-depth analyses")))
+    display(Markdown(paperbook.needs_training_note("The hybrids' per-depth analyses", sweep_profile, cfg.data.root)))

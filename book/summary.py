@@ -22,6 +22,7 @@ seed = 0
 device = "auto"
 source = "zoo"
 images = None
+sweep_profile = "gpu"  # source = "official": the GPU-sized profile whose built zoo gives C8 and C11
 claim_seeds = 1
 
 # %%
@@ -35,10 +36,13 @@ from clvsmim.book.figures import save_figure, use_style
 from clvsmim.book.plots import summary as plots
 
 use_style()
-cfg = load_profile(profile, images).with_data_root(data_root)
-if source == "official":  # the official checkpoints: nothing is trained; C8 and C11 need the GPU-sized profile
-    built = paperbook.official_claims_table(cfg, device)
-    display(Markdown(paperbook.table_rows(paperbook.claim_sources(built, cfg))))
+cfg = load_profile(profile, images)
+cfg = cfg.with_data_root(paperbook.book_data_root(cfg, source, data_root))  # official: Imagenette when none is given
+if source == "official":  # the official checkpoints: nothing is trained; C8 and C11 from the GPU-sized zoo if built
+    sweep = paperbook.built_sweep(sweep_profile, cfg.data.root, images)
+    built = paperbook.official_claims_table(cfg, device, sweep=sweep)
+    display(Markdown(paperbook.table_rows(paperbook.claim_sources(built, cfg, sweep))
+                     + paperbook.sweep_note(source, sweep, "C8 and C11", sweep_profile, cfg.data.root)))
 else:
     built = claims.claims_table(cfg, claims.seeds_for(cfg, claim_seeds), device)
 table = ch.table_of_record(cfg.name, built)

@@ -126,3 +126,28 @@ def match_md5_prefix(path: str | Path, prefix: str) -> int:
         nonce += 1
     path.write_bytes(head + nonce.to_bytes(8, "little"))
     return nonce
+
+
+def imagenette_standin(workdir: str | Path, per_class: int = 4) -> Path:
+    """A stand-in for Imagenette's archive: ``imagenette2-320/{train,val}/<class>/*`` holding the
+    photographs of :func:`photo_folder` (``per_class`` per class and split; the corrupt file too),
+    written as a ``.tgz`` where ``clvsmim weights fetch`` keeps the real one and pinned in the lock
+    file, so :func:`clvsmim.weights.fetch_imagenette` verifies and extracts it without network.
+    Returns the archive's path."""
+    import shutil
+    import tarfile
+
+    from clvsmim.weights import IMAGENETTE
+    from clvsmim.weights.download import cached_path, file_digests, pin
+
+    workdir = Path(workdir)
+    tree = workdir / "imagenette-tree" / "imagenette2-320"
+    for split in ("train", "val"):
+        photo_folder(tree / split, per_class=per_class)
+    archive = cached_path(IMAGENETTE)
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tree, arcname="imagenette2-320")
+    shutil.rmtree(tree.parent)
+    pin(IMAGENETTE, file_digests(archive)[0], archive.stat().st_size)
+    return archive

@@ -134,6 +134,9 @@ class Profile:
     lams: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     train_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per objective
     families: str = "v2"  # how each objective's encoder is built: see clvsmim.families
+    # the zoo's models by name (``moco``, ``hybrid-0.4``, ``simmim-Ti``, ``random``; no size = the
+    # default size); empty: every model the profile defines (clvsmim.train.zoo.zoo_specs)
+    models: tuple[str, ...] = field(default=(), metadata=OMIT_IF_DEFAULT)
 
     def with_data_root(self, root: str | None) -> "Profile":
         """This profile reading its images from the ImageFolder ``root`` (None: unchanged)."""
@@ -163,7 +166,7 @@ def profile_from_dict(raw: dict[str, Any], name: str = "custom") -> Profile:
         "data": DataConfig, "model": ModelConfig, "train": TrainConfig, "moco": MocoConfig,
         "simmim": SimMIMConfig, "mae": MAEConfig, "eval": EvalConfig,
     }
-    known = set(sections) | {"name", "sizes", "lams", "train_overrides", "families"}
+    known = set(sections) | {"name", "sizes", "lams", "train_overrides", "families", "models"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ValueError(f"{where}: unknown section(s) {unknown}; expected some of {sorted(known)}")
@@ -177,6 +180,11 @@ def profile_from_dict(raw: dict[str, Any], name: str = "custom") -> Profile:
     kwargs["train_overrides"] = dict(raw.get("train_overrides") or {})
     for obj, over in kwargs["train_overrides"].items():
         _build(TrainConfig, over, f"{where}.train_overrides.{obj}")  # validate early
+    models = raw.get("models") or ()
+    if not isinstance(models, (list, tuple)) or not all(isinstance(m, str) for m in models):
+        raise ValueError(f"{where}.models: expected a list of model names (e.g. [moco, hybrid-0.4, simmim-Ti]), "
+                         f"found {models!r}")
+    kwargs["models"] = tuple(models)
     families = str(raw.get("families", Profile.families))
     return apply_profile_family(Profile(name=raw.get("name", name), families=families, **kwargs))
 

@@ -13,10 +13,15 @@ What this module adds to the chapters:
   (the budget of ``clvsmim analyze``), in the same ``{"linear_probe": {...}}`` form as a zoo
   evaluation, so C7 / C9 read it unchanged;
 * :func:`official_measurements` / :func:`official_claims_table` — the claims evaluable on the
-  official models (C1–C5, C7, C9), C8 and C11 marked ``needs the GPU-sized profile``, and
-  :func:`claim_sources`, where each claim's models came from;
+  official models (C1–C5, C7, C9, C10 with the short fine-tune of :mod:`clvsmim.book.paper_finetune`),
+  C8 and C11 from the GPU-sized profile's zoo when it is built (:mod:`clvsmim.book.paper_sweep`),
+  else marked ``needs the GPU-sized profile``, and :func:`claim_sources`, where each claim's
+  models came from;
 * :func:`literature_sweep_points` — the hybrid chapter's F9 without trained hybrids: the
   λ = 0 (SimMIM) and λ = 1 (MoCo v3) ViT-B end points from ``book/data/literature.csv``.
+
+The paper book's images (Imagenette when none are given, the probe images) come from
+:mod:`clvsmim.book.paper_data`; this module re-exports the names of all three helpers.
 """
 from __future__ import annotations
 
@@ -31,44 +36,32 @@ from clvsmim.analysis.model_report import PROBE_LR, PROBE_STEPS, PROBE_WEIGHT_DE
 from clvsmim.book.report import backbone, cache_name, model_analysis, model_cache_path, resolve_device
 from clvsmim.cache import cached_json
 from clvsmim.claims import Measurements, token_cluster_scores
-from clvsmim.data import get_batch, open_dataset
+from clvsmim.book.paper_data import DataUnavailableError, book_data_root, default_images, probe_images
+from clvsmim.book.paper_finetune import (FINETUNE_BASE_LR, FINETUNE_BATCH, FINETUNE_STEPS, LabelledImages,
+                                         finetune_evaluation, short_finetune)
+from clvsmim.book.paper_sweep import (GPU_NOTE, NEEDS_TRAINING, SWEEP_PROFILE, built_sweep, needs_training_note,
+                                      sweep_claims, sweep_description, sweep_note)
 from clvsmim.evaluation import extract_features
 from clvsmim.methods import ModelRef
 from clvsmim.weights.control import random_control
 
-__all__ = ["CONTROL", "NEEDS_TRAINING", "GPU_NOTE", "random_control", "cache_name", "probe_images",
-           "probe_evaluation", "probe_evaluations", "official_measurements", "official_claims_table",
-           "claim_sources", "literature_sweep_points", "needs_training_note"]
+__all__ = ["DataUnavailableError", "book_data_root", "default_images", "CONTROL", "NEEDS_TRAINING", "GPU_NOTE",
+           "random_control", "cache_name", "probe_images", "probe_evaluation", "probe_evaluations",
+           "official_measurements", "official_claims_table", "claim_sources", "literature_sweep_points",
+           "needs_training_note", "SWEEP_PROFILE", "built_sweep", "sweep_description", "sweep_note", "sweep_claims",
+           "short_finetune", "finetune_evaluation", "LabelledImages", "table_rows", "FINETUNE_BASE_LR",
+           "FINETUNE_BATCH", "FINETUNE_STEPS"]
 
 #: Name of the untrained control (as in the zoo).
 CONTROL = "random"
-#: Claims whose models have no official checkpoint: they need training.
-NEEDS_TRAINING = {"C8": "the hybrid λ sweep", "C11": "ViT-Ti/S/B of CL and MIM (the size trend)"}
 #: Claims that read evaluations not run on the official checkpoints here.
-NOT_RUN_ON_OFFICIAL = {"C6": "the shape-bias evaluation (cue-conflict images) of the official models",
-                       "C10": "fine-tuning the official models"}
-GPU_NOTE = "needs the GPU-sized profile"
-
-
-def needs_training_note(what: str) -> str:
-    """The one line a chapter shows where its models would need GPU training."""
-    return (f"*{what} {GPU_NOTE}: these models have no official checkpoint and must be trained "
-            f"(`clvsmim book --profile gpu --data DATA` on one GPU). Shown instead: the paper's numbers.*")
+NOT_RUN_ON_OFFICIAL = {"C6": "the shape-bias evaluation (cue-conflict images) of the official models"}
+#: Claims measured on the official models with a reduced budget, and that budget in words.
+SHORT_BUDGET = {"C10": f"a short fine-tune ({FINETUNE_STEPS} steps, ≤ {FINETUNE_BATCH} images a batch) on the "
+                       "analysis images, tested on their other half"}
 
 
 # --------------------------------------------------------------------------- F7 on official checkpoints
-
-def probe_images(profile, n: int | None = None):
-    """Up to ``n`` (default ``profile.eval.num_analysis_images``) evaluation images taken
-    round-robin over the classes (class order, then file order), so that every class gets a
-    train and a test image: ``(uint8 n×3×S×S, int64 n)``."""
-    n = n or profile.eval.num_analysis_images
-    dataset = open_dataset(profile.data, "eval")
-    labels = torch.as_tensor(dataset.labels)
-    per_class = [torch.nonzero(labels == c).flatten().tolist() for c in sorted(set(labels.tolist()))]
-    order = [idx[k] for k in range(max(map(len, per_class), default=0)) for idx in per_class if k < len(idx)]
-    return get_batch(dataset, torch.tensor(sorted(order[:n]), dtype=torch.int64))
-
 
 def probe_evaluation(ref, device: str = "auto", n: int | None = None) -> dict[str, Any]:
     """Linear probe of every depth of the official model ``ref`` (or the seeded control) on
@@ -115,45 +108,55 @@ def probe_evaluations(profile, names: Sequence[str], device: str = "auto",
 def official_measurements(profile, device: str = "auto", cl: str = "moco",
                           mim: str = "simmim"):
     """:class:`clvsmim.claims.Measurements` of the official CL / MIM checkpoints and the seeded
-    control: analyses, token-cluster scores and the per-depth linear probes (no fine-tuning,
-    no shape bias, no sweep, no sizes)."""
+    control: analyses, token-cluster scores, the per-depth linear probes and C10's short
+    fine-tune (:func:`finetune_evaluation`; no shape bias, no sweep, no sizes)."""
     names = {"cl": cl, "mim": mim, "control": CONTROL}
     probes = probe_evaluations(profile, list(names.values()), device)
     refs = {r: ModelRef(profile, n, "official") for r, n in names.items()}
+    tuned = {r: finetune_evaluation(ref, device) for r, ref in refs.items()}
     return Measurements(
         analyses={r: model_analysis(ref, device) for r, ref in refs.items()},
-        evaluations={r: probes[n] for r, n in names.items()},
+        evaluations={r: {**probes[n], "finetune": tuned[r]["finetune"], "finetune_details": tuned[r]}
+                     for r, n in names.items()},
         cluster={r: token_cluster_scores(ref, device) for r, ref in refs.items()},
         names={r: ("random init (seed %d)" % profile.train.seed) if n == CONTROL else f"official {n}"
                for r, n in names.items()},
     )
 
 
-def official_claims_table(profile, device: str = "auto", measurements=None):
+def official_claims_table(profile, device: str = "auto", measurements=None, sweep=None):
     """The claims on the official checkpoints (one "seed": the profile's, for the control).
-    C8 and C11 are inconclusive with the reason ``not measured: needs the GPU-sized profile``."""
+    C8 and C11 come from the built zoo of the GPU-sized profile ``sweep`` (:func:`built_sweep`);
+    without it they are inconclusive with the reason ``not measured: needs the GPU-sized profile``."""
     start = time.perf_counter()
     bundle = measurements if measurements is not None else official_measurements(profile, device)
+    trained = sweep_claims(sweep, device) if sweep is not None else {}
     per_claim = []
     for claim in claims.evaluate_claims(bundle):
         if claim.id in NEEDS_TRAINING:
-            claim = claims.missing_claim(claim.id, f"{GPU_NOTE} ({NEEDS_TRAINING[claim.id]} must be trained)")
+            claim = trained.get(claim.id) or claims.missing_claim(
+                claim.id, f"{GPU_NOTE} ({NEEDS_TRAINING[claim.id]} must be trained)")
         per_claim.append(claims.aggregate([claim], [profile.train.seed]))
     return claims.ClaimsTable(profile=profile.name, seeds=[profile.train.seed], summaries=per_claim,
                               models={str(profile.train.seed): bundle.names},
                               wall_time_s=round(time.perf_counter() - start, 2))
 
 
-def claim_sources(table, profile=None) -> dict[str, str]:
-    """Claim id -> where its models came from (official checkpoints, or the profile it needs)."""
+def claim_sources(table, profile=None, sweep=None) -> dict[str, str]:
+    """Claim id -> where its models came from (official checkpoints, the GPU-sized profile
+    ``sweep`` when built, or the profile it needs)."""
     seed = profile.train.seed if profile is not None else table.seeds[0]
     official = f"official MoCo v3 / SimMIM ViT-B/16 + random-init ViT-B/16 (seed {seed})"
     out = {}
     for s in table.summaries:
-        if s.id in NEEDS_TRAINING:
+        if s.id in NEEDS_TRAINING and sweep is not None:
+            out[s.id] = f"{sweep_description(sweep)}: {NEEDS_TRAINING[s.id]}, trained here"
+        elif s.id in NEEDS_TRAINING:
             out[s.id] = f"{GPU_NOTE} ({NEEDS_TRAINING[s.id]})"
         elif s.id in NOT_RUN_ON_OFFICIAL:
             out[s.id] = f"{official}; {NOT_RUN_ON_OFFICIAL[s.id]} is not run here"
+        elif s.id in SHORT_BUDGET:
+            out[s.id] = f"{official}; {SHORT_BUDGET[s.id]}"
         else:
             out[s.id] = official
     return out

@@ -43,6 +43,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ from typing import Any, Iterable
 
 from clvsmim.book.execute import ChapterResult, ensure_zoo, execute_chapter
 from clvsmim.book.html import assemble_book, build_html
+from clvsmim.book.paperbook import SWEEP_PROFILE, book_data_root, built_sweep
 from clvsmim.book.toc import (CHAPTER_SUFFIX, SOURCES, Entry, chapter_hash, default_source, find_root, log,
                               package_hash, read_entries)
 from clvsmim.cache import write_json_atomic
@@ -108,6 +110,12 @@ def _select(entries: list[Entry], chapters: Iterable[str] | None) -> set[str] | 
     return chosen
 
 
+def defines_parameter(source: Path, name: str) -> bool:
+    """Whether the chapter file ``source`` assigns ``name`` at the start of a line (its parameters
+    cell): the runner passes chapter-specific parameters such as ``sweep_profile`` only there."""
+    return re.search(rf"^{re.escape(name)}\s*=", Path(source).read_text(), re.M) is not None
+
+
 def check_image_count(profile: str, data: str | os.PathLike, images: int | None = None) -> int:
     """The number of evaluation images in the folder ``data``; raises one ``ValueError`` naming
     the count found, the folder and ``--images`` when the analyses ask for more."""
@@ -128,21 +136,23 @@ def run_book(root: str | os.PathLike | None = None, profile: str = "smoke", *,
              chapters: Iterable[str] | None = None, html: bool = True, force: bool = False,
              seed: int = 0, device: str = "auto", timeout: float | None = None,
              zoo: bool = True, toc_path: str | os.PathLike | None = None, source: str | None = None,
-             images: int | None = None) -> BookReport:
+             images: int | None = None, sweep_profile: str | None = None) -> BookReport:
     """Execute the book's chapters and build its HTML; see the module docstring.
 
     ``source`` (default :func:`default_source`): ``zoo`` builds and reads the profile's zoo,
-    ``official`` reads the official checkpoints and builds no zoo. ``images``: the number of
-    analysis images (default: the profile's)."""
+    ``official`` reads the official checkpoints and builds no zoo; without ``data`` it reads
+    Imagenette, fetched and verified (:func:`clvsmim.book.paperbook.book_data_root`), or stops with
+    one error naming ``--data``. ``images``: the number of analysis images (default: the profile's).
+    ``sweep_profile`` (``official`` only; default ``gpu``): the profile whose zoo, when built on
+    the same images, gives the λ sweep and the size trend (the chapters whose parameters cell
+    defines ``sweep_profile`` receive it); it is never trained here."""
     source = source or default_source(str(profile))
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, found {source!r}")
     if images is not None and int(images) < 2:
         raise ValueError(f"--images: the analyses need at least 2 images, found {images}")
-    if source == "official" and data is None:
-        if load_profile(str(profile)).data.root is None:
-            raise ValueError("--source official analyses real photographs: give an ImageFolder with --data "
-                             "(e.g. DATA=$(clvsmim weights imagenette))")
+    if source == "official" and data is None:  # the official checkpoints read photographs: Imagenette
+        data = book_data_root(str(profile), source, None)
     if data is not None:
         check_image_count(str(profile), data, images)
     root = Path(root).resolve() if root else find_root()
@@ -155,6 +165,14 @@ def run_book(root: str | os.PathLike | None = None, profile: str = "smoke", *,
     params = {"profile": str(profile), "data_root": str(Path(data).resolve()) if data else None,
               "seed": int(seed), "device": device, "source": source,
               "images": None if images is None else int(images)}
+    sweep = {}  # official: the GPU-sized profile, and whether its zoo is built (a chapter re-runs once it is)
+    if source == "official":
+        sweep_profile = sweep_profile or SWEEP_PROFILE
+        built = built_sweep(sweep_profile, params["data_root"], images) is not None
+        sweep = {"sweep_profile": sweep_profile}
+        log.info("sweep: profile %s, zoo %s", sweep_profile, "built" if built else "not built (C8, C11, F9: literature)")
+    elif sweep_profile is not None:
+        raise ValueError("--sweep-profile applies to --source official only (the zoo source trains its own sweep)")
     env = {"CLVSMIM_BOOK_OUT": str(out), "CLVSMIM_PROFILE": str(profile), "CLVSMIM_SEED": str(int(seed)),
            "CLVSMIM_DEVICE": device, "CLVSMIM_DATA": params["data_root"]}
 
@@ -186,13 +204,15 @@ def run_book(root: str | os.PathLike | None = None, profile: str = "smoke", *,
         if selected is not None and entry.file not in selected:
             report.results.append(ChapterResult(entry.file, "not-run", notebook=executed if executed.is_file() else None))
             continue
-        digest = chapter_hash(entry.source, params, str(profile), pkg_hash)
+        chapter_params = {**params, **{k: v for k, v in sweep.items() if defines_parameter(entry.source, k)}}
+        digest = chapter_hash(entry.source, {**chapter_params, **({"sweep_built": built} if sweep else {})},
+                              str(profile), pkg_hash)
         if not force and executed.is_file() and hashes.get(entry.file, {}).get("hash") == digest:
             log.info("%s: unchanged, using %s", entry.file, executed)
             report.results.append(ChapterResult(entry.file, "cached", notebook=executed))
             continue
         log.info("%s: executing ...", entry.file)
-        res = execute_chapter(entry, root, out, params, timeout=timeout, env=env)
+        res = execute_chapter(entry, root, out, chapter_params, timeout=timeout, env=env)
         report.results.append(res)
         if res.status == "ok":
             hashes[entry.file] = {"hash": digest, "seconds": round(res.seconds, 2),

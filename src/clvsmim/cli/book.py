@@ -17,7 +17,8 @@ def register(subparsers) -> None:
                               description="Execute the chapters listed in _toc.yml with papermill "
                                           "(skipping unchanged ones) and build the HTML book.")
     p.add_argument("--profile", default="smoke", help="smoke | mini | paper, or a profile YAML (default: smoke)")
-    p.add_argument("--data", default=None, help="ImageFolder root (default: the profile's data)")
+    p.add_argument("--data", default=None, help="ImageFolder root (default: the profile's data; with --source "
+                                                "official: Imagenette, fetched and verified)")
     p.add_argument("--out", default=None, help="output folder (default: <root>/_build/clvsmim/<profile>)")
     p.add_argument("--chapters", default=None, help="comma-separated chapters to run (default: all)")
     p.add_argument("--no-html", action="store_true", help="execute only; skip the HTML build")
@@ -29,6 +30,10 @@ def register(subparsers) -> None:
                         "ViT-B/16 checkpoints, train nothing (default: official for paper, zoo otherwise)")
     p.add_argument("--images", type=int, default=None,
                    help="number of analysis images (default: the profile's eval.num_analysis_images)")
+    p.add_argument("--sweep-profile", default=None,
+                   help="with --source official: the GPU-sized profile whose zoo, once built on the same images "
+                        "(`clvsmim zoo build --profile gpu --data DATA`), gives the λ sweep and the size trend "
+                        "(default: gpu; never trained by the book)")
     p.add_argument("--timeout", type=float, default=None, help="per-cell time limit in seconds")
     p.add_argument("--no-zoo", action="store_true", help="do not build the model zoo first")
     p.add_argument("--root", default=None, help="project root (default: found from the cwd)")
@@ -66,7 +71,8 @@ def cmd_book(args: argparse.Namespace) -> int:
     report = run_book(args.root, args.profile, data=args.data, out=args.out,
                       chapters=args.chapters.split(",") if args.chapters else None,
                       html=not args.no_html, force=args.force, seed=args.seed, device=args.device,
-                      timeout=args.timeout, zoo=not args.no_zoo, source=args.source, images=args.images)
+                      timeout=args.timeout, zoo=not args.no_zoo, source=args.source, images=args.images,
+                      sweep_profile=args.sweep_profile)
     print(report.table(), flush=True)
     return report.exit_code
 

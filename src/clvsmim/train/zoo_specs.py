@@ -118,7 +118,21 @@ def zoo_specs(profile: Profile, data_root: str | None = None) -> list[ModelSpec]
     keys = [s.key for s in specs]
     if len(set(keys)) != len(keys):  # cannot happen unless two sizes share name and config
         raise AssertionError(f"duplicate zoo keys: {keys}")
-    return specs
+    return _listed(profile, specs, base) if profile.models else specs
+
+
+def _listed(profile: Profile, specs: list[ModelSpec], base: str) -> list[ModelSpec]:
+    """The specs named in ``profile.models`` (``moco`` = ``moco-<default size>``), in zoo order;
+    a name the profile does not define is an error naming the known ones."""
+    by_name = {s.name: s for s in specs}
+    wanted = set()
+    for name in profile.models:
+        full = name if name in by_name else f"{name}-{base}"
+        if full not in by_name:
+            raise ValueError(f"profile {profile.name!r}, models: {name!r} is not a model of this profile; "
+                             f"known: {sorted(by_name)}")
+        wanted.add(full)
+    return [s for s in specs if s.name in wanted]
 
 
 def resolve(profile: Profile, key_or_name: str | None = None, *, objective: str | None = None,

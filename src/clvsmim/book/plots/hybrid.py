@@ -12,14 +12,28 @@ from clvsmim.book.plots.representation import CONTROL_STYLE
 __all__ = ["plot_sweep", "plot_hybrid_curves"]
 
 
-def plot_sweep(points: Sequence[Mapping[str, Any]]):
-    """F9: fine-tune (y) vs linear-probe (x) accuracy in percent (``points`` hold fractions), one
-    point per λ, joined in λ order and annotated ``λ=…`` (the endpoints also ``(MIM)`` / ``(CL)``)."""
+def plot_sweep(points: Sequence[Mapping[str, Any]], *, scale: float = 100.0,
+               literature: Sequence[Mapping[str, Any]] | None = None):
+    """F9: fine-tune (y) vs linear-probe (x) accuracy in percent (``points`` times ``scale``:
+    100 for fractions, 1 for percent), one point per λ, joined in λ order and annotated ``λ=…``
+    (the endpoints also ``(MIM)`` / ``(CL)``). ``literature`` (percent, e.g. the paper's ViT-B
+    end points): drawn the same way in a second panel on its own axes."""
 
+    if literature:
+        fig, (ax, right) = plt.subplots(1, 2, figsize=(9.6, 3.8))
+        _draw_sweep(ax, points, scale, "measured: L = λ·L_CL + (1 − λ)·L_MIM")
+        _draw_sweep(right, literature, 1.0, "the paper (literature, ViT-B/16)")
+    else:
+        fig, ax = plt.subplots(figsize=(5.0, 3.8))
+        _draw_sweep(ax, points, scale, "CL + MIM: L = λ·L_CL + (1 − λ)·L_MIM")
+    fig.tight_layout()
+    return fig
+
+
+def _draw_sweep(ax, points: Sequence[Mapping[str, Any]], scale: float, title: str) -> None:
     pts = sorted(points, key=lambda p: p["lam"])
-    xs = [100.0 * p["linear_probe"] for p in pts]
-    ys = [100.0 * p["finetune"] for p in pts]
-    fig, ax = plt.subplots(figsize=(5.0, 3.8))
+    xs = [scale * p["linear_probe"] for p in pts]
+    ys = [scale * p["finetune"] for p in pts]
     ax.plot(xs, ys, color=FAMILY_COLOR["hybrid"], linewidth=1.3, zorder=1)
     span_x = (max(xs) - min(xs)) or 0.1
     span_y = (max(ys) - min(ys)) or 0.1
@@ -41,9 +55,7 @@ def plot_sweep(points: Sequence[Mapping[str, Any]]):
     ax.set_ylim(min(ys) - 0.15 * span_y, max(ys) + 0.2 * span_y)
     ax.set_xlabel("linear-probe accuracy (%)")
     ax.set_ylabel("fine-tuning accuracy (%)")
-    ax.set_title("CL + MIM: L = λ·L_CL + (1 − λ)·L_MIM")
-    fig.tight_layout()
-    return fig
+    ax.set_title(title)
 
 
 def plot_hybrid_curves(curves: Mapping[str, Any]):

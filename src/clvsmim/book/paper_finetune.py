@@ -1,0 +1,88 @@
+"""C10 on the official checkpoints: a short fine-tune of each model (and the seeded control).
+
+The official models are fine-tuned end to end, briefly, on the paper book's probe images
+(:func:`~clvsmim.book.paper_data.probe_images`): train on alternate images of each class, test on
+the others (:func:`clvsmim.analysis.model_report.probe_split`), with the augmentation and
+schedule of :func:`clvsmim.evaluation.finetune.finetune` and a budget small enough for a CPU
+(:data:`FINETUNE_STEPS` AdamW steps of at most :data:`FINETUNE_BATCH` images at upstream's base
+learning rate scaled by batch / 256). A comparison of models, not a reproduction of their
+published fine-tuning accuracy.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from clvsmim.analysis.model_report import probe_split
+from clvsmim.book.paper_data import probe_images
+from clvsmim.book.report import backbone, model_cache_path, resolve_device
+from clvsmim.cache import cached_json
+from clvsmim.evaluation import finetune
+from clvsmim.methods import ModelRef
+
+__all__ = ["FINETUNE_STEPS", "FINETUNE_BATCH", "FINETUNE_BASE_LR", "LabelledImages", "short_finetune",
+           "finetune_evaluation"]
+
+#: C10's short fine-tune of the official checkpoints (and the control) on the probe images: steps,
+#: the largest batch (the train half caps it), and the base learning rate per 256 images (upstream
+#: MoCo v3 / MAE fine-tuning: blr 5e-4, linearly scaled by batch / 256).
+FINETUNE_STEPS = 20
+FINETUNE_BATCH = 16
+FINETUNE_BASE_LR = 5e-4
+
+
+class LabelledImages:
+    """``uint8 N×3×S×S`` images with their labels, as a dataset (``len``, ``[i] -> (image,
+    label)``, ``labels``, ``num_classes``) for :func:`clvsmim.evaluation.finetune.finetune`."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, num_classes: int):
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels, self.num_classes = images, torch.as_tensor(labels, dtype=torch.int64), num_classes
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i], int(self.labels[i])
+
+
+def short_finetune(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, eval_cfg,
+                   steps: int = FINETUNE_STEPS, seed: int = 0) -> dict[str, Any]:
+    """Fine-tune a copy of ``model`` end to end on the train half of ``images`` (alternate images
+    within each class, :func:`clvsmim.analysis.model_report.probe_split`) and test on the other
+    half: ``{"finetune": accuracy in [0, 1], "num_train", "num_test", "num_classes", "budget"}``.
+    The budget: ``steps`` AdamW steps of ``min(FINETUNE_BATCH, train)`` images at
+    ``FINETUNE_BASE_LR × batch / 256``, the augmentation and schedule of
+    :func:`clvsmim.evaluation.finetune.finetune` (``eval_cfg`` gives the rest)."""
+    classes = labels.unique()
+    y = torch.searchsorted(classes, labels)
+    train, test = probe_split(y)
+    if len(classes) < 2 or not test:
+        raise ValueError(f"the short fine-tune needs ≥ 2 classes with ≥ 2 images each; {len(labels)} images of "
+                         f"{len(classes)} classes (raise --images)")
+    batch = min(FINETUNE_BATCH, len(train))
+    lr = FINETUNE_BASE_LR * batch / 256
+    cfg = dataclasses.replace(eval_cfg, finetune_steps=int(steps), batch_size=batch, finetune_lr=lr)
+    tr, te = torch.tensor(train), torch.tensor(test)
+    acc = finetune(model, LabelledImages(images[tr], y[tr], len(classes)), LabelledImages(images[te], y[te], len(classes)),
+                   cfg, seed=seed)
+    return {"finetune": float(acc), "num_train": len(train), "num_test": len(test), "num_classes": len(classes),
+            "budget": {"steps": int(steps), "batch_size": batch, "lr": lr}}
+
+
+def finetune_evaluation(ref: ModelRef, device: str = "auto", n: int | None = None) -> dict[str, Any]:
+    """C10's short fine-tune (:func:`short_finetune`) of the official model ``ref`` (or the seeded
+    control) on :func:`~clvsmim.book.paper_data.probe_images`, cached next to its probe."""
+    profile = ref.profile
+    n = n or profile.eval.num_analysis_images
+    content = {"n": n, "steps": FINETUNE_STEPS, "batch": FINETUNE_BATCH, "base_lr": FINETUNE_BASE_LR, "format": 1}
+
+    def compute() -> dict[str, Any]:
+        images, labels = probe_images(profile, n)
+        model = backbone(ref, resolve_device(device))
+        return short_finetune(model, images, labels, profile.eval, seed=profile.train.seed)
+
+    return cached_json(model_cache_path(ref, "finetune", content), compute)
