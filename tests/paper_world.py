@@ -138,7 +138,8 @@ def imagenette_standin(workdir: str | Path, per_class: int = 4) -> Path:
     import tarfile
 
     from clvsmim.weights import IMAGENETTE
-    from clvsmim.weights.download import cached_path, file_digests, pin
+    from clvsmim.weights.download import cached_path
+    from clvsmim.weights.pins import file_digests, pin
 
     workdir = Path(workdir)
     tree = workdir / "imagenette-tree" / "imagenette2-320"

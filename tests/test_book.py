@@ -253,10 +253,10 @@ def test_toc_files_walks_parts_and_sections():
 
 def test_ensure_zoo_builds_the_profile_with_the_data_root(monkeypatch):
     calls = []
-    monkeypatch.setattr(execute.zoo, "build", lambda profile, data_root=None: calls.append((profile, data_root)) or "built")
+    monkeypatch.setattr(execute.zoo, "build", lambda profile: calls.append(profile) or "built")
     assert execute.ensure_zoo("smoke", "/data/x") == "built"
     assert execute.ensure_zoo(load_profile("smoke")) == "built"
-    assert calls[0][0].name == "smoke" and calls[0][1] == "/data/x" and calls[1][1] is None
+    assert calls[0].name == "smoke" and calls[0].data.root == "/data/x" and calls[1].data.root is None
 
 
 # ------------------------------------------------------------------------------ Colab notebooks

@@ -299,7 +299,7 @@ def test_paper_book_reads_the_built_gpu_sized_sweep_next_to_the_literature(isola
     note = paperbook.sweep_note("official", None, "The λ sweep", str(sweep_yaml), photos)
     assert "needs the GPU-sized profile" in note and f"clvsmim zoo build --profile {sweep_yaml} --data {photos}" in note
 
-    zoo.build(load_profile(sweep_yaml), photos, jobs=1, progress=False)
+    zoo.build(load_profile(sweep_yaml).with_data_root(photos), jobs=1, progress=False)
     sweep = paperbook.built_sweep(str(sweep_yaml), photos, images=4)
     assert sweep is not None and sweep.eval.num_analysis_images == 4
 

@@ -89,7 +89,7 @@ def test_keys_follow_the_configuration(profile):
     assert after["simmim-S"] == before["simmim-S"] and after["mae-S"] == before["mae-S"]
     evals = dataclasses.replace(profile, eval=dataclasses.replace(profile.eval, probe_steps=7))
     assert {s.name: s.key for s in zoo.zoo_specs(evals)} == before  # evaluation never retrains
-    assert {s.name: s.key for s in zoo.zoo_specs(profile, data_root="/data/x")}["moco-S"] != before["moco-S"]
+    assert {s.name: s.key for s in zoo.zoo_specs(profile.with_data_root("/data/x"))}["moco-S"] != before["moco-S"]
 
 
 # --------------------------------------------------------------------------- build
@@ -214,7 +214,7 @@ def test_cli_list_and_build(profile, tmp_path, capsys):
 def test_only_is_a_priority_order_and_seed_selects_the_seeds_zoo(profile, tmp_path, capsys, train_calls):
     from clvsmim.config import seed_profile
 
-    assert [s.name for s in zoo.select_specs(profile, "simmim-Ti,moco,simmim-Ti,random-B", None)] == [
+    assert [s.name for s in zoo.select_specs(profile, "simmim-Ti,moco,simmim-Ti,random-B")] == [
         "simmim-Ti", "moco-S", "random-B"]  # given order, duplicates once
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(TINY))

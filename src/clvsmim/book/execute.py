@@ -29,7 +29,7 @@ def ensure_zoo(profile: Any, data: str | os.PathLike | None = None) -> Any:
     """
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
     log.info("zoo: building / checking the models of profile %r", prof.name)
-    return zoo.build(prof, data_root=None if data is None else str(data))
+    return zoo.build(prof.with_data_root(None if data is None else str(data)))
 
 
 # --------------------------------------------------------------------------------------------

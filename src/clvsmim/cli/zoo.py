@@ -55,13 +55,14 @@ def register(subparsers) -> None:
 
 
 def profile_of(args: argparse.Namespace) -> Profile:
-    """The profile named by ``--profile``, with the training seed of ``--seed`` when given."""
-    profile = load_profile(args.profile)
+    """The profile named by ``--profile`` reading the images of ``--data`` (when given), with the
+    training seed of ``--seed`` when given."""
+    profile = load_profile(args.profile).with_data_root(args.data)
     return profile if args.seed is None else seed_profile(profile, args.seed)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    weights, provenance = export_zoo(profile_of(args), args.out, args.data, args.only)
+    weights, provenance = export_zoo(profile_of(args), args.out, args.only)
     record = json.loads(provenance.read_text())
     print(f"wrote {weights} ({record['weights']['bytes'] / 2**20:.1f} MiB, sha256 {record['weights']['sha256']}, "
           f"{len(record['models'])} models) and {provenance}")
@@ -73,7 +74,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     if args.if_present and not any(p.exists() for p in weights_paths(args.src, profile.name)):
         print(f"zoo install: no shipped {profile.name} zoo in {args.src}; `clvsmim zoo build` trains it")
         return 0
-    keys = install_zoo(profile, args.src, args.data)
+    keys = install_zoo(profile, args.src)
     print(f"zoo install: {len(keys)} model(s) installed from {args.src} (sha256 verified)")
     return 0
 
@@ -85,40 +86,40 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise ValueError("--seeds, --max-stack and --cuda-graph apply to `zoo build --stacked` only")
     profile = profile_of(args)
     start = time.perf_counter()
-    dirs = build(profile, args.data, args.only, args.jobs, progress=not args.no_progress, in_order=args.only is not None)
+    dirs = build(profile, args.only, args.jobs, progress=not args.no_progress, in_order=args.only is not None)
     print(f"zoo {profile.name}: {len(dirs)} model(s) ready in {time.perf_counter() - start:.1f} s")
-    print(format_table([r for r in list_models(profile, args.data) if r["key"] in dirs]))
+    print(format_table([r for r in list_models(profile) if r["key"] in dirs]))
     return 0
 
 
 def cmd_build_stacked(args: argparse.Namespace) -> int:
     if args.jobs not in (None, 1):
         raise ValueError("--stacked trains in this process (one stack at a time); leave out --jobs")
-    profile = load_profile(args.profile)
+    profile = load_profile(args.profile).with_data_root(args.data)
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()] if args.seeds else \
             [profile.train.seed if args.seed is None else args.seed]
     except ValueError:
         raise ValueError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from None
     start = time.perf_counter()
-    built = build_stacked(profile, seeds, args.data, args.only, progress=not args.no_progress,
+    built = build_stacked(profile, seeds, args.only, progress=not args.no_progress,
                           cuda_graph=args.cuda_graph, max_models=args.max_stack)
     for seed, dirs in built.items():
         seeded = seed_profile(profile, seed)
         print(f"zoo {profile.name} seed {seed}: {len(dirs)} model(s) ready")
-        print(format_table([r for r in list_models(seeded, args.data) if r["key"] in dirs]))
+        print(format_table([r for r in list_models(seeded) if r["key"] in dirs]))
     print(f"stacked build of {len(seeds)} seed(s) in {time.perf_counter() - start:.1f} s")
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    rows = list_models(profile_of(args), args.data)
+    rows = list_models(profile_of(args))
     print(json.dumps(rows, indent=2) if args.json else format_table(rows))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    results = evaluations(profile_of(args), args.data, args.only, args.jobs,
+    results = evaluations(profile_of(args), args.only, args.jobs,
                           missing="skip" if args.skip_missing else "raise", progress=not args.no_progress)
     for key, res in results.items():
         lp, ft = res.get("linear_probe") or {}, res.get("finetune")

@@ -62,7 +62,7 @@ def finetune_precision(profile_precision: str, device: torch.device | str) -> st
     return profile_precision
 
 
-def evaluate_model(encoder: nn.Module, profile: Profile, data_root: str | None = None, *,
+def evaluate_model(encoder: nn.Module, profile: Profile, *,
                    finetune_model: bool = True, seed: int = 0, progress: bool = False) -> dict[str, Any]:
     """Every evaluation of this module on the profile's data, as a strict-JSON dict.
 
@@ -73,7 +73,7 @@ def evaluate_model(encoder: nn.Module, profile: Profile, data_root: str | None =
     (bf16 only where it is native: see :func:`finetune_precision`).
     """
 
-    data_cfg = profile.with_data_root(data_root).data
+    data_cfg = profile.data
     train_set = open_dataset(data_cfg, "train")
     eval_set = open_dataset(data_cfg, "eval")
     cfg = profile.eval

@@ -87,7 +87,7 @@ def _build_one(spec: ModelSpec, profile: Profile, progress: bool = False) -> dic
     return {**record, "trained": True}
 
 
-def build(profile: Profile, data_root: str | None = None, only: str | Iterable[str] | None = None,
+def build(profile: Profile, only: str | Iterable[str] | None = None,
           jobs: int | None = None, progress: bool = True, in_order: bool = False) -> dict[str, Path]:
     """Train every missing zoo model (or those of ``only``: keys or names); ``{key: folder}``.
 
@@ -96,7 +96,7 @@ def build(profile: Profile, data_root: str | None = None, only: str | Iterable[s
     ``in_order``: runs start in the order of ``only`` (a priority list); else the costliest first.
     Raises :class:`ZooBuildError` (listing every failed key) after all runs have finished.
     """
-    specs = select_specs(profile, only, data_root)
+    specs = select_specs(profile, only)
     dirs = {s.key: spec_dir(profile, s) for s in specs}
     pending = [s for s in specs if not is_built(profile, s)]
     controls = [s for s in pending if not s.trains]  # cheap: always in-process
@@ -113,10 +113,10 @@ def build(profile: Profile, data_root: str | None = None, only: str | Iterable[s
 
 # --------------------------------------------------------------------------- load
 
-def load(profile: Profile, key_or_name: str, data_root: str | None = None,
+def load(profile: Profile, key_or_name: str,
          map_location: str | torch.device = "cpu") -> torch.nn.Module:
     """The trained timm encoder (eval mode) of a zoo model, by key or short name."""
-    spec = resolve(profile, key_or_name, data_root=data_root)
+    spec = resolve(profile, key_or_name)
     path = spec_dir(profile, spec)
     if folder_status(path) != "cached":
         raise FileNotFoundError(f"zoo model {spec.name} ({spec.key}) is not built: run "
@@ -125,10 +125,10 @@ def load(profile: Profile, key_or_name: str, data_root: str | None = None,
 
 
 def load_model(profile: Profile, objective: str = "moco", lam: float | None = None, size: str | None = None,
-               data_root: str | None = None, map_location: str | torch.device = "cpu") -> torch.nn.Module:
+               map_location: str | torch.device = "cpu") -> torch.nn.Module:
     """:func:`load` by fields: ``load_model(p, "hybrid", lam=0.4)``, ``load_model(p, "simmim", size="Ti")``."""
-    spec = resolve(profile, objective=objective, lam=lam, size=size, data_root=data_root)
-    return load(profile, spec.key, data_root=data_root, map_location=map_location)
+    spec = resolve(profile, objective=objective, lam=lam, size=size)
+    return load(profile, spec.key, map_location=map_location)
 
 
 # --------------------------------------------------------------------------- list
@@ -140,11 +140,11 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def list_models(profile: Profile, data_root: str | None = None) -> list[dict[str, Any]]:
+def list_models(profile: Profile) -> list[dict[str, Any]]:
     """One row per zoo model: key, name, objective, lam, size, status (cached / partial /
     missing), steps, final_loss, wall_time_s (from ``done.json``, else the partial run's meta)."""
     rows = []
-    for spec in zoo_specs(profile, data_root):
+    for spec in zoo_specs(profile):
         path = spec_dir(profile, spec)
         status = folder_status(path)
         info = _read_json(path / DONE_NAME) if status == "cached" else _read_json(path / "meta.json")
@@ -198,14 +198,14 @@ def _evaluate_one(spec: ModelSpec, profile: Profile, progress: bool = False) -> 
     if torch.cuda.is_available():
         encoder = encoder.cuda()
     start = time.perf_counter()
-    result = evaluate_model(encoder, profile, spec.data_cfg.root, progress=progress)
+    result = evaluate_model(encoder, profile.with_data_root(spec.data_cfg.root), progress=progress)
     result = {"model": {k: v for k, v in spec.meta().items() if k in ("key", "name", "objective", "lam", "size")},
               **result, "wall_time_s": time.perf_counter() - start}
     write_json_atomic(path, result, indent=2, default=str)
     return result
 
 
-def evaluations(profile: Profile, data_root: str | None = None, only: str | Iterable[str] | None = None,
+def evaluations(profile: Profile, only: str | Iterable[str] | None = None,
                 jobs: int | None = None, missing: str = "raise", progress: bool = True) -> dict[str, dict]:
     """:func:`clvsmim.evaluation.evaluate_model` of every built zoo model, ``{key: result}``.
 
@@ -215,12 +215,12 @@ def evaluations(profile: Profile, data_root: str | None = None, only: str | Iter
     """
     if missing not in ("raise", "skip"):
         raise ValueError(f"missing must be 'raise' or 'skip', got {missing!r}")
-    specs = select_specs(profile, only, data_root)
+    specs = select_specs(profile, only)
     absent = [s for s in specs if not is_built(profile, s)]
     if absent and missing == "raise":
         names = ",".join(s.name for s in absent)
         raise FileNotFoundError(f"zoo model(s) not built: {names}; run `clvsmim zoo build --profile "
-                                f"{profile.name}{' --data ' + str(data_root) if data_root else ''}`")
+                                f"{profile.name}{' --data ' + str(profile.data.root) if profile.data.root else ''}`")
     specs = [s for s in specs if s not in absent]
     results = {s.key: _read_json(eval_path(profile, s)) for s in specs}
     todo = [s for s in specs if results[s.key] is None]

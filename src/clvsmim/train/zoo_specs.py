@@ -102,9 +102,9 @@ def _is_endpoint(lam: float) -> bool:
     return math.isclose(lam, 0.0, abs_tol=1e-9) or math.isclose(lam, 1.0, abs_tol=1e-9)
 
 
-def zoo_specs(profile: Profile, data_root: str | None = None) -> list[ModelSpec]:
+def zoo_specs(profile: Profile) -> list[ModelSpec]:
     """Every model of the profile's zoo (unique keys), default-size models first."""
-    data_cfg = profile.with_data_root(data_root).data
+    data_cfg = profile.data
     base = default_size(profile)
     sizes = dict(profile.sizes) if profile.sizes else {}
     sizes.setdefault(base, profile.model)
@@ -136,14 +136,14 @@ def _listed(profile: Profile, specs: list[ModelSpec], base: str) -> list[ModelSp
 
 
 def resolve(profile: Profile, key_or_name: str | None = None, *, objective: str | None = None,
-            lam: float | None = None, size: str | None = None, data_root: str | None = None) -> ModelSpec:
+            lam: float | None = None, size: str | None = None) -> ModelSpec:
     """The spec of a zoo model, by full key, by short name or by fields.
 
     Short names: ``moco`` / ``moco-Ti`` / ``hybrid-0.4`` / ``hybrid-0.4-S`` / ``random-B``
     (size defaults to the profile's default size). ``hybrid`` at λ = 0 / 1 resolves to
     ``simmim`` / ``moco`` (the sweep's endpoints are the pure runs).
     """
-    specs = zoo_specs(profile, data_root)
+    specs = zoo_specs(profile)
     if key_or_name is not None:
         for spec in specs:
             if key_or_name == spec.key:
@@ -193,10 +193,10 @@ def spec_dir(profile: Profile, spec: ModelSpec) -> Path:
 
 
 def model_dir(profile: Profile, key_or_name: str | None = None, *, objective: str | None = None,
-              lam: float | None = None, size: str | None = None, data_root: str | None = None) -> Path:
+              lam: float | None = None, size: str | None = None) -> Path:
     """The cache folder of a zoo model (see :func:`resolve` for the arguments); may be empty."""
     return spec_dir(profile, resolve(profile, key_or_name, objective=objective, lam=lam, size=size,
-                                     data_root=data_root))
+))
 
 
 def folder_status(path: Path) -> str:
@@ -213,19 +213,19 @@ def is_built(profile: Profile, spec: ModelSpec) -> bool:
     return folder_status(spec_dir(profile, spec)) == "cached"
 
 
-def hybrid_sweep(profile: Profile, data_root: str | None = None) -> list[tuple[float, ModelSpec]]:
+def hybrid_sweep(profile: Profile) -> list[tuple[float, ModelSpec]]:
     """``(λ, spec)`` for every λ of ``profile.lams`` in increasing order (λ=0 SimMIM, λ=1 MoCo)."""
-    return [(float(lam), resolve(profile, objective="hybrid", lam=float(lam), data_root=data_root))
+    return [(float(lam), resolve(profile, objective="hybrid", lam=float(lam)))
             for lam in sorted(set(profile.lams))]
 
 
-def select_specs(profile: Profile, only: str | Iterable[str] | None, data_root: str | None) -> list[ModelSpec]:
+def select_specs(profile: Profile, only: str | Iterable[str] | None = None) -> list[ModelSpec]:
     """The specs of ``only`` (keys or names, a list or comma-separated) in that order, without
     duplicates; every spec of the zoo when ``only`` is None."""
-    specs = zoo_specs(profile, data_root)
+    specs = zoo_specs(profile)
     if only is None:
         return specs
     names = [s.strip() for s in (only.split(",") if isinstance(only, str) else only) if s.strip()]
-    order = list(dict.fromkeys(resolve(profile, name, data_root=data_root).key for name in names))
+    order = list(dict.fromkeys(resolve(profile, name).key for name in names))
     by_key = {s.key: s for s in specs}
     return [by_key[key] for key in order]

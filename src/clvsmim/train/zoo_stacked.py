@@ -44,7 +44,7 @@ def _stack_key(profile: Profile, spec: ModelSpec) -> str:
                        "done": _done_steps(model_dir(profile, spec.key))}, sort_keys=True, default=str)
 
 
-def stack_groups(profile: Profile, seeds: Sequence[int], data_root: str | None = None,
+def stack_groups(profile: Profile, seeds: Sequence[int],
                  only: str | Iterable[str] | None = None,
                  max_models: int | None = None) -> list[list[tuple[Profile, ModelSpec]]]:
     """The not yet built trained models of each seed's zoo (``only`` as for ``zoo.build``) as
@@ -52,7 +52,7 @@ def stack_groups(profile: Profile, seeds: Sequence[int], data_root: str | None =
     groups: dict[str, list[tuple[Profile, ModelSpec]]] = {}
     for seed in seeds:
         seeded = seed_profile(profile, seed)
-        for spec in select_specs(seeded, only, data_root):
+        for spec in select_specs(seeded, only):
             if spec.trains and not is_built(seeded, spec):
                 groups.setdefault(_stack_key(seeded, spec), []).append((seeded, spec))
     size = max_models or max((len(g) for g in groups.values()), default=1)
@@ -79,11 +79,11 @@ def _train_stack(group: list[tuple[Profile, ModelSpec]], progress: bool, cuda_gr
                            f"({len(stopped)} model(s)); run the same command again to resume")
 
 
-def build_stacked(profile: Profile, seeds: Sequence[int], data_root: str | None = None,
+def build_stacked(profile: Profile, seeds: Sequence[int],
                   only: str | Iterable[str] | None = None, progress: bool = True, cuda_graph: bool = False,
                   max_models: int | None = None) -> dict[int, dict[str, Path]]:
     """Build the zoo of every seed in ``seeds`` with stacked training; ``{seed: {key: folder}}``
     as :func:`clvsmim.train.zoo.build` returns per seed."""
-    for group in stack_groups(profile, seeds, data_root, only, max_models):
+    for group in stack_groups(profile, seeds, only, max_models):
         _train_stack(group, progress, cuda_graph)
-    return {seed: build(seed_profile(profile, seed), data_root, only, jobs=1, progress=False) for seed in seeds}
+    return {seed: build(seed_profile(profile, seed), only, jobs=1, progress=False) for seed in seeds}

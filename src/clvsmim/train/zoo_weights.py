@@ -61,18 +61,18 @@ def _read_text(path: Path) -> str | None:
     return path.read_text() if path.is_file() else None
 
 
-def export_zoo(profile: Profile, dest: str | os.PathLike, data_root: str | None = None,
+def export_zoo(profile: Profile, dest: str | os.PathLike,
                only: str | Iterable[str] | None = None) -> tuple[Path, Path]:
     """Every built model of the profile's zoo (or of ``only``) into the two files; returns their paths."""
 
-    specs = [s for s in zoo.select_specs(profile, only, data_root) if zoo.is_built(profile, s)]
+    specs = [s for s in zoo.select_specs(profile, only) if zoo.is_built(profile, s)]
     if not specs:
         raise ZooWeightsError(f"zoo {profile.name}: no built model to export "
                               f"(run `clvsmim zoo build --profile {profile.name}` first)")
     tensors: dict[str, torch.Tensor] = {}
     models: dict[str, Any] = {}
     for spec in specs:
-        folder = zoo.model_dir(profile, spec.key, data_root=data_root)
+        folder = zoo.model_dir(profile, spec.key)
         ckpt = load_checkpoint(folder / zoo.CHECKPOINT_NAME, "cpu")
         part = "model" if spec.objective == "mae" else "encoder"
         for name, value in _half(ckpt[part]).items():
@@ -113,13 +113,13 @@ def _load_provenance(weights: Path, provenance: Path) -> dict[str, Any]:
     return record
 
 
-def install_zoo(profile: Profile, src: str | os.PathLike, data_root: str | None = None) -> list[str]:
+def install_zoo(profile: Profile, src: str | os.PathLike) -> list[str]:
     """Install the shipped models of ``profile`` from ``src`` into the cache; returns the keys
     written (models already built are left alone). Raises :class:`ZooWeightsError`."""
 
     weights, provenance = weights_paths(src, profile.name)
     record = _load_provenance(weights, provenance)
-    wanted = {s.key: s for s in zoo.zoo_specs(profile, data_root)}
+    wanted = {s.key: s for s in zoo.zoo_specs(profile)}
     shipped = record.get("models", {})
     matching = [key for key in shipped if key in wanted]
     if not matching:
@@ -143,7 +143,7 @@ def install_zoo(profile: Profile, src: str | os.PathLike, data_root: str | None 
                 "step": entry["step"], "config": None}
         if part == "model":  # the encoder alone, as training checkpoints also carry it
             ckpt["encoder"] = {n[len("encoder."):]: v for n, v in state.items() if n.startswith("encoder.")}
-        folder = zoo.model_dir(profile, key, data_root=data_root)
+        folder = zoo.model_dir(profile, key)
         folder.mkdir(parents=True, exist_ok=True)
         save_atomic(ckpt, folder / zoo.CHECKPOINT_NAME)
         for name, text in entry.get("files", {}).items():
