@@ -4,8 +4,7 @@ Every metric drops the prefix (CLS) rows and columns of the ``B×H×T×T`` atten
 renormalises each query row over the ``N = h·w`` patch keys (BRIEF.md). The
 renormalisation is folded into the formulas (row sums ``s_q``) instead of materialising a
 renormalised copy; the patch block is read as a strided view of the capture, and the two
-``B×H×N×N`` elementwise terms (``a·D`` and ``a·log a``) are written into one reused
-workspace, a few images at a time so that it stays in the CPU cache.
+``B×H×N×N`` elementwise terms (``a·D`` and ``a·log a``) are written into one reused workspace.
 """
 from __future__ import annotations
 
@@ -14,11 +13,6 @@ import math
 import torch
 
 from clvsmim.analysis._shapes import check_attention, compute_dtype, grid_distances
-
-#: Bytes of attention processed at once by :func:`attention_statistics` (a few images: the
-#: workspace and the slice it is computed from stay in the last-level cache).
-CHUNK_BYTES = 4 << 20
-
 
 def patch_attention(attn: torch.Tensor, num_prefix_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Patch-to-patch block ``S`` (``B×H×N×N``, a strided view, no copy) and its query row sums ``s`` (``B×H×N``).
@@ -94,26 +88,13 @@ def attention_nmi(attn: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tenso
 
 def attention_statistics(attn: torch.Tensor, patch_size: int,
                          num_prefix_tokens: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both ``attention_distance`` and ``attention_nmi`` (each ``B×H``) from one slicing pass.
-
-    Works through the images in chunks of about :data:`CHUNK_BYTES` with one reused
-    workspace (no copy of the patch block, no ``B×H×N×N`` temporaries per term).
-    """
+    """Both ``attention_distance`` and ``attention_nmi`` (each ``B×H``) from one slicing pass,
+    with one ``B×H×N×N`` workspace for both elementwise terms (no copy of the patch block)."""
     h, w = check_attention(attn, num_prefix_tokens, "attention_statistics")
-    attn = compute_dtype(attn)
-    if not len(attn):
-        return attn.new_zeros(attn.shape[:2]), attn.new_zeros(attn.shape[:2])
-    per_image = attn[0].numel() * attn.element_size() if len(attn) else 1
-    step = max(1, CHUNK_BYTES // max(per_image, 1))
-    distances = grid_distances(h, w, attn.device, attn.dtype)
-    workspace = attn.new_empty((min(step, len(attn)), attn.shape[1], h * w, h * w))
-    distance, nmi = [], []
-    for start in range(0, len(attn), step):
-        a, s = patch_attention(attn[start:start + step], num_prefix_tokens)
-        buffer = workspace[:len(a)]
-        distance.append(mean_distance(a, s, distances, buffer) * patch_size)
-        nmi.append(normalized_mutual_information(a, s, buffer))
-    return torch.cat(distance), torch.cat(nmi)
+    a, s = patch_attention(attn, num_prefix_tokens)
+    workspace = torch.empty_like(a, memory_format=torch.contiguous_format)
+    distance = mean_distance(a, s, grid_distances(h, w, a.device, a.dtype), workspace) * patch_size
+    return distance, normalized_mutual_information(a, s, workspace)
 
 
 def query_attention_map(attn: torch.Tensor, query_index: int | tuple[int, int],
