@@ -161,6 +161,19 @@ def test_attention_metrics_match_slow_reference(prefix, side):
     assert torch.allclose(nmi, attention_nmi(attn, prefix))
 
 
+def test_attention_statistics_with_hard_attention_matches_slow_reference():
+    """One image with hard attention (exact zeros: 0·log 0 = 0) among soft ones, through the
+    shared workspace of attention_statistics."""
+    prefix, side = 1, 3
+    attn = random_attention(5, 2, prefix + side * side, seed=11)
+    hard = torch.zeros(2, side * side, side * side, dtype=attn.dtype)
+    hard[..., torch.arange(side * side), (torch.arange(side * side) + 1) % (side * side)] = 1.0
+    attn[3] = with_cls(hard.unsqueeze(0), seed=3)[0]
+    dist, nmi = attention_statistics(attn, 16, prefix)
+    np.testing.assert_allclose(dist.numpy(), slow_distance(attn, 16, prefix), rtol=1e-10)
+    np.testing.assert_allclose(nmi.numpy(), slow_nmi(attn, prefix), rtol=1e-10)
+
+
 def test_attention_metrics_float32_close_to_float64():
     attn = random_attention(2, 3, 50, seed=7, sharpness=4.0)
     assert torch.allclose(attention_nmi(attn.float()).double(), attention_nmi(attn), atol=1e-5)

@@ -73,18 +73,31 @@ def grid_distances(h: int, w: int, device: torch.device, dtype: torch.dtype) -> 
 
 
 @lru_cache(maxsize=32)
-def diagonal_dft_basis(h: int, w: int, device: torch.device) -> torch.Tensor:
-    """``N×2K`` float64 basis giving the 2-D DFT on the diagonal frequencies ``(u, u)``.
+def antidiagonal_sums(side: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``side×N`` 0/1 matrix summing a row-major ``side×side`` map over its wrapped anti-diagonals.
 
-    ``K = h − h//2``. For a real map ``x`` on the grid, ``x.flatten() @ basis`` gives
-    ``[Re F(0,0) … Re F(K−1,K−1), Im F(0,0) … Im F(K−1,K−1)]`` with
-    ``F(u,v) = Σ_{r,c} x[r,c]·exp(−2πi(u·r/h + v·c/w))``. After ``fftshift`` these are
-    exactly the entries on the diagonal from the centre ``(h//2, w//2)`` to the corner.
+    Row ``m`` selects the positions ``(r, c)`` with ``(r + c) mod side = m``: on a square grid
+    the diagonal frequencies ``(u, u)`` of the 2-D DFT depend on ``x[r, c]`` only through
+    these sums (``F(u,u) = Σ_m y_m·exp(−2πi·u·m/side)``), so ``N`` points shrink to ``side``.
     Cached: treat the result as read-only.
     """
-    k = h - h // 2
-    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
-                                indexing="ij")
-    freq = torch.arange(k, dtype=torch.float64)
-    phase = 2 * math.pi * (rows.reshape(-1, 1) / h + cols.reshape(-1, 1) / w) * freq.reshape(1, -1)  # (N, K)
-    return torch.cat([phase.cos(), -phase.sin()], dim=1).to(device)
+    rows, cols = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    sums = torch.zeros(side, side * side, dtype=dtype)
+    sums[((rows + cols) % side).reshape(-1), torch.arange(side * side)] = 1
+    return sums.to(device)
+
+
+@lru_cache(maxsize=32)
+def diagonal_dft_basis(side: int, device: torch.device) -> torch.Tensor:
+    """``2K×side`` float64 matrix: the diagonal DFT frequencies from anti-diagonal sums.
+
+    ``K = side − side//2``. For the anti-diagonal sums ``y`` of a real ``side×side`` map ``x``
+    (:func:`antidiagonal_sums`), ``basis @ y`` gives ``[Re F(0,0) … Re F(K−1,K−1), Im F(0,0) …
+    Im F(K−1,K−1)]`` with ``F(u,v) = Σ_{r,c} x[r,c]·exp(−2πi(u·r + v·c)/side)``. After
+    ``fftshift`` these are exactly the entries on the diagonal from the centre
+    ``(side//2, side//2)`` to the corner. Cached: treat the result as read-only.
+    """
+    k = side - side // 2
+    phase = (2 * math.pi / side) * torch.arange(k, dtype=torch.float64).reshape(-1, 1) \
+        * torch.arange(side, dtype=torch.float64).reshape(1, -1)  # (K, side)
+    return torch.cat([phase.cos(), -phase.sin()], dim=0).to(device)

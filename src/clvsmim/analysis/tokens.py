@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from clvsmim.analysis._shapes import check_tokens, compute_dtype, diagonal_dft_basis
+from clvsmim.analysis._shapes import antidiagonal_sums, check_tokens, compute_dtype, diagonal_dft_basis
 
 LOG_EPS = 1e-6  # F = log(|FFT2(z)| + 1e-6), as in BRIEF.md
 
@@ -22,17 +22,19 @@ def diagonal_log_amplitude(z: torch.Tensor, num_prefix_tokens: int = 1) -> torch
 
     Entry ``[b, u]`` is ``mean_c log(|FFT2(z_b,c)[u, u]| + 1e-6)`` for ``u = 0 … K−1``,
     ``K = h − h//2``: after ``fftshift`` these are the entries from the centre to the corner.
-    Only these ``K`` frequencies are computed (one ``N×2K`` DFT matmul in float64) instead
-    of the full FFT. Averaging over images, then subtracting entry 0, gives
+    Only these ``K`` frequencies are computed: the ``N`` tokens are summed over the grid's
+    ``h`` wrapped anti-diagonals (one float32 matmul, :func:`antidiagonal_sums`), then an
+    ``h``-point DFT in float64. Averaging over images, then subtracting entry 0, gives
     :func:`relative_log_amplitude`.
     """
     h, w = check_tokens(z, num_prefix_tokens, "diagonal_log_amplitude")
     if h != w:  # unreachable with square_grid, kept as a guard for the diagonal
         raise ValueError(f"diagonal_log_amplitude: needs a square grid, found {h}×{w}")
-    x = z[:, num_prefix_tokens:].to(torch.float64)  # (B, N, C)
-    basis = diagonal_dft_basis(h, w, x.device)  # (N, 2K)
-    coeffs = basis.mT @ x  # (B, 2K, C)
-    k = basis.shape[1] // 2
+    x = compute_dtype(z[:, num_prefix_tokens:])  # (B, N, C)
+    sums = (antidiagonal_sums(h, x.device, x.dtype) @ x).to(torch.float64)  # (B, h, C)
+    basis = diagonal_dft_basis(h, x.device)  # (2K, h)
+    coeffs = basis @ sums  # (B, 2K, C)
+    k = basis.shape[0] // 2
     amplitude = torch.hypot(coeffs[:, :k], coeffs[:, k:])  # (B, K, C)
     return (amplitude + LOG_EPS).log().mean(-1)
 
@@ -52,16 +54,19 @@ def relative_log_amplitude(z: torch.Tensor, num_prefix_tokens: int = 1) -> torch
 def token_cosine_similarity(z: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tensor:
     """Mean cosine similarity over the ``N(N−1)`` ordered pairs of distinct patch tokens, ``B``.
 
-    Computed in ``O(N·C)`` as ``(‖Σ_i ẑ_i‖² − Σ_i ‖ẑ_i‖²) / (N(N−1))`` with ``ẑ_i`` the
-    unit-normalised tokens (an all-zero token has similarity 0 with every token).
+    Computed in ``O(N·C)`` as ``(‖Σ_i ẑ_i‖² − Σ_i ‖ẑ_i‖²) / (N(N−1))`` with ``ẑ_i = z_i / max(‖z_i‖,
+    1e-12)`` the unit-normalised tokens (an all-zero token has similarity 0 with every token);
+    ``Σ_i ẑ_i`` is one matrix-vector product with the inverse norms, no normalised copy.
     """
     check_tokens(z, num_prefix_tokens, "token_cosine_similarity")
-    x = torch.nn.functional.normalize(compute_dtype(z[:, num_prefix_tokens:]), dim=-1)  # (B, N, C)
+    x = compute_dtype(z[:, num_prefix_tokens:])  # (B, N, C)
     n = x.shape[1]
     if n < 2:
         raise ValueError(f"token_cosine_similarity: needs at least 2 patch tokens, found N={n}")
-    total = x.sum(1).square().sum(-1)  # ‖Σ ẑ_i‖², (B,)
-    self_terms = x.square().sum((1, 2))  # Σ ‖ẑ_i‖², (B,)
+    norms = torch.linalg.vector_norm(x, dim=-1)  # (B, N)
+    inverse = 1.0 / norms.clamp_min(1e-12)  # as torch.nn.functional.normalize
+    total = (inverse.unsqueeze(1) @ x).squeeze(1).square().sum(-1)  # ‖Σ ẑ_i‖², (B,)
+    self_terms = (norms * inverse).square().sum(-1)  # Σ ‖ẑ_i‖², (B,)
     return (total - self_terms) / (n * (n - 1))
 
 
