@@ -213,7 +213,7 @@ def test_imagenette_that_cannot_be_fetched_is_one_error_naming_data(isolated, mo
     that names Imagenette, the reason and --data; nothing runs."""
     import urllib.error
 
-    import clvsmim.weights.download as download
+    import clvsmim.weights.transfer as transfer
     from clvsmim.book.paperbook import DataUnavailableError, book_data_root
 
     requests = []
@@ -222,8 +222,8 @@ def test_imagenette_that_cannot_be_fetched_is_one_error_naming_data(isolated, mo
         requests.append(request.full_url)
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(download.urllib.request, "urlopen", offline)
-    monkeypatch.setattr(download.time, "sleep", lambda s: None)
+    monkeypatch.setattr(transfer.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(transfer.time, "sleep", lambda s: None)
     assert main(["book", "--profile", "paper", "--no-html", "--out", str(isolated / "out"), "--root", str(REPO)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("clvsmim book: error:") and err.count("\n") == 1, err
