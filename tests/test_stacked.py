@@ -227,12 +227,7 @@ def test_cuda_stacked_and_cuda_graph_equal_separate_runs(tmp_path, name, lams):
     """On CUDA: the eager stack and the CUDA-graph stack (3 eager warm-up steps, capture, replays,
     resumed once across the capture) equal separate ``train`` runs on the same device."""
     cfg = dataclasses.replace(CFG, steps=7, checkpoint_every=7)
-    ref_objs, ref_dirs = [], []
-    for seed, lam in zip(SEEDS, lams):
-        obj, out = fresh(name, seed, lam), tmp_path / f"ref-{seed}"
-        train(obj, DATA, dataclasses.replace(cfg, seed=seed), out, progress=False, batch_fn=batch_fn)
-        ref_objs.append(obj)
-        ref_dirs.append(out)
+    ref_objs, ref_dirs = reference_runs(name, tmp_path, cfg, lams)
     for graph in (False, True):
         objs, dirs, _ = stacked_run(name, tmp_path / f"graph-{graph}", cfg, lams, cuda_graph=graph, device="cuda",
                                     stop_after=5)

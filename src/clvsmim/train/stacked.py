@@ -60,11 +60,12 @@ from clvsmim.config import ModelConfig, TrainConfig
 from clvsmim.objectives.base import Objective
 from clvsmim.precision import resolve_precision
 from clvsmim.rng import sample_seed
-from clvsmim.train.batches import BatchPlan, default_batch_fn, prefetched
+from clvsmim.train.batches import BatchPlan, default_batch_fn
+from clvsmim.train.loop import run_steps
 from clvsmim.train.checkpoint import CHECKPOINT_NAME, capture_rng_state, restore_rng_state, save_atomic
 from clvsmim.train.optim import build_scheduler
 from clvsmim.train.runlog import LOG_NAME, CsvLog, MetricWindow
-from clvsmim.train.runtime import StopOnSigterm, check_shapes, stop_requested
+from clvsmim.train.runtime import check_shapes
 from clvsmim.train.stacked_model import (StackedObjectives, per_model_optimizer, stack_optimizer_state,
                                          check_stackable)
 from clvsmim.train.trainer import (NonFiniteLossError, _checkpoint_dict, _completed, _objective_id,
@@ -256,8 +257,10 @@ class _StackedSession:
         return self.static["out"]
 
     # ---- bookkeeping
-    def record(self, done: int, per_model: list[dict[str, float]]) -> float | None:
-        loss = None
+    def record(self, done: int, per_model: list[dict[str, float]]) -> dict | None:
+        """Add a step to every model's log window; at a log step write their rows and return the
+        last one (``None`` between log steps)."""
+        shown = None
         for m, scalars in zip(self.models, per_model):
             scalars = dict(scalars)
             lr = scalars.pop("lr")
@@ -265,9 +268,10 @@ class _StackedSession:
             if done % self.cfg.log_every and done != self.cfg.steps:
                 continue
             row = {**m.window.pop(), "step": done, "lr": lr}
-            m.final_loss = loss = row["loss"]
+            m.final_loss = row["loss"]
             m.log.append(row)
-        return loss
+            shown = row
+        return shown
 
     def wall_time(self, m: _Model) -> float:
         return m.wall_before + time.perf_counter() - self.started_at
@@ -373,26 +377,7 @@ def train_stacked(objectives: Sequence[Objective], dataset, cfgs: Sequence[Train
     bar = _progress_bar(cfg.steps, session.start, enabled=progress)
     bar.set_description(f"train ×{len(todo)}")
     session.stack.template.train()
-    if stop_requested():
-        stop = session.start
-    try:
-        with StopOnSigterm():
-            for s, batches in prefetched(fetch, range(session.start, stop)):
-                per_model = session.step(s, batches)
-                loss = session.record(s + 1, per_model)
-                if loss is not None:
-                    bar.set_postfix(loss=f"{loss:.4f}")
-                bar.update(1)
-                if stop_requested():
-                    stop = s + 1
-                if (s + 1) % cfg.checkpoint_every == 0 or s + 1 == stop:
-                    session.save(s + 1)
-                if callback is not None:
-                    callback(s + 1, per_model)
-                if s + 1 == stop:
-                    break
-    finally:
-        bar.close()
+    stop = run_steps(session, fetch, stop, cfg.checkpoint_every, bar, callback)
     for m, summary in zip(todo, session.finish(stop)):
         summaries[m.index] = summary
     return summaries

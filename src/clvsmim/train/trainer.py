@@ -37,16 +37,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from clvsmim.cache import write_json_atomic
+from clvsmim.train.loop import run_steps
 from clvsmim.train.checkpoint import (CHECKPOINT_NAME, capture_rng_state, load_checkpoint, load_encoder,
                          load_objective_state, restore_rng_state, save_atomic)
 from clvsmim.config import ModelConfig, TrainConfig, to_dict
 from clvsmim.precision import autocast_for, native_bf16, resolve_precision
 from clvsmim.rng import sample_seed
-from clvsmim.train.batches import BatchPlan, default_batch_fn, prefetched, epoch_permutation
+from clvsmim.train.batches import BatchPlan, default_batch_fn, epoch_permutation
 from clvsmim.train.optim import CosineSchedule, build_optimizer, build_scheduler, param_groups, uses_weight_decay
 from clvsmim.train.runlog import CsvLog, LOG_NAME, META_NAME, MetricWindow, git_commit
-from clvsmim.train.runtime import (check_accelerator, check_shapes, math_config, StopOnSigterm, make_accelerator,
-                                   set_threads, stop_requested)
+from clvsmim.train.runtime import (check_accelerator, check_shapes, math_config, make_accelerator, set_threads,
+                                   stop_requested)
 
 __all__ = [
     "NonFiniteLossError", "CosineSchedule", "train", "build_optimizer", "build_scheduler", "param_groups",
@@ -217,9 +218,10 @@ class _Session:
         self.start = self.last_ckpt = int(ckpt["step"])
         self.wall_before = float(ckpt.get("wall_time_s", 0.0))
 
-    def step(self, s: int, local_idx: torch.Tensor, images: torch.Tensor) -> dict[str, float]:
-        """Optimizer step ``s`` on this process's shard; raises before updating if anything is non-finite."""
-        acc, cfg = self.accelerator, self.cfg
+    def step(self, s: int, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+        """Optimizer step ``s`` on this process's shard ``batch = (local_idx, images)``; raises
+        before updating if anything is non-finite."""
+        (local_idx, images), acc, cfg = batch, self.accelerator, self.cfg
         images = images.to(acc.device, non_blocking=True)
         seeds = sample_seed(cfg.seed, s, local_idx).to(acc.device)
         scalars = _reduce(acc, _forward_backward(self.model, acc, images, seeds, cfg.grad_accum, self.precision))
@@ -238,8 +240,8 @@ class _Session:
 
     def record(self, done: int, scalars: dict[str, float]) -> dict | None:
         """Add a step to the log window; every ``log_every`` steps (and at the end) write a row."""
-        lr = scalars.pop("lr")
-        self.window.add(scalars, self.cfg.batch_size)
+        lr = scalars["lr"]
+        self.window.add({k: v for k, v in scalars.items() if k != "lr"}, self.cfg.batch_size)
         if done % self.cfg.log_every and done != self.cfg.steps:
             return None
         row = {**self.window.pop(), "step": done, "lr": lr}
@@ -320,26 +322,7 @@ def train(objective: nn.Module, dataset, cfg: TrainConfig, out_dir: str | Path, 
 
     bar = _progress_bar(cfg.steps, session.start, enabled=progress and accelerator.is_main_process)
     session.model.train()
-    if stop_requested():
-        stop = session.start
-    try:
-        with StopOnSigterm():
-            for s, (local_idx, images) in prefetched(fetch, range(session.start, stop)):
-                scalars = session.step(s, local_idx, images)
-                row = session.record(s + 1, dict(scalars))
-                if row is not None:
-                    bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
-                bar.update(1)
-                if stop_requested():
-                    stop = s + 1
-                if (s + 1) % cfg.checkpoint_every == 0 or s + 1 == stop:
-                    session.save(s + 1)
-                if callback is not None:
-                    callback(s + 1, scalars)
-                if s + 1 == stop:
-                    break
-    finally:
-        bar.close()
+    stop = run_steps(session, fetch, stop, cfg.checkpoint_every, bar, callback)
     return _finish(session, out_dir, stop, extra_meta)
 
 
