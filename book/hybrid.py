@@ -21,7 +21,8 @@ seed = 0
 device = "auto"
 source = "zoo"
 images = None
-sweep_profile = "gpu"  # source = "official": the GPU-sized profile whose built zoo holds the sweep
+# source = "official": the GPU-sized profile whose built zoo holds the sweep
+sweep_profile = "gpu"
 
 # %%
 from IPython.display import Markdown, display

@@ -22,7 +22,8 @@ seed = 0
 device = "auto"
 source = "zoo"
 images = None
-sweep_profile = "gpu"  # source = "official": the GPU-sized profile whose built zoo gives C8 and C11
+# source = "official": the GPU-sized profile whose built zoo gives C8 and C11
+sweep_profile = "gpu"
 claim_seeds = 1
 
 # %%
