@@ -13,7 +13,7 @@ from clvsmim.data import EVAL_SEED_OFFSET, SHAPES, ImageFolderDataset, Synthetic
 
 
 # ----------------------------------------------------------------------------- data
-class _TensorImages(torch.utils.data.Dataset):
+class TensorImages(torch.utils.data.Dataset):
     """Images (uint8, or float in [0, 1]) ``N×3×S×S`` with optional labels, as a dataset."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None):
@@ -39,9 +39,9 @@ class _TensorImages(torch.utils.data.Dataset):
 
 def as_dataset(data) -> torch.utils.data.Dataset:
     if isinstance(data, torch.Tensor):
-        return _TensorImages(data)
+        return TensorImages(data)
     if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        return _TensorImages(data[0], data[1])
+        return TensorImages(data[0], data[1])
     if isinstance(data, torch.utils.data.Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
         return data
     raise AnalyzeError(f"expected a dataset, an image tensor N×3×S×S or (images, labels), found {type(data).__name__}")

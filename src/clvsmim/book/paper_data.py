@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from clvsmim.analysis.images import analysis_order
 from clvsmim.config import load_profile
 from clvsmim.data import get_batch, open_dataset
 from clvsmim.weights import IMAGENETTE, fetch_imagenette
@@ -54,7 +55,5 @@ def probe_images(profile, n: int | None = None):
     every class gets a train and a test image: ``(uint8 n×3×S×S, int64 n)``."""
     n = n or profile.eval.num_analysis_images
     dataset = open_dataset(profile.data, "eval")
-    labels = torch.as_tensor(dataset.labels)
-    per_class = [torch.nonzero(labels == c).flatten().tolist() for c in sorted(set(labels.tolist()))]
-    order = [idx[k] for k in range(max(map(len, per_class), default=0)) for idx in per_class if k < len(idx)]
-    return get_batch(dataset, torch.tensor(sorted(order[:n]), dtype=torch.int64))
+    order = analysis_order(torch.as_tensor(dataset.labels), len(dataset), n)
+    return get_batch(dataset, order.sort().values)

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from clvsmim.analysis.images import TensorImages
 from clvsmim.analysis.model_report import probe_split
 from clvsmim.book.paper_data import probe_images
 from clvsmim.book.report import backbone, model_cache_path, resolve_device
@@ -22,7 +23,7 @@ from clvsmim.cache import cached_json
 from clvsmim.evaluation import finetune
 from clvsmim.methods import ModelRef
 
-__all__ = ["FINETUNE_STEPS", "FINETUNE_BATCH", "FINETUNE_BASE_LR", "LabelledImages", "short_finetune",
+__all__ = ["FINETUNE_STEPS", "FINETUNE_BATCH", "FINETUNE_BASE_LR", "short_finetune",
            "finetune_evaluation"]
 
 #: C10's short fine-tune of the official checkpoints (and the control) on the probe images: steps,
@@ -31,22 +32,6 @@ __all__ = ["FINETUNE_STEPS", "FINETUNE_BATCH", "FINETUNE_BASE_LR", "LabelledImag
 FINETUNE_STEPS = 20
 FINETUNE_BATCH = 16
 FINETUNE_BASE_LR = 5e-4
-
-
-class LabelledImages:
-    """``uint8 N×3×S×S`` images with their labels, as a dataset (``len``, ``[i] -> (image,
-    label)``, ``labels``, ``num_classes``) for :func:`clvsmim.evaluation.finetune.finetune`."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, num_classes: int):
-        if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        self.images, self.labels, self.num_classes = images, torch.as_tensor(labels, dtype=torch.int64), num_classes
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.images[i], int(self.labels[i])
 
 
 def short_finetune(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, eval_cfg,
@@ -67,8 +52,7 @@ def short_finetune(model: torch.nn.Module, images: torch.Tensor, labels: torch.T
     lr = FINETUNE_BASE_LR * batch / 256
     cfg = dataclasses.replace(eval_cfg, finetune_steps=int(steps), batch_size=batch, finetune_lr=lr)
     tr, te = torch.tensor(train), torch.tensor(test)
-    acc = finetune(model, LabelledImages(images[tr], y[tr], len(classes)), LabelledImages(images[te], y[te], len(classes)),
-                   cfg, seed=seed)
+    acc = finetune(model, TensorImages(images[tr], y[tr]), TensorImages(images[te], y[te]), cfg, seed=seed)
     return {"finetune": float(acc), "num_train": len(train), "num_test": len(test), "num_classes": len(classes),
             "budget": {"steps": int(steps), "batch_size": batch, "lr": lr}}
 

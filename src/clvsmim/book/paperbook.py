@@ -37,8 +37,8 @@ from clvsmim.book.report import backbone, cache_name, model_analysis, model_cach
 from clvsmim.cache import cached_json
 from clvsmim.claims import Measurements, token_cluster_scores
 from clvsmim.book.paper_data import DataUnavailableError, book_data_root, default_images, probe_images
-from clvsmim.book.paper_finetune import (FINETUNE_BASE_LR, FINETUNE_BATCH, FINETUNE_STEPS, LabelledImages,
-                                         finetune_evaluation, short_finetune)
+from clvsmim.book.paper_finetune import (FINETUNE_BASE_LR, FINETUNE_BATCH, FINETUNE_STEPS, finetune_evaluation,
+                                         short_finetune)
 from clvsmim.book.paper_sweep import (GPU_NOTE, NEEDS_TRAINING, SWEEP_PROFILE, built_sweep, needs_training_note,
                                       sweep_claims, sweep_description, sweep_note)
 from clvsmim.evaluation import extract_features
@@ -49,7 +49,7 @@ __all__ = ["DataUnavailableError", "book_data_root", "default_images", "CONTROL"
            "random_control", "cache_name", "probe_images", "probe_evaluation", "probe_evaluations",
            "official_measurements", "official_claims_table", "claim_sources", "literature_sweep_points",
            "needs_training_note", "SWEEP_PROFILE", "built_sweep", "sweep_description", "sweep_note", "sweep_claims",
-           "short_finetune", "finetune_evaluation", "LabelledImages", "table_rows", "FINETUNE_BASE_LR",
+           "short_finetune", "finetune_evaluation", "table_rows", "FINETUNE_BASE_LR",
            "FINETUNE_BATCH", "FINETUNE_STEPS"]
 
 #: Name of the untrained control (as in the zoo).

@@ -41,14 +41,19 @@ def cache_name(profile, name: str) -> str:
     return f"{name}-seed{profile.train.seed}" if name.split("-")[0] == CONTROL else name
 
 
-def model_cache_path(ref: ModelRef, stem: str, content: Any) -> Path:
-    """``<model folder>/<stem>-<hash>.json``: a per-model cache file next to the checkpoint (zoo)
-    or under ``cache_dir("official", cache_name(profile, name))``; the hash covers ``content``, the
-    data and the source."""
-    key = config_key({"stem": stem, "content": content, "data": ref.profile.data, "source": ref.source})
+def model_folder(ref: ModelRef) -> Path:
+    """Where a model's cache files live: next to its checkpoint (zoo), or under
+    ``cache_dir("official", cache_name(profile, name))``."""
     if ref.source == "zoo":
-        return zoo.model_dir(ref.profile, ref.name) / f"{stem}-{key}.json"
-    return cache_dir("official", cache_name(ref.profile, ref.name)) / f"{stem}-{key}.json"
+        return zoo.model_dir(ref.profile, ref.name)
+    return cache_dir("official", cache_name(ref.profile, ref.name))
+
+
+def model_cache_path(ref: ModelRef, stem: str, content: Any) -> Path:
+    """``<model folder>/<stem>-<hash>.json`` (:func:`model_folder`); the hash covers ``content``,
+    the data and the source."""
+    key = config_key({"stem": stem, "content": content, "data": ref.profile.data, "source": ref.source})
+    return model_folder(ref) / f"{stem}-{key}.json"
 
 
 def analysis_images(profile: Profile, n: int | None = None):
@@ -87,9 +92,7 @@ def backbone(ref: ModelRef, device: str | torch.device = "cpu") -> nn.Module:
 
 def _analysis_path(ref: ModelRef, n: int) -> Path:
     key = config_key({"format": ANALYSIS_FORMAT, "n": n, "data": ref.profile.data, "source": ref.source})
-    if ref.source == "zoo":
-        return zoo.model_dir(ref.profile, ref.name) / f"analysis-{key}.json"
-    return cache_dir("official", cache_name(ref.profile, ref.name)) / f"analysis-{key}.json"
+    return model_folder(ref) / f"analysis-{key}.json"
 
 
 def analysis_pass(ref: ModelRef, collectors=None, device: str = "auto", n: int | None = None):
