@@ -17,10 +17,11 @@ def test_source_is_checked_and_names_are_split():
 
 
 def test_the_control_rule_keeps_source_profile_and_size():
-    profile = profile_from_dict({"name": "tiny"})
+    profile = profile_from_dict({"name": "tiny", "sizes": {"Ti": {"embed_dim": 16}, "S": {}}})
     assert ModelRef(profile, "moco-Ti").control() == ModelRef(profile, f"{CONTROL}-Ti")
     assert ModelRef(profile, "moco").control() == ModelRef(profile, CONTROL)
     assert ModelRef(profile, "hybrid-0.4").control() == ModelRef(profile, CONTROL)  # λ is not a size
+    assert ModelRef(profile, "hybrid-0.4-Ti").control() == ModelRef(profile, f"{CONTROL}-Ti")
     # official checkpoints: one seeded ViT-B/16 control whatever the name
     assert ModelRef(profile, "mae", "official").control() == ModelRef(profile, CONTROL, "official")
 

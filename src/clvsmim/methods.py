@@ -100,5 +100,6 @@ class ModelRef:
     def control(self) -> "ModelRef":
         """The untrained control a result of this model is compared with: same profile, same
         source (zoo: the zoo's untrained model of the same size; official: the seeded ViT-B/16)."""
-        size = self.name.partition("-")[2] if self.source == "zoo" and self.base != "hybrid" else ""
+        last = self.name.rpartition("-")[2]
+        size = last if self.source == "zoo" and last in self.profile.sizes else ""
         return self.named(f"{CONTROL}-{size}" if size else CONTROL)
