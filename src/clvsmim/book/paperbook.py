@@ -13,7 +13,8 @@ What this module adds to the chapters:
   (the budget of ``clvsmim analyze``), in the same ``{"linear_probe": {...}}`` form as a zoo
   evaluation, so C7 / C9 read it unchanged;
 * :func:`official_measurements` / :func:`official_claims_table` — the claims evaluable on the
-  official models (C1–C5, C7, C9, C10 with the short fine-tune of :mod:`clvsmim.book.paper_finetune`),
+  official models (C1–C7, C9, C10; C6 on synthetic cue-conflict images,
+  :mod:`clvsmim.book.paper_shape`; C10 with the short fine-tune of :mod:`clvsmim.book.paper_finetune`),
   C8 and C11 from the GPU-sized profile's zoo when it is built (:mod:`clvsmim.book.paper_sweep`),
   else marked ``needs the GPU-sized profile``, and :func:`claim_sources`, where each claim's
   models came from;
@@ -39,6 +40,7 @@ from clvsmim.claims import Measurements, token_cluster_scores
 from clvsmim.book.paper_data import DataUnavailableError, book_data_root, default_images, probe_images
 from clvsmim.book.paper_finetune import (FINETUNE_BASE_LR, FINETUNE_BATCH, FINETUNE_STEPS, finetune_evaluation,
                                          short_finetune)
+from clvsmim.book.paper_shape import shape_bias_evaluation, shape_budget_words
 from clvsmim.book.paper_sweep import (GPU_NOTE, NEEDS_TRAINING, SWEEP_PROFILE, built_sweep, needs_training_note,
                                       sweep_claims, sweep_description, sweep_note)
 from clvsmim.evaluation import extract_features
@@ -49,16 +51,16 @@ __all__ = ["DataUnavailableError", "book_data_root", "default_images", "CONTROL"
            "random_control", "cache_name", "probe_images", "probe_evaluation", "probe_evaluations",
            "official_measurements", "official_claims_table", "claim_sources", "literature_sweep_points",
            "needs_training_note", "SWEEP_PROFILE", "built_sweep", "sweep_description", "sweep_note", "sweep_claims",
-           "short_finetune", "finetune_evaluation", "table_rows", "FINETUNE_BASE_LR",
+           "short_finetune", "finetune_evaluation", "shape_bias_evaluation", "table_rows", "FINETUNE_BASE_LR",
            "FINETUNE_BATCH", "FINETUNE_STEPS"]
 
 #: Name of the untrained control (as in the zoo).
 CONTROL = "random"
-#: Claims that read evaluations not run on the official checkpoints here.
-NOT_RUN_ON_OFFICIAL = {"C6": "the shape-bias evaluation (cue-conflict images) of the official models"}
-#: Claims measured on the official models with a reduced budget, and that budget in words.
-SHORT_BUDGET = {"C10": f"a short fine-tune ({FINETUNE_STEPS} steps, ≤ {FINETUNE_BATCH} images a batch) on the "
-                       "analysis images, tested on their other half"}
+#: Claims measured on the official models with a reduced budget or a stand-in protocol, in words
+#: (given the number of analysis images).
+SHORT_BUDGET = {"C6": shape_budget_words,
+                "C10": lambda n: f"a short fine-tune ({FINETUNE_STEPS} steps, ≤ {FINETUNE_BATCH} images a batch) "
+                                 "on the analysis images, tested on their other half"}
 
 
 # --------------------------------------------------------------------------- F7 on official checkpoints
@@ -108,15 +110,18 @@ def probe_evaluations(profile, names: Sequence[str], device: str = "auto",
 def official_measurements(profile, device: str = "auto", cl: str = "moco",
                           mim: str = "simmim"):
     """:class:`clvsmim.claims.Measurements` of the official CL / MIM checkpoints and the seeded
-    control: analyses, token-cluster scores, the per-depth linear probes and C10's short
-    fine-tune (:func:`finetune_evaluation`; no shape bias, no sweep, no sizes)."""
+    control: analyses, token-cluster scores, the per-depth linear probes, C6's shape bias on
+    synthetic cue-conflict images (:func:`shape_bias_evaluation`) and C10's short fine-tune
+    (:func:`finetune_evaluation`; no sweep, no sizes)."""
     names = {"cl": cl, "mim": mim, "control": CONTROL}
     probes = probe_evaluations(profile, list(names.values()), device)
     refs = {r: ModelRef(profile, n, "official") for r, n in names.items()}
     tuned = {r: finetune_evaluation(ref, device) for r, ref in refs.items()}
+    shape = {r: shape_bias_evaluation(ref, device) for r, ref in refs.items()}
     return Measurements(
         analyses={r: model_analysis(ref, device) for r, ref in refs.items()},
-        evaluations={r: {**probes[n], "finetune": tuned[r]["finetune"], "finetune_details": tuned[r]}
+        evaluations={r: {**probes[n], "finetune": tuned[r]["finetune"], "finetune_details": tuned[r],
+                         "shape_texture": shape[r]}
                      for r, n in names.items()},
         cluster={r: token_cluster_scores(ref, device) for r, ref in refs.items()},
         names={r: ("random init (seed %d)" % profile.train.seed) if n == CONTROL else f"official {n}"
@@ -146,6 +151,7 @@ def claim_sources(table, profile=None, sweep=None) -> dict[str, str]:
     """Claim id -> where its models came from (official checkpoints, the GPU-sized profile
     ``sweep`` when built, or the profile it needs)."""
     seed = profile.train.seed if profile is not None else table.seeds[0]
+    n = profile.eval.num_analysis_images if profile is not None else None
     official = f"official MoCo v3 / SimMIM ViT-B/16 + random-init ViT-B/16 (seed {seed})"
     out = {}
     for s in table.summaries:
@@ -153,10 +159,8 @@ def claim_sources(table, profile=None, sweep=None) -> dict[str, str]:
             out[s.id] = f"{sweep_description(sweep)}: {NEEDS_TRAINING[s.id]}, trained here"
         elif s.id in NEEDS_TRAINING:
             out[s.id] = f"{GPU_NOTE} ({NEEDS_TRAINING[s.id]})"
-        elif s.id in NOT_RUN_ON_OFFICIAL:
-            out[s.id] = f"{official}; {NOT_RUN_ON_OFFICIAL[s.id]} is not run here"
-        elif s.id in SHORT_BUDGET:
-            out[s.id] = f"{official}; {SHORT_BUDGET[s.id]}"
+        elif s.id in SHORT_BUDGET and n is not None:
+            out[s.id] = f"{official}; {SHORT_BUDGET[s.id](n)}"
         else:
             out[s.id] = official
     return out

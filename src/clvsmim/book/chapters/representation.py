@@ -5,8 +5,8 @@ F5  token-level t-SNE of 18 images from 3 classes (:func:`tsne_selection`,
 F6  Fourier Δ log amplitude of the highest frequency per depth (:func:`token_depth_curves`).
 A-token-similarity  token cosine similarity per depth (:func:`token_depth_curves`).
 A-svd  normalised singular-value spectra at the last depth (:func:`svd_spectra`, :func:`effective_rank`).
-A-shape-texture / A-noise  shape bias and noise robustness from the zoo's evaluations
-    (:func:`evaluation_rows`).
+A-shape-texture / A-noise  shape bias and noise robustness from the zoo's evaluations (official models:
+    shape bias only, :mod:`clvsmim.book.paper_shape`) (:func:`evaluation_rows`).
 
 The verdicts quoted in the prose are those of :mod:`clvsmim.claims` (C3, C4, C5, C6), computed
 on the same numbers (:func:`measurements`), so the chapter and the summary never disagree.
@@ -20,6 +20,7 @@ import torch
 
 from clvsmim.analysis import image_cluster_score, token_tsne
 from clvsmim.book import report
+from clvsmim.book.paper_shape import shape_bias_evaluation
 from clvsmim.book.chapters.common import (WEAK_SILHOUETTE,  # noqa: F401  (also read as attributes of this module)
                                           cluster_strength_note, fmt_number)
 from clvsmim.book.units import points
@@ -51,10 +52,13 @@ def chapter_models(profile, source: str = "zoo") -> list[ModelRef]:
     return [ModelRef(profile, n, source) for n in (*MODELS, CONTROL)]
 
 
-def load_evaluations(profile, names: Sequence[str]) -> dict[str, dict]:
-    """``{name: zoo evaluation}`` (cached by :func:`clvsmim.train.zoo.evaluations`)."""
-    results = zoo.evaluations(profile, only=list(names), progress=False)
-    return {n: results[zoo.resolve(profile, n).key] for n in names}
+def load_evaluations(refs: Sequence[ModelRef], device: str = "auto") -> dict[str, dict]:
+    """``{name: evaluation}``: the zoo's (cached by :func:`clvsmim.train.zoo.evaluations`), or for
+    official models C6's shape bias of CL, MIM and the control (:func:`shape_bias_evaluation`)."""
+    if refs[0].source != "zoo":
+        return {r.name: {"shape_texture": shape_bias_evaluation(r, device)} for r in refs if r.name in (CL, MIM, CONTROL)}
+    results = zoo.evaluations(refs[0].profile, only=[r.name for r in refs], progress=False)
+    return {r.name: results[zoo.resolve(r.profile, r.name).key] for r in refs}
 
 
 # --------------------------------------------------------------------------- F5
@@ -205,7 +209,6 @@ def measurements(profile, analyses: Mapping[str, dict], evaluations: Mapping[str
 # --------------------------------------------------------------------------- sentences
 
 def _name(n: str) -> str:
-
     return display_name(n)
 
 
