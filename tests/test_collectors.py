@@ -6,9 +6,9 @@ import torch
 
 from clvsmim.analysis import (FourierSums, MetricSums, PatchTokens, PooledFeatures, QueryMaps, analyze,
                               pooled_features, query_attention_map, relative_log_amplitude)
-from clvsmim.analysis.collectors import Collector
+from clvsmim.analysis.collectors import Collector, batch_sums
 from clvsmim.config import ModelConfig
-from clvsmim.models import build_vit, capture
+from clvsmim.models import build_vit, capture, square_geometry
 
 
 def tiny_model(depth: int = 3) -> torch.nn.Module:
@@ -101,6 +101,26 @@ def test_one_capture_per_batch_and_attention_only_when_read():
         assert calls == 2 and attn.saw_attention == [True, True] and out["c"] == 2
     finally:
         handle.remove()
+
+
+def test_streamed_attention_equals_the_stored_maps_and_none_is_kept():
+    """MetricSums reads each block's map while it is computed (capture's ``on_attention``), so
+    the stored list stays empty, and its metrics equal those of the stored maps."""
+    model = tiny_model()
+    images, labels = images_and_labels()
+    streamed = []
+    live = capture(model, images, attentions=False, on_attention=lambda i, a: streamed.append((i, a.clone())))
+    stored = capture(model, images)
+    assert live.attentions == [] and [i for i, _ in streamed] == [0, 1, 2]
+    for (_, a), b in zip(streamed, stored.attentions):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    sums = batch_sums(stored, square_geometry(model), 0, 1)  # from the stored maps
+    result = analyze(model, split(images, labels, [4, 3]), spectrum_every=1)  # streamed, two batches
+    for name in ("attention_distance", "nmi"):
+        np.testing.assert_allclose(result[name]["per_head"], (sums[name][0] / len(images)).numpy(), rtol=1e-6)  # float32 batches of 4 + 3 vs 7
+    plain = CountForwards(False)
+    analyze(model, split(images, labels, [4, 3]), {"c": plain, "m": MetricSums()})
+    assert plain.saw_attention == [False, False]  # the metrics alone keep no map
 
 
 def test_max_images_and_errors():

@@ -157,35 +157,44 @@ def _unfused_attention(blocks):
 
 def capture(model: nn.Module, images: torch.Tensor, attentions: bool = True,
             hidden_states: bool = True, blocks: nn.ModuleList | None = None,
-            forward=None) -> Captured:
+            forward=None, on_attention=None) -> Captured:
     """Run ONE forward pass of ``model`` on ``images`` (B×3×H×W), recording per block.
 
     Works for timm ``VisionTransformer`` and ``Beit`` (anything whose blocks have an
     ``attn`` module with ``attn_drop`` applied to the softmax weights). ``blocks`` and
     ``forward`` let a caller capture another stack (e.g. the MAE decoder) through a custom
     forward function. Fused attention is switched off only for the duration of the call.
+    ``on_attention(block_index, weights)`` is called with each block's ``B×H×T×T`` weights as
+    soon as they exist (streaming: with ``attentions=False`` no map outlives its block).
     """
     blocks = model.blocks if blocks is None else blocks
     forward = model.forward_features if forward is None else forward
     out = Captured()
     handles = []
+    seen = []
     if hidden_states:
         handles.append(blocks[0].register_forward_pre_hook(
             lambda _m, args: out.hidden_states.append(args[0].detach())))
         for blk in blocks:
             handles.append(blk.register_forward_hook(
                 lambda _m, _a, res: out.hidden_states.append(res.detach())))
-    if attentions:
-        for blk in blocks:
-            handles.append(blk.attn.attn_drop.register_forward_hook(
-                lambda _m, _a, res: out.attentions.append(res.detach())))
+    wants_maps = attentions or on_attention is not None
+    if wants_maps:
+        def record(_m, _a, res):
+            if on_attention is not None:
+                on_attention(len(seen), res.detach())
+            if attentions:
+                out.attentions.append(res.detach())
+            seen.append(True)
+
+        handles += [blk.attn.attn_drop.register_forward_hook(record) for blk in blocks]
     try:
-        with torch.no_grad(), _unfused_attention(blocks if attentions else []):
+        with torch.no_grad(), _unfused_attention(blocks if wants_maps else []):
             out.output = forward(images)
     finally:
         for h in handles:
             h.remove()
-    if attentions and len(out.attentions) != len(blocks):
-        raise RuntimeError(f"captured {len(out.attentions)} attention maps for {len(blocks)} blocks: "
+    if wants_maps and len(seen) != len(blocks):
+        raise RuntimeError(f"captured {len(seen)} attention maps for {len(blocks)} blocks: "
                            "does every block route its softmax weights through attn.attn_drop?")
     return out

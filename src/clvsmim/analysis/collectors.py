@@ -58,14 +58,25 @@ def resolve_depths(depths: Sequence[int] | None, num_states: int) -> list[int]:
 
 
 class Collector:
-    """Base class: reads ``hidden_states`` only unless a subclass says otherwise."""
+    """Base class: reads ``hidden_states`` only unless a subclass says otherwise.
+
+    A collector with ``attentions`` and ``streams_attentions`` gets each block's attention
+    weights in :meth:`observe_attention` during the forward pass instead of the stored list
+    ``captured.attentions`` (empty then, unless another collector needs it): the maps are used
+    while they are hot and never all held at once.
+    """
 
     attentions = False
+    streams_attentions = False
     hidden_states = True
 
     def start(self, geo: Geometry) -> None:
         """Called once before the first batch with the backbone's geometry."""
         self.geo = geo
+
+    def observe_attention(self, block: int, attn: torch.Tensor, batch: Batch) -> None:  # pragma: no cover
+        """Block ``block``'s (0-based) weights ``B×H×T×T`` of ``batch``, before :meth:`update`."""
+        raise NotImplementedError
 
     def update(self, captured: Captured, batch: Batch) -> None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -87,18 +98,22 @@ def _sum_over_images(values) -> torch.Tensor:
     return torch.stack([v.sum(0).double().cpu() for v in values])
 
 
-def batch_sums(captured: Captured, geo: Geometry, first_index: int = 0,
-               spectrum_every: int = 1) -> dict[str, tuple[torch.Tensor, int]]:
+def batch_sums(captured: Captured, geo: Geometry, first_index: int = 0, spectrum_every: int = 1,
+               attention: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, tuple[torch.Tensor, int]]:
     """Every metric of one captured batch, summed over its images: ``name -> (sum, count)``.
 
     Sums are float64 on the CPU. ``attention_distance``/``nmi``: ``L×H``; ``log_amplitude``:
     ``(L+1)×K`` (diagonal log amplitude, not yet centred); ``token_cosine``: ``L+1``;
     ``svd_spectrum``: ``(L+1)×R`` over the images whose global index (``first_index`` +
-    position) is a multiple of ``spectrum_every`` (absent when none is).
+    position) is a multiple of ``spectrum_every`` (absent when none is). ``attention``: the
+    per-block ``(distance, nmi)`` of :func:`attention_statistics` when already computed
+    (streamed), else they are computed from ``captured.attentions``.
     """
     p = geo.num_prefix_tokens
     batch = captured.hidden_states[0].shape[0]
-    distance, nmi = zip(*(attention_statistics(a, geo.patch_size, p) for a in captured.attentions))
+    if attention is None:
+        attention = [attention_statistics(a, geo.patch_size, p) for a in captured.attentions]
+    distance, nmi = zip(*attention)
     states = captured.hidden_states
     chosen = spectrum_selection(first_index, batch, spectrum_every).to(states[0].device)
     per_depth = {
@@ -141,13 +156,23 @@ class MetricSums(_RunningSums):
     """
 
     attentions = True
+    streams_attentions = True
 
     def __init__(self, spectrum_every: int = 4):
         spectrum_selection(0, 0, spectrum_every)  # validate early
         self.spectrum_every = spectrum_every
+        self.streamed: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def observe_attention(self, block: int, attn: torch.Tensor, batch: Batch) -> None:
+        if block == 0:
+            self.streamed = []
+        self.streamed.append(attention_statistics(attn, self.geo.patch_size, self.geo.num_prefix_tokens))
 
     def update(self, captured: Captured, batch: Batch) -> None:
-        self.add(batch_sums(captured, self.geo, batch.first_index, self.spectrum_every), batch)
+        if len(self.streamed) != self.geo.depth:
+            raise RuntimeError(f"MetricSums: {len(self.streamed)} streamed attention maps for {self.geo.depth} blocks")
+        self.add(batch_sums(captured, self.geo, batch.first_index, self.spectrum_every, self.streamed), batch)
+        self.streamed = []
 
     def result(self) -> dict:
         return summarise(self.means(), self.geo, self.num_images, self.counts.get("svd_spectrum", 0))

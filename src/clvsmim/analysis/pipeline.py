@@ -100,7 +100,8 @@ def analyze(model: nn.Module, batches: Iterable, collectors: Mapping[str, Collec
         collectors = {"metrics": MetricSums(spectrum_every)}
     geo = square_geometry(model)
     _check_device(model, device)
-    attentions = any(c.attentions for c in collectors.values())
+    streamers = [c for c in collectors.values() if c.attentions and c.streams_attentions]
+    attentions = any(c.attentions and not c.streams_attentions for c in collectors.values())
     hidden_states = any(c.hidden_states for c in collectors.values())
     for c in collectors.values():
         c.start(geo)
@@ -109,9 +110,15 @@ def analyze(model: nn.Module, batches: Iterable, collectors: Mapping[str, Collec
     model.eval()
     try:
         for images, labels in iterate_batches(batches, max_images, device):
-            captured = capture(model, images, attentions=attentions, hidden_states=hidden_states)
-            _check_captured(captured, geo, attentions, hidden_states)
             batch = Batch(images, labels, num_images)
+
+            def stream(block: int, attn: torch.Tensor, batch: Batch = batch) -> None:
+                for c in streamers:
+                    c.observe_attention(block, attn, batch)
+
+            captured = capture(model, images, attentions=attentions, hidden_states=hidden_states,
+                               on_attention=stream if streamers else None)
+            _check_captured(captured, geo, attentions, hidden_states)
             for c in collectors.values():
                 c.update(captured, batch)
             num_images += len(images)
