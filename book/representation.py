@@ -48,7 +48,8 @@ display(Markdown(
 # %% [markdown]
 # ## Tokens of one image cluster together under CL (F5)
 #
-# All patch tokens of 18 images from 3 classes, taken at the last depth and embedded in 2-D
+# All patch tokens of up to 18 images from 3 classes (six per class; fewer when the book
+# analyses fewer than 18 images), taken at the last depth and embedded in 2-D
 # with t-SNE; colour = the class of the image a token comes from. In the paper CL's tokens
 # form one tight cluster per image, while MIM's tokens of different images intermingle. The
 # number in each title is the silhouette of the tokens grouped by *image* (cosine distance in
@@ -59,11 +60,11 @@ tsne = {ref.name: ch.token_tsne_result(ref, device, seed=seed) for ref in refs i
 fig = plots.plot_token_tsne(tsne, titles={ch.CL: f"CL — {display_name(ch.CL)}",
                                           ch.MIM: f"MIM — {display_name(ch.MIM)}"})
 save_figure(fig, "F5", ch.tsne_record(tsne), models=list(tsne),
-            caption="Token-level t-SNE of 18 images from 3 classes (last depth), CL vs MIM.")
+            caption=f"Token-level t-SNE of {tsne[ch.CL]['num_images']} images from 3 classes (last depth), CL vs MIM.")
 display(Markdown(ch.tsne_paragraph(tsne, claim["C5"])))
 
 # %% [markdown]
-# C5 is measured on the analysis images (all of them, every depth cached), the t-SNE on 18
+# C5 is measured on the analysis images (all of them, every depth cached), the t-SNE on the
 # images chosen by class, so the two silhouettes differ slightly.
 #
 # ## CL keeps low frequencies, MIM high frequencies (F6)

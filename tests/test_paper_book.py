@@ -113,7 +113,7 @@ def test_paper_book_runs_on_official_standins_and_photos(isolated):
     assert f9["source"] == "literature" and [p["lam"] for p in f9["points"]] == [0.0, 1.0]
     summary = _text(out / "book" / "summary.ipynb")
     assert "needs the GPU-sized profile" in summary and "official MoCo v3 / SimMIM ViT-B/16" in summary
-    assert "a short fine-tune (20 steps" in summary  # C10 on the official models
+    assert "a short fine-tune (≤ 20 steps and ≤ 5 epochs" in summary  # C10 on the official models
     assert "needs the GPU-sized profile" in _text(out / "book" / "hybrid.ipynb")
 
 
@@ -438,5 +438,7 @@ def test_short_finetune_splits_each_class_uses_the_stated_budget_and_leaves_the_
     assert round(a["finetune"] * 4) == a["finetune"] * 4 and 0 <= a["finetune"] <= 1  # k of 4 test images
     assert short_finetune(model, images, labels, EvalConfig(), steps=3, seed=0) == a  # deterministic
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # a copy is fine-tuned
+    # at most FINETUNE_MAX_EPOCHS passes over the 5 train images (one batch each): 30 steps -> 5
+    assert short_finetune(model, images, labels, EvalConfig(), steps=30, seed=0)["budget"]["steps"] == 5
     with pytest.raises(ValueError, match="2 classes"):
         short_finetune(model, images[:3], labels[:3], EvalConfig(), steps=1)

@@ -38,8 +38,8 @@ from clvsmim.book.report import backbone, cache_name, model_analysis, model_cach
 from clvsmim.cache import cached_json
 from clvsmim.claims import Measurements, token_cluster_scores
 from clvsmim.book.paper_data import DataUnavailableError, book_data_root, default_images, probe_images
-from clvsmim.book.paper_finetune import (FINETUNE_BASE_LR, FINETUNE_BATCH, FINETUNE_STEPS, finetune_evaluation,
-                                         short_finetune)
+from clvsmim.book.paper_finetune import (FINETUNE_BASE_LR, FINETUNE_BATCH, FINETUNE_MAX_EPOCHS, FINETUNE_STEPS,
+                                         finetune_evaluation, short_finetune)
 from clvsmim.book.paper_shape import shape_bias_evaluation, shape_budget_words
 from clvsmim.book.paper_sweep import (GPU_NOTE, NEEDS_TRAINING, SWEEP_PROFILE, built_sweep, needs_training_note,
                                       sweep_claims, sweep_description, sweep_note)
@@ -59,7 +59,8 @@ CONTROL = "random"
 #: Claims measured on the official models with a reduced budget or a stand-in protocol, in words
 #: (given the number of analysis images).
 SHORT_BUDGET = {"C6": shape_budget_words,
-                "C10": lambda n: f"a short fine-tune ({FINETUNE_STEPS} steps, ≤ {FINETUNE_BATCH} images a batch) "
+                "C10": lambda n: f"a short fine-tune (≤ {FINETUNE_STEPS} steps and ≤ {FINETUNE_MAX_EPOCHS} epochs of "
+                                 f"≤ {FINETUNE_BATCH} images a batch) "
                                  "on the analysis images, tested on their other half"}
 
 

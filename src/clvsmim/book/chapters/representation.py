@@ -1,6 +1,6 @@
 """Data behind the *representation* chapter, and the sentences that compare it with the paper.
 
-F5  token-level t-SNE of 18 images from 3 classes (:func:`tsne_selection`,
+F5  token-level t-SNE of up to 18 images from 3 classes (:func:`tsne_selection`,
     :func:`token_tsne_result`, cached per model), with the silhouette of the tokens by image.
 F6  Fourier Δ log amplitude of the highest frequency per depth (:func:`token_depth_curves`).
 A-token-similarity  token cosine similarity per depth (:func:`token_depth_curves`).
@@ -84,12 +84,14 @@ def tsne_selection(profile, classes: int = 3, per_class: int = 6) -> dict[str, A
             "class_names": [names[c] if c < len(names) else str(c) for c in picked], "classes": picked}
 
 
-def token_tsne_result(ref: ModelRef, device: str = "auto", classes: int = 3, per_class: int = 6,
+def token_tsne_result(ref: ModelRef, device: str = "auto", classes: int = 3, per_class: int | None = None,
                       perplexity: float = 20.0, seed: int = 0) -> dict[str, Any]:
     """t-SNE of the last-depth patch tokens of the :func:`tsne_selection` images, cached next to
     the model: ``coords`` (N_tokens×2), ``image`` and ``label`` per token, ``class_names``,
     ``silhouette_image`` / ``silhouette_class`` (cosine silhouette of the tokens grouped by image
-    / by class, :func:`clvsmim.analysis.image_cluster_score`), ``perplexity`` actually used."""
+    / by class, :func:`clvsmim.analysis.image_cluster_score`), ``perplexity`` actually used.
+    ``per_class`` defaults to 6, fewer when the book analyses fewer images (≥ 2, ``--images // classes``)."""
+    per_class = per_class or min(6, max(2, ref.profile.eval.num_analysis_images // classes))
 
     content = {"format": TSNE_FORMAT, "classes": classes, "per_class": per_class, "perplexity": perplexity,
                "seed": seed, "depth": -1}
@@ -303,7 +305,6 @@ def fourier_order_sentence(cl: Sequence[float], mim: Sequence[float]) -> str:
 
 
 def cosine_paragraph(curves: Mapping[str, Sequence[float]], claim=None) -> str:
-
     models = [n for n in curves if n != "depth"]
     text = ("Mean cosine similarity between the patch tokens of one image at the last depth: "
             + ", ".join(f"{_name(n)} {fmt_number(curves[n][-1])}" for n in models)
@@ -334,7 +335,6 @@ def svd_paragraph(spectra: Mapping[str, Any]) -> str:
 
 
 def shape_paragraph(rows: Mapping[str, dict], claim=None) -> str:
-
     text = ("Shape bias = decisions that follow the shape / decisions that follow either the shape or the texture, "
             "on cue-conflict images (the shape of one class filled with another class's texture), for a linear "
             "probe trained on images where both cues agree: "
