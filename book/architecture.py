@@ -41,26 +41,31 @@ cfg = cfg.with_data_root(paperbook.book_data_root(cfg, source, data_root))  # of
 # A linear classifier on the mean-pooled patch tokens of each depth (0 = patch embedding,
 # `L` = last block, before the final norm), trained with the same budget for every depth and
 # model (`clvsmim.evaluation.linear_probe`). The grey dashed line is the untrained network; the
-# open circle marks each model's best depth. With `source = "official"` the official
+# open circle marks each model's best depth. Dotted, in the same colour: the same probe on the
+# normed CLS token (token 0 through a LayerNorm, MoCo v3's representation), where the
+# evaluation has it. The claims read each method on the representation it was trained for:
+# C7 and C9 take MoCo v3's normed CLS token and SimMIM's mean-pooled tokens (the control as the
+# model it is compared with), C8's hybrids are mean-pooled. With `source = "official"` the official
 # checkpoints and the seeded random init are probed on the analysis images (alternate images
-# of each class for training and testing, the budget of `clvsmim analyze`).
+# of each class for training and testing, the budget of `clvsmim analyze`), mean-pooled only.
 
 # %%
 probed = ["moco", "simmim", "mae", "random"]
 evals = (paperbook.probe_evaluations(cfg, probed, device) if source == "official"
          else evaluations_by_name(cfg, probed))
-summary = ch.linear_probe_summary(evals)
-control = summary.pop("random", None)
+summary, summary_cls = ch.linear_probe_summary(evals), ch.linear_probe_summary(evals, key="linear_probe_cls")
+control, control_cls = summary.pop("random", None), summary_cls.pop("random", None)
 chance = ch.chance_level(cfg)
-fig = plots.plot_linear_probe_depths(summary, control, chance=chance)
-save_figure(fig, "F7", {"curves": summary, "control": control, "chance": chance, "pool": "mean", "source": source},
+fig = plots.plot_linear_probe_depths(summary, control, chance=chance, cls_summary=summary_cls, cls_control=control_cls)
+save_figure(fig, "F7", {"curves": summary, "control": control, "chance": chance, "pool": "mean", "source": source,
+                        **ch.cls_probe_record(summary_cls, control_cls)},
             models=list(summary) + (["random"] if control else []),
-            caption="Linear-probe accuracy of every depth: MoCo v3, SimMIM, MAE; untrained control dashed.")
-pd.DataFrame({report.display_name(n): s["accuracy"] for n, s in summary.items()},
-             index=pd.Index(next(iter(summary.values()))["depth"], name="depth")).round(1)
+            caption="Linear-probe accuracy of every depth: MoCo v3, SimMIM, MAE, mean-pooled (solid) and on the "
+                    "normed CLS token (dotted); untrained control dashed.")
+ch.probe_table(summary, summary_cls).round(1)
 
 # %%
-show_bullets(ch.probe_sentences(summary))
+show_bullets(ch.probe_sentences(summary, cls_summary=summary_cls))
 
 # %% [markdown]
 # ## F8 — Fourier analysis of MAE through encoder and decoder

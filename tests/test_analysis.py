@@ -314,10 +314,28 @@ def test_pooled_features_modes():
     z = torch.randn(2, 1 + 4, 3)
     assert torch.equal(pooled_features(z, "cls"), z[:, 0])
     assert torch.allclose(pooled_features([z, z])[1], z[:, 1:].mean(1))
-    with pytest.raises(ValueError, match="'mean' or 'cls'"):
+    with pytest.raises(ValueError, match="'mean', 'cls', 'cls_norm'"):
         pooled_features(z, "max")
-    with pytest.raises(ValueError, match="num_prefix_tokens=0"):
-        pooled_features(z[:, 1:], "cls", num_prefix_tokens=0)
+    for mode in ("cls", "cls_norm"):
+        with pytest.raises(ValueError, match="num_prefix_tokens=0"):
+            pooled_features(z[:, 1:], mode, num_prefix_tokens=0)
+
+
+def test_cls_norm_is_the_normalised_cls_token():
+    """Against a slow per-image loop: (x − mean) / sqrt(var + 1e-6) over the channels of token 0."""
+    z = 3.0 * torch.randn(4, 1 + 9, 7, dtype=torch.float64) + 5.0
+    got = pooled_features(z, "cls_norm")
+    for b in range(4):
+        x = [float(v) for v in z[b, 0]]
+        mean = sum(x) / len(x)
+        var = sum((v - mean) ** 2 for v in x) / len(x)
+        expected = torch.tensor([(v - mean) / math.sqrt(var + 1e-6) for v in x], dtype=torch.float64)
+        torch.testing.assert_close(got[b], expected)
+    # a per-token scale and shift of the CLS token does not change it (the other tokens never do)
+    moved = z.clone()
+    moved[:, 0] = 2.5 * z[:, 0] - 4.0
+    moved[:, 1:] = torch.randn_like(z[:, 1:])
+    torch.testing.assert_close(pooled_features(moved, "cls_norm"), got, atol=1e-6, rtol=1e-6)
 
 
 def test_linear_probe_per_layer_separable_vs_noise_and_deterministic():

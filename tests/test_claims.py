@@ -362,6 +362,63 @@ def test_accuracy_claims_use_the_binomial_se_of_the_evaluation_split():
     assert evaluate_claim("C9", m).verdict == "reversed"
 
 
+def _with_cls(evaluation: dict, per_layer) -> dict:
+    """``evaluation`` plus a normed-CLS probe (``linear_probe_cls``) of ``per_layer``."""
+    return {**evaluation, "linear_probe_cls": {"per_layer": list(per_layer), "final": per_layer[-1], "pool": "cls_norm"}}
+
+
+def test_probe_claims_read_each_method_on_its_own_representation():
+    assert claims.PROBE_POOL == {"cl": "cls_norm", "mim": "mean"}
+    m = holding_set()
+    e = m.evaluations
+    # mean-pooled, CL is behind MIM; on its normed CLS token (MoCo v3's representation) it is ahead
+    e["cl"]["linear_probe"]["final"], e["mim"]["linear_probe"]["final"] = 0.30, 0.35
+    e["control"]["linear_probe"]["final"] = 0.10
+    before = evaluate_claim("C9", m)
+    assert before.verdict == "reversed" and before.details["pool"] == {"cl": "mean", "mim": "mean", "control": "mean"}
+    assert "probes: every model on mean-pooled patch tokens (no normed-CLS probe measured for CL, the control: " \
+           "mean-pooled read instead)" in before.reason
+    e["cl"] = _with_cls(e["cl"], [0.1] * L + [0.45])
+    e["control"] = _with_cls(e["control"], [0.1] * L + [0.12])
+    after = evaluate_claim("C9", m)
+    assert after.verdict == "holds" and after.cl == 0.45 and after.mim == 0.35 and after.control == 0.12
+    assert after.details["pool"] == {"cl": "cls_norm", "mim": "mean", "control": "cls_norm"}
+    assert "CL, the control on the normed CLS token; MIM on mean-pooled patch tokens" in after.reason
+    assert "instead" not in after.reason
+    # MIM is read mean-pooled even when it has a CLS probe
+    e["mim"] = _with_cls(e["mim"], [0.1] * L + [0.90])
+    assert evaluate_claim("C9", m).mim == 0.35
+    # the control is read like CL (the rule compares them): a strong CLS control stops the claim
+    e["control"] = _with_cls(e["control"], [0.1] * L + [0.46])
+    assert e["control"]["linear_probe"]["final"] == 0.10 and evaluate_claim("C9", m).verdict == "tie"
+    # ... and follows CL's fallback: without CL's CLS probe, the control's mean is read
+    del e["cl"]["linear_probe_cls"]
+    c9 = evaluate_claim("C9", m)
+    assert c9.control == 0.10 and c9.details["pool"]["control"] == "mean"
+
+
+def test_c7_reads_cl_on_the_cls_token_and_mim_mean_pooled():
+    m = holding_set()
+    e = m.evaluations
+    # mean-pooled CL peaks early (as MIM); its CLS curve rises to the last block
+    e["cl"]["linear_probe"] = {"per_layer": MIM_LP, "final": MIM_LP[-1]}
+    assert evaluate_claim("C7", m).verdict != "holds"
+    e["cl"] = _with_cls(e["cl"], CL_LP)
+    e["control"] = _with_cls(e["control"], CONTROL_LP)
+    e["mim"] = _with_cls(e["mim"], CL_LP)  # MIM's CLS curve does not drop: it must not be read
+    c7 = evaluate_claim("C7", m)
+    assert c7.verdict == "holds" and c7.cl == L and c7.details["cl_per_layer"] == CL_LP
+    assert c7.details["mim_per_layer"] == MIM_LP
+    assert c7.details["pool"] == {"cl": "cls_norm", "mim": "mean", "control_vs_cl": "cls_norm",
+                                  "control_vs_mim": "mean"}
+    assert "normed CLS token" in c7.reason and "mean-pooled" in c7.reason
+    # CL vs the control with CLS: a CLS control as good as CL at the last block -> not holds,
+    # while the mean-pooled control (compared with MIM) stays low
+    e["control"] = _with_cls(e["control"], [0.1] * L + [0.60])
+    c7 = evaluate_claim("C7", m)
+    assert c7.verdict == "tie" and not c7.details["cl_moved"] and c7.details["mim_moved"]
+
+
 def test_c6_is_not_measurable_when_a_cue_probe_is_near_chance():
     m = holding_set()
     for role, (shape, texture) in {"cl": (0.18, 0.19), "mim": (0.40, 0.35)}.items():

@@ -55,6 +55,7 @@ def test_every_collector_matches_a_direct_capture_of_all_images():
         "fourier": FourierSums(),
         "pooled": PooledFeatures("mean"),
         "cls_last": PooledFeatures("cls", depths=[-1]),
+        "cls_norm": PooledFeatures("cls_norm", depths=[0, -1]),
         "tokens": PatchTokens(depths=[0, -1], positions=positions),
         "maps": QueryMaps([(0, 0), (2, 3)], block=2, position=4),
     })
@@ -71,6 +72,10 @@ def test_every_collector_matches_a_direct_capture_of_all_images():
     for f, z in zip(feats, pooled_features(whole.hidden_states)):
         torch.testing.assert_close(f, z.float(), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(collected["cls_last"][0][0], whole.hidden_states[-1][:, 0], atol=1e-5, rtol=1e-5)
+    for f, z in zip(collected["cls_norm"][0], (whole.hidden_states[0], whole.hidden_states[-1])):  # same pass
+        token = z[:, 0]
+        manual = (token - token.mean(-1, keepdim=True)) / (token.var(-1, unbiased=False, keepdim=True) + 1e-6).sqrt()
+        torch.testing.assert_close(f, manual, atol=1e-5, rtol=1e-5)
     # patch tokens of the chosen images, in the order asked for, prefix dropped
     first, last = collected["tokens"]
     assert first.shape == (3, 16, 32)

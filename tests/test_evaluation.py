@@ -9,7 +9,8 @@ import torch
 from clvsmim import evaluation as E
 from clvsmim.config import EvalConfig, ModelConfig, profile_from_dict
 from clvsmim.data import make_synthetic
-from clvsmim.models import build_vit
+from clvsmim.data import augment
+from clvsmim.models import build_vit, capture
 
 TINY_MODEL = {"img_size": 32, "patch_size": 8, "embed_dim": 16, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0}
 CFG = EvalConfig(probe_steps=30, probe_lr=1e-2, finetune_steps=3, finetune_lr=5e-4, batch_size=32)
@@ -58,6 +59,44 @@ def test_linear_probe_has_one_accuracy_per_depth(encoder, data):
     assert res["final"] == res["per_layer"][-1]
     assert res["per_layer"][res["best_depth"]] == max(res["per_layer"])
     assert res["pool"] == "mean"
+
+
+def test_cls_norm_plus_standardisation_equals_the_models_final_norm(data):
+    """At the last depth, the affine-free LayerNorm of ``pool="cls_norm"`` equals the model's own
+    final norm (any γ, β, negative γ included) once the probe has standardised each channel:
+    equal up to each channel's sign, and the probe predicts the same classes."""
+    torch.manual_seed(3)
+    model = build_vit(ModelConfig(**TINY_MODEL)).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        model.norm.weight.copy_(torch.randn(16, generator=g) * 2)  # mixed signs
+        model.norm.bias.copy_(torch.randn(16, generator=g))
+    train, _ = data
+    images = train.images[:48]
+    labels = torch.as_tensor(train.labels[:48], dtype=torch.int64)
+    last = capture(model, augment.normalize(augment.to_float(images))).hidden_states[-1]
+    with torch.no_grad():
+        own = model.norm(last)[:, 0]  # MoCo v3's representation: final norm, then token 0
+    ours = E.extract_features(model, images, batch_size=16, pool="cls_norm", depths=[-1])[0]
+    assert not torch.allclose(own, ours, atol=1e-2)  # the equivalence is not a triviality
+    own_std, ours_std = E.features._standardise(own[:32], own[32:]), E.features._standardise(ours[:32], ours[32:])
+    sign = model.norm.weight.sign()
+    for a, b in zip(own_std, ours_std):
+        torch.testing.assert_close(a, b * sign, atol=1e-4, rtol=1e-4)
+    cfg = EvalConfig(probe_steps=40, probe_lr=1e-2)
+    assert torch.equal(E.probe_predict(own[:32], labels[:32], own[32:], cfg),
+                       E.probe_predict(ours[:32], labels[:32], ours[32:], cfg))
+
+
+def test_linear_probes_share_one_pass_and_match_single_probes(encoder, data):
+    both = E.linear_probes(encoder, *data, CFG, ("mean", "cls_norm"))
+    assert both["mean"] == E.linear_probe(encoder, *data, CFG)
+    assert both["cls_norm"] == E.linear_probe(encoder, *data, CFG, pool="cls_norm")
+    assert both["cls_norm"]["pool"] == "cls_norm" and len(both["cls_norm"]["per_layer"]) == 3
+    feats = E.extract_pooled(encoder, data[0].images[:8], 8, ("mean", "cls_norm"))
+    torch.testing.assert_close(feats["cls_norm"][1], E.extract_features(encoder, data[0].images[:8], 8, "cls_norm")[1])
+    with pytest.raises(ValueError, match="mode must be one of"):
+        E.extract_features(encoder, data[0].images[:8], 8, pool="max")
 
 
 def test_probe_separates_separable_features():

@@ -266,6 +266,33 @@ def test_linear_probe_summary_best_depth_and_drop():
     strict_json(s)
 
 
+def test_f7_draws_the_normed_cls_probe_beside_the_mean_pooled_one():
+    evals = {"moco": {"linear_probe": {"per_layer": [0.1, 0.2, 0.3, 0.4]},
+                      "linear_probe_cls": {"per_layer": [0.1, 0.3, 0.35, 0.5]}},
+             "simmim": {"linear_probe": {"per_layer": [0.2, 0.5, 0.4, 0.3]}},  # an old evaluation: mean only
+             "random": {"linear_probe": {"per_layer": [0.1] * 4}, "linear_probe_cls": {"per_layer": [0.12] * 4}}}
+    mean, cls = arch.linear_probe_summary(evals), arch.linear_probe_summary(evals, key="linear_probe_cls")
+    assert set(cls) == {"moco", "random"} and cls["moco"]["best_depth"] == 3 and cls["moco"]["final"] == 50.0
+    control, control_cls = mean.pop("random"), cls.pop("random")
+    fig = parch.plot_linear_probe_depths(mean, control, chance=12.5, cls_summary=cls, cls_control=control_cls)
+    ax = fig.axes[0]
+    dotted = [ln for ln in ax.get_lines() if len(ln.get_xdata()) and ln.get_linestyle() == ":"]
+    assert n_lines(ax) == 2 + 1 + 1 + 1 + 1  # models, MoCo's CLS, control, control's CLS, chance
+    moco = next(ln for ln in ax.get_lines() if ln.get_label() == "MoCo v3")
+    assert any(ln.get_color() == moco.get_color() and list(ln.get_ydata()) == [10.0, 30.0, 35.0, 50.0]
+               for ln in dotted)
+    assert "dotted: normed CLS token" in [t.get_text() for t in ax.get_legend().get_texts()]
+    record = arch.cls_probe_record(cls, control_cls)
+    assert record["curves_cls"]["moco"]["accuracy"] == [10.0, 30.0, 35.0, 50.0]
+    assert record["claims_pool"] == {"cl": "cls_norm", "mim": "mean"} and record["control_cls"]["final"] == 12.0
+    strict_json(record)
+    table = arch.probe_table(mean, cls)
+    assert list(table.columns) == ["MoCo v3", "MoCo v3 (normed CLS)", "SimMIM"] and table.loc[3, "SimMIM"] == 30.0
+    text = "\n".join(arch.probe_sentences(mean, cls_summary=cls))
+    assert "MoCo v3 on its normed CLS token: best depth 3 of 3 (50.0 %)" in text
+    assert "SimMIM on its normed CLS token" not in text
+
+
 def test_mae_fourier_and_strip_on_a_tiny_mae():
     from clvsmim.objectives import build_objective
 

@@ -8,7 +8,7 @@ of the capture it reads (``attentions``, ``hidden_states``), folds each batch in
 =====================  ===================================================================
 :class:`MetricSums`    per-depth means of every metric (distance, NMI, Fourier, cosine, SVD)
 :class:`FourierSums`   per-depth Fourier Δ log amplitude curves only
-:class:`PooledFeatures` mean-pooled (or CLS) features ``N×C`` of chosen depths (probes)
+:class:`PooledFeatures` mean-pooled (or CLS, or normed CLS) features ``N×C`` of chosen depths (probes)
 :class:`PatchTokens`   patch tokens ``N×h·w×C`` of chosen depths, optionally of chosen images
 :class:`QueryMaps`     attention maps of chosen query patches of one image at one block
 =====================  ===================================================================
@@ -22,7 +22,8 @@ import torch
 
 from clvsmim.models import Captured, Geometry
 from clvsmim.analysis.attention import attention_statistics, query_attention_map
-from clvsmim.analysis.tokens import diagonal_log_amplitude, per_image_spectra, pooled_features, token_cosine_similarity
+from clvsmim.analysis.tokens import (POOL_MODES, diagonal_log_amplitude, per_image_spectra, pooled_features,
+                                     token_cosine_similarity)
 
 #: Precision of the per-image singular-value spectra (the costliest metric): float32 is ~1.6×
 #: faster than float64 on the CPU; normalised values are within ~1e-3.
@@ -219,11 +220,16 @@ class FourierSums(_RunningSums):
 class PooledFeatures(Collector):
     """Pooled features of chosen depths: ``(list of N×C float32 CPU tensors, labels N or None)``.
 
-    ``mode``: ``"mean"`` (mean of the patch tokens) or ``"cls"`` (token 0); ``depths``: which
-    depths (0 = embeddings … L; negative from the end); default all ``L+1``.
+    ``mode``: one of :data:`~clvsmim.analysis.tokens.POOL_MODES` — ``"mean"`` (mean of the patch
+    tokens), ``"cls"`` (token 0) or ``"cls_norm"`` (token 0, LayerNorm without affine; see
+    :func:`~clvsmim.analysis.tokens.pooled_features`); ``depths``: which depths (0 = embeddings
+    … L; negative from the end); default all ``L+1``. Two collectors of different modes share
+    one :func:`~clvsmim.analysis.analyze` pass.
     """
 
     def __init__(self, mode: str = "mean", depths: Sequence[int] | None = None):
+        if mode not in POOL_MODES:
+            raise ValueError(f"PooledFeatures: mode must be one of {POOL_MODES}, found {mode!r}")
         self.mode, self.depths = mode, depths
 
     def start(self, geo: Geometry) -> None:

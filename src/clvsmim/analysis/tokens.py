@@ -270,19 +270,36 @@ def image_cluster_score(z: torch.Tensor, image_ids, num_prefix_tokens: int = 1) 
     return cosine_silhouette(x, ids)
 
 
-def pooled_features(hidden_states, mode: str = "mean", num_prefix_tokens: int = 1):
-    """Pool token features ``B×T×C`` to ``B×C``: mean of the patch tokens (default) or CLS.
+#: The pooling modes of :func:`pooled_features`.
+POOL_MODES = ("mean", "cls", "cls_norm")
+#: ``eps`` of the ``cls_norm`` LayerNorm: timm's ViT final norm (``LayerNorm(eps=1e-6)``).
+CLS_NORM_EPS = 1e-6
 
-    ``hidden_states`` is one tensor or a list of them (one per depth); returns the same
-    structure. ``mode="cls"`` takes token 0 and needs ``num_prefix_tokens ≥ 1``.
+
+def pooled_features(hidden_states, mode: str = "mean", num_prefix_tokens: int = 1):
+    """Pool token features ``B×T×C`` to ``B×C`` with one of :data:`POOL_MODES`.
+
+    ``"mean"``: the mean of the patch tokens (SimMIM's and BEiT's classifier input);
+    ``"cls"``: token 0; ``"cls_norm"``: token 0 through a LayerNorm over the ``C`` channels
+    *without* affine (``eps`` :data:`CLS_NORM_EPS`) — MoCo v3's representation, its final norm
+    applied to the CLS token. No affine is needed: every probe standardises each feature channel
+    over its training set (``_standardise`` in :mod:`clvsmim.evaluation.features` and
+    :mod:`clvsmim.analysis.probe`), which removes any per-channel map ``γ·x + β`` up to the sign
+    of ``γ``, so "LayerNorm without affine + standardisation" equals "the model's own final norm
+    + standardisation" at the last depth (hidden states are block outputs, before that norm); at
+    earlier depths it is the same per-token normalisation. ``"cls"`` and ``"cls_norm"`` need
+    ``num_prefix_tokens ≥ 1``.
+
+    ``hidden_states`` is one tensor or a list of them (one per depth); returns the same structure.
     """
     if isinstance(hidden_states, (list, tuple)):
         return [pooled_features(z, mode, num_prefix_tokens) for z in hidden_states]
     check_tokens(hidden_states, num_prefix_tokens, "pooled_features")
     if mode == "mean":
         return hidden_states[:, num_prefix_tokens:].mean(1)
-    if mode == "cls":
+    if mode in ("cls", "cls_norm"):
         if num_prefix_tokens < 1:
-            raise ValueError("pooled_features: mode='cls' needs a prefix (CLS) token, found num_prefix_tokens=0")
-        return hidden_states[:, 0]
-    raise ValueError(f"pooled_features: mode must be 'mean' or 'cls', found {mode!r}")
+            raise ValueError(f"pooled_features: mode={mode!r} needs a prefix (CLS) token, found num_prefix_tokens=0")
+        cls = hidden_states[:, 0]
+        return cls if mode == "cls" else torch.nn.functional.layer_norm(cls, cls.shape[-1:], eps=CLS_NORM_EPS)
+    raise ValueError(f"pooled_features: mode must be one of {', '.join(map(repr, POOL_MODES))}, found {mode!r}")

@@ -61,6 +61,13 @@ Each claim says which movement it needs (:data:`CONTROL_RULE`):
   learned, not inherited from the initialisation).
 * C8 — the winning hybrid must beat the control on both linear probing and fine-tuning.
 
+Which representation a probe reads (:data:`PROBE_POOL`): in C7 and C9 each model is probed on
+the representation its method was trained for — CL (MoCo v3) on the normed CLS token
+(``linear_probe_cls``), MIM (SimMIM) on mean-pooled patch tokens (``linear_probe``) — and the
+control on the pooling of the model it is compared with; without a normed-CLS probe (old caches,
+the official models of the paper book) the mean-pooled probe is read, and the reason says so.
+C8 probes every λ mean-pooled.
+
 Uncertainty and verdicts
 ------------------------
 Every statistic carries a standard error (:mod:`clvsmim.uncertainty`): a paired bootstrap over
@@ -101,8 +108,8 @@ values behind the standard errors of C1–C5).
 from __future__ import annotations
 
 from clvsmim.cache import cached_json
-from clvsmim.claims.definitions import (C6_MIN_CUE_OVER_CHANCE, CONTROL_RULE, INFO, MARGINS, ROWS, VERDICT_MARKS,
-                                        VERDICTS, Claim, ClaimInfo, missing_claim)
+from clvsmim.claims.definitions import (C6_MIN_CUE_OVER_CHANCE, CONTROL_RULE, INFO, MARGINS, POOL_WORDS, PROBE_KEY,
+                                        PROBE_POOL, ROWS, VERDICT_MARKS, VERDICTS, Claim, ClaimInfo, missing_claim)
 from clvsmim.claims.measure import (CLUSTER_FORMAT, claims_table, measure, model_cache_path, model_names,
                                     token_cluster_scores)
 from clvsmim.claims.per_image import PER_IMAGE_FORMAT, PerImageMetrics, per_image_statistics
@@ -114,7 +121,7 @@ from clvsmim.claims.verdict import Measurements, last_third
 from clvsmim.config import seed_profile
 
 __all__ = [
-    "VERDICTS", "MARGINS", "CONTROL_RULE", "ROWS", "ClaimInfo", "Claim", "with_claim", "ClaimSummary", "ClaimsTable",
+    "VERDICTS", "MARGINS", "CONTROL_RULE", "PROBE_POOL", "PROBE_KEY", "POOL_WORDS", "ROWS", "ClaimInfo", "Claim", "with_claim", "ClaimSummary", "ClaimsTable",
     "Measurements",
     "CLAIMS", "evaluate_claims", "evaluate_claim", "claim_markdown", "aggregate", "last_third", "seed_profile",
     "seeds_for",

@@ -41,6 +41,18 @@ CONTROL_RULE: dict[str, str] = {
     "C7": "both", "C8": "hybrid", "C9": "cl", "C10": "mim", "C11": "mim",
 }
 
+#: The linear probe each role of C7 / C9 reads: the representation its method was trained for.
+#: MoCo v3 (CL) trains and evaluates the normed CLS token (its final LayerNorm on token 0);
+#: SimMIM's (MIM) classifier mean-pools the patch tokens (BEiT ``use_mean_pooling``). The
+#: control is read with the pooling of the role it is compared with; a model whose evaluation
+#: has no probe of that pooling (an old cache, the paper book's official models) is read
+#: mean-pooled, and the claim says so. C8's hybrids (trained with both objectives) keep the mean.
+PROBE_POOL: dict[str, str] = {"cl": "cls_norm", "mim": "mean"}
+#: The evaluation key of each pooling's probe (:func:`clvsmim.evaluation.evaluate_model`).
+PROBE_KEY: dict[str, str] = {"mean": "linear_probe", "cls_norm": "linear_probe_cls"}
+#: How a reason names a pooling.
+POOL_WORDS: dict[str, str] = {"mean": "mean-pooled patch tokens", "cls_norm": "the normed CLS token"}
+
 #: Rows of the CL-vs-MIM table (F10) and the claims backing each, in display order.
 ROWS: dict[str, tuple[str, ...]] = {
     "behaviour": ("C9", "C10", "C11"),

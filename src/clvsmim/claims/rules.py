@@ -7,10 +7,10 @@ import math
 from typing import Any, Callable, Iterable, Sequence
 
 from clvsmim.book.units import claim_value_kind, percent, points
-from clvsmim.claims.definitions import (C6_MIN_CUE_OVER_CHANCE, CONTROL_RULE, MARGINS, Claim, is_finite, make_claim,
-                                        missing_claim)
+from clvsmim.claims.definitions import (C6_MIN_CUE_OVER_CHANCE, CONTROL_RULE, MARGINS, PROBE_POOL, Claim, is_finite,
+                                        make_claim, missing_claim)
 from clvsmim.claims.verdict import (Measurements, dig, fmt_value, image_ses, last_third, mean_or_none,
-                                    ordered_verdict, rate_ses, se_text)
+                                    ordered_verdict, pool_note, probe_of, rate_ses, se_text)
 from clvsmim.data import SHAPES
 from clvsmim.uncertainty import rate_difference_se, three_way, threshold
 
@@ -135,12 +135,27 @@ def _best_depth(acc: Sequence[float]) -> int:
     return max(range(len(acc)), key=lambda d: (acc[d], d))
 
 
+def _probes(m: Measurements, like: dict[str, str]) -> tuple[dict[str, dict | None], dict[str, str], str]:
+    """The probe of each label (``cl``, ``mim`` or a ``control…`` label) read with the pooling of the
+    role in ``like`` (:data:`PROBE_POOL`; a model: itself, the control: the model it is compared
+    with, whose fallback it follows); returns the probes, the poolings read and the reason's note."""
+    probes: dict[str, dict | None] = {}
+    used: dict[str, str] = {}
+    for label, role in like.items():
+        model = "control" if label.startswith("control") else label
+        probes[label], used[label] = probe_of(m, model, used.get(role, PROBE_POOL[role]))
+    return probes, used, pool_note({label: PROBE_POOL[role] for label, role in like.items()}, used)
+
+
 @_register("C7")
 def c7_layers(m: Measurements) -> Claim:
     """CL's best probe is at the last block (within the margin) and MIM's accuracy drops over
-    its last blocks (best earlier depth − last depth > margin); both above the control."""
+    its last blocks (best earlier depth − last depth > margin); both above the control. Each
+    model is read on the representation its method was trained for (:data:`PROBE_POOL`: CL the
+    normed CLS token, MIM mean-pooled), the control on the pooling of the model it is compared with."""
     cid, margin = "C7", MARGINS["C7"]
-    acc = {r: dig(m.evaluations.get(r), "linear_probe", "per_layer") for r in ("cl", "mim", "control")}
+    probes, pool, note = _probes(m, {"cl": "cl", "mim": "mim", "control_vs_cl": "cl", "control_vs_mim": "mim"})
+    acc = {r: dig(p, "per_layer") for r, p in probes.items()}
     if not acc["cl"] or not acc["mim"] or not all(is_finite(*acc[r]) for r in ("cl", "mim")):
         return missing_claim(cid, "per-layer linear probes of CL and MIM")
     if len(acc["cl"]) != len(acc["mim"]) or len(acc["cl"]) < 2:
@@ -156,17 +171,19 @@ def c7_layers(m: Measurements) -> Claim:
     se_gap = rate_difference_se([max(cl_acc), cl_acc[L]], n) if n else None
     cl_last_best = cl_acc[L] >= max(cl_acc) - threshold(margin, se_gap)
     mim_drops = drop > threshold(margin, se_drop)
-    ctrl = acc["control"]
+    ctrl, ctrl_mim = acc["control_vs_cl"], acc["control_vs_mim"]  # the control in CL's / MIM's pooling
     details = {"L": L, "cl_per_layer": cl_acc, "mim_per_layer": mim_acc, "control_per_layer": ctrl,
-               "mim_drop": drop, "cl_last_gap": max(cl_acc) - cl_acc[L], "margin": margin,
-               "se_drop": se_drop, "se_gap": se_gap}
-    best_ctrl = _best_depth(ctrl) if ctrl and is_finite(*ctrl) else None
-    if best_ctrl is None or len(ctrl) != len(cl_acc):
-        return make_claim(cid, best_cl, best_mim, None, drop, "inconclusive", "no control probe", se=se_drop, **details)
+               "control_mim_per_layer": ctrl_mim, "mim_drop": drop, "cl_last_gap": max(cl_acc) - cl_acc[L],
+               "margin": margin, "se_drop": se_drop, "se_gap": se_gap, "pool": pool}
+    curves = [c for c in (ctrl, ctrl_mim) if c and is_finite(*c) and len(c) == len(cl_acc)]
+    if len(curves) < 2:
+        return make_claim(cid, best_cl, best_mim, None, drop, "inconclusive", f"no control probe; {note}",
+                          se=se_drop, **details)
+    best_ctrl = _best_depth(ctrl)
     se_cl_ctrl = rate_difference_se([cl_acc[L], ctrl[L]], n) if n else None
-    se_mim_ctrl = rate_difference_se([mim_acc[best_mim_early], ctrl[best_mim_early]], n) if n else None
+    se_mim_ctrl = rate_difference_se([mim_acc[best_mim_early], ctrl_mim[best_mim_early]], n) if n else None
     cl_moved = cl_acc[L] - ctrl[L] > threshold(margin, se_cl_ctrl)
-    mim_moved = mim_acc[best_mim_early] - ctrl[best_mim_early] > threshold(margin, se_mim_ctrl)
+    mim_moved = mim_acc[best_mim_early] - ctrl_mim[best_mim_early] > threshold(margin, se_mim_ctrl)
     details.update(cl_moved=cl_moved, mim_moved=mim_moved)
     problems = []
     if not cl_last_best:
@@ -188,7 +205,7 @@ def c7_layers(m: Measurements) -> Claim:
         f"({noise})")
     if opposite:
         reason = "the opposite picture beyond noise: " + reason
-    return make_claim(cid, best_cl, best_mim, best_ctrl, drop, verdict, reason, se=se_drop, **details)
+    return make_claim(cid, best_cl, best_mim, best_ctrl, drop, verdict, f"{reason}; {note}", se=se_drop, **details)
 
 
 def _acc_pair(result: dict | None) -> tuple[float | None, float | None]:
@@ -199,7 +216,9 @@ def _acc_pair(result: dict | None) -> tuple[float | None, float | None]:
 def c8_hybrid(m: Measurements) -> Claim:
     """Some 0<λ<1 is at least as good as both endpoints on linear probing AND fine-tuning, and
     beats the control on both. ``cl`` / ``mim`` / ``control``: mean of (linear probe,
-    fine-tune) of λ = 1, λ = 0 and the control; ``value``: the best hybrid's worse margin."""
+    fine-tune) of λ = 1, λ = 0 and the control; ``value``: the best hybrid's worse margin.
+    Every λ (the endpoints and the control too) is probed mean-pooled: a hybrid is trained with
+    both objectives, so no one representation is its own (:data:`PROBE_POOL` is for C7 / C9)."""
     cid, margin = "C8", MARGINS["C8"]
     sweep = {float(k): v for k, v in m.sweep.items()}
     ends = {lam: _acc_pair(sweep.get(lam)) for lam in (0.0, 1.0)}
@@ -253,9 +272,13 @@ def c8_hybrid(m: Measurements) -> Claim:
 
 @_register("C9")
 def c9_linear_probe(m: Measurements) -> Claim:
-    """Final-depth linear-probe accuracy: CL > MIM; CL must beat the control's probe."""
-    vals = [dig(m.evaluations.get(r), "linear_probe", "final") for r in ("cl", "mim", "control")]
-    return ordered_verdict("C9", *vals, +1, MARGINS["C9"], CONTROL_RULE["C9"], rate_ses(m, *vals))
+    """Final-depth linear-probe accuracy: CL > MIM; CL must beat the control's probe. CL is read
+    on the normed CLS token, MIM mean-pooled (:data:`PROBE_POOL`), the control as CL (the rule
+    compares the control with CL)."""
+    probes, pool, note = _probes(m, {"cl": "cl", "mim": "mim", "control": "cl"})
+    vals = [dig(probes[r], "final") for r in ("cl", "mim", "control")]
+    claim = ordered_verdict("C9", *vals, +1, MARGINS["C9"], CONTROL_RULE["C9"], rate_ses(m, *vals), pool=pool)
+    return dataclasses.replace(claim, reason=f"{claim.reason}; {note}")
 
 
 @_register("C10")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from clvsmim.book.units import claim_value_kind, percent, points
-from clvsmim.claims.definitions import Claim, is_finite, make_claim, missing_claim
+from clvsmim.claims.definitions import POOL_WORDS, PROBE_KEY, Claim, is_finite, make_claim, missing_claim
 from clvsmim.uncertainty import paired_bootstrap_se, per_image_values, rate_difference_se, three_way, threshold
 
 # --------------------------------------------------------------------------- inputs
@@ -142,3 +142,36 @@ def rate_ses(m: Measurements, cl, mim, control) -> dict[str, float]:
     n = [m.num_eval] * 2
     return {"value": rate_difference_se([cl, mim], n), "cl_control": rate_difference_se([cl, control], n),
             "mim_control": rate_difference_se([control, mim], n)}
+
+
+# --------------------------------------------------------------------------- probes by pooling
+
+def probe_of(m: Measurements, role: str, pool: str) -> tuple[dict | None, str]:
+    """``role``'s linear probe with ``pool`` (:data:`~clvsmim.claims.definitions.PROBE_KEY`) and the
+    pooling actually read: the mean-pooled probe when the evaluation has none with ``pool``."""
+    ev = m.evaluations.get(role)
+    probe = dig(ev, PROBE_KEY[pool])
+    if isinstance(probe, dict) and probe.get("per_layer"):
+        return probe, pool
+    return dig(ev, PROBE_KEY["mean"]), "mean"
+
+
+_PROBE_LABELS = {"cl": "CL", "mim": "MIM", "control": "the control", "control_vs_cl": "the control vs CL",
+                 "control_vs_mim": "the control vs MIM"}
+
+
+def pool_note(wanted: dict[str, str], used: dict[str, str]) -> str:
+    """The clause a probe claim's reason ends with: which representation each model was read on
+    (``used``: role -> pooling, roles ``cl``, ``mim``, ``control``, ``control_vs_cl``,
+    ``control_vs_mim``), and each fallback from ``wanted``."""
+    by_pool: dict[str, list[str]] = {}
+    for role, pool in used.items():
+        by_pool.setdefault(pool, []).append(_PROBE_LABELS[role])
+    if len(by_pool) == 1:
+        text = f"probes: every model on {POOL_WORDS[next(iter(by_pool))]}"
+    else:
+        text = "probes: " + "; ".join(f"{', '.join(labels)} on {POOL_WORDS[pool]}" for pool, labels in by_pool.items())
+    missing = [_PROBE_LABELS[role] for role, pool in wanted.items() if used.get(role) != pool]
+    if missing:
+        text += f" (no normed-CLS probe measured for {', '.join(missing)}: mean-pooled read instead)"
+    return text

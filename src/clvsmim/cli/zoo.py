@@ -123,5 +123,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
                           missing="skip" if args.skip_missing else "raise", progress=not args.no_progress)
     for key, res in results.items():
         lp, ft = res.get("linear_probe") or {}, res.get("finetune")
-        print(f"{res['model']['name']:<16} linear {lp.get('final')}  finetune {ft}  ({key})")
+        cls = (res.get("linear_probe_cls") or {}).get("final")
+        print(f"{res['model']['name']:<16} linear {lp.get('final')} (normed CLS {cls})  finetune {ft}  ({key})")
     return 0

@@ -8,8 +8,9 @@ models, never of their evaluation. Everything is deterministic for a given encod
 Features
     ``extract_features`` runs one :func:`clvsmim.analysis.analyze` pass (one capture per batch,
     hidden states only) and pools every depth: **mean-pooled patch tokens by default** (as SimMIM's
-    authors probe; the CLS token with ``pool="cls"``). Hidden states are the raw block
-    outputs (depth 0 = embeddings, depth ``L`` = last block, before the final norm).
+    authors probe; the CLS token with ``pool="cls"``, the normed CLS token — MoCo v3's
+    representation — with ``pool="cls_norm"``). Hidden states are the raw block outputs
+    (depth 0 = embeddings, depth ``L`` = last block, before the final norm).
 
 Linear probes (``linear_probe``, ``dense_probe``, ``shape_texture_bias``, ``noise_robustness``)
     the recipe of :func:`clvsmim.analysis.linear_probe_per_layer`: features standardised with
@@ -34,7 +35,8 @@ from clvsmim.cache import json_safe
 from clvsmim.config import Profile, to_dict
 from clvsmim.data import open_dataset
 from clvsmim.evaluation.dense import DENSE_MAX_TRAIN_IMAGES, dense_probe, dense_probe_from_tokens, segmentation_scores
-from clvsmim.evaluation.features import device_of, extract_features, extract_tokens, linear_probe, probe_predict
+from clvsmim.evaluation.features import (device_of, extract_features, extract_pooled, extract_tokens, linear_probe,
+                                         linear_probes, probe_predict)
 from clvsmim.evaluation.finetune import FINETUNE_CROP_SCALE, finetune
 from clvsmim.evaluation.robustness import (NOISE_CUTOFF, NOISE_STRENGTH, SHAPE_TEXTURE_SIZES, band_limited_noise,
                                            noise_robustness, shape_bias_from_predictions, shape_bias_standard_error,
@@ -43,7 +45,7 @@ from clvsmim.models import geometry
 from clvsmim.precision import native_bf16
 
 __all__ = [
-    "extract_features", "extract_tokens", "probe_predict", "linear_probe", "finetune",
+    "extract_features", "extract_pooled", "extract_tokens", "probe_predict", "linear_probe", "linear_probes", "finetune",
     "dense_probe", "dense_probe_from_tokens", "segmentation_scores", "shape_texture_bias",
     "shape_bias_from_predictions", "band_limited_noise", "noise_robustness", "evaluate_model",
     "finetune_precision", "FINETUNE_CROP_SCALE", "DENSE_MAX_TRAIN_IMAGES",
@@ -66,7 +68,10 @@ def evaluate_model(encoder: nn.Module, profile: Profile, *,
                    finetune_model: bool = True, seed: int = 0, progress: bool = False) -> dict[str, Any]:
     """Every evaluation of this module on the profile's data, as a strict-JSON dict.
 
-    Keys: ``linear_probe`` (per depth, mean-pooled patch tokens), ``finetune`` (accuracy, or
+    Keys: ``linear_probe`` (per depth, mean-pooled patch tokens), ``linear_probe_cls`` (the same
+    recipe on the normed CLS token, ``pool="cls_norm"``; both from one feature pass per split; None
+    without a CLS token),
+    ``pool`` (the pooling of ``linear_probe`` and of the robustness probes), ``finetune`` (accuracy, or
     None with ``finetune_model=False``), ``dense_probe`` (None on image folders: no masks),
     ``shape_texture`` (always on the synthetic data, at the encoder's resolution), ``noise``,
     ``eval_config``, ``timing_s``, ``precision``. Fine-tuning uses ``profile.train.precision``
@@ -89,7 +94,9 @@ def evaluate_model(encoder: nn.Module, profile: Profile, *,
         timing[name] = round(time.perf_counter() - t0, 3)
         return result
 
-    out["linear_probe"] = timed("linear_probe", linear_probe, encoder, train_set, eval_set, cfg, seed=seed)
+    pools = ("mean", "cls_norm") if geo.num_prefix_tokens else ("mean",)  # no CLS token: no CLS probe
+    probes = timed("linear_probe", linear_probes, encoder, train_set, eval_set, cfg, pools, seed=seed)
+    out["linear_probe"], out["linear_probe_cls"] = probes["mean"], probes.get("cls_norm")
     precision = finetune_precision(profile.train.precision, device_of(encoder))
     out["precision"] = precision
     out["finetune"] = (timed("finetune", finetune, encoder, train_set, eval_set, cfg, seed=seed,

@@ -76,6 +76,28 @@ def _normalised_batches(images_uint8, batch_size: int, device: torch.device, tra
         yield augment.normalize(x)
 
 
+def extract_pooled(encoder: nn.Module, images_uint8, batch_size: int, pools: Sequence[str] = ("mean",),
+                   depths: Sequence[int] | None = None, transform=None) -> dict[str, list[torch.Tensor]]:
+    """Pooled features of each depth for several poolings from ONE pass: ``{pool: [N×C float32
+    CPU tensor per depth]}``.
+
+    One :func:`clvsmim.analysis.analyze` pass (hidden states only) with one
+    :class:`~clvsmim.analysis.PooledFeatures` collector per pooling in ``pools``
+    (:data:`~clvsmim.analysis.tokens.POOL_MODES`). Arguments as :func:`extract_features`.
+    """
+    pools = list(dict.fromkeys(pools))
+    if not pools:
+        raise ValueError("extract_pooled: no pooling given")
+    device = device_of(encoder)
+    batches = _normalised_batches(images_uint8, batch_size, device, transform)
+    try:
+        collectors = {p: PooledFeatures(p, depths) for p in pools}
+        found = analyze(encoder, batches, collectors, device=device)
+    except ValueError as exc:
+        raise ValueError(f"extract_features: {exc}") from exc
+    return {p: found[p][0] for p in pools}
+
+
 def extract_features(encoder: nn.Module, images_uint8, batch_size: int, pool: str = "mean",
                      depths: Sequence[int] | None = None, transform=None) -> list[torch.Tensor]:
     """Pooled features of each depth: a list of float32 CPU tensors ``N×C``.
@@ -83,17 +105,13 @@ def extract_features(encoder: nn.Module, images_uint8, batch_size: int, pool: st
     images_uint8: ``N×3×H×W`` uint8 (or float in [0, 1]), or a dataset read with
     :func:`clvsmim.data.get_batch`. One :func:`clvsmim.analysis.analyze` pass (hidden states
     only) with a :class:`~clvsmim.analysis.PooledFeatures` collector; each depth is pooled with
-    ``pool``: ``"mean"`` (default) = the mean of the patch tokens, ``"cls"`` = the CLS token.
+    ``pool``: ``"mean"`` (default) = the mean of the patch tokens, ``"cls"`` = the CLS token,
+    ``"cls_norm"`` = the CLS token through a LayerNorm without affine (MoCo v3's representation).
     ``depths``: which depths to return (0 = embeddings … L = last block; negative counts from
     the end); default all ``L+1``. ``transform(images01, indices)`` may perturb each batch
     (float in [0, 1]) before the ImageNet normalisation.
     """
-    device = device_of(encoder)
-    batches = _normalised_batches(images_uint8, batch_size, device, transform)
-    try:
-        return analyze(encoder, batches, {"f": PooledFeatures(pool, depths)}, device=device)["f"][0]
-    except ValueError as exc:
-        raise ValueError(f"extract_features: {exc}") from exc
+    return extract_pooled(encoder, images_uint8, batch_size, (pool,), depths, transform)[pool]
 
 
 def extract_tokens(encoder: nn.Module, images_uint8, batch_size: int, depth: int = -1) -> torch.Tensor:
@@ -137,6 +155,22 @@ def accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
 
 # --------------------------------------------------------------------------- linear probe
 
+def linear_probes(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig,
+                  pools: Sequence[str] = ("mean", "cls_norm"), seed: int = 0) -> dict[str, dict[str, Any]]:
+    """:func:`linear_probe` of every pooling in ``pools``, ``{pool: result}``, from one feature
+    pass per split (:func:`extract_pooled`)."""
+    f_train = extract_pooled(encoder, train_set, cfg.batch_size, pools)
+    f_eval = extract_pooled(encoder, eval_set, cfg.batch_size, pools)
+    y_train, y_eval = labels_of(train_set), labels_of(eval_set)
+    out = {}
+    for pool in f_train:
+        per_layer = linear_probe_per_layer(f_train[pool], y_train, f_eval[pool], y_eval,
+                                           steps=cfg.probe_steps, lr=cfg.probe_lr, seed=seed)
+        best = max(range(len(per_layer)), key=lambda d: (per_layer[d], d))
+        out[pool] = {"per_layer": per_layer, "final": per_layer[-1], "best_depth": int(best), "pool": pool}
+    return out
+
+
 def linear_probe(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, pool: str = "mean",
                  seed: int = 0) -> dict[str, Any]:
     """Linear-probe accuracy of every depth (class = the dataset's label: the shape when synthetic).
@@ -144,9 +178,4 @@ def linear_probe(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, pool:
     Returns ``{"per_layer": [acc at depth 0..L], "final": acc at depth L, "best_depth": int,
     "pool": pool}``; accuracies in [0, 1], the budget of :func:`clvsmim.analysis.linear_probe_per_layer`.
     """
-    f_train = extract_features(encoder, train_set, cfg.batch_size, pool)
-    f_eval = extract_features(encoder, eval_set, cfg.batch_size, pool)
-    per_layer = linear_probe_per_layer(f_train, labels_of(train_set), f_eval, labels_of(eval_set),
-                                       steps=cfg.probe_steps, lr=cfg.probe_lr, seed=seed)
-    best = max(range(len(per_layer)), key=lambda d: (per_layer[d], d))
-    return {"per_layer": per_layer, "final": per_layer[-1], "best_depth": int(best), "pool": pool}
+    return linear_probes(encoder, train_set, eval_set, cfg, (pool,), seed)[pool]

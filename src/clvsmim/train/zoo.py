@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 #: Part of every evaluation file name: bump when :mod:`clvsmim.evaluation` changes its recipe.
-EVAL_FORMAT = 1
+EVAL_FORMAT = 2  # 2: adds linear_probe_cls (normed CLS token)
 
 
 # --------------------------------------------------------------------------- build

@@ -28,6 +28,7 @@ import torch
 from clvsmim.analysis import FourierSums, analyze
 from clvsmim.analysis.collectors import Batch
 from clvsmim.book.chapters.common import compare_sentence, fmt_number
+from clvsmim.claims import PROBE_POOL
 from clvsmim.data import open_dataset
 from clvsmim.data.augment import normalize
 from clvsmim.methods import display_name
@@ -37,21 +38,23 @@ from clvsmim.train import zoo
 from clvsmim.train.checkpoint import load_objective_state
 from clvsmim.weights import load_mae_objective
 
-__all__ = ["linear_probe_summary", "mae_objective", "mae_fourier", "reconstruction_strip", "fourier_summary",
+__all__ = ["linear_probe_summary", "cls_probe_record", "probe_table", "mae_objective", "mae_fourier", "reconstruction_strip", "fourier_summary",
            "chance_level", "probe_sentences", "fourier_sentences"]
 
 
 # --------------------------------------------------------------------------- F7
 
-def linear_probe_summary(evals: Mapping[str, Mapping[str, Any]], late: int | None = None) -> dict[str, dict[str, Any]]:
+def linear_probe_summary(evals: Mapping[str, Mapping[str, Any]], late: int | None = None,
+                         key: str = "linear_probe") -> dict[str, dict[str, Any]]:
     """Per model (short name -> :func:`clvsmim.train.zoo.evaluations` result): ``depth`` (0..L),
     ``accuracy`` (% per depth), ``best_depth`` (the deepest among equal bests), ``best``,
     ``final``, ``drop`` = best − final (percentage points the last blocks lose) and
     ``best_in_late_blocks``: whether the best depth is one of the last ``late`` blocks
-    (default ``max(1, L // 3)``)."""
+    (default ``max(1, L // 3)``). ``key``: which probe — ``"linear_probe"`` (mean-pooled) or
+    ``"linear_probe_cls"`` (the normed CLS token; models without one are left out)."""
     out = {}
     for name, res in evals.items():
-        per = (res.get("linear_probe") or {}).get("per_layer")
+        per = (res.get(key) or {}).get("per_layer")
         if not per:
             continue
         acc = [100.0 * float(v) for v in per]
@@ -62,6 +65,28 @@ def linear_probe_summary(evals: Mapping[str, Mapping[str, Any]], late: int | Non
                      "final": acc[-1], "drop": acc[best] - acc[-1], "late_blocks": k,
                      "best_in_late_blocks": best > depth - k}
     return out
+
+
+def cls_probe_record(cls_summary: Mapping[str, Mapping[str, Any]],
+                     cls_control: Mapping[str, Any] | None) -> dict[str, Any]:
+    """F7's JSON keys for the normed-CLS probes, beside the mean-pooled ``curves`` / ``control``:
+    ``curves_cls``, ``control_cls``, ``pool_cls`` and ``claims_pool`` (the pooling each role of
+    C7 / C9 reads, :data:`clvsmim.claims.PROBE_POOL`)."""
+    return {"curves_cls": dict(cls_summary), "control_cls": cls_control, "pool_cls": "cls_norm",
+            "claims_pool": dict(PROBE_POOL)}
+
+
+def probe_table(summary: Mapping[str, Mapping[str, Any]], cls_summary: Mapping[str, Mapping[str, Any]] | None = None):
+    """F7 as a DataFrame: accuracy (%) per depth (rows), one column per model (display name),
+    and ``<model> (normed CLS)`` beside it where ``cls_summary`` has the model."""
+    import pandas as pd  # lazy: a DataFrame view, only the chapter shows it
+    columns: dict[str, list[float]] = {}
+    for name, s in summary.items():
+        columns[display_name(name)] = s["accuracy"]
+        if cls_summary and name in cls_summary:
+            columns[f"{display_name(name)} (normed CLS)"] = cls_summary[name]["accuracy"]
+    depth = next(iter(summary.values()))["depth"] if summary else []
+    return pd.DataFrame(columns, index=pd.Index(depth, name="depth"))
 
 
 # --------------------------------------------------------------------------- F8
@@ -155,16 +180,21 @@ def chance_level(profile) -> float | None:
 
 
 def probe_sentences(summary: Mapping[str, Mapping[str, Any]], cl: str = "moco", mim: str = "simmim",
-                    mae: str = "mae") -> list[str]:
-    """F7: per model its best depth and the drop over the last blocks, then the paper's two
-    findings checked: CL's best depth is deeper than SimMIM's, and SimMIM loses more over its
-    last blocks than CL (and than MAE, whose decoder takes over the reconstruction)."""
+                    mae: str = "mae", cls_summary: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
+    """F7: per model its best depth and the drop over the last blocks (mean-pooled; on the
+    normed CLS token too where ``cls_summary`` has the model), then the paper's two findings
+    checked on the mean-pooled probes: CL's best depth is deeper than SimMIM's, and SimMIM loses
+    more over its last blocks than CL (and than MAE, whose decoder takes over the reconstruction)."""
+
+    def line(name: str, s: Mapping[str, Any], on: str) -> str:
+        return (f"{display_name(name)}{on}: best depth {s['best_depth']} of {s['depth'][-1]} "
+                f"({s['best']:.1f} %), last block {s['final']:.1f} % ({s['drop']:.1f} points below its best).")
 
     out = []
     for name, s in summary.items():
-        out.append(f"{display_name(name)}: best depth {s['best_depth']} of {s['depth'][-1]} "
-                   f"({s['best']:.1f} %), last block {s['final']:.1f} % "
-                   f"({s['drop']:.1f} points below its best).")
+        out.append(line(name, s, ""))
+        if cls_summary and name in cls_summary:
+            out.append(line(name, cls_summary[name], " on its normed CLS token"))
     if cl in summary and mim in summary:
         out.append(compare_sentence("best probing depth", display_name(cl), summary[cl]["best_depth"],
                                     display_name(mim), summary[mim]["best_depth"], ">", "", 0))

@@ -14,19 +14,34 @@ from clvsmim.book.plots.behaviour import CONTROL_STYLE, _label
 __all__ = ["plot_linear_probe_depths", "plot_mae_fourier"]
 
 
+#: How F7 draws a normed-CLS probe: dotted, hollow markers, in the model's colour.
+CLS_STYLE = {"linestyle": ":", "markerfacecolor": "none", "linewidth": 1.3}
+
+
 def plot_linear_probe_depths(summary: Mapping[str, Mapping[str, Any]], control: Mapping[str, Any] | None = None,
-                             control_name: str = "random", chance: float | None = None):
+                             control_name: str = "random", chance: float | None = None,
+                             cls_summary: Mapping[str, Mapping[str, Any]] | None = None,
+                             cls_control: Mapping[str, Any] | None = None):
     """F7: linear-probe accuracy (%) of every depth 0..L per model (data of
     :func:`clvsmim.book.chapters.architecture.linear_probe_summary`), the best depth of each model
-    marked with a larger open marker; the untrained control grey dashed; chance level dotted."""
+    marked with a larger open marker; the untrained control grey dashed; chance level dotted.
+    ``cls_summary`` / ``cls_control`` (same structure): the probes of the normed CLS token, drawn
+    dotted in each model's colour beside its mean-pooled curve."""
     fig, ax = plt.subplots(figsize=(5.4, 3.8))
     for name, s in summary.items():
         kw = plot_kwargs(name, label=_label(name))
         ax.plot(s["depth"], s["accuracy"], **kw)
         ax.scatter([s["best_depth"]], [s["best"]], s=130, facecolors="none", edgecolors=kw["color"], lw=1.5,
                    zorder=4)
+        if cls_summary and name in cls_summary:
+            c = cls_summary[name]
+            ax.plot(c["depth"], c["accuracy"], **{**kw, "label": None, **CLS_STYLE})
     if control is not None:
         ax.plot(control["depth"], control["accuracy"], label=f"{_label(control_name)} (control)", **CONTROL_STYLE)
+    if cls_control is not None:
+        ax.plot(cls_control["depth"], cls_control["accuracy"], **{**CONTROL_STYLE, **CLS_STYLE})
+    if cls_summary or cls_control is not None:
+        ax.plot([], [], color="#555555", label="dotted: normed CLS token", **CLS_STYLE)
     if chance is not None:
         ax.axhline(chance, color="#bbbbbb", ls=":", lw=1, label="chance")
     set_depth_ticks(ax, (d for s in summary.values() for d in s["depth"]))
