@@ -77,6 +77,17 @@ def test_specs_cover_objectives_lams_and_sizes(profile):
         zoo.resolve(profile, "mae-Ti")
 
 
+def test_status_lookups_leave_no_folder(profile, tmp_path):
+    """Listing, resolving and checking a zoo that is not built create nothing in the cache (a
+    book on the official checkpoints asks whether the gpu zoo exists; it must not appear)."""
+    rows = zoo.list_models(profile)
+    assert {r["status"] for r in rows} == {"missing"}
+    assert not zoo.is_built(profile, zoo.resolve(profile, "moco")) and zoo.model_dir(profile, "moco").name.startswith("moco-")
+    with pytest.raises(FileNotFoundError, match="not built"):
+        zoo.load(profile, "moco")
+    assert not (tmp_path / "cache" / "zoo").exists()
+
+
 def test_keys_follow_the_configuration(profile):
     before = {s.name: s.key for s in zoo.zoo_specs(profile)}
     longer = dataclasses.replace(profile, train=dataclasses.replace(profile.train, steps=4))

@@ -78,6 +78,7 @@ def _build_one(spec: ModelSpec, profile: Profile, progress: bool = False) -> dic
     done = out / DONE_NAME
     if done.is_file() and (out / CHECKPOINT_NAME).is_file():
         return {**json.loads(done.read_text()), "trained": False}
+    out.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):  # seeding for the run leaves the caller's RNG alone
         summary = _train(spec, profile, out, progress) if spec.trains else _save_random(spec, out)
     record = {**spec.meta(), **{k: v for k, v in summary.items() if k not in ("out_dir", "checkpoint", "log")},

@@ -18,7 +18,7 @@ Keys
 ``<objective>[-<λ>]-<size>-<hash>``, the hash covering everything the run depends on (the
 objective's own config section, the backbone, the training budget, the data, the seed and
 :data:`ZOO_FORMAT`): a changed configuration trains a new model, an unchanged one never
-trains again. A model lives in ``cache_dir("zoo", profile.name, key)`` (:func:`spec_dir`) with
+trains again. A model lives in ``<cache>/zoo/<profile>/<key>`` (:func:`spec_dir`) with
 the trainer's ``checkpoint.pt`` / ``log.csv`` / ``meta.json``; ``done.json`` is written last, so
 a folder with a checkpoint but no ``done.json`` is an interrupted run (:func:`folder_status`).
 """
@@ -31,7 +31,7 @@ from typing import Any, Iterable
 
 from clvsmim.config import DataConfig, ModelConfig, Profile, TrainConfig, config_key, to_dict, train_config_for
 from clvsmim.families import family_model_config
-from clvsmim.paths import cache_dir
+from clvsmim.paths import cache_path
 
 #: Part of every key: bump when a change of the code (not the config) must retrain the zoo.
 ZOO_FORMAT = 1
@@ -188,8 +188,9 @@ def resolve(profile: Profile, key_or_name: str | None = None, *, objective: str 
 
 
 def spec_dir(profile: Profile, spec: ModelSpec) -> Path:
-    """The cache folder of ``spec``: ``cache_dir("zoo", profile.name, spec.key)``."""
-    return cache_dir("zoo", profile.name, spec.key)
+    """The cache folder of ``spec``: ``<cache>/zoo/<profile>/<key>``, not created here (a status
+    lookup leaves no empty folder; whoever writes into it creates it)."""
+    return cache_path("zoo", profile.name, spec.key)
 
 
 def model_dir(profile: Profile, key_or_name: str | None = None, *, objective: str | None = None,

@@ -66,6 +66,8 @@ def _train_stack(group: list[tuple[Profile, ModelSpec]], progress: bool, cuda_gr
             torch.manual_seed(spec.seed)  # the initial weights of zoo.build's run of this model
             objectives.append(build_objective(spec.objective, seeded, model_cfg=spec.model_cfg, lam=spec.lam))
     dirs = [model_dir(seeded, spec.key) for seeded, spec in group]
+    for folder in dirs:
+        folder.mkdir(parents=True, exist_ok=True)
     extra = [{"zoo_key": spec.key, "zoo_name": spec.name, "profile": seeded.name, "size": spec.size,
               "lam": spec.lam} for seeded, spec in group]
     summaries = train_stacked(objectives, open_dataset(group[0][1].data_cfg, "train"),
