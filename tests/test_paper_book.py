@@ -82,10 +82,8 @@ def test_a_checkpoint_in_the_wrong_layout_fails_the_chapter_with_the_compact_err
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("CLVSMIM_PAPER_BOOK"),
-                    reason="the whole paper book on ViT-B/16 stand-ins: ~2 GB of checkpoints and tens of minutes on "
-                           "a 2-core CPU; run with CLVSMIM_PAPER_BOOK=1")
 def test_paper_book_runs_on_official_standins_and_photos(isolated):
+    """The whole paper book on CPU (in CI: ~2 GB of ViT-B/16 stand-ins, minutes on two cores)."""
     photos = photo_folder(isolated / "photos", per_class=8)
     write_official_standins()
     out = isolated / "out"
