@@ -13,6 +13,7 @@ Two sources, one code path:
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from clvsmim.methods import CONTROL, OFFICIAL_NAMES, ModelRef, display_name  # n
 from clvsmim.paths import cache_dir
 from clvsmim.train import zoo
 from clvsmim.weights import load_pretrained
+from clvsmim.weights.download import cached_path
+from clvsmim.weights.errors import DownloadError
 from clvsmim.weights.control import random_control
 
 #: Bump when the analysis recipe changes so cached analyses are recomputed.
@@ -76,18 +79,51 @@ def normalised_batches(images: torch.Tensor, batch_size: int, device: torch.devi
         yield normalize(images[start:start + batch_size].to(device))
 
 
+#: The official ViT-B/16 backbones (and seeded controls) already read in this process, on the
+#: CPU: a chapter asks for the same model several times (analysis, probe, shape bias, t-SNE …),
+#: and reading, verifying and converting a checkpoint costs 6–14 s where a copy costs < 1 s.
+#: Keyed by the checkpoint file's path, size and modification time: a replaced file is read again.
+_OFFICIAL_READ: dict[tuple, nn.Module] = {}
+
+
+def _read_key(ref: ModelRef) -> tuple | None:
+    """What identifies the model ``ref`` reads: the control's seed, or the local checkpoint file
+    (None while it is not downloaded, or for a model timm's hub keeps: read, not remembered)."""
+    if ref.base == CONTROL:
+        return (CONTROL, ref.profile.train.seed)
+    try:
+        path = cached_path(OFFICIAL_NAMES[ref.base])
+    except DownloadError:
+        return None
+    stat = path.stat() if path.is_file() else None
+    return (ref.base, str(path), stat.st_size, stat.st_mtime_ns) if stat else None
+
+
+def _official_backbone(ref: ModelRef) -> nn.Module:
+    """A private copy of the official model (or seeded control) ``ref``, read once per process."""
+    if ref.base != CONTROL and ref.base not in OFFICIAL_NAMES:
+        raise ValueError(f"no official checkpoint for {ref.name!r}; available: {sorted(OFFICIAL_NAMES)}")
+    key = _read_key(ref)
+    if key in _OFFICIAL_READ:
+        return copy.deepcopy(_OFFICIAL_READ[key])
+    model = (random_control(ref.profile.train.seed) if ref.base == CONTROL  # untrained, from the seed
+             else load_pretrained(OFFICIAL_NAMES[ref.base], allow_pickle=ref.base == "simmim"))
+    key = key or _read_key(ref)  # a first download: the file exists now
+    if key is not None:
+        _OFFICIAL_READ[key] = copy.deepcopy(model)
+    return model
+
+
 def backbone(ref: ModelRef, device: str | torch.device = "cpu") -> nn.Module:
     """The encoder ``ref`` points at (``moco``, ``simmim-Ti``, ``hybrid-0.4``, ``random`` …), in eval mode.
 
     ``source="official"``: the official checkpoint of ``ref.name``; ``random`` is then the
-    untrained ViT-B/16 built from ``profile.train.seed`` (:func:`clvsmim.weights.control.random_control`)."""
+    untrained ViT-B/16 built from ``profile.train.seed`` (:func:`clvsmim.weights.control.random_control`).
+    Each call returns a model of its own (callers may fine-tune it); an official checkpoint is
+    read once per process (:func:`_official_backbone`)."""
     if ref.source == "zoo":
         return zoo.load(ref.profile, ref.name).to(device).eval()
-    if ref.base == CONTROL:  # the control: untrained, built from the seed (never downloaded)
-        return random_control(ref.profile.train.seed).to(device).eval()
-    if ref.base not in OFFICIAL_NAMES:
-        raise ValueError(f"no official checkpoint for {ref.name!r}; available: {sorted(OFFICIAL_NAMES)}")
-    return load_pretrained(OFFICIAL_NAMES[ref.base], allow_pickle=ref.base == "simmim").to(device).eval()
+    return _official_backbone(ref).to(device).eval()
 
 
 def _analysis_path(ref: ModelRef, n: int) -> Path:
