@@ -205,6 +205,13 @@ def test_non_finite_loss_names_the_model(tmp_path):
     assert not (tmp_path / "a" / "checkpoint.pt").exists()
 
 
+def test_lr_scales_are_refused_by_the_stacked_trainer(tmp_path):
+    cfg = dataclasses.replace(CFG, lr_scales={"relative_position_bias_table": 10})
+    with pytest.raises(ValueError, match="per-model trainer"):
+        train_stacked([fresh("simmim", s) for s in SEEDS], DATA, [dataclasses.replace(cfg, seed=s) for s in SEEDS],
+                      [tmp_path / "a", tmp_path / "b"], progress=False, batch_fn=batch_fn, device="cpu")
+
+
 def test_check_stackable_names_the_difference():
     cfgs = [dataclasses.replace(CFG, seed=s) for s in SEEDS]
     with pytest.raises(ValueError, match="is a MoCo"):

@@ -145,6 +145,52 @@ def test_weight_decay_groups():
     assert id(frozen_pos.encoder.pos_embed) not in optimised
 
 
+def test_lr_scales_give_matching_parameters_their_own_learning_rate():
+    """A fragment of ``lr_scales`` puts the parameters it names into their own group at
+    lr · scale, keeping the weight-decay split; the schedule scales every group alike, and
+    AdamW's first step moves a parameter by exactly its group's learning rate (|m̂/√v̂| = 1)."""
+    objective = make_toy(model_cfg=ModelConfig(**{**TOY_MODEL.__dict__, "sincos_pos_embed": False}))
+    cfg = toy_cfg(weight_decay=0.0, warmup_steps=1, lr_scales={"pos_embed": 10, "qkv.weight": 0.5})
+    assert cfg.lr_scales == (("pos_embed", 10.0), ("qkv.weight", 0.5))
+    optimizer = build_optimizer(objective, cfg)
+    names = {id(p): n for n, p in objective.named_parameters()}
+    by_lr = {round(g["lr"] / cfg.lr, 6): {names[id(p)] for p in g["params"]} for g in optimizer.param_groups[2:]}
+    assert by_lr == {0.5: {"encoder.blocks.0.attn.qkv.weight", "encoder.blocks.1.attn.qkv.weight"},
+                     10.0: {"encoder.pos_embed"}}
+    base = {names[id(p)] for g in optimizer.param_groups[:2] for p in g["params"]}
+    assert not base & (by_lr[0.5] | by_lr[10.0])
+    scheduler = build_scheduler(optimizer, cfg)
+    before = {n: p.detach().clone() for n, p in objective.named_parameters()}
+    images = ToyDataset(8).images
+    objective(images, torch.arange(8))["loss"].backward()
+    optimizer.step()
+    for name, scale in (("encoder.pos_embed", 10.0), ("encoder.blocks.0.attn.qkv.weight", 0.5),
+                        ("encoder.blocks.0.mlp.fc1.weight", 1.0)):
+        param = dict(objective.named_parameters())[name]
+        moved = (param.detach() - before[name]).abs()[param.grad.abs() > 1e-5]  # AdamW eps 1e-8 aside
+        torch.testing.assert_close(moved, torch.full_like(moved, cfg.lr * scale), rtol=1e-3, atol=0)
+    for _ in range(3):
+        scheduler.step()
+    lrs = [g["lr"] for g in optimizer.param_groups]
+    assert lrs[0] == lrs[1] and sorted(lr / lrs[0] for lr in lrs[2:]) == pytest.approx([0.5, 10.0])
+
+
+def test_lr_scales_are_checked_and_leave_default_keys_alone():
+    from clvsmim.config import config_key, load_profile, train_config_for
+    with pytest.raises(ValueError, match="positive number"):
+        toy_cfg(lr_scales={"pos_embed": 0})
+    with pytest.raises(ValueError, match="mapping of parameter-name fragment"):
+        toy_cfg(lr_scales=5)
+    with pytest.raises(ValueError, match="matches several fragments"):
+        build_optimizer(make_toy(), toy_cfg(lr_scales={"qkv": 2, "attn": 3}))
+    mini = load_profile("mini")
+    assert config_key(dataclasses.replace(mini.train, lr_scales={})) == config_key(mini.train)
+    assert config_key(dataclasses.replace(mini.train, lr_scales={"gamma_": 2})) != config_key(mini.train)
+    candidate = load_profile(Path(__file__).parents[1] / "benchmarks/mini_candidates/mini3-r10.yaml")
+    assert train_config_for(candidate, "simmim").lr_scales == (("relative_position_bias_table", 10.0),)
+    assert train_config_for(candidate, "moco") == train_config_for(load_profile("mini3"), "moco")
+
+
 def test_lr_schedule_closed_form():
     lr, min_lr, warmup, total = 1e-3, 1e-5, 10, 50
     cfg = toy_cfg(lr=lr, min_lr=min_lr, warmup_steps=warmup, steps=total)

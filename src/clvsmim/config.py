@@ -58,6 +58,25 @@ class DataConfig:
     texture_scale: float = 1.0  # synthetic texture periods relative to 1/7 … 1/4 of the image width
 
 
+def normalise_lr_scales(scales: Any) -> tuple[tuple[str, float], ...]:
+    """``{fragment: scale}`` or ``[(fragment, scale), ...]`` -> sorted ``((fragment, scale), ...)``;
+    a scale must be a positive number and a fragment a non-empty string."""
+    items = scales.items() if isinstance(scales, dict) else scales
+    try:
+        pairs = [(fragment, scale) for fragment, scale in items]
+    except (TypeError, ValueError):
+        raise ValueError(f"train.lr_scales: expected a mapping of parameter-name fragment to learning-rate "
+                         f"multiplier, e.g. {{relative_position_bias_table: 10}}, found {scales!r}") from None
+    out = {}
+    for fragment, scale in pairs:
+        if not isinstance(fragment, str) or not fragment:
+            raise ValueError(f"train.lr_scales: a fragment must be a non-empty string, found {fragment!r}")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+            raise ValueError(f"train.lr_scales[{fragment!r}]: expected a positive number, found {scale!r}")
+        out[fragment] = float(scale)
+    return tuple(sorted(out.items()))
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation budget shared by every objective (fixed step counts, never time-based)."""
@@ -75,6 +94,12 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 10
     seed: int = 0
+    # learning-rate multipliers by parameter-name fragment, e.g. {relative_position_bias_table: 10}
+    # (YAML mapping; stored as sorted (fragment, scale) pairs): see clvsmim.train.optim.param_groups
+    lr_scales: tuple[tuple[str, float], ...] = field(default=(), metadata=OMIT_IF_DEFAULT)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lr_scales", normalise_lr_scales(self.lr_scales))
 
 
 @dataclass(frozen=True)

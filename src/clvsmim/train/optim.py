@@ -52,19 +52,40 @@ def uses_weight_decay(name: str, param: torch.Tensor) -> bool:
     return not any(token in name for token in NO_DECAY_TOKENS)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two AdamW groups (decay / no decay) of the trainable parameters (``requires_grad``)."""
-    decay, no_decay = [], []
+def lr_scale_of(name: str, lr_scales: tuple[tuple[str, float], ...]) -> float:
+    """The learning-rate multiplier of parameter ``name``: the scale of the one fragment of
+    ``lr_scales`` it contains, 1.0 if none; a name that two fragments match is an error."""
+    hits = [(fragment, scale) for fragment, scale in lr_scales if fragment in name]
+    if len(hits) > 1:
+        raise ValueError(f"train.lr_scales: parameter {name!r} matches several fragments {[f for f, _ in hits]}; "
+                         "make the fragments specific enough that each parameter matches one")
+    return hits[0][1] if hits else 1.0
+
+
+def param_groups(model: nn.Module, weight_decay: float, lr: float | None = None,
+                 lr_scales: tuple[tuple[str, float], ...] = ()) -> list[dict[str, Any]]:
+    """AdamW groups of the trainable parameters (``requires_grad``): first the two groups
+    decay / no decay at the base learning rate, then one group per (decay, scale) for the
+    parameters that ``lr_scales`` gives a learning rate of ``lr · scale``."""
+    groups: dict[tuple[bool, float], list[torch.Tensor]] = {(True, 1.0): [], (False, 1.0): []}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (decay if uses_weight_decay(name, param) else no_decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+            key = (uses_weight_decay(name, param), lr_scale_of(name, lr_scales))
+            groups.setdefault(key, []).append(param)
+    out = [{"params": groups[(True, 1.0)], "weight_decay": weight_decay},
+           {"params": groups[(False, 1.0)], "weight_decay": 0.0}]
+    scaled = sorted(key for key in groups if key[1] != 1.0)
+    if scaled and lr is None:
+        raise ValueError("param_groups: lr_scales needs the base learning rate lr")
+    out += [{"params": groups[key], "weight_decay": weight_decay if key[0] else 0.0, "lr": lr * key[1]}
+            for key in scaled]
+    return out
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters with the weight-decay split of :func:`param_groups`."""
-    groups = param_groups(model, cfg.weight_decay)
+    """AdamW over the trainable parameters with the groups of :func:`param_groups` (weight-decay
+    split, ``cfg.lr_scales``); the scheduler scales every group's learning rate alike."""
+    groups = param_groups(model, cfg.weight_decay, cfg.lr, cfg.lr_scales)
     if not any(g["params"] for g in groups):
         raise ValueError("the objective has no trainable parameters (all requires_grad=False)")
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)

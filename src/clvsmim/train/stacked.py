@@ -108,6 +108,9 @@ class _StackedSession:
                 m.objective.load_state_dict(ckpt["model"])
         self.stack = StackedObjectives([m.objective for m in models], device, fused_attention)
         self.cuda_graph = cuda_graph
+        if self.cfg.lr_scales:
+            raise ValueError(f"train.lr_scales {dict(self.cfg.lr_scales)}: the stacked trainer has one learning rate "
+                             "per parameter group; train these models with the per-model trainer (without --stacked)")
         groups = self.stack.param_groups(self.cfg.weight_decay, self.cfg.lr)
         if not any(g["params"] for g in groups):
             raise ValueError("the objective has no trainable parameters (all requires_grad=False)")
