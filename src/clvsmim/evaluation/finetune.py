@@ -41,12 +41,14 @@ class _FinetuneNet(nn.Module):
         return self.head(tokens[:, self.prefix:].mean(1))
 
 
-def _finetune_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    return param_groups(model, weight_decay)
+def _finetune_groups(model: nn.Module, weight_decay: float, lr: float,
+                     lr_scales: tuple[tuple[str, float], ...] = ()) -> list[dict[str, Any]]:
+    return param_groups(model, weight_decay, lr, lr_scales)
 
 
 def finetune(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, seed: int = 0,
-             precision: str = "fp32", return_model: bool = False):
+             precision: str = "fp32", return_model: bool = False,
+             lr_scales: tuple[tuple[str, float], ...] = ()):
     """Fine-tune a deep copy of ``encoder`` (the input is not modified) and return eval accuracy.
 
     Head: linear on the mean-pooled final patch tokens (after the final norm). AdamW
@@ -55,6 +57,9 @@ def finetune(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, seed: int
     seeded by ``seed``; each image gets a random resized crop (scale 0.5-1, aspect 3/4-4/3)
     and a flip (p = 0.5) from its per-sample seed. ``precision="bf16"`` autocasts the forward
     pass. Deterministic for a fixed seed. With ``return_model`` returns ``(acc, model)``.
+    ``lr_scales`` (as ``TrainConfig.lr_scales``; default none, what every evaluation uses) gives
+    the parameters it names a multiple of the learning rate: a diagnostic, e.g. fine-tuning
+    with the multipliers a model was pre-trained with.
     """
 
     device = device_of(encoder)
@@ -71,7 +76,8 @@ def finetune(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, seed: int
     torch.set_rng_state(gen_state)
     steps = int(cfg.finetune_steps)
     warmup = int(round(FINETUNE_WARMUP_FRACTION * steps))
-    opt = torch.optim.AdamW(_finetune_groups(model, FINETUNE_WEIGHT_DECAY), lr=cfg.finetune_lr)
+    opt = torch.optim.AdamW(_finetune_groups(model, FINETUNE_WEIGHT_DECAY, cfg.finetune_lr, lr_scales),
+                            lr=cfg.finetune_lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, CosineSchedule(cfg.finetune_lr, 0.0, warmup, max(steps, 1)))
     gen = torch.Generator().manual_seed(seed)
     img_size = geometry(encoder).grid[0] * geometry(encoder).patch_size
