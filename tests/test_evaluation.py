@@ -128,6 +128,21 @@ def test_finetune_leaves_input_untouched_and_is_deterministic(encoder, data):
     assert torch.equal(tuned["pos_embed"], before["pos_embed"]), "fixed sin-cos position embedding stays fixed"
 
 
+def test_finetune_lr_scales_scale_the_named_parameters_steps(encoder, data):
+    """AdamW moves a parameter by at most lr_t per step (|m̂/√v̂| ≤ 1, weight decay aside): with
+    the blocks' learning rate scaled by 1e-3 their weights move at most 1e-3 × Σ lr_t (+ decay),
+    while without the scale some weight moves by more than that bound."""
+    before = _state(encoder)
+    _, plain = E.finetune(encoder, *data, CFG, seed=0, return_model=True)
+    _, scaled = E.finetune(encoder, *data, CFG, seed=0, return_model=True, lr_scales={"blocks.": 1e-3})
+    bound = 1e-3 * CFG.finetune_lr * CFG.finetune_steps * 1.01
+    moved = lambda model: max(float((t - before[k]).abs().max()) for k, t in model.encoder.state_dict().items()
+                              if k.startswith("blocks.") and "weight" in k)
+    assert moved(scaled) <= bound < moved(plain)
+    patch = scaled.encoder.state_dict()["patch_embed.proj.weight"]  # not named: trains at the full rate
+    assert float((patch - before["patch_embed.proj.weight"]).abs().max()) > bound
+
+
 def test_finetune_bf16_and_precision_choice(encoder, data, monkeypatch):
     acc = E.finetune(encoder, *data, CFG, precision="bf16")
     assert 0.0 <= acc <= 1.0

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clvsmim.config import EvalConfig
+from clvsmim.config import EvalConfig, normalise_lr_scales
 from clvsmim.data import augment, get_batch
 from clvsmim.evaluation.features import EvalMode, device_of, image_batches, labels_of, num_classes_of
 from clvsmim.models import geometry
@@ -43,7 +43,7 @@ class _FinetuneNet(nn.Module):
 
 def _finetune_groups(model: nn.Module, weight_decay: float, lr: float,
                      lr_scales: tuple[tuple[str, float], ...] = ()) -> list[dict[str, Any]]:
-    return param_groups(model, weight_decay, lr, lr_scales)
+    return param_groups(model, weight_decay, lr, normalise_lr_scales(lr_scales))
 
 
 def finetune(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, seed: int = 0,
