@@ -11,6 +11,7 @@ fine-tunes better than CL) depends on it.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 
@@ -23,12 +24,25 @@ from clvsmim.train import zoo
 from clvsmim.train.zoo_specs import resolve
 
 
+def zeroed_copy(encoder: torch.nn.Module, fragment: str) -> torch.nn.Module:
+    """A copy of ``encoder`` whose parameters named ``fragment`` are zero."""
+    model = copy.deepcopy(encoder)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if fragment in name:
+                param.zero_()
+    return model
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="mini3")
     ap.add_argument("--seed", type=int, default=0, help="training seed of the zoo")
     ap.add_argument("--models", nargs="+", default=["moco-S", "simmim-S", "random-S"])
     ap.add_argument("--steps", type=int, nargs="+", default=[150, 600])
+    ap.add_argument("--zero", default=None, metavar="FRAGMENT",
+                    help="fine-tune copies whose parameters named FRAGMENT are zeroed first (e.g. "
+                         "relative_position_bias_table: the locality a BEiT-style SimMIM learned) instead")
     ap.add_argument("--out", default=None, help="write the results as JSON")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -39,12 +53,20 @@ def main() -> None:
         spec = resolve(profile, name)
         own = train_config_for(profile, spec.objective).lr_scales if spec.train_cfg is not None else ()
         encoder = zoo.load(profile, name)
-        runs = [(steps, ()) for steps in args.steps] + ([(args.steps[0], own)] if own else [])
-        for steps, scales in runs:
+        if args.zero:
+            if not any(args.zero in n for n, _ in encoder.named_parameters()):
+                raise SystemExit(f"--zero {args.zero!r}: no parameter of {name} has it in its name")
+            runs = [(steps, (), True) for steps in args.steps]
+        else:
+            runs = [(steps, (), False) for steps in args.steps] + ([(args.steps[0], own, False)] if own else [])
+        for steps, scales, zeroed in runs:
             cfg = dataclasses.replace(profile.eval, finetune_steps=steps)
-            acc = finetune(encoder, train_set, eval_set, cfg, seed=profile.train.seed, lr_scales=scales)
-            rows.append({"model": name, "steps": steps, "lr": cfg.finetune_lr, "lr_scales": dict(scales), "accuracy": acc})
-            print(f"{name:10s} {steps:5d} steps, lr_scales {dict(scales) or '-'}: {acc:.4f}", flush=True)
+            model = zeroed_copy(encoder, args.zero) if zeroed else encoder
+            acc = finetune(model, train_set, eval_set, cfg, seed=profile.train.seed, lr_scales=scales)
+            rows.append({"model": name, "steps": steps, "lr": cfg.finetune_lr, "lr_scales": dict(scales),
+                         "zeroed": args.zero if zeroed else None, "accuracy": acc})
+            print(f"{name:10s} {steps:5d} steps, lr_scales {dict(scales) or '-'}"
+                  f"{f', {args.zero} zeroed' if zeroed else ''}: {acc:.4f}", flush=True)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"profile": profile.name, "seed": args.seed, "runs": rows}, f, indent=1)
