@@ -3,7 +3,6 @@ random-resized crops and flips)."""
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,11 +40,6 @@ class _FinetuneNet(nn.Module):
         return self.head(tokens[:, self.prefix:].mean(1))
 
 
-def _finetune_groups(model: nn.Module, weight_decay: float, lr: float,
-                     lr_scales: tuple[tuple[str, float], ...] = ()) -> list[dict[str, Any]]:
-    return param_groups(model, weight_decay, lr, normalise_lr_scales(lr_scales))
-
-
 def finetune(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, seed: int = 0,
              precision: str = "fp32", return_model: bool = False,
              lr_scales: tuple[tuple[str, float], ...] = ()):
@@ -76,8 +70,8 @@ def finetune(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, seed: int
     torch.set_rng_state(gen_state)
     steps = int(cfg.finetune_steps)
     warmup = int(round(FINETUNE_WARMUP_FRACTION * steps))
-    opt = torch.optim.AdamW(_finetune_groups(model, FINETUNE_WEIGHT_DECAY, cfg.finetune_lr, lr_scales),
-                            lr=cfg.finetune_lr)
+    groups = param_groups(model, FINETUNE_WEIGHT_DECAY, cfg.finetune_lr, normalise_lr_scales(lr_scales))
+    opt = torch.optim.AdamW(groups, lr=cfg.finetune_lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, CosineSchedule(cfg.finetune_lr, 0.0, warmup, max(steps, 1)))
     gen = torch.Generator().manual_seed(seed)
     img_size = geometry(encoder).grid[0] * geometry(encoder).patch_size
