@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+import yaml
 
 from clvsmim.train import zoo
 from clvsmim.data.augment import blur_sigma_for, gaussian_blur
 from clvsmim.train.checkpoint import load_encoder, save_atomic
 from clvsmim.config import ModelConfig, load_profile, profile_from_dict, to_dict
-from clvsmim.families import FAITHFUL_BLUR_SIGMA, family_model_config
+from clvsmim.families import FAITHFUL_BLUR_SIGMA, family_model_config, objective_model_config
 from clvsmim.models import build_vit, capture, sincos_pos_embed_2d
 from clvsmim.objectives import build_objective
 from clvsmim.train.trainer import uses_weight_decay
@@ -184,6 +185,37 @@ def test_sincos_ablation_of_the_beit_encoder():
     cfg = dataclasses.replace(family_model_config("faithful", "simmim", ModelConfig(**SMALL)), sincos_pos_embed=True)
     enc = build_vit(cfg)
     assert torch.equal(enc.pos_embed, sincos_pos_embed_2d(64, 8, 1)) and not enc.pos_embed.requires_grad
+
+
+def test_model_overrides_change_only_the_named_objective(faithful):
+    """``model_overrides`` sets ModelConfig fields on top of the family for one objective: its
+    encoder, key and training objective change, every other model (and key) stays as it was."""
+    raw = yaml.safe_load((ROOT / "benchmarks/mini_candidates/mini3-sincos.yaml").read_text())
+    swept = profile_from_dict(raw)
+    assert swept.model_overrides == {"simmim": {"sincos_pos_embed": True}}
+    base = {s.name: s for s in zoo.zoo_specs(faithful)}
+    over = {s.name: s for s in zoo.zoo_specs(swept)}
+    changed = {n for n in base if base[n].key != over[n].key}
+    assert changed == {"simmim-S", "simmim-Ti"}  # both sizes of the objective, nothing else
+    cfg = over["simmim-S"].model_cfg
+    assert cfg.encoder == "beit" and cfg.sincos_pos_embed and cfg.layer_scale_init == base["simmim-S"].model_cfg.layer_scale_init
+    assert objective_model_config(swept, "simmim") == cfg  # the one path every builder takes
+    torch.manual_seed(0)
+    enc = build_objective("simmim", swept, model_cfg=cfg).encoder
+    assert torch.equal(enc.pos_embed, sincos_pos_embed_2d(64, 8, 1))
+    assert to_dict(faithful)["model_overrides"] == {}  # the shipped profiles set none
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"simclr": {"sincos_pos_embed": True}}, "unknown objective 'simclr'"),
+    ({"simmim": {"sincos_pos": True}}, "model_overrides.simmim: unknown key(s) ['sincos_pos']"),
+    ({"simmim": True}, "model_overrides.simmim: expected a mapping"),
+    ([1, 2], "model_overrides: expected a mapping"),
+])
+def test_model_overrides_are_checked(overrides, message):
+    with pytest.raises(ValueError) as err:
+        profile_from_dict({"name": "t", "families": "faithful", "model_overrides": overrides})
+    assert message in str(err.value)
 
 
 def test_faithful_blur_blurs_the_textures_at_32_px():

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from clvsmim.families import apply_profile_family
+from clvsmim.families import OBJECTIVES, apply_profile_family
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
@@ -158,6 +158,8 @@ class Profile:
     eval: EvalConfig = field(default_factory=EvalConfig)
     lams: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     train_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per objective
+    # per objective, ModelConfig fields set on top of the family (clvsmim.families.objective_model_config)
+    model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     families: str = "v2"  # how each objective's encoder is built: see clvsmim.families
     # the zoo's models by name (``moco``, ``hybrid-0.4``, ``simmim-Ti``, ``random``; no size = the
     # default size); empty: every model the profile defines (clvsmim.train.zoo.zoo_specs)
@@ -191,7 +193,7 @@ def profile_from_dict(raw: dict[str, Any], name: str = "custom") -> Profile:
         "data": DataConfig, "model": ModelConfig, "train": TrainConfig, "moco": MocoConfig,
         "simmim": SimMIMConfig, "mae": MAEConfig, "eval": EvalConfig,
     }
-    known = set(sections) | {"name", "sizes", "lams", "train_overrides", "families", "models"}
+    known = set(sections) | {"name", "sizes", "lams", "train_overrides", "model_overrides", "families", "models"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ValueError(f"{where}: unknown section(s) {unknown}; expected some of {sorted(known)}")
@@ -205,6 +207,7 @@ def profile_from_dict(raw: dict[str, Any], name: str = "custom") -> Profile:
     kwargs["train_overrides"] = dict(raw.get("train_overrides") or {})
     for obj, over in kwargs["train_overrides"].items():
         _build(TrainConfig, over, f"{where}.train_overrides.{obj}")  # validate early
+    kwargs["model_overrides"] = _model_overrides(raw.get("model_overrides"), kwargs["model"], where)
     models = raw.get("models") or ()
     if not isinstance(models, (list, tuple)) or not all(isinstance(m, str) for m in models):
         raise ValueError(f"{where}.models: expected a list of model names (e.g. [moco, hybrid-0.4, simmim-Ti]), "
@@ -212,6 +215,21 @@ def profile_from_dict(raw: dict[str, Any], name: str = "custom") -> Profile:
     kwargs["models"] = tuple(models)
     families = str(raw.get("families", Profile.families))
     return apply_profile_family(Profile(name=raw.get("name", name), families=families, **kwargs))
+
+
+def _model_overrides(raw: Any, model: ModelConfig, where: str) -> dict[str, dict[str, Any]]:
+    """``model_overrides`` checked: objective names, ModelConfig fields (validated by building one)."""
+    if not isinstance(raw or {}, dict):
+        raise ValueError(f"{where}.model_overrides: expected a mapping objective -> {{field: value}}, found {raw!r}")
+    out = {}
+    for obj, over in (raw or {}).items():
+        if obj not in OBJECTIVES:
+            raise ValueError(f"{where}.model_overrides: unknown objective {obj!r}; expected some of {list(OBJECTIVES)}")
+        if not isinstance(over, dict):
+            raise ValueError(f"{where}.model_overrides.{obj}: expected a mapping of ModelConfig fields, found {over!r}")
+        _build(ModelConfig, {**dataclasses.asdict(model), **over}, f"{where}.model_overrides.{obj}")
+        out[str(obj)] = dict(over)
+    return out
 
 
 def load_profile(name_or_path: str | Path, images: int | None = None) -> Profile:

@@ -20,6 +20,9 @@
 
 The family decides only :class:`~clvsmim.config.ModelConfig` / ``MocoConfig`` fields, so the
 cache key of a model names its architecture; ``v2`` leaves every config (and key) as before.
+A profile's ``model_overrides`` (``{objective: {ModelConfig field: value}}``) is applied on top
+of the family (:func:`objective_model_config`): a sweep's one-knob departure from it, e.g.
+``{simmim: {sincos_pos_embed: true}}`` (SimMIM's BEiT encoder given MoCo's fixed sin-cos).
 
 The λ sweep's end points are the pure runs in both families (:func:`clvsmim.train.zoo.resolve`:
 ``hybrid`` at λ = 0 is ``simmim``, at λ = 1 ``moco``). Under ``faithful`` the λ = 0 end point is
@@ -37,13 +40,15 @@ if TYPE_CHECKING:  # only for the annotations: clvsmim.config applies the family
     from clvsmim.config import ModelConfig, Profile
 
 FAMILIES = ("v2", "faithful")
+#: The objectives a family builds an encoder for (the keys of ``Profile.model_overrides``).
+OBJECTIVES = ("moco", "simmim", "mae", "hybrid", "random")
 #: MoCo v3's GaussianBlur sigma range (pixels), used literally by the faithful families.
 FAITHFUL_BLUR_SIGMA = (0.1, 2.0)
 #: SimMIM's official ViT: layer scale init of its BEiT-style blocks.
 SIMMIM_LAYER_SCALE = 0.1
 
-__all__ = ["FAMILIES", "FAITHFUL_BLUR_SIGMA", "SIMMIM_LAYER_SCALE", "check_families",
-           "family_model_config", "apply_profile_family"]
+__all__ = ["FAMILIES", "OBJECTIVES", "FAITHFUL_BLUR_SIGMA", "SIMMIM_LAYER_SCALE", "check_families",
+           "family_model_config", "objective_model_config", "apply_profile_family"]
 
 
 def check_families(families: str) -> str:
@@ -68,6 +73,16 @@ def family_model_config(families: str, objective: str, cfg: ModelConfig) -> Mode
         return dataclasses.replace(cfg, encoder="vit", sincos_pos_embed=True, patch_init="timm",
                                    layer_scale_init=None)
     raise ValueError(f"unknown objective {objective!r} for families {families!r}")
+
+
+def objective_model_config(profile: Profile, objective: str, cfg: ModelConfig | None = None) -> ModelConfig:
+    """The encoder config ``objective`` trains under ``profile``: ``cfg`` (default the profile's
+    model) built by the profile's family (a hybrid on MoCo's encoder), then the profile's
+    ``model_overrides[objective]``."""
+    cfg = family_model_config(profile.families, "moco" if objective == "hybrid" else objective,
+                              profile.model if cfg is None else cfg)
+    over = profile.model_overrides.get(objective)
+    return dataclasses.replace(cfg, **over) if over else cfg
 
 
 def apply_profile_family(profile: Profile) -> Profile:

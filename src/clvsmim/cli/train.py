@@ -10,7 +10,7 @@ import torch
 
 from clvsmim.config import ModelConfig, Profile, load_profile, train_config_for
 from clvsmim.data import open_dataset
-from clvsmim.families import family_model_config
+from clvsmim.families import objective_model_config
 from clvsmim.objectives import build_objective
 from clvsmim.train.trainer import set_threads, train
 
@@ -46,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps {args.steps}: must be >= 1")
     profile = load_profile(args.profile).with_data_root(args.data)
-    model_cfg = family_model_config(profile.families, "moco" if args.objective == "hybrid" else args.objective,
-                                    model_config_for(profile, args.size))
+    model_cfg = objective_model_config(profile, args.objective, model_config_for(profile, args.size))
     cfg = train_config_for(profile, args.objective)
     overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed)) if v is not None}
     cfg = dataclasses.replace(cfg, **overrides)

@@ -7,7 +7,7 @@ seeds, and returns ``{"loss": ..., <detached scalars>}``.
 from __future__ import annotations
 
 from clvsmim.config import ModelConfig, Profile
-from clvsmim.families import family_model_config
+from clvsmim.families import objective_model_config
 from clvsmim.models import build_vit
 from clvsmim.objectives.base import Objective
 from clvsmim.objectives.hybrid import Hybrid
@@ -37,8 +37,7 @@ def build_objective(name: str, profile: Profile, model_cfg: ModelConfig | None =
     if name != "hybrid" and lam is not None:
         raise ValueError(f"lam={lam} only applies to the 'hybrid' objective, not {name!r}")
 
-    family_objective = "moco" if name == "hybrid" else name
-    encoder = build_vit(family_model_config(profile.families, family_objective, model_cfg or profile.model))
+    encoder = build_vit(objective_model_config(profile, name, model_cfg))
     if name == "moco":
         return MoCo(encoder, profile.moco)
     if name == "simmim":

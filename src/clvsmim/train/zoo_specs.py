@@ -30,12 +30,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from clvsmim.config import DataConfig, ModelConfig, Profile, TrainConfig, config_key, to_dict, train_config_for
-from clvsmim.families import family_model_config
+from clvsmim.families import OBJECTIVES, objective_model_config
 from clvsmim.paths import cache_path
 
 #: Part of every key: bump when a change of the code (not the config) must retrain the zoo.
 ZOO_FORMAT = 1
-OBJECTIVES = ("moco", "simmim", "mae", "hybrid", "random")
 DONE_NAME = "done.json"
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -84,7 +83,7 @@ def _objective_config(profile: Profile, objective: str) -> dict[str, Any]:
 
 def _make_spec(profile: Profile, objective: str, lam: float | None, size: str, model_cfg: ModelConfig,
                data_cfg: DataConfig) -> ModelSpec:
-    model_cfg = family_model_config(profile.families, "moco" if objective == "hybrid" else objective, model_cfg)
+    model_cfg = objective_model_config(profile, objective, model_cfg)
     if objective == "random":
         train_cfg, seed = None, profile.train.seed
         content = {"format": ZOO_FORMAT, "objective": objective, "model": model_cfg, "seed": seed}
