@@ -205,11 +205,28 @@ def test_non_finite_loss_names_the_model(tmp_path):
     assert not (tmp_path / "a" / "checkpoint.pt").exists()
 
 
-def test_lr_scales_are_refused_by_the_stacked_trainer(tmp_path):
-    cfg = dataclasses.replace(CFG, lr_scales={"relative_position_bias_table": 10})
-    with pytest.raises(ValueError, match="per-model trainer"):
-        train_stacked([fresh("simmim", s) for s in SEEDS], DATA, [dataclasses.replace(cfg, seed=s) for s in SEEDS],
-                      [tmp_path / "a", tmp_path / "b"], progress=False, batch_fn=batch_fn, device="cpu")
+def test_stacked_lr_scales_equal_separate_runs_and_resume(tmp_path):
+    """``train.lr_scales`` in the stack: the same AdamW groups (order, learning rates) as the
+    per-model trainer, so a stack equals separate runs, and a stack stopped after 2 steps and
+    resumed (its checkpoints restacked group by group) equals them too."""
+    cfg = dataclasses.replace(CFG, lr_scales=(("blocks.1.mlp", 0.25), ("patch_embed", 10.0)))
+    ref_objs, ref_dirs = reference_runs("simmim", tmp_path, cfg)
+    stacked_run("simmim", tmp_path / "cut", cfg, stop_after=2)
+    objs, dirs, summaries = stacked_run("simmim", tmp_path / "cut", cfg, resume=True)
+    assert all(s["complete"] for s in summaries)
+    for k in range(2):
+        assert_same_state(objs[k].state_dict(), ref_objs[k].state_dict(), f"model {k}")
+        ref, got = load_checkpoint(ref_dirs[k] / "checkpoint.pt"), load_checkpoint(dirs[k] / "checkpoint.pt")
+        assert_same_optimizer(got["optimizer"], ref["optimizer"])
+        # base decay / no decay, then (no decay, decay) x (0.25, 10), at the end of the cosine
+        lrs = [g["lr"] for g in got["optimizer"]["param_groups"]]
+        assert lrs == pytest.approx([CFG.min_lr * f for f in (1, 1, 0.25, 10, 0.25, 10)])
+    stack = StackedObjectives([fresh("simmim", s) for s in SEEDS], torch.device("cpu"))
+    names = {id(p): n for n, p in stack.trainable()}
+    scaled = stack.param_groups(0.05, 1e-3, cfg.lr_scales)[2:]
+    assert sorted(g["lr"] for g in scaled) == pytest.approx([2.5e-4, 2.5e-4, 1e-2, 1e-2])
+    fast = {names[id(p)] for g in scaled if g["lr"] > 1e-3 for p in g["params"]}
+    assert fast and fast == {n for n in names.values() if "patch_embed" in n}
 
 
 def test_check_stackable_names_the_difference():

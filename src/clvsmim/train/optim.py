@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 from torch import nn
@@ -64,14 +64,24 @@ def lr_scale_of(name: str, lr_scales: tuple[tuple[str, float], ...]) -> float:
 
 def param_groups(model: nn.Module, weight_decay: float, lr: float | None = None,
                  lr_scales: tuple[tuple[str, float], ...] = ()) -> list[dict[str, Any]]:
-    """AdamW groups of the trainable parameters (``requires_grad``): first the two groups
-    decay / no decay at the base learning rate, then one group per (decay, scale) for the
-    parameters that ``lr_scales`` gives a learning rate of ``lr · scale``."""
+    """AdamW groups of the trainable parameters (``requires_grad``) of ``model``:
+    :func:`group_parameters` of its named parameters."""
+    return group_parameters(((name, p, p) for name, p in model.named_parameters() if p.requires_grad),
+                            weight_decay, lr, lr_scales)
+
+
+def group_parameters(entries: Iterable[tuple[str, torch.Tensor, torch.Tensor]], weight_decay: float,
+                     lr: float | None = None, lr_scales: tuple[tuple[str, float], ...] = ()) -> list[dict[str, Any]]:
+    """AdamW groups: first the two groups decay / no decay at the base learning rate, then one
+    group per (decay, scale) for the parameters that ``lr_scales`` gives ``lr · scale``.
+
+    ``entries``: ``(name, parameter as one model holds it, tensor to optimise)``; the first decides
+    the group (:func:`uses_weight_decay`, :func:`lr_scale_of`), the second goes in it (the same
+    tensor for one model; the stacked ``(K, ...)`` tensor in the stacked trainer)."""
     groups: dict[tuple[bool, float], list[torch.Tensor]] = {(True, 1.0): [], (False, 1.0): []}
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            key = (uses_weight_decay(name, param), lr_scale_of(name, lr_scales))
-            groups.setdefault(key, []).append(param)
+    for name, param, tensor in entries:
+        key = (uses_weight_decay(name, param), lr_scale_of(name, lr_scales))
+        groups.setdefault(key, []).append(tensor)
     out = [{"params": groups[(True, 1.0)], "weight_decay": weight_decay},
            {"params": groups[(False, 1.0)], "weight_decay": 0.0}]
     scaled = sorted(key for key in groups if key[1] != 1.0)

@@ -108,15 +108,12 @@ class _StackedSession:
                 m.objective.load_state_dict(ckpt["model"])
         self.stack = StackedObjectives([m.objective for m in models], device, fused_attention)
         self.cuda_graph = cuda_graph
-        if self.cfg.lr_scales:
-            raise ValueError(f"train.lr_scales {dict(self.cfg.lr_scales)}: the stacked trainer has one learning rate "
-                             "per parameter group; train these models with the per-model trainer (without --stacked)")
-        groups = self.stack.param_groups(self.cfg.weight_decay, self.cfg.lr)
+        groups = self.stack.param_groups(self.cfg.weight_decay, self.cfg.lr, self.cfg.lr_scales)
         if not any(g["params"] for g in groups):
             raise ValueError("the objective has no trainable parameters (all requires_grad=False)")
         if cuda_graph:  # the LR changes every step: a device tensor the scheduler fills, read by the replay
             for g in groups:
-                g["lr"] = torch.tensor(self.cfg.lr, device=device)
+                g["lr"] = torch.tensor(g["lr"], device=device)
         # on CUDA one fused kernel for the whole update (capturable keeps its step counts on the device)
         extra = {"fused": True, "capturable": cuda_graph} if device.type == "cuda" else {}
         self.optimizer = torch.optim.AdamW(groups, lr=self.cfg.lr, betas=tuple(self.cfg.betas),

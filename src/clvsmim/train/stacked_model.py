@@ -21,7 +21,7 @@ from clvsmim.config import TrainConfig
 from clvsmim.objectives.base import Objective
 from clvsmim.objectives.hybrid import Hybrid
 from clvsmim.objectives.moco import MoCo, momentum_at
-from clvsmim.train.optim import build_optimizer, build_scheduler, uses_weight_decay
+from clvsmim.train.optim import build_optimizer, build_scheduler, group_parameters
 from clvsmim.train.runtime import math_config
 from clvsmim.train.trainer import _objective_name
 
@@ -129,14 +129,14 @@ class StackedObjectives:
     def trainable(self) -> list[tuple[str, torch.Tensor]]:
         return [(n, p) for n, p in self.params.items() if p.requires_grad]
 
-    def param_groups(self, weight_decay: float, lr) -> list[dict[str, Any]]:
-        """The two AdamW groups of :func:`~clvsmim.train.optim.param_groups`, decided on the
-        per-model name and shape (a stacked bias is 2-d but still gets no decay)."""
-        decay, no_decay = [], []
-        for name, p in self.trainable():
-            (decay if uses_weight_decay(name, self.template_params[name]) else no_decay).append(p)
-        return [{"params": decay, "weight_decay": weight_decay, "lr": lr},
-                {"params": no_decay, "weight_decay": 0.0, "lr": lr}]
+    def param_groups(self, weight_decay: float, lr: float,
+                     lr_scales: tuple[tuple[str, float], ...] = ()) -> list[dict[str, Any]]:
+        """The AdamW groups of :func:`~clvsmim.train.optim.param_groups`, in its order, decided on
+        the per-model name and shape (a stacked bias is 2-d but still gets no decay); every group
+        names its learning rate."""
+        groups = group_parameters(((name, self.template_params[name], p) for name, p in self.trainable()),
+                                  weight_decay, lr, lr_scales)
+        return [{**g, "lr": g.get("lr", lr)} for g in groups]
 
     # ---- per-model gradient clipping
     def clip_per_model(self, max_norm: float) -> torch.Tensor:
