@@ -229,6 +229,26 @@ def test_stacked_lr_scales_equal_separate_runs_and_resume(tmp_path):
     assert fast and fast == {n for n in names.values() if "patch_embed" in n}
 
 
+def test_stacked_faithful_simmim_with_its_table_scale_equals_separate_runs(tmp_path, monkeypatch):
+    """mini3's SimMIM as the GPU path would train it: the BEiT-style encoder (shared relative
+    position bias, layer scale) with the table at 10x, stacked, equals separate runs."""
+    faithful = dataclasses.replace(PROFILE, families="faithful")
+
+    def fresh_faithful(name, seed, lam=None):
+        torch.manual_seed(100 + seed)
+        obj = build_objective(name, faithful, lam=lam)
+        obj.model_config = TINY
+        return obj
+
+    monkeypatch.setitem(globals(), "fresh", fresh_faithful)
+    cfg = dataclasses.replace(CFG, lr_scales=(("relative_position_bias_table", 10.0),))
+    ref_objs, _ = reference_runs("simmim", tmp_path, cfg)
+    objs, _, _ = stacked_run("simmim", tmp_path, cfg)
+    assert type(objs[0].encoder).__name__ == "Beit"
+    for k in range(2):
+        assert_same_state(objs[k].state_dict(), ref_objs[k].state_dict(), f"model {k}")
+
+
 def test_check_stackable_names_the_difference():
     cfgs = [dataclasses.replace(CFG, seed=s) for s in SEEDS]
     with pytest.raises(ValueError, match="is a MoCo"):
