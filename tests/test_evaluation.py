@@ -143,6 +143,33 @@ def test_finetune_lr_scales_scale_the_named_parameters_steps(encoder, data):
     assert float((patch - before["patch_embed.proj.weight"]).abs().max()) > bound
 
 
+@pytest.mark.parametrize("families", ["v2", "faithful"])
+def test_layer_decay_scales_follow_the_upstream_layer_ids(families):
+    """Each parameter's multiplier equals decay ** (L + 1 - layer id) with BEiT's layer ids
+    (embeddings 0, block i -> i + 1, everything else L + 1), on the sin-cos ViT and the BEiT
+    encoder (whose shared relative position bias is "everything else")."""
+    from clvsmim.families import family_model_config
+    from clvsmim.train.optim import lr_scale_of
+
+    enc = build_vit(family_model_config(families, "simmim", ModelConfig(img_size=16, patch_size=4, embed_dim=16,
+                                                                         depth=3, num_heads=2)))
+    decay, depth = 0.5, 3
+    scales = E.layer_decay_scales(enc, decay)
+
+    def layer_id(name: str) -> int:
+        if name.startswith(("patch_embed", "cls_token", "pos_embed")):
+            return 0
+        if name.startswith("blocks."):
+            return int(name.split(".")[1]) + 1
+        return depth + 1
+
+    for name, _ in enc.named_parameters():
+        assert lr_scale_of(f"encoder.{name}", scales) == pytest.approx(decay ** (depth + 1 - layer_id(name))), name
+    assert E.layer_decay_scales(enc, 1.0) == ()
+    with pytest.raises(ValueError, match="layer decay"):
+        E.layer_decay_scales(enc, 0.0)
+
+
 def test_finetune_bf16_and_precision_choice(encoder, data, monkeypatch):
     acc = E.finetune(encoder, *data, CFG, precision="bf16")
     assert 0.0 <= acc <= 1.0

@@ -37,7 +37,7 @@ from clvsmim.data import open_dataset
 from clvsmim.evaluation.dense import DENSE_MAX_TRAIN_IMAGES, dense_probe, dense_probe_from_tokens, segmentation_scores
 from clvsmim.evaluation.features import (device_of, extract_features, extract_pooled, extract_tokens, linear_probe,
                                          linear_probes, probe_predict)
-from clvsmim.evaluation.finetune import FINETUNE_CROP_SCALE, finetune
+from clvsmim.evaluation.finetune import FINETUNE_CROP_SCALE, finetune, layer_decay_scales
 from clvsmim.evaluation.robustness import (NOISE_CUTOFF, NOISE_STRENGTH, SHAPE_TEXTURE_SIZES, band_limited_noise,
                                            noise_robustness, shape_bias_from_predictions, shape_bias_standard_error,
                                            shape_texture_bias)
@@ -46,6 +46,7 @@ from clvsmim.precision import native_bf16
 
 __all__ = [
     "extract_features", "extract_pooled", "extract_tokens", "probe_predict", "linear_probe", "linear_probes", "finetune",
+    "layer_decay_scales",
     "dense_probe", "dense_probe_from_tokens", "segmentation_scores", "shape_texture_bias",
     "shape_bias_from_predictions", "band_limited_noise", "noise_robustness", "evaluate_model",
     "finetune_precision", "FINETUNE_CROP_SCALE", "DENSE_MAX_TRAIN_IMAGES",

@@ -24,6 +24,26 @@ FINETUNE_WEIGHT_DECAY = 0.05
 FINETUNE_WARMUP_FRACTION = 0.1
 FINETUNE_STREAM = 112  # augment stream of the fine-tuning view (after the pre-training streams)
 
+#: Parameters that BEiT / SimMIM / MAE fine-tuning puts below the first block (layer 0).
+EMBEDDING_PARAMETERS = ("patch_embed.", "cls_token", "pos_embed", "mask_token")
+
+
+def layer_decay_scales(encoder: nn.Module, decay: float) -> tuple[tuple[str, float], ...]:
+    """Layer-wise learning-rate decay as ``lr_scales`` for :func:`finetune`: upstream MIM
+    fine-tuning (SimMIM 0.65, MAE 0.65 / 0.75, BEiT) gives block ``i`` of an ``L``-block encoder
+    ``decay ** (L - i)`` and the embeddings ``decay ** (L + 1)``; the final norm, the head and a
+    shared relative position bias keep 1. ``decay == 1`` returns no scales."""
+    if not 0.0 < float(decay) <= 1.0:
+        raise ValueError(f"layer decay must lie in (0, 1], found {decay}")
+    if decay == 1.0:
+        return ()
+    depth = len(encoder.blocks)
+    names = [n for n, _ in encoder.named_parameters()]
+    scales = [(f"blocks.{i}.", decay ** (depth - i)) for i in range(depth)]
+    scales += [(f, decay ** (depth + 1)) for f in EMBEDDING_PARAMETERS if any(n.startswith(f) for n in names)]
+    return tuple(scales)
+
+
 class _FinetuneNet(nn.Module):
     """Backbone + linear head on the mean of the final (normed) patch tokens."""
 
