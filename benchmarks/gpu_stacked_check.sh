@@ -6,6 +6,7 @@
 #     separate runs, eager and with the step captured in a CUDA graph.
 # Output in $OUT (default ./gpu_stacked): pytest.log, throughput.log, throughput-graph.log.
 # A whole seed sweep on the GPU afterwards: python3 -m clvsmim zoo build --profile mini --stacked --seeds 0,1,2 --cuda-graph
+# (mini3 too, since session 10: the stack takes its train.lr_scales; tests/test_stacked.py stacks its BEiT SimMIM)
 set -u
 OUT=${OUT:-$PWD/gpu_stacked}; mkdir -p "$OUT"
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 CLVSMIM_CACHE=${CLVSMIM_CACHE:-/tmp/clvsmim-cache}
