@@ -10,7 +10,9 @@ from clvsmim import evaluation as E
 from clvsmim.config import EvalConfig, ModelConfig, profile_from_dict
 from clvsmim.data import make_synthetic
 from clvsmim.data import augment
+from clvsmim.families import family_model_config
 from clvsmim.models import build_vit, capture
+from clvsmim.train.optim import lr_scale_of
 
 TINY_MODEL = {"img_size": 32, "patch_size": 8, "embed_dim": 16, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0}
 CFG = EvalConfig(probe_steps=30, probe_lr=1e-2, finetune_steps=3, finetune_lr=5e-4, batch_size=32)
@@ -148,9 +150,6 @@ def test_layer_decay_scales_follow_the_upstream_layer_ids(families):
     """Each parameter's multiplier equals decay ** (L + 1 - layer id) with BEiT's layer ids
     (embeddings 0, block i -> i + 1, everything else L + 1), on the sin-cos ViT and the BEiT
     encoder (whose shared relative position bias is "everything else")."""
-    from clvsmim.families import family_model_config
-    from clvsmim.train.optim import lr_scale_of
-
     enc = build_vit(family_model_config(families, "simmim", ModelConfig(img_size=16, patch_size=4, embed_dim=16,
                                                                          depth=3, num_heads=2)))
     decay, depth = 0.5, 3

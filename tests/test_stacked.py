@@ -42,9 +42,9 @@ def batch_fn(dataset: Images, indices):
 DATA = Images()
 
 
-def fresh(name: str, seed: int, lam: float | None = None):
+def fresh(name: str, seed: int, lam: float | None = None, profile: Profile = PROFILE):
     torch.manual_seed(100 + seed)
-    obj = build_objective(name, PROFILE, lam=lam)
+    obj = build_objective(name, profile, lam=lam)
     obj.model_config = TINY
     return obj
 
@@ -99,19 +99,19 @@ def assert_same_optimizer(a: dict, b: dict) -> None:
             torch.testing.assert_close(value, b["state"][i][key], atol=1e-4, rtol=2e-2)
 
 
-def reference_runs(name, tmp_path, cfg=CFG, lams=(None, None)):
+def reference_runs(name, tmp_path, cfg=CFG, lams=(None, None), profile=PROFILE):
     """K separate ``train`` runs; returns (objectives, out_dirs)."""
     objs, dirs = [], []
     for seed, lam in zip(SEEDS, lams):
-        obj, out = fresh(name, seed, lam), tmp_path / f"ref-{seed}"
+        obj, out = fresh(name, seed, lam, profile), tmp_path / f"ref-{seed}"
         train(obj, DATA, dataclasses.replace(cfg, seed=seed), out, progress=False, batch_fn=batch_fn)
         objs.append(obj)
         dirs.append(out)
     return objs, dirs
 
 
-def stacked_run(name, tmp_path, cfg=CFG, lams=(None, None), device="cpu", **kw):
-    objs = [fresh(name, seed, lam) for seed, lam in zip(SEEDS, lams)]
+def stacked_run(name, tmp_path, cfg=CFG, lams=(None, None), device="cpu", profile=PROFILE, **kw):
+    objs = [fresh(name, seed, lam, profile) for seed, lam in zip(SEEDS, lams)]
     dirs = [tmp_path / f"stack-{seed}" for seed in SEEDS]
     summaries = train_stacked(objs, DATA, [dataclasses.replace(cfg, seed=s) for s in SEEDS], dirs,
                               progress=False, batch_fn=batch_fn, device=device, **kw)
@@ -229,21 +229,13 @@ def test_stacked_lr_scales_equal_separate_runs_and_resume(tmp_path):
     assert fast and fast == {n for n in names.values() if "patch_embed" in n}
 
 
-def test_stacked_faithful_simmim_with_its_table_scale_equals_separate_runs(tmp_path, monkeypatch):
+def test_stacked_faithful_simmim_with_its_table_scale_equals_separate_runs(tmp_path):
     """mini3's SimMIM as the GPU path would train it: the BEiT-style encoder (shared relative
     position bias, layer scale) with the table at 10x, stacked, equals separate runs."""
     faithful = dataclasses.replace(PROFILE, families="faithful")
-
-    def fresh_faithful(name, seed, lam=None):
-        torch.manual_seed(100 + seed)
-        obj = build_objective(name, faithful, lam=lam)
-        obj.model_config = TINY
-        return obj
-
-    monkeypatch.setitem(globals(), "fresh", fresh_faithful)
     cfg = dataclasses.replace(CFG, lr_scales=(("relative_position_bias_table", 10.0),))
-    ref_objs, _ = reference_runs("simmim", tmp_path, cfg)
-    objs, _, _ = stacked_run("simmim", tmp_path, cfg)
+    ref_objs, _ = reference_runs("simmim", tmp_path, cfg, profile=faithful)
+    objs, _, _ = stacked_run("simmim", tmp_path, cfg, profile=faithful)
     assert type(objs[0].encoder).__name__ == "Beit"
     for k in range(2):
         assert_same_state(objs[k].state_dict(), ref_objs[k].state_dict(), f"model {k}")

@@ -51,11 +51,13 @@ def main() -> None:
     torch.set_num_threads(1)
     profile = seed_profile(load_profile(args.profile), args.seed)
     train_set, eval_set = open_dataset(profile.data, "train"), open_dataset(profile.data, "eval")
+    lr = profile.eval.finetune_lr if args.lr is None else args.lr
     rows = []
     for name in args.models:
         spec = resolve(profile, name)
         own = train_config_for(profile, spec.objective).lr_scales if spec.train_cfg is not None else ()
         encoder = zoo.load(profile, name)
+        decay_scales = layer_decay_scales(encoder, args.layer_decay)
         if args.zero:
             if not any(args.zero in n for n, _ in encoder.named_parameters()):
                 raise SystemExit(f"--zero {args.zero!r}: no parameter of {name} has it in its name")
@@ -63,8 +65,8 @@ def main() -> None:
         else:
             runs = [(steps, (), False) for steps in args.steps] + ([(args.steps[0], own, False)] if own else [])
         for steps, scales, zeroed in runs:
-            cfg = dataclasses.replace(profile.eval, finetune_steps=steps, finetune_lr=args.lr or profile.eval.finetune_lr)
-            scales = tuple(scales) + layer_decay_scales(encoder, args.layer_decay)
+            cfg = dataclasses.replace(profile.eval, finetune_steps=steps, finetune_lr=lr)
+            scales = tuple(scales) + decay_scales
             model = zeroed_copy(encoder, args.zero) if zeroed else encoder
             acc = finetune(model, train_set, eval_set, cfg, seed=profile.train.seed, lr_scales=scales)
             rows.append({"model": name, "steps": steps, "lr": cfg.finetune_lr, "layer_decay": args.layer_decay,
