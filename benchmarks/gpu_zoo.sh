@@ -4,7 +4,11 @@
 # was built and pack it, with the unfinished runs' checkpoints, for `clvsmim zoo install` / resuming.
 # Packing takes about 60 s after the stop (one H100 run: 10 runs stopped, 3 seeds exported).
 #   bash benchmarks/gpu_zoo.sh PROFILE.yaml DEADLINE_S SEED:JOBS:ONLY [SEED:JOBS:ONLY ...]
-# ONLY is a priority list (`clvsmim zoo build --only`, runs start in its order). Optional inputs:
+#   bash benchmarks/gpu_zoo.sh PROFILE.yaml DEADLINE_S stacked:SEEDS:ONLY   (SEEDS like 0,1,2)
+# ONLY is a priority list (`clvsmim zoo build --only`, runs start in its order; empty: the whole zoo).
+# The stacked form trains the seeds' pending models as batched stacks in one process
+# (`clvsmim zoo build --stacked --cuda-graph`; the mini profiles' models are launch-bound alone).
+# Optional inputs:
 # .whl/*.whl (timm where the machine's is older), .gpu_carry/*.pt.gz (datasets for the cache's data/).
 # $OUT (default ./gpu_zoo) receives gpu_zoo.log and zoo.tgz.partNN (cat them, then tar xzf):
 # export-s<SEED>/ (fp16 safetensors + provenance), runs/<model folder>/ (unfinished: checkpoint + log).
@@ -22,9 +26,16 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__, 'cuda', torch.cuda.is_available())"
 pids=(); seeds=()
 for spec in "$@"; do
-  IFS=: read -r seed jobs only <<< "$spec"; seeds+=("$seed")
-  python3 -m clvsmim zoo build --profile "$profile" --seed "$seed" --jobs "$jobs" --only "$only" --no-progress \
-    > "$work/build-s$seed.log" 2>&1 &
+  IFS=: read -r seed jobs only <<< "$spec"
+  if [ "$seed" = stacked ]; then  # stacked:SEEDS:ONLY -- one process for all the seeds
+    IFS=, read -r -a stacked_seeds <<< "$jobs"; seeds+=("${stacked_seeds[@]}")
+    python3 -m clvsmim zoo build --profile "$profile" --stacked --seeds "$jobs" --cuda-graph ${only:+--only "$only"} \
+      --no-progress > "$work/build-stacked.log" 2>&1 &
+  else
+    seeds+=("$seed")
+    python3 -m clvsmim zoo build --profile "$profile" --seed "$seed" --jobs "$jobs" ${only:+--only "$only"} \
+      --no-progress > "$work/build-s$seed.log" 2>&1 &
+  fi
   pids+=($!)
 done
 while [ $SECONDS -lt $(( deadline - 75 )) ] && kill -0 "${pids[@]}" 2>/dev/null; do sleep 2; done
@@ -34,7 +45,7 @@ kill -TERM $(ours) 2>/dev/null  # the builds and their pool workers, nothing els
 for _ in $(seq 10); do [ -n "$(ours)" ] || break; sleep 1; done
 [ -n "$(ours)" ] && { echo "still running, killed: $(ours | tr '\n' ' ')"; kill -KILL $(ours) 2>/dev/null; }
 echo "stopped at ${SECONDS}s"
-for seed in "${seeds[@]}"; do tail -n 5 "$work/build-s$seed.log" | cut -c1-300; done
+for log in "$work"/build-*.log; do tail -n 5 "$log" | cut -c1-300; done
 mkdir -p $work/runs
 for run in "$CLVSMIM_CACHE"/zoo/*/*/; do
   [ -f "$run/checkpoint.pt" ] && [ ! -f "$run/done.json" ] || continue
@@ -54,5 +65,5 @@ for seed in seeds:
     except ZooWeightsError as error:
         print(f"seed {seed}: {error}", flush=True)
 PY
-(cd $work && tar czf - export-s* build-s*.log runs) | split -b 15M -d - "$OUT/zoo.tgz.part"
+(cd $work && tar czf - export-s* build-*.log runs) | split -b 15M -d - "$OUT/zoo.tgz.part"
 ls -la "$OUT"; echo "finished at ${SECONDS}s"
