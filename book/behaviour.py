@@ -80,6 +80,25 @@ if source == "official":
 show_bullets(ch.behaviour_sentences(measured, ch.paper_own_runs(literature)))
 
 # %% [markdown]
+# ### How much of fine-tuning is the pretraining (A-own-architecture)
+#
+# A fine-tuned model's accuracy is its architecture's accuracy from scratch plus what
+# pretraining adds. The paper's MoCo v3 and SimMIM differ in both: SimMIM's ViT has no absolute
+# position embedding (a relative position bias shared by all blocks, layer scale). Here each model
+# (filled bar) is fine-tuned next to the untrained encoder of its own architecture (hatched bar,
+# the same recipe); the number above is the gain pretraining gives. Where the profile builds both
+# on one encoder the two share one untrained control.
+
+# %%
+own_pairs = ch.own_architecture_pairs(cfg, sizes)
+own_rows = ch.finetune_over_own_architecture(ch.evaluations_by_name(cfg, sorted({*own_pairs, *own_pairs.values()})),
+                                             own_pairs)
+fig = plots.plot_own_architecture(own_rows)
+save_figure(fig, "A-own-architecture", {"rows": own_rows, "pairs": own_pairs}, models=sorted(own_pairs),
+            caption="Fine-tuning accuracy of each pretrained model and of the untrained encoder of its architecture.")
+show_bullets(ch.own_architecture_sentences(own_rows))
+
+# %% [markdown]
 # Sources of the literature numbers:
 
 # %%

@@ -11,7 +11,8 @@ import yaml
 from clvsmim import claims, cli
 from clvsmim.train import zoo
 from clvsmim.claims import Measurements, aggregate, claims_table, evaluate_claim, evaluate_claims
-from clvsmim.config import profile_from_dict
+from clvsmim.claims.measure import model_names
+from clvsmim.config import load_profile, profile_from_dict
 
 L = 6
 
@@ -123,6 +124,28 @@ def test_ordering_without_moving_from_the_control_is_not_holds():
     m.evaluations["control"] = _eval(CONTROL_LP[:-1] + [0.9], 0.9, 0.5)
     c8 = evaluate_claim("C8", m)
     assert c8.value >= 0 and c8.verdict == "tie"
+
+
+def test_mim_fine_tuning_is_compared_with_the_untrained_control_of_its_own_architecture():
+    """C10 / C11's control rule: MIM must beat fine-tuning *its own* encoder from scratch. With
+    the shared control at 0.30 MIM (0.70) passes; with its own architecture's control at 0.75
+    (an encoder that fine-tunes better untrained) pretraining did not help: a tie, not holds."""
+    m = holding_set()
+    m.names = {"control-mim": "random-simmim-S", "control-mim-large": "random-simmim-S"}
+    m.evaluations["control-mim"] = {"finetune": 0.75}
+    m.evaluations["control-mim-large"] = {"finetune": 0.75}
+    c10, c11 = evaluate_claim("C10", m), evaluate_claim("C11", m)
+    assert c10.verdict == "tie" and not c10.details["mim_moved"] and c10.control == pytest.approx(0.75)
+    assert c10.details["control_model"] == "random-simmim-S" and "own architecture (random-simmim-S)" in c10.reason
+    assert c10.details["gain_over_own_architecture"]["cl"] == pytest.approx(0.60 - 0.30)  # CL: the shared control
+    assert c10.details["gain_over_own_architecture"]["mim"] == pytest.approx(0.70 - 0.75)
+    assert c11.verdict == "tie" and c11.control == pytest.approx(0.75) and c11.details["models"]["control-large"] == "random-simmim-S"
+    m.evaluations["control-mim"] = m.evaluations["control-mim-large"] = {"finetune": 0.40}
+    assert evaluate_claim("C10", m).verdict == "holds" and evaluate_claim("C11", m).verdict == "holds"
+    # named but not measured (a skipped model): the shared control, and the reason says so
+    del m.evaluations["control-mim"]
+    c10 = evaluate_claim("C10", m)
+    assert c10.control == pytest.approx(0.30) and "was not measured" in c10.reason
 
 
 def test_missing_inputs_are_inconclusive():
@@ -443,3 +466,9 @@ def test_the_recorded_table_without_standard_errors_still_shows(capsys):
     assert "| C1 " in out and "without standard errors" in out
     assert cli.main(["claims", "--show", str(path)]) == 0
     assert "note: recorded without standard errors" in capsys.readouterr().out
+
+
+def test_the_claims_read_mims_own_control_only_where_its_architecture_differs():
+    faithful, v2 = model_names(load_profile("mini3")), model_names(load_profile("mini"))
+    assert faithful["control-mim"] == "random-simmim-S" and faithful["control-mim-large"] == "random-simmim-S"
+    assert faithful["control"] == "random" and not any(r.startswith("control-mim") for r in v2)

@@ -89,7 +89,8 @@ def test_v2_family_leaves_configs_alone(mini):
 def test_faithful_keys_differ_only_where_the_family_differs(mini, faithful):
     v2 = {s.name: s for s in zoo.zoo_specs(mini)}
     f3 = {s.name: s for s in zoo.zoo_specs(faithful)}
-    assert set(v2) == set(f3)
+    # the faithful zoo adds the untrained controls of SimMIM's own (BEiT) encoder, nothing else
+    assert set(f3) - set(v2) == {"random-simmim-S", "random-simmim-Ti"} and set(v2) <= set(f3)
     assert f3["mae-S"].key == v2["mae-S"].key  # MAE was already built as upstream
     for name in ("moco-S", "simmim-S", "hybrid-0.4-S", "random-S", "simmim-Ti"):
         assert f3[name].key != v2[name].key
@@ -196,7 +197,9 @@ def test_model_overrides_change_only_the_named_objective(faithful):
     base = {s.name: s for s in zoo.zoo_specs(faithful)}
     over = {s.name: s for s in zoo.zoo_specs(swept)}
     changed = {n for n in base if base[n].key != over[n].key}
-    assert changed == {"simmim-S", "simmim-Ti"}  # both sizes of the objective, nothing else
+    # both sizes of the objective and the untrained controls of its architecture, nothing else
+    assert changed == {"simmim-S", "simmim-Ti", "random-simmim-S", "random-simmim-Ti"}
+    assert all(over[f"random-simmim-{s}"].model_cfg == over[f"simmim-{s}"].model_cfg for s in ("S", "Ti"))
     cfg = over["simmim-S"].model_cfg
     assert cfg.encoder == "beit" and cfg.sincos_pos_embed and cfg.layer_scale_init == base["simmim-S"].model_cfg.layer_scale_init
     assert objective_model_config(swept, "simmim") == cfg  # the one path every builder takes
@@ -253,3 +256,37 @@ def test_a_faithful_zoo_trains_evaluates_and_reloads(tmp_path, monkeypatch):
     results = zoo.evaluations(profile, only=["simmim"], jobs=1, progress=False)
     result = next(iter(results.values()))
     assert 0 <= result["linear_probe"]["final"] <= 1 and 0 <= result["finetune"] <= 1
+
+
+def test_architecture_controls_are_the_untrained_encoders_of_their_objective(mini, faithful):
+    f3 = {s.name: s for s in zoo.zoo_specs(faithful)}
+    for size in ("S", "Ti"):
+        own = zoo.resolve(faithful, f"random-simmim-{size}")
+        assert own is f3[f"random-simmim-{size}"] or own == f3[f"random-simmim-{size}"]
+        assert not own.trains and own.arch == "simmim" and own.train_cfg is None
+        assert own.model_cfg == f3[f"simmim-{size}"].model_cfg  # SimMIM's BEiT encoder, untrained
+        assert own.seed == f3[f"random-{size}"].seed and own.key != f3[f"random-{size}"].key
+        assert zoo.architecture_control(faithful, "simmim", size) == own
+        # MoCo's encoder is the shared control's: no random-moco, the shared control stands in
+        assert zoo.architecture_control(faithful, "moco", size) == f3[f"random-{size}"]
+    # v2 builds every objective on one encoder: the shared control is every model's
+    assert zoo.architecture_control(mini, "simmim").name == "random-S"
+    with pytest.raises(KeyError, match="shared control.s encoder"):
+        zoo.resolve(mini, "random-simmim-S")
+    with pytest.raises(KeyError, match="unknown objective"):
+        zoo.architecture_control(mini, "byol")
+
+
+def test_architecture_control_builds_the_beit_encoder_from_the_controls_seed(tmp_path, monkeypatch, faithful):
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path))
+    zoo.build(faithful, only="random-simmim-Ti", jobs=1, progress=False)
+    encoder = zoo.load(faithful, "random-simmim-Ti")
+    assert isinstance(encoder, timm.models.beit.Beit) and encoder.pos_embed is None
+    params = dict(encoder.named_parameters())
+    assert torch.count_nonzero(params["rel_pos_bias.relative_position_bias_table"]) == 0  # untrained: zero bias
+    assert torch.all(params["blocks.0.gamma_1"] == 0.1)  # SimMIM's layer scale, untouched by training
+    spec = zoo.resolve(faithful, "random-simmim-Ti")
+    torch.manual_seed(spec.seed)  # the control's seed re-creates its weights
+    want = build_vit(zoo.resolve(faithful, "simmim-Ti").model_cfg).state_dict()
+    got = encoder.state_dict()
+    assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in got)

@@ -206,6 +206,29 @@ def test_plot_behaviour_axes_and_points(evals):
     assert len(hollow) == sum(r["status"] != "verified" for r in lit["linear_vs_finetune"])
 
 
+def test_fine_tuning_over_each_models_own_untrained_architecture():
+    """The faithful mini3 profile pairs SimMIM with its untrained BEiT encoder and MoCo with the
+    shared control; the records, the split of the difference and the bars follow the numbers."""
+    pairs = beh.own_architecture_pairs(load_profile("mini3"), ["Ti", "S", "B"])
+    assert pairs == {"moco-Ti": "random-Ti", "moco-S": "random-S",
+                     "simmim-Ti": "random-simmim-Ti", "simmim-S": "random-simmim-S"}
+    assert set(beh.own_architecture_pairs(load_profile("mini"), ["S"]).values()) == {"random-S"}
+    evals = {"moco-S": {"finetune": 0.20}, "random-S": {"finetune": 0.15}, "simmim-S": {"finetune": 0.17},
+             "random-simmim-S": {"finetune": 0.13}, "moco-Ti": {"finetune": 0.18}}  # no Ti controls
+    rows = beh.finetune_over_own_architecture(evals, pairs)
+    strict_json(rows)
+    assert [r["model"] for r in rows] == ["moco-S", "simmim-S"]
+    assert rows[0]["gain"] == pytest.approx(5.0) and rows[1]["gain"] == pytest.approx(4.0)
+    (line,) = beh.own_architecture_sentences(rows)
+    # -3.0 points in all = -2.0 between the untrained encoders + -1.0 from pretraining
+    assert "= -3.0 points, of which -2.0 lie between" in line and "and -1.0 come from pretraining" in line
+    fig = pbeh.plot_own_architecture(rows)
+    heights = sorted(round(b.get_height(), 6) for b in fig.axes[0].patches)
+    assert heights == [13.0, 15.0, 17.0, 20.0]
+    assert [t.get_text() for t in fig.axes[0].texts] == ["+5.0", "+4.0"]
+    assert pbeh.plot_own_architecture([]).axes[0].texts[0].get_text().startswith("no fine-tuning")
+
+
 def test_plot_behaviour_handles_empty_panels():
     fig = pbeh.plot_behaviour({}, {})
     assert len(fig.axes) == 6

@@ -51,14 +51,31 @@ def _size_extremes(profile: Profile) -> tuple[str, str] | None:
 def model_names(profile: Profile, scaling: bool | None = None, cl: str = "moco", mim: str = "simmim",
                 control: str = "random") -> dict[str, str]:
     """Role -> zoo name of every model the claims read (hybrids excepted: see :func:`measure`).
-    ``scaling`` (default: when the profile has two sizes or more) adds the C11 roles."""
+    ``scaling`` (default: when the profile has two sizes or more) adds the C11 roles. Where the
+    profile's families give MIM another encoder than the control's, ``control-mim`` (and
+    ``control-mim-large``) name the untrained control of MIM's own architecture
+    (:func:`clvsmim.train.zoo.architecture_control`), which C10 / C11 compare MIM with."""
     names = {"cl": cl, "mim": mim, "control": control}
     ends = _size_extremes(profile)
     if (scaling is None or scaling) and ends is not None:
         small, large = ends
         names.update({"cl-small": f"{cl}-{small}", "cl-large": f"{cl}-{large}", "mim-small": f"{mim}-{small}",
                       "mim-large": f"{mim}-{large}", "control-large": f"{control}-{large}"})
+    for role in ("mim", "mim-large"):
+        if role in names:
+            own = _own_control(profile, names[role])
+            if own is not None and zoo.resolve(profile, own).key != zoo.resolve(profile, names[f"control{role[3:]}"]).key:
+                names[f"control-{role}"] = own
     return names
+
+
+def _own_control(profile: Profile, name: str) -> str | None:
+    """The zoo name of the untrained control of ``name``'s architecture (None: not a zoo model)."""
+    try:
+        spec = zoo.resolve(profile, name)
+    except KeyError:
+        return None
+    return zoo.architecture_control(profile, spec.objective, spec.size).name
 
 
 def _num_eval(profile: Profile) -> int | None:

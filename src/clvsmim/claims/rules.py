@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Sequence
 from clvsmim.book.units import claim_value_kind, percent, points
 from clvsmim.claims.definitions import (C6_MIN_CUE_OVER_CHANCE, CONTROL_RULE, MARGINS, PROBE_POOL, Claim, is_finite,
                                         make_claim, missing_claim)
-from clvsmim.claims.verdict import (Measurements, dig, fmt_value, image_ses, last_third, mean_or_none,
+from clvsmim.claims.verdict import (Measurements, dig, fmt_value, image_ses, last_third, mean_or_none, mim_control_role,
                                     ordered_verdict, pool_note, probe_of, rate_ses, se_text)
 from clvsmim.data import SHAPES
 from clvsmim.uncertainty import rate_difference_se, three_way, threshold
@@ -283,9 +283,16 @@ def c9_linear_probe(m: Measurements) -> Claim:
 
 @_register("C10")
 def c10_finetune(m: Measurements) -> Claim:
-    """Fine-tuning accuracy: CL < MIM; MIM must beat fine-tuning the control from scratch."""
-    vals = [dig(m.evaluations.get(r), "finetune") for r in ("cl", "mim", "control")]
-    return ordered_verdict("C10", *vals, -1, MARGINS["C10"], CONTROL_RULE["C10"], rate_ses(m, *vals))
+    """Fine-tuning accuracy: CL < MIM; MIM must beat fine-tuning the control of its own
+    architecture from scratch (``control-mim`` where the families give MIM its own encoder)."""
+    control, note = mim_control_role(m)
+    vals = [dig(m.evaluations.get(r), "finetune") for r in ("cl", "mim", control)]
+    shared = dig(m.evaluations.get("control"), "finetune")
+    gains = {"cl": vals[0] - shared if is_finite(vals[0], shared) else None,
+             "mim": vals[1] - vals[2] if is_finite(vals[1], vals[2]) else None}
+    claim = ordered_verdict("C10", *vals, -1, MARGINS["C10"], CONTROL_RULE["C10"], rate_ses(m, *vals),
+                            control_model=m.names.get(control), gain_over_own_architecture=gains)
+    return dataclasses.replace(claim, reason=f"{claim.reason}; {note}") if note else claim
 
 
 @_register("C11")
@@ -294,14 +301,16 @@ def c11_scaling(m: Measurements) -> Claim:
     large MIM model must beat fine-tuning the large control from scratch by the margin
     (``control``: the large control's fine-tuning accuracy, an accuracy, not a gain)."""
     cid, margin = "C11", MARGINS["C11"]
-    ft = {r: dig(m.evaluations.get(r), "finetune")
-          for r in ("cl-small", "cl-large", "mim-small", "mim-large", "control-large")}
+    control_role, note = mim_control_role(m, "-large")
+    ft = {r: dig(m.evaluations.get(r), "finetune") for r in ("cl-small", "cl-large", "mim-small", "mim-large")}
+    ft["control-large"] = dig(m.evaluations.get(control_role), "finetune")
     if not is_finite(ft["cl-small"], ft["cl-large"], ft["mim-small"], ft["mim-large"]):
         return missing_claim(cid, "fine-tuning of CL and MIM at two sizes")
     cl_gain = ft["cl-large"] - ft["cl-small"]
     mim_gain = ft["mim-large"] - ft["mim-small"]
     value = mim_gain - cl_gain + 0.0
-    details = {"finetune": ft, "models": {r: m.names.get(r) for r in ft}, "margin": margin, "rule": "mim"}
+    details = {"finetune": ft, "models": {**{r: m.names.get(r) for r in ft}, "control-large": m.names.get(control_role)},
+               "margin": margin, "rule": "mim"}
 
     control = ft["control-large"]
     four = [ft[r] for r in ("cl-small", "cl-large", "mim-small", "mim-large")]
@@ -321,6 +330,7 @@ def c11_scaling(m: Measurements) -> Claim:
         verdict, reason = "tie", "MIM gains more, but its large model does not beat fine-tuning the control from scratch"
     else:
         verdict, reason = "holds", f"MIM gains {fmt_value(value, 'points')} more than CL ({noise}) and its large model beats the control"
+    reason = f"{reason}; {note}" if note else reason
     return make_claim(cid, cl_gain, mim_gain, control, value, verdict, reason, se=se, **details)
 
 

@@ -134,6 +134,19 @@ def image_ses(m: Measurements, metric: str, depths: Sequence[int], direction: in
             "mim_control": paired_bootstrap_se(vals["control"], vals["mim"])}
 
 
+def mim_control_role(m: Measurements, suffix: str = "") -> tuple[str, str]:
+    """The role of the control MIM's fine-tuning is compared with: ``control-mim<suffix>`` (the
+    untrained control of MIM's own architecture) when it was measured, else ``control<suffix>``,
+    and a note for the reason."""
+    own = f"control-mim{suffix}"
+    if own in m.evaluations:
+        return own, f"MIM's control is the untrained encoder of its own architecture ({m.names.get(own, own)})"
+    if own in m.names:
+        return f"control{suffix}", (f"the untrained control of MIM's own architecture ({m.names[own]}) was not "
+                                    f"measured: MIM is compared with the shared control")
+    return f"control{suffix}", ""
+
+
 def rate_ses(m: Measurements, cl, mim, control) -> dict[str, float]:
     """Binomial SEs of the differences of three accuracies on ``m.num_eval`` images; {} without it."""
 

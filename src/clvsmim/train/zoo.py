@@ -29,7 +29,8 @@ from clvsmim.objectives import build_objective
 from clvsmim.train import trainer
 from clvsmim.train.checkpoint import load_encoder, save_atomic
 from clvsmim.train.zoo_jobs import ZooBuildError, default_jobs, run_jobs
-from clvsmim.train.zoo_specs import (CHECKPOINT_NAME, DONE_NAME, OBJECTIVES, ZOO_FORMAT, ModelSpec, default_size,
+from clvsmim.train.zoo_specs import (ARCHITECTURE_CONTROLS, CHECKPOINT_NAME, DONE_NAME, OBJECTIVES, ZOO_FORMAT, ModelSpec,
+                                     architecture_control, default_size,
                                      folder_status, hybrid_sweep, is_built, model_dir, resolve, select_specs, spec_dir,
                                      zoo_specs)
 
@@ -37,7 +38,7 @@ __all__ = [
     "ZOO_FORMAT", "EVAL_FORMAT", "OBJECTIVES", "ModelSpec", "ZooBuildError", "default_size", "zoo_specs",
     "resolve", "model_dir", "is_built", "build", "load", "load_model", "hybrid_sweep", "list_models",
     "evaluations", "eval_path", "default_jobs", "select_specs", "format_table", "CHECKPOINT_NAME", "DONE_NAME",
-    "spec_dir", "folder_status",
+    "spec_dir", "folder_status", "ARCHITECTURE_CONTROLS", "architecture_control",
 ]
 
 #: Part of every evaluation file name: bump when :mod:`clvsmim.evaluation` changes its recipe.

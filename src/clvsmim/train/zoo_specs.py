@@ -11,7 +11,11 @@ The models (:func:`zoo_specs`)
 * ``moco`` and ``simmim`` at every size of ``profile.sizes`` (Ti / S / B: the scaling
   panel of F1); the default size is one of them and is trained once, not twice;
 * ``random``: an untrained, randomly initialised control of every size (nothing trained;
-  its initial weights are saved like a checkpoint).
+  its initial weights are saved like a checkpoint), built like the CL model (MoCo v3's encoder);
+* ``random-<objective>``: where a profile's families give ``moco`` or ``simmim`` another encoder
+  than the control's (``faithful``: SimMIM's BEiT encoder), an untrained control of *that*
+  architecture at every size (:data:`ARCHITECTURE_CONTROLS`, :func:`architecture_control`) —
+  what "trained minus untrained" of a model must be measured against; none under ``v2``.
 
 Keys
 ----
@@ -24,6 +28,7 @@ a folder with a checkpoint but no ``done.json`` is an interrupted run (:func:`fo
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +40,9 @@ from clvsmim.paths import cache_path
 
 #: Part of every key: bump when a change of the code (not the config) must retrain the zoo.
 ZOO_FORMAT = 1
+#: The objectives that get an untrained control of their own architecture when it differs from
+#: the shared control's (the CL and MIM models every claim compares).
+ARCHITECTURE_CONTROLS = ("moco", "simmim")
 DONE_NAME = "done.json"
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -51,11 +59,19 @@ class ModelSpec:
     train_cfg: TrainConfig | None  # None for the untrained control
     data_cfg: DataConfig
     seed: int
+    arch: str | None = None  # random only: the objective whose encoder it is (None: the shared control)
 
     @property
     def name(self) -> str:
-        """Short, human name: ``moco-S``, ``hybrid-0.4-S``, ``random-Ti``."""
-        return f"{self.objective}-{self.size}" if self.lam is None else f"{self.objective}-{self.lam:g}-{self.size}"
+        """Short, human name: ``moco-S``, ``hybrid-0.4-S``, ``random-Ti``, ``random-simmim-S``."""
+        return f"{self.prefix}-{self.size}"
+
+    @property
+    def prefix(self) -> str:
+        """The name without the size: ``moco``, ``hybrid-0.4``, ``random``, ``random-simmim``."""
+        if self.lam is not None:
+            return f"{self.objective}-{self.lam:g}"
+        return self.objective if self.arch is None else f"{self.objective}-{self.arch}"
 
     @property
     def trains(self) -> bool:
@@ -63,7 +79,7 @@ class ModelSpec:
 
     def meta(self) -> dict[str, Any]:
         return {"key": self.key, "name": self.name, "objective": self.objective, "lam": self.lam,
-                "size": self.size, "seed": self.seed, "model_config": to_dict(self.model_cfg),
+                "arch": self.arch, "size": self.size, "seed": self.seed, "model_config": to_dict(self.model_cfg),
                 "train_config": to_dict(self.train_cfg), "data_config": to_dict(self.data_cfg)}
 
 
@@ -82,19 +98,29 @@ def _objective_config(profile: Profile, objective: str) -> dict[str, Any]:
 
 
 def _make_spec(profile: Profile, objective: str, lam: float | None, size: str, model_cfg: ModelConfig,
-               data_cfg: DataConfig) -> ModelSpec:
-    model_cfg = objective_model_config(profile, objective, model_cfg)
+               data_cfg: DataConfig, arch: str | None = None) -> ModelSpec:
+    model_cfg = objective_model_config(profile, arch or objective, model_cfg)
     if objective == "random":
         train_cfg, seed = None, profile.train.seed
         content = {"format": ZOO_FORMAT, "objective": objective, "model": model_cfg, "seed": seed}
+        if arch is not None:  # the shared control's key stays what it was
+            content["arch"] = arch
     else:
         train_cfg = train_config_for(profile, objective)
         seed = train_cfg.seed
         content = {"format": ZOO_FORMAT, "objective": objective, "lam": lam, "model": model_cfg,
                    "train": train_cfg, "data": data_cfg, "objective_config": _objective_config(profile, objective)}
-    prefix = objective if lam is None else f"{objective}-{lam:g}"
-    return ModelSpec(key=f"{prefix}-{size}-{config_key(content)}", objective=objective, lam=lam, size=size,
-                     model_cfg=model_cfg, train_cfg=train_cfg, data_cfg=data_cfg, seed=seed)
+    spec = ModelSpec(key="", objective=objective, lam=lam, size=size, model_cfg=model_cfg, train_cfg=train_cfg,
+                     data_cfg=data_cfg, seed=seed, arch=arch)
+    return dataclasses.replace(spec, key=f"{spec.prefix}-{size}-{config_key(content)}")
+
+
+def _architecture_controls(profile: Profile, size: str, cfg: ModelConfig, data_cfg: DataConfig) -> list[ModelSpec]:
+    """``random-<objective>`` of every :data:`ARCHITECTURE_CONTROLS` objective whose encoder at
+    this size differs from the shared control's."""
+    shared = objective_model_config(profile, "random", cfg)
+    return [_make_spec(profile, "random", None, size, cfg, data_cfg, arch=objective)
+            for objective in ARCHITECTURE_CONTROLS if objective_model_config(profile, objective, cfg) != shared]
 
 
 def _is_endpoint(lam: float) -> bool:
@@ -114,6 +140,7 @@ def zoo_specs(profile: Profile) -> list[ModelSpec]:
         if size != base:
             specs += [_make_spec(profile, obj, None, size, cfg, data_cfg) for obj in ("moco", "simmim")]
     specs += [_make_spec(profile, "random", None, size, cfg, data_cfg) for size, cfg in sizes.items()]
+    specs += [spec for size, cfg in sizes.items() for spec in _architecture_controls(profile, size, cfg, data_cfg)]
     keys = [s.key for s in specs]
     if len(set(keys)) != len(keys):  # cannot happen unless two sizes share name and config
         raise AssertionError(f"duplicate zoo keys: {keys}")
@@ -135,12 +162,12 @@ def _listed(profile: Profile, specs: list[ModelSpec], base: str) -> list[ModelSp
 
 
 def resolve(profile: Profile, key_or_name: str | None = None, *, objective: str | None = None,
-            lam: float | None = None, size: str | None = None) -> ModelSpec:
+            lam: float | None = None, size: str | None = None, arch: str | None = None) -> ModelSpec:
     """The spec of a zoo model, by full key, by short name or by fields.
 
-    Short names: ``moco`` / ``moco-Ti`` / ``hybrid-0.4`` / ``hybrid-0.4-S`` / ``random-B``
-    (size defaults to the profile's default size). ``hybrid`` at λ = 0 / 1 resolves to
-    ``simmim`` / ``moco`` (the sweep's endpoints are the pure runs).
+    Short names: ``moco`` / ``moco-Ti`` / ``hybrid-0.4`` / ``hybrid-0.4-S`` / ``random-B`` /
+    ``random-simmim-S`` (size defaults to the profile's default size). ``hybrid`` at λ = 0 / 1
+    resolves to ``simmim`` / ``moco`` (the sweep's endpoints are the pure runs).
     """
     specs = zoo_specs(profile)
     if key_or_name is not None:
@@ -158,6 +185,8 @@ def resolve(profile: Profile, key_or_name: str | None = None, *, objective: str 
             except ValueError:
                 raise KeyError(f"{key_or_name!r}: cannot read λ from {rest[0]!r}") from None
             rest = rest[1:]
+        elif objective == "random" and rest and rest[0] in OBJECTIVES:
+            arch, rest = rest[0], rest[1:]
         size = rest[0] if rest else None
         if len(rest) > 1:  # "<name>-<hash>" of another configuration
             raise KeyError(f"{key_or_name!r} is not a key of the current {profile.name!r} zoo; "
@@ -180,8 +209,12 @@ def resolve(profile: Profile, key_or_name: str | None = None, *, objective: str 
     for spec in specs:
         same_lam = (spec.lam is None and lam is None) or (
             spec.lam is not None and lam is not None and math.isclose(spec.lam, lam, abs_tol=1e-9))
-        if spec.objective == objective and spec.size == size and same_lam:
+        if spec.objective == objective and spec.size == size and same_lam and spec.arch == arch:
             return spec
+    if arch is not None:
+        raise KeyError(f"no untrained control of {arch}'s architecture (random-{arch}-{size}) in profile "
+                       f"{profile.name!r}: its families give {arch} the shared control's encoder; "
+                       f"available: {[s.name for s in specs]}")
     raise KeyError(f"no zoo model objective={objective!r} lam={lam} size={size!r} in profile "
                    f"{profile.name!r}; available: {[s.name for s in specs]}")
 
@@ -193,10 +226,20 @@ def spec_dir(profile: Profile, spec: ModelSpec) -> Path:
 
 
 def model_dir(profile: Profile, key_or_name: str | None = None, *, objective: str | None = None,
-              lam: float | None = None, size: str | None = None) -> Path:
+              lam: float | None = None, size: str | None = None, arch: str | None = None) -> Path:
     """The cache folder of a zoo model (see :func:`resolve` for the arguments); may be empty."""
-    return spec_dir(profile, resolve(profile, key_or_name, objective=objective, lam=lam, size=size,
-))
+    return spec_dir(profile, resolve(profile, key_or_name, objective=objective, lam=lam, size=size, arch=arch))
+
+
+def architecture_control(profile: Profile, objective: str, size: str | None = None) -> ModelSpec:
+    """The untrained control of ``objective``'s architecture at ``size``: ``random-<objective>``
+    where the profile's families give it its own encoder, else the shared ``random`` control."""
+    if objective not in OBJECTIVES:
+        raise KeyError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
+    try:
+        return resolve(profile, objective="random", size=size, arch=objective)
+    except KeyError:
+        return resolve(profile, objective="random", size=size)
 
 
 def folder_status(path: Path) -> str:

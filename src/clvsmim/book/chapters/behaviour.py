@@ -6,6 +6,9 @@ F1  literature numbers (``book/data/literature.csv``:
     (:func:`~clvsmim.book.chapters.common.evaluations_by_name`, :func:`measured_behaviour`).
 F2  attention maps of two query patches of one image
     (:mod:`clvsmim.book.chapters.attention_maps`, re-exported here).
+A-own-architecture  fine-tuning of CL and MIM against fine-tuning the untrained control of each
+    one's own architecture (:func:`own_architecture_pairs`, :func:`finetune_over_own_architecture`,
+    :func:`own_architecture_sentences`): how much of a fine-tuning difference is the pretraining.
 F3 / F4  attention distance and NMI per depth from :func:`clvsmim.book.report.model_analysis`
     (:func:`depth_curves`, :func:`late_value`).
 
@@ -29,13 +32,15 @@ from clvsmim.book.chapters.common import (FAMILIES,  # noqa: F401  (also read as
                                           evaluations_by_name, fmt_number, read_literature, verdict)
 from clvsmim.claims import last_third
 from clvsmim.methods import display_name
+from clvsmim.train import zoo
 
 __all__ = [
     "is_verified", "literature_panels", "literature_citations", "measured_behaviour",
     "late_blocks", "late_value", "depth_curves", "pick_image",
     "pick_queries", "foreground_fractions", "query_attention_maps", "query_attention_data",
     "map_cosine", "local_mass", "query_attention_record", "behaviour_sentences", "attention_sentences",
-    "paper_own_runs", "dense_probe_sentence", "size_crossover_sentence",
+    "paper_own_runs", "dense_probe_sentence", "size_crossover_sentence", "own_architecture_pairs",
+    "finetune_over_own_architecture", "own_architecture_sentences",
 ]
 
 
@@ -145,6 +150,54 @@ def measured_behaviour(evals: Mapping[str, Mapping[str, Any]], sizes: Sequence[s
             ft = _pct(res.get("finetune")) if res else None
             if ft is not None:
                 out["size"].append({"model": name, "size": size, "finetune": ft})
+    return out
+
+
+# --------------------------------------------------------------------------- own architecture
+
+def own_architecture_pairs(profile, sizes: Sequence[str], methods: Sequence[str] = ("moco", "simmim")) -> dict[str, str]:
+    """``{zoo name: zoo name of the untrained control of its architecture}`` for ``methods`` at
+    every size of ``sizes`` the profile's zoo has (:func:`clvsmim.train.zoo.architecture_control`:
+    ``random-simmim-S`` where the families give SimMIM its own encoder, else ``random-S``)."""
+    pairs = {}
+    for method in methods:
+        for size in sizes:
+            try:
+                spec = zoo.resolve(profile, f"{method}-{size}")
+            except KeyError:
+                continue
+            pairs[spec.name] = zoo.architecture_control(profile, spec.objective, spec.size).name
+    return pairs
+
+
+def finetune_over_own_architecture(evals: Mapping[str, Mapping[str, Any]],
+                                   pairs: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One record per model of ``pairs`` with both evaluations: fine-tuning accuracy (%) of the
+    trained model and of its untrained architecture, and the ``gain`` (points) pretraining gives."""
+    rows = []
+    for model, control in pairs.items():
+        trained = _pct((evals.get(model) or {}).get("finetune"))
+        untrained = _pct((evals.get(control) or {}).get("finetune"))
+        if trained is not None and untrained is not None:
+            rows.append({"model": model, "control": control, "finetune": trained, "untrained": untrained,
+                         "gain": trained - untrained})
+    return rows
+
+
+def own_architecture_sentences(rows: Sequence[Mapping[str, Any]], cl: str = "moco", mim: str = "simmim") -> list[str]:
+    """Per size with both CL and MIM: the fine-tuning difference MIM − CL split into what the
+    untrained architectures already differ by and what pretraining adds (MIM's gain − CL's gain)."""
+    by = {r["model"]: r for r in rows}
+    out = []
+    for size in [m.rpartition("-")[2] for m in by if m.startswith(f"{cl}-")]:
+        a, b = by.get(f"{cl}-{size}"), by.get(f"{mim}-{size}")
+        if a is None or b is None:
+            continue
+        total, start = b["finetune"] - a["finetune"], b["untrained"] - a["untrained"]
+        same = " (the same untrained encoder)" if a["control"] == b["control"] else ""
+        out.append(f"{size}: fine-tuning SimMIM − MoCo v3 = {total:+.1f} points, of which {start:+.1f} lie between "
+                   f"their untrained architectures{same} and {b['gain'] - a['gain']:+.1f} come from pretraining "
+                   f"(SimMIM gains {b['gain']:+.1f} points over its own untrained encoder, MoCo v3 {a['gain']:+.1f}).")
     return out
 
 

@@ -18,7 +18,7 @@ from clvsmim.book.figures import FAMILY_COLOR, bare_axes, plot_kwargs, set_depth
 from clvsmim.methods import display_name
 
 __all__ = ["FAMILY_MARKER", "LITERATURE_PROBE_NOTE", "family_of", "plot_behaviour", "plot_query_attention",
-           "plot_depth_metric", "plot_nmi", "plot_per_head", "CONTROL_STYLE"]
+           "plot_depth_metric", "plot_nmi", "plot_per_head", "plot_own_architecture", "CONTROL_STYLE"]
 
 #: The literature's MIM linear probes are not last-block probes (F1a says so on the panel).
 LITERATURE_PROBE_NOTE = ("MIM linear probes as published: BEiT block 9,\nSimMIM block 8 (average pooling);\n"
@@ -219,6 +219,31 @@ def plot_query_attention(data: Mapping[str, Any], names: Sequence[str] | None = 
     if im is not None:
         fig.colorbar(im, ax=fig.axes[1:], shrink=0.8, label="attention (head mean)")
     fig.suptitle(f"self-attention of two queries, block {data['block']}", fontsize=10)
+    return fig
+
+
+def plot_own_architecture(rows: Sequence[Mapping[str, Any]]):
+    """Fine-tuning accuracy of each model (filled bar, its family's colour) next to its untrained
+    architecture's (hollow bar, named below), the gain written above: A-own-architecture."""
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.25 * len(rows) + 1.5), 3.6))
+    if not rows:
+        _empty(ax, "fine-tuning of a model and of its untrained architecture")
+        return fig
+    width = 0.38
+    for i, r in enumerate(rows):
+        color = FAMILY_COLOR.get(family_of(r["model"]), "#7f7f7f")
+        ax.bar(i - width / 2, r["untrained"], width, facecolor="none", edgecolor=color, hatch="//", linewidth=1.2)
+        ax.bar(i + width / 2, r["finetune"], width, color=color)
+        top = max(r["untrained"], r["finetune"])
+        ax.annotate(f"{r['gain']:+.1f}", (i, top), textcoords="offset points", xytext=(0, 3), ha="center",
+                    fontsize=8, color=color)
+    ax.set_xticks(range(len(rows)), [f"{_label(r['model'])}\nvs {_label(r['control'])}" for r in rows], fontsize=7)
+    ax.set_ylim(0, 1.3 * max(max(r["untrained"], r["finetune"]) for r in rows))
+    ax.set(ylabel="fine-tuning accuracy (%)")
+    ax.legend(handles=[Rectangle((0, 0), 1, 1, facecolor="none", edgecolor="#555555", hatch="//"),
+                       Rectangle((0, 0), 1, 1, color="#555555")],
+              labels=["untrained, same architecture", "pretrained"], fontsize=7, loc="upper left", ncol=2)
+    fig.tight_layout()
     return fig
 
 
