@@ -1,6 +1,7 @@
 """The command line: every command validates its inputs at the entry and reports a package
 error as ONE line ``clvsmim <command>: error: …`` with exit code 2, before any work starts."""
 import pytest
+import torch
 
 from clvsmim import cli
 
@@ -34,3 +35,15 @@ def test_every_command_is_registered():
     parser = cli.build_parser()
     commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 (argparse has no public accessor)
     assert set(commands) == {"train", "zoo", "claims", "book", "notebooks", "analyze", "weights"}
+
+
+def test_clvsmim_threads_sets_torchs_threads_for_every_command(tmp_path, monkeypatch, capsys):
+    before = torch.get_num_threads()
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path))
+    monkeypatch.setenv("CLVSMIM_THREADS", "1")
+    try:
+        torch.set_num_threads(2)
+        assert cli.main(["zoo", "list", "--profile", "smoke"]) == 0  # no training: the CLI itself sets it
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -3,6 +3,8 @@
 Commands validate their inputs at the entry and raise the package's own errors; :func:`main`
 turns every such error into one line, ``clvsmim <command>: error: <message>``, and exit code 2
 (argparse's code for a bad command line). ``CLVSMIM_TRACEBACK=1`` re-raises instead.
+``CLVSMIM_THREADS=N`` sets torch's CPU threads for every command (evaluations and analyses too,
+not only training), so several commands can share the cores without oversubscribing them.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import sys
 
 from clvsmim.weights import CheckpointError, DownloadError
 from clvsmim.train.zoo import ZooBuildError
+from clvsmim.train.runtime import set_threads
 from clvsmim.train.zoo_weights import ZooWeightsError
 from clvsmim.cli import analyze, book, claims, train, weights, zoo
 
@@ -37,6 +40,7 @@ def error_message(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    set_threads()  # $CLVSMIM_THREADS, when set
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:
