@@ -96,7 +96,9 @@ own_rows = ch.finetune_over_own_architecture(ch.evaluations_by_name(cfg, sorted(
 fig = plots.plot_own_architecture(own_rows)
 save_figure(fig, "A-own-architecture", {"rows": own_rows, "pairs": own_pairs}, models=sorted(own_pairs),
             caption="Fine-tuning accuracy of each pretrained model and of the untrained encoder of its architecture.")
-show_bullets(ch.own_architecture_sentences(own_rows))
+show_bullets(ch.own_architecture_sentences(own_rows),
+             empty="*(no model of the zoo and its untrained architecture were both fine-tuned: the zoo of this "
+                   "profile is not built — with `source=\"official\"` nothing is trained)*")
 
 # %% [markdown]
 # Sources of the literature numbers:
