@@ -146,6 +146,11 @@ def test_mim_fine_tuning_is_compared_with_the_untrained_control_of_its_own_archi
     del m.evaluations["control-mim"]
     c10 = evaluate_claim("C10", m)
     assert c10.control == pytest.approx(0.30) and "was not measured" in c10.reason
+    # CL's gain is measured against CL's own untrained encoder where it has one
+    m.names["control-cl"], m.evaluations["control-cl"] = "random-moco-S", {"finetune": 0.45}
+    c10 = evaluate_claim("C10", m)
+    assert c10.details["gain_over_own_architecture"]["cl"] == pytest.approx(0.60 - 0.45)
+    assert "CL's control is the untrained encoder of its own architecture (random-moco-S)" in c10.reason
 
 
 def test_missing_inputs_are_inconclusive():
@@ -472,3 +477,4 @@ def test_the_claims_read_mims_own_control_only_where_its_architecture_differs():
     faithful, v2 = model_names(load_profile("mini3")), model_names(load_profile("mini"))
     assert faithful["control-mim"] == "random-simmim-S" and faithful["control-mim-large"] == "random-simmim-S"
     assert faithful["control"] == "random" and not any(r.startswith("control-mim") for r in v2)
+    assert "control-cl" not in faithful  # MoCo's encoder is the shared control's

@@ -55,9 +55,10 @@ Each claim says which movement it needs (:data:`CONTROL_RULE`):
   linear-probe baseline); C10, C11 — ``"mim"``: MIM's fine-tuning accuracy (of the largest
   size for C11) must beat fine-tuning the control from scratch — the untrained encoder of MIM's
   *own* architecture where the profile's families give MIM another encoder than CL's
-  (``faithful``: ``random-simmim-<size>``, roles ``control-mim`` / ``control-mim-large``;
-  :func:`clvsmim.train.zoo.architecture_control`), since pretraining is measured against the
-  same net untrained. C10 records each model's gain over its own untrained architecture.
+  (``faithful``: ``random-simmim-<size>``, roles ``control-mim`` / ``control-mim-large``, and
+  ``control-cl`` should CL get one; :func:`clvsmim.train.zoo.architecture_control`), since
+  pretraining is measured against the same net untrained. C10 records each model's gain over
+  its own untrained architecture.
 * C3, C4, C5, C6 — ``"either"``: where the control lies is not known a priori, so at least one
   of the two trained models must have moved away from it towards its own side.
 * C7 — CL's last-block probe must beat the control's last-block probe, and MIM's best

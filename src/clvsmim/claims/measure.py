@@ -52,30 +52,32 @@ def model_names(profile: Profile, scaling: bool | None = None, cl: str = "moco",
                 control: str = "random") -> dict[str, str]:
     """Role -> zoo name of every model the claims read (hybrids excepted: see :func:`measure`).
     ``scaling`` (default: when the profile has two sizes or more) adds the C11 roles. Where the
-    profile's families give MIM another encoder than the control's, ``control-mim`` (and
-    ``control-mim-large``) name the untrained control of MIM's own architecture
-    (:func:`clvsmim.train.zoo.architecture_control`), which C10 / C11 compare MIM with."""
+    profile's families give CL or MIM another encoder than the shared control's,
+    ``control-<role>`` (``control-mim``, ``control-mim-large``, ``control-cl``) names the untrained
+    control of that model's own architecture (:func:`clvsmim.train.zoo.architecture_control`),
+    which C10 / C11 measure pretraining against."""
     names = {"cl": cl, "mim": mim, "control": control}
     ends = _size_extremes(profile)
     if (scaling is None or scaling) and ends is not None:
         small, large = ends
         names.update({"cl-small": f"{cl}-{small}", "cl-large": f"{cl}-{large}", "mim-small": f"{mim}-{small}",
                       "mim-large": f"{mim}-{large}", "control-large": f"{control}-{large}"})
-    for role in ("mim", "mim-large"):
-        if role in names:
-            own = _own_control(profile, names[role])
-            if own is not None and zoo.resolve(profile, own).key != zoo.resolve(profile, names[f"control{role[3:]}"]).key:
-                names[f"control-{role}"] = own
+    for role in ("cl", "mim", "mim-large"):
+        own = _own_control(profile, names.get(role))
+        if own is not None and own.arch is not None:  # not the shared control
+            names[f"control-{role}"] = own.name
     return names
 
 
-def _own_control(profile: Profile, name: str) -> str | None:
-    """The zoo name of the untrained control of ``name``'s architecture (None: not a zoo model)."""
+def _own_control(profile: Profile, name: str | None) -> zoo.ModelSpec | None:
+    """The untrained control of ``name``'s architecture (None: no such zoo model)."""
+    if not name:
+        return None
     try:
         spec = zoo.resolve(profile, name)
+        return zoo.architecture_control(profile, spec.objective, spec.size)
     except KeyError:
         return None
-    return zoo.architecture_control(profile, spec.objective, spec.size).name
 
 
 def _num_eval(profile: Profile) -> int | None:

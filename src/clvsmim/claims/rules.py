@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Sequence
 from clvsmim.book.units import claim_value_kind, percent, points
 from clvsmim.claims.definitions import (C6_MIN_CUE_OVER_CHANCE, CONTROL_RULE, MARGINS, PROBE_POOL, Claim, is_finite,
                                         make_claim, missing_claim)
-from clvsmim.claims.verdict import (Measurements, dig, fmt_value, image_ses, last_third, mean_or_none, mim_control_role,
+from clvsmim.claims.verdict import (Measurements, dig, fmt_value, image_ses, last_third, mean_or_none, own_control_role,
                                     ordered_verdict, pool_note, probe_of, rate_ses, se_text)
 from clvsmim.data import SHAPES
 from clvsmim.uncertainty import rate_difference_se, three_way, threshold
@@ -284,15 +284,18 @@ def c9_linear_probe(m: Measurements) -> Claim:
 @_register("C10")
 def c10_finetune(m: Measurements) -> Claim:
     """Fine-tuning accuracy: CL < MIM; MIM must beat fine-tuning the control of its own
-    architecture from scratch (``control-mim`` where the families give MIM its own encoder)."""
-    control, note = mim_control_role(m)
-    vals = [dig(m.evaluations.get(r), "finetune") for r in ("cl", "mim", control)]
-    shared = dig(m.evaluations.get("control"), "finetune")
-    gains = {"cl": vals[0] - shared if is_finite(vals[0], shared) else None,
-             "mim": vals[1] - vals[2] if is_finite(vals[1], vals[2]) else None}
+    architecture from scratch (``control-mim`` where the families give MIM its own encoder); each
+    model's gain over its own untrained architecture is recorded (``control-cl`` / ``control-mim``
+    where measured, else the shared control)."""
+    controls = {r: own_control_role(m, r) for r in ("cl", "mim")}
+    ft = {r: dig(m.evaluations.get(r), "finetune") for r in ("cl", "mim")}
+    untrained = {r: dig(m.evaluations.get(controls[r][0]), "finetune") for r in ("cl", "mim")}
+    gains = {r: ft[r] - untrained[r] if is_finite(ft[r], untrained[r]) else None for r in ("cl", "mim")}
+    vals = [ft["cl"], ft["mim"], untrained["mim"]]  # the rule is "mim": MIM against its own control
     claim = ordered_verdict("C10", *vals, -1, MARGINS["C10"], CONTROL_RULE["C10"], rate_ses(m, *vals),
-                            control_model=m.names.get(control), gain_over_own_architecture=gains)
-    return dataclasses.replace(claim, reason=f"{claim.reason}; {note}") if note else claim
+                            control_model=m.names.get(controls["mim"][0]), gain_over_own_architecture=gains)
+    notes = "; ".join(note for _, note in controls.values() if note)
+    return dataclasses.replace(claim, reason=f"{claim.reason}; {notes}") if notes else claim
 
 
 @_register("C11")
@@ -301,7 +304,7 @@ def c11_scaling(m: Measurements) -> Claim:
     large MIM model must beat fine-tuning the large control from scratch by the margin
     (``control``: the large control's fine-tuning accuracy, an accuracy, not a gain)."""
     cid, margin = "C11", MARGINS["C11"]
-    control_role, note = mim_control_role(m, "-large")
+    control_role, note = own_control_role(m, "mim-large")
     ft = {r: dig(m.evaluations.get(r), "finetune") for r in ("cl-small", "cl-large", "mim-small", "mim-large")}
     ft["control-large"] = dig(m.evaluations.get(control_role), "finetune")
     if not is_finite(ft["cl-small"], ft["cl-large"], ft["mim-small"], ft["mim-large"]):

@@ -134,17 +134,18 @@ def image_ses(m: Measurements, metric: str, depths: Sequence[int], direction: in
             "mim_control": paired_bootstrap_se(vals["control"], vals["mim"])}
 
 
-def mim_control_role(m: Measurements, suffix: str = "") -> tuple[str, str]:
-    """The role of the control MIM's fine-tuning is compared with: ``control-mim<suffix>`` (the
-    untrained control of MIM's own architecture) when it was measured, else ``control<suffix>``,
-    and a note for the reason."""
-    own = f"control-mim{suffix}"
+def own_control_role(m: Measurements, role: str) -> tuple[str, str]:
+    """The role of the untrained control ``role``'s fine-tuning is measured against:
+    ``control-<role>`` (the control of that model's own architecture) when it was measured, else
+    the shared ``control`` (``control-large`` for a ``-large`` role), and a note for the reason."""
+    own, shared = f"control-{role}", "control-large" if role.endswith("-large") else "control"
+    who = "MIM" if role.startswith("mim") else "CL"
     if own in m.evaluations:
-        return own, f"MIM's control is the untrained encoder of its own architecture ({m.names.get(own, own)})"
+        return own, f"{who}'s control is the untrained encoder of its own architecture ({m.names.get(own, own)})"
     if own in m.names:
-        return f"control{suffix}", (f"the untrained control of MIM's own architecture ({m.names[own]}) was not "
-                                    f"measured: MIM is compared with the shared control")
-    return f"control{suffix}", ""
+        return shared, (f"the untrained control of {who}'s own architecture ({m.names[own]}) was not "
+                        f"measured: {who} is compared with the shared control")
+    return shared, ""
 
 
 def rate_ses(m: Measurements, cl, mim, control) -> dict[str, float]:

@@ -236,10 +236,11 @@ def architecture_control(profile: Profile, objective: str, size: str | None = No
     where the profile's families give it its own encoder, else the shared ``random`` control."""
     if objective not in OBJECTIVES:
         raise KeyError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
-    try:
-        return resolve(profile, objective="random", size=size, arch=objective)
-    except KeyError:
-        return resolve(profile, objective="random", size=size)
+    size = size or default_size(profile)
+    controls = {s.arch: s for s in zoo_specs(profile) if s.objective == "random" and s.size == size}
+    if None not in controls:
+        raise KeyError(f"no untrained control of size {size!r} in profile {profile.name!r}")
+    return controls.get(objective, controls[None])
 
 
 def folder_status(path: Path) -> str:

@@ -164,9 +164,9 @@ def own_architecture_pairs(profile, sizes: Sequence[str], methods: Sequence[str]
         for size in sizes:
             try:
                 spec = zoo.resolve(profile, f"{method}-{size}")
+                pairs[spec.name] = zoo.architecture_control(profile, spec.objective, spec.size).name
             except KeyError:
-                continue
-            pairs[spec.name] = zoo.architecture_control(profile, spec.objective, spec.size).name
+                continue  # a size (or a control) this profile's zoo does not have
     return pairs
 
 
@@ -195,9 +195,11 @@ def own_architecture_sentences(rows: Sequence[Mapping[str, Any]], cl: str = "moc
             continue
         total, start = b["finetune"] - a["finetune"], b["untrained"] - a["untrained"]
         same = " (the same untrained encoder)" if a["control"] == b["control"] else ""
-        out.append(f"{size}: fine-tuning SimMIM − MoCo v3 = {total:+.1f} points, of which {start:+.1f} lie between "
-                   f"their untrained architectures{same} and {b['gain'] - a['gain']:+.1f} come from pretraining "
-                   f"(SimMIM gains {b['gain']:+.1f} points over its own untrained encoder, MoCo v3 {a['gain']:+.1f}).")
+        cl_name, mim_name = display_name(cl), display_name(mim)
+        out.append(f"{size}: fine-tuning {mim_name} − {cl_name} = {total:+.1f} points, of which {start:+.1f} lie "
+                   f"between their untrained architectures{same} and {b['gain'] - a['gain']:+.1f} come from "
+                   f"pretraining ({mim_name} gains {b['gain']:+.1f} points over its own untrained encoder, "
+                   f"{cl_name} {a['gain']:+.1f}).")
     return out
 
 
