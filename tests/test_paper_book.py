@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -33,7 +34,9 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CLVSMIM_WEIGHTS_LOCK", str(tmp_path / "lock.json"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    return tmp_path
+    yield tmp_path
+    # the stand-in ViT-B checkpoints are ~1.7 GB: free the disk as soon as the test is done
+    shutil.rmtree(tmp_path / "cache" / "weights", ignore_errors=True)
 
 
 def _errors(notebook: Path) -> list:
@@ -117,7 +120,6 @@ def test_paper_book_runs_on_official_standins_and_photos(isolated):
 
 def test_colab_notebooks_clone_the_repository_named_in_config(tmp_path):
     """The set-up cell and the launch buttons use one URL: ``repository.url`` of ``_config.yml``."""
-    import shutil
 
     import yaml
 
