@@ -56,12 +56,17 @@ evals = (paperbook.probe_evaluations(cfg, probed, device) if source == "official
 summary, summary_cls = ch.linear_probe_summary(evals), ch.linear_probe_summary(evals, key="linear_probe_cls")
 control, control_cls = summary.pop("random", None), summary_cls.pop("random", None)
 chance = ch.chance_level(cfg)
-fig = plots.plot_linear_probe_depths(summary, control, chance=chance, cls_summary=summary_cls, cls_control=control_cls)
+probe_images = ch.eval_size(cfg) if source != "official" else None
+fig = plots.plot_linear_probe_depths(summary, control, chance=chance, cls_summary=summary_cls, cls_control=control_cls,
+                                     num_images=probe_images, band_pool=ch.claim_pools())
 save_figure(fig, "F7", {"curves": summary, "control": control, "chance": chance, "pool": "mean", "source": source,
+                        "num_images": probe_images,
                         **ch.cls_probe_record(summary_cls, control_cls)},
             models=list(summary) + (["random"] if control else []),
             caption="Linear-probe accuracy of every depth: MoCo v3, SimMIM, MAE, mean-pooled (solid) and on the "
-                    "normed CLS token (dotted); untrained control dashed.")
+                    "normed CLS token (dotted); untrained control dashed"
+                    + ("; shaded: ± 2 binomial standard errors over the evaluation images, around the curve each "
+                       "method's claims read." if probe_images else "."))
 ch.probe_table(summary, summary_cls).round(1)
 
 # %%

@@ -93,7 +93,7 @@ show_bullets(ch.behaviour_sentences(measured, ch.paper_own_runs(literature)))
 own_pairs = ch.own_architecture_pairs(cfg, sizes)
 own_rows = ch.finetune_over_own_architecture(ch.evaluations_by_name(cfg, sorted({*own_pairs, *own_pairs.values()})),
                                              own_pairs)
-fig = plots.plot_own_architecture(own_rows)
+fig = plots.plot_own_architecture(own_rows, num_images=ch.eval_size(cfg) if source != "official" else None)
 save_figure(fig, "A-own-architecture", {"rows": own_rows, "pairs": own_pairs}, models=sorted(own_pairs),
             caption="Fine-tuning accuracy of each pretrained model and of the untrained encoder of its architecture.")
 show_bullets(ch.own_architecture_sentences(own_rows),

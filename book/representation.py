@@ -146,9 +146,13 @@ display(Markdown(ch.svd_paragraph(spectra)))
 
 # %%
 rows = ch.evaluation_rows(evaluations)
-fig = plots.plot_shape_bias({n: rows[n]["shape_bias"] for n in rows})
-save_figure(fig, "A-shape-texture", ch.shape_texture_record(rows, list(rows)), models=list(rows),
-            caption="Shape bias on cue-conflict images (random-init control hatched).")
+levels = ch.cue_probe_levels()
+fig = plots.plot_shape_bias({n: rows[n]["shape_bias"] for n in rows}, ch.cue_hits(rows), **levels)
+save_figure(fig, "A-shape-texture", {**ch.shape_texture_record(rows, list(rows)), "levels": levels},
+            models=list(rows),
+            caption="Left: shape bias on cue-conflict images (random-init control hatched). Right: the two "
+                    "hit rates it is the ratio of, against chance and the level both cue probes of CL and "
+                    "MIM must reach before the bias is read (C6).")
 display(Markdown(ch.shape_paragraph(rows, claim["C6"])))
 
 # %% [markdown]

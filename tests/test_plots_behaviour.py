@@ -22,6 +22,7 @@ from clvsmim.config import load_profile  # noqa: E402
 from clvsmim.book.plots import architecture as parch  # noqa: E402
 from clvsmim.book.plots import background as pbg  # noqa: E402
 from clvsmim.book.plots import behaviour as pbeh  # noqa: E402
+from clvsmim.book.units import accuracy_se_points  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LITERATURE = REPO / "book" / "data" / "literature.csv"
@@ -227,6 +228,11 @@ def test_fine_tuning_over_each_models_own_untrained_architecture():
     assert heights == [13.0, 15.0, 17.0, 20.0]
     assert [t.get_text() for t in fig.axes[0].texts] == ["+5.0", "+4.0"]
     assert pbeh.plot_own_architecture([]).axes[0].texts[0].get_text().startswith("no fine-tuning")
+    # with the evaluation size: ± 2 binomial SE on every bar (MoCo-S fine-tuned: 20 % of 400 images)
+    ax = pbeh.plot_own_architecture(rows, num_images=400).axes[0]
+    tops = sorted(max(seg[:, 1]) for c in ax.collections for seg in c.get_segments())
+    assert tops[-1] == pytest.approx(20.0 + 2 * 100 * math.sqrt(0.2 * 0.8 / 400))
+    assert len(tops) == 4
 
 
 def test_plot_behaviour_handles_empty_panels():
@@ -313,6 +319,21 @@ def test_f7_draws_the_normed_cls_probe_beside_the_mean_pooled_one():
     assert list(table.columns) == ["MoCo v3", "MoCo v3 (normed CLS)", "SimMIM"] and table.loc[3, "SimMIM"] == 30.0
     text = "\n".join(arch.probe_sentences(mean, cls_summary=cls))
     assert "MoCo v3 on its normed CLS token: best depth 3 of 3 (50.0 %)" in text
+    # with the number of evaluation images: a ± 2 SE band around each model's curves
+    banded = parch.plot_linear_probe_depths(mean, control, chance=12.5, cls_summary=cls, num_images=400,
+                                            band_pool={"moco": "mean"}).axes[0]
+    bands = [c for c in banded.collections if isinstance(c, matplotlib.collections.PolyCollection)
+             and len(c.get_paths()) and len(c.get_paths()[0].vertices)]
+    assert len(bands) == 2  # one per model, none for the control
+    top = max(v[1] for v in bands[0].get_paths()[0].vertices)
+    assert top == pytest.approx(40.0 + 2 * 100 * math.sqrt(0.4 * 0.6 / 400))  # MoCo mean-pooled, depth 3
+    # the chapter bands the representation the claims read: MoCo v3's normed CLS token
+    assert arch.claim_pools() == {"moco": "cls_norm", "simmim": "mean"}
+    on_cls = parch.plot_linear_probe_depths(mean, control, cls_summary=cls, num_images=400,
+                                            band_pool=arch.claim_pools()).axes[0]
+    moco_band = next(c for c in on_cls.collections if isinstance(c, matplotlib.collections.PolyCollection))
+    assert max(v[1] for v in moco_band.get_paths()[0].vertices) == pytest.approx(50.0 + 2 * 100 * math.sqrt(0.25 / 400))
+    assert accuracy_se_points(np.array([50.0, 0.0, 120.0]), 100).tolist() == pytest.approx([5.0, 0.0, 0.0])
     assert "SimMIM on its normed CLS token" not in text
 
 

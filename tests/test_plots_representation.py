@@ -86,6 +86,17 @@ def test_representation_figures_save_with_their_data(tmp_path):
             "random": {"shape_bias": None, "clean": 0.2, "low_freq": 0.2, "high_freq": 0.2}}
     save_figure(plots.plot_shape_bias({n: r["shape_bias"] for n, r in rows.items()}), "A-shape-texture",
                 {n: r["shape_bias"] for n, r in rows.items()})
+    # with the cue probes: a second panel of the two hit rates against chance and C6's floor
+    levels = rep.cue_probe_levels()
+    assert levels["chance"] == pytest.approx(1 / 8) and levels["floor"] == pytest.approx(claims.C6_MIN_CUE_OVER_CHANCE / 8)
+    cues = rep.cue_hits({"moco": {"shape_acc": 0.18, "texture_acc": 0.3}, "simmim": {"shape_acc": 0.2, "texture_acc": None}})
+    assert cues == {"moco": (0.18, 0.3), "simmim": (0.2, None)}
+    fig = plots.plot_shape_bias({"moco": 0.4, "simmim": 0.5}, cues, **levels)
+    assert len(fig.axes) == 2
+    heights = [round(b.get_height(), 3) for b in fig.axes[1].patches]
+    assert heights == [0.18, 0.2, 0.3, 0.0]  # shape hits of both models, then texture hits (n/a drawn at 0)
+    lines = sorted(line.get_ydata()[0] for line in fig.axes[1].get_lines())
+    assert lines == pytest.approx([levels["chance"], levels["floor"]])
     save_figure(plots.plot_noise_robustness(rows), "A-noise", rows)
     manifest = json.loads((tmp_path / "book" / "figures" / "manifest.json").read_text())
     assert {"F5", "F6", "A-token-similarity", "A-svd", "A-shape-texture", "A-noise"} <= set(manifest)

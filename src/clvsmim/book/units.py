@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["ACCURACY_DIGITS", "ACCURACY_CLAIMS", "to_percent", "percent", "points", "claim_value_kind"]
+import numpy as np
+
+from clvsmim.uncertainty import binomial_se
+
+__all__ = ["ACCURACY_DIGITS", "ACCURACY_CLAIMS", "to_percent", "percent", "points", "claim_value_kind", "accuracy_se_points"]
 
 #: Decimals of every accuracy (in percent) and accuracy difference (in points) the book shows.
 ACCURACY_DIGITS = 1
@@ -58,3 +62,10 @@ def claim_value_kind(cid: str, which: str) -> str | None:
     """``"percent"`` / ``"points"`` when ``which`` (cl, mim, control, value) of claim ``cid`` is an
     accuracy or an accuracy difference, else ``None`` (a unitless statistic)."""
     return ACCURACY_CLAIMS.get(cid, {}).get(which)
+
+
+def accuracy_se_points(accuracy_percent, num_images: int) -> np.ndarray:
+    """Binomial standard error, in points, of accuracies given in percent over ``num_images``
+    images (same shape as the input; accuracies are clipped to [0, 100])."""
+    p = np.clip(np.asarray(accuracy_percent, dtype=float) / 100.0, 0.0, 1.0)
+    return 100.0 * np.array([binomial_se(float(q), num_images) for q in p.ravel()]).reshape(p.shape)

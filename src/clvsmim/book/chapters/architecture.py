@@ -27,7 +27,7 @@ import torch
 
 from clvsmim.analysis import FourierSums, analyze
 from clvsmim.analysis.collectors import Batch
-from clvsmim.book.chapters.common import compare_sentence, fmt_number
+from clvsmim.book.chapters.common import compare_sentence, eval_size, fmt_number
 from clvsmim.claims import PROBE_POOL
 from clvsmim.data import open_dataset
 from clvsmim.data.augment import normalize
@@ -39,7 +39,7 @@ from clvsmim.train.checkpoint import load_objective_state
 from clvsmim.weights import load_mae_objective
 
 __all__ = ["linear_probe_summary", "cls_probe_record", "probe_table", "mae_objective", "mae_fourier", "reconstruction_strip", "fourier_summary",
-           "chance_level", "probe_sentences", "fourier_sentences"]
+           "chance_level", "probe_sentences", "fourier_sentences", "claim_pools", "eval_size"]
 
 
 # --------------------------------------------------------------------------- F7
@@ -74,6 +74,12 @@ def cls_probe_record(cls_summary: Mapping[str, Mapping[str, Any]],
     C7 / C9 reads, :data:`clvsmim.claims.PROBE_POOL`)."""
     return {"curves_cls": dict(cls_summary), "control_cls": cls_control, "pool_cls": "cls_norm",
             "claims_pool": dict(PROBE_POOL)}
+
+
+def claim_pools() -> dict[str, str]:
+    """Model -> the probe pooling its claims read (C7 / C9: MoCo v3's normed CLS token, SimMIM's
+    mean-pooled tokens; :data:`clvsmim.claims.PROBE_POOL`)."""
+    return {"moco": PROBE_POOL["cl"], "simmim": PROBE_POOL["mim"]}
 
 
 def probe_table(summary: Mapping[str, Mapping[str, Any]], cls_summary: Mapping[str, Mapping[str, Any]] | None = None):

@@ -29,7 +29,7 @@ from clvsmim.book.chapters.attention_maps import (foreground_fractions,  # noqa:
                                                   query_attention_record)
 from clvsmim.book.chapters.common import (FAMILIES,  # noqa: F401  (also read as attributes of this module)
                                           LITERATURE_COLUMNS, PAPER_RUN_MARK, SIZE_ORDER, STATUSES, compare_sentence,
-                                          evaluations_by_name, fmt_number, read_literature, verdict)
+                                          eval_size, evaluations_by_name, fmt_number, read_literature, verdict)
 from clvsmim.claims import last_third
 from clvsmim.methods import display_name
 from clvsmim.train import zoo
@@ -40,7 +40,7 @@ __all__ = [
     "pick_queries", "foreground_fractions", "query_attention_maps", "query_attention_data",
     "map_cosine", "local_mass", "query_attention_record", "behaviour_sentences", "attention_sentences",
     "paper_own_runs", "dense_probe_sentence", "size_crossover_sentence", "own_architecture_pairs",
-    "finetune_over_own_architecture", "own_architecture_sentences",
+    "finetune_over_own_architecture", "own_architecture_sentences", "eval_size",
 ]
 
 

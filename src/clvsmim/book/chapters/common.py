@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from clvsmim.book import report
+from clvsmim.data import open_dataset
 from clvsmim.methods import ModelRef
 from clvsmim.train import zoo
 
 __all__ = ["show_bullets", "LITERATURE_COLUMNS", "STATUSES", "FAMILIES", "SIZE_ORDER", "PAPER_RUN_MARK",
            "read_literature", "evaluations_by_name", "control_analysis", "fmt_number", "verdict", "compare_sentence",
-           "WEAK_SILHOUETTE", "cluster_strength_note"]
+           "WEAK_SILHOUETTE", "cluster_strength_note", "eval_size"]
 
 LITERATURE_COLUMNS = ("method", "family", "size", "params_m", "linear_probe", "finetune", "coco_ap_box",
                       "status", "source")
@@ -154,3 +155,12 @@ def cluster_strength_note(cl_silhouette: float | None, threshold: float = WEAK_S
         return ""
     return (f"CL's own silhouette by image, {fmt_number(cl_silhouette, 3)}, is below {threshold:g}: weak per-image "
             f"clustering in absolute terms")
+
+
+def eval_size(profile) -> int | None:
+    """Number of evaluation images (what every accuracy of the zoo's evaluations is over), or
+    ``None`` when the split cannot be opened."""
+    try:
+        return len(open_dataset(profile.data, "eval"))
+    except (OSError, ValueError, TypeError):
+        return None

@@ -21,20 +21,21 @@ import torch
 from clvsmim.analysis import image_cluster_score, token_tsne
 from clvsmim.book import report
 from clvsmim.book.paper_shape import shape_bias_evaluation
-from clvsmim.book.chapters.common import (WEAK_SILHOUETTE,  # noqa: F401  (also read as attributes of this module)
+from clvsmim.book.chapters.common import (WEAK_SILHOUETTE, eval_size,  # noqa: F401  (also read as attributes of this module)
                                           cluster_strength_note, fmt_number)
 from clvsmim.book.units import points
 from clvsmim.cache import cached_json
-from clvsmim.claims import Measurements, model_cache_path, token_cluster_scores, with_claim
-from clvsmim.data import get_batch, open_dataset
+from clvsmim.claims import C6_MIN_CUE_OVER_CHANCE, Measurements, model_cache_path, token_cluster_scores, with_claim
+from clvsmim.data import SHAPES, get_batch, open_dataset
 from clvsmim.evaluation import extract_tokens, shape_bias_standard_error
 from clvsmim.methods import CONTROL, ModelRef, display_name
 from clvsmim.train import zoo
+from clvsmim.uncertainty import binomial_se
 
 __all__ = [
     "CL", "MIM", "MODELS", "CONTROL", "TSNE_FORMAT", "chapter_models", "load_evaluations",
     "tsne_selection", "token_tsne_result", "tsne_record", "token_depth_curves", "svd_spectra", "effective_rank",
-    "svd_record", "evaluation_rows", "shape_texture_record", "noise_record", "measurements", "tsne_paragraph", "fourier_paragraph", "fourier_order_sentence", "cosine_paragraph",
+    "svd_record", "evaluation_rows", "shape_texture_record", "cue_probe_levels", "cue_hits", "noise_record", "measurements", "tsne_paragraph", "fourier_paragraph", "fourier_order_sentence", "cosine_paragraph",
     "svd_paragraph", "shape_paragraph", "noise_paragraph", "eval_size",
 ]
 
@@ -186,6 +187,18 @@ def shape_texture_record(rows: Mapping[str, dict], names: Sequence[str]) -> dict
     """A-shape-texture's figure record: shape bias, shape and texture accuracy of ``names``
     (:func:`evaluation_rows`)."""
     return {n: {k: rows[n][k] for k in ("shape_bias", "shape_acc", "texture_acc")} for n in names}
+
+
+def cue_probe_levels() -> dict[str, float]:
+    """``chance`` (one of the cue-conflict split's classes) and ``floor``: the hit rate each cue
+    probe of CL and MIM must reach before C6 reads a shape bias (:data:`C6_MIN_CUE_OVER_CHANCE` × chance)."""
+    chance = 1.0 / len(SHAPES)
+    return {"chance": chance, "floor": C6_MIN_CUE_OVER_CHANCE * chance}
+
+
+def cue_hits(rows: Mapping[str, dict]) -> dict[str, tuple[float | None, float | None]]:
+    """Per model (:func:`evaluation_rows`): (shape hit rate, texture hit rate) on the cue-conflict images."""
+    return {n: (r.get("shape_acc"), r.get("texture_acc")) for n, r in rows.items()}
 
 
 def noise_record(rows: Mapping[str, dict], names: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -349,19 +362,9 @@ def shape_paragraph(rows: Mapping[str, dict], claim=None) -> str:
     return with_claim(text, claim)
 
 
-def eval_size(profile) -> int | None:
-    """Number of evaluation images (what every accuracy of the zoo's evaluations is over), or
-    ``None`` when the split cannot be opened."""
-    try:
-        return len(open_dataset(profile.data, "eval"))
-    except (OSError, ValueError, TypeError):
-        return None
-
-
 def _accuracy_se(p: float, n: int) -> float:
     """Binomial standard error of an accuracy ``p`` over ``n`` images."""
-    p = min(max(float(p), 0.0), 1.0)
-    return math.sqrt(p * (1.0 - p) / n)
+    return binomial_se(min(max(float(p), 0.0), 1.0), n)
 
 
 def noise_paragraph(rows: Mapping[str, dict], num_images: int | None = None) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 
 from clvsmim.book.figures import plot_kwargs, set_depth_ticks, bare_axes
 from clvsmim.book.plots.behaviour import CONTROL_STYLE, _label
+from clvsmim.book.units import accuracy_se_points
 
 __all__ = ["plot_linear_probe_depths", "plot_mae_fourier"]
 
@@ -21,16 +22,26 @@ CLS_STYLE = {"linestyle": ":", "markerfacecolor": "none", "linewidth": 1.3}
 def plot_linear_probe_depths(summary: Mapping[str, Mapping[str, Any]], control: Mapping[str, Any] | None = None,
                              control_name: str = "random", chance: float | None = None,
                              cls_summary: Mapping[str, Mapping[str, Any]] | None = None,
-                             cls_control: Mapping[str, Any] | None = None):
+                             cls_control: Mapping[str, Any] | None = None, num_images: int | None = None,
+                             band_pool: Mapping[str, str] | None = None):
     """F7: linear-probe accuracy (%) of every depth 0..L per model (data of
     :func:`clvsmim.book.chapters.architecture.linear_probe_summary`), the best depth of each model
     marked with a larger open marker; the untrained control grey dashed; chance level dotted.
     ``cls_summary`` / ``cls_control`` (same structure): the probes of the normed CLS token, drawn
-    dotted in each model's colour beside its mean-pooled curve."""
+    dotted in each model's colour beside its mean-pooled curve. ``num_images`` (the evaluation
+    images every accuracy is over) shades ± 2 binomial standard errors around one curve per model:
+    the normed-CLS one where ``band_pool`` maps the model to ``"cls_norm"`` (the representation its
+    claims read), else the mean-pooled one. Differences inside the band are sampling noise."""
     fig, ax = plt.subplots(figsize=(5.4, 3.8))
     for name, s in summary.items():
         kw = plot_kwargs(name, label=_label(name))
         ax.plot(s["depth"], s["accuracy"], **kw)
+        if num_images:
+            read_cls = (band_pool or {}).get(name) == "cls_norm" and cls_summary and name in cls_summary
+            curve = cls_summary[name] if read_cls else s
+            acc = np.asarray(curve["accuracy"], dtype=float)
+            band = 2.0 * accuracy_se_points(acc, num_images)
+            ax.fill_between(curve["depth"], acc - band, acc + band, color=kw["color"], alpha=0.12, lw=0)
         ax.scatter([s["best_depth"]], [s["best"]], s=130, facecolors="none", edgecolors=kw["color"], lw=1.5,
                    zorder=4)
         if cls_summary and name in cls_summary:
@@ -44,6 +55,8 @@ def plot_linear_probe_depths(summary: Mapping[str, Mapping[str, Any]], control: 
         ax.plot([], [], color="#555555", label="dotted: normed CLS token", **CLS_STYLE)
     if chance is not None:
         ax.axhline(chance, color="#bbbbbb", ls=":", lw=1, label="chance")
+    if num_images:
+        ax.fill_between([], [], [], color="#555555", alpha=0.12, lw=0, label=f"± 2 SE ({num_images} images)")
     set_depth_ticks(ax, (d for s in summary.values() for d in s["depth"]))
     ax.set(xlabel="depth (0 = patch embedding)", ylabel="linear probing (%)")
     ax.legend(fontsize=8)

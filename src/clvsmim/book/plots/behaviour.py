@@ -14,6 +14,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from clvsmim.book.chapters.common import PAPER_RUN_MARK
+from clvsmim.book.units import accuracy_se_points
 from clvsmim.book.figures import FAMILY_COLOR, bare_axes, plot_kwargs, set_depth_ticks, style_for
 from clvsmim.methods import display_name
 
@@ -222,27 +223,36 @@ def plot_query_attention(data: Mapping[str, Any], names: Sequence[str] | None = 
     return fig
 
 
-def plot_own_architecture(rows: Sequence[Mapping[str, Any]]):
+def plot_own_architecture(rows: Sequence[Mapping[str, Any]], num_images: int | None = None):
     """Fine-tuning accuracy of each model (filled bar, its family's colour) next to its untrained
-    architecture's (hollow bar, named below), the gain written above: A-own-architecture."""
+    architecture's (hollow bar, named below), the gain written above: A-own-architecture. With
+    ``num_images`` (the evaluation images) each bar carries ± 2 binomial standard errors."""
     fig, ax = plt.subplots(figsize=(max(4.0, 1.25 * len(rows) + 1.5), 3.6))
     if not rows:
         _empty(ax, "fine-tuning of a model and of its untrained architecture")
         return fig
     width = 0.38
+    tops = []
     for i, r in enumerate(rows):
         color = FAMILY_COLOR.get(family_of(r["model"]), "#7f7f7f")
         ax.bar(i - width / 2, r["untrained"], width, facecolor="none", edgecolor=color, hatch="//", linewidth=1.2)
         ax.bar(i + width / 2, r["finetune"], width, color=color)
         top = max(r["untrained"], r["finetune"])
+        if num_images:
+            err = 2.0 * accuracy_se_points([r["untrained"], r["finetune"]], num_images)
+            ax.errorbar([i - width / 2, i + width / 2], [r["untrained"], r["finetune"]], yerr=err, fmt="none",
+                        ecolor="#333333", elinewidth=0.9, capsize=3)
+            top += float(err.max())
+        tops.append(top)
         ax.annotate(f"{r['gain']:+.1f}", (i, top), textcoords="offset points", xytext=(0, 3), ha="center",
                     fontsize=8, color=color)
     ax.set_xticks(range(len(rows)), [f"{_label(r['model'])}\nvs {_label(r['control'])}" for r in rows], fontsize=7)
-    ax.set_ylim(0, 1.3 * max(max(r["untrained"], r["finetune"]) for r in rows))
+    ax.set_ylim(0, 1.45 * max(tops))  # room for the legend
     ax.set(ylabel="fine-tuning accuracy (%)")
     ax.legend(handles=[Rectangle((0, 0), 1, 1, facecolor="none", edgecolor="#555555", hatch="//"),
                        Rectangle((0, 0), 1, 1, color="#555555")],
-              labels=["untrained, same architecture", "pretrained"], fontsize=7, loc="upper left", ncol=2)
+              labels=["untrained, same architecture", "pretrained"], fontsize=7, loc="upper left", ncol=2,
+              title=f"error bars: ± 2 SE over {num_images} images" if num_images else None, title_fontsize=6)
     fig.tight_layout()
     return fig
 

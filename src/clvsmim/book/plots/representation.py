@@ -124,10 +124,9 @@ def _bar_color(name: str) -> str:
     return model_style(name)["color"]
 
 
-def plot_shape_bias(values: Mapping[str, float | None]):
+def _bias_panel(ax, values: Mapping[str, float | None]) -> None:
     """Shape bias per model (bars; the control hatched), 0.5 = no preference."""
     names = list(values)
-    fig, ax = plt.subplots(figsize=(max(3.6, 1.1 * len(names) + 1.5), 3.4))
     ys = [v if v is not None and math.isfinite(v) else 0.0 for v in values.values()]
     bars = ax.bar(range(len(names)), ys, color=[_bar_color(n) for n in names], width=0.65)
     for bar, name, v in zip(bars, names, values.values()):
@@ -142,6 +141,44 @@ def plot_shape_bias(values: Mapping[str, float | None]):
     ax.set_ylim(0, 1.08)
     ax.set_ylabel("shape bias (shape / (shape + texture))")
     ax.set_title("Shape vs texture on cue-conflict images")
+
+
+def _cue_panel(ax, cues: Mapping[str, tuple[float | None, float | None]], chance: float, floor: float) -> None:
+    """Shape hits and texture hits per model (paired bars, texture hatched) against chance and the
+    floor a bias needs before it is read."""
+    names = list(cues)
+    width = 0.38
+    top = floor
+    for k, (label, hatch) in enumerate((("shape hits", None), ("texture hits", "//"))):
+        ys = [cues[n][k] if cues[n][k] is not None and math.isfinite(cues[n][k]) else 0.0 for n in names]
+        top = max(top, *ys)
+        xs = np.arange(len(names)) + (k - 0.5) * width
+        bars = ax.bar(xs, ys, width=width, color=[_bar_color(n) for n in names], alpha=1.0 - 0.45 * k,
+                      edgecolor="black", linewidth=0.4, hatch=hatch, label=label)
+        for bar, y in zip(bars, ys):
+            ax.text(bar.get_x() + bar.get_width() / 2, y + 0.005, f"{y:.2f}", ha="center", va="bottom", fontsize=6)
+    ax.axhline(chance, color="#555555", linewidth=0.8, linestyle=":", label=f"chance ({chance:.3f})")
+    ax.axhline(floor, color="#b22222", linewidth=0.9, linestyle="--", label=f"needed to read a bias ({floor:.3f})")
+    ax.set_xticks(range(len(names)), [_display(n) for n in names], rotation=20, ha="right")
+    ax.set_ylim(0, 1.6 * top)  # room for the legend above the floor
+    ax.set_ylabel("fraction of cue-conflict images")
+    ax.set_title("Cue probes: hits on the shape / the texture")
+    ax.legend(fontsize=6, loc="upper right")
+
+
+def plot_shape_bias(values: Mapping[str, float | None],
+                    cues: Mapping[str, tuple[float | None, float | None]] | None = None,
+                    chance: float | None = None, floor: float | None = None):
+    """Shape bias per model (bars; the control hatched), 0.5 = no preference. With ``cues``
+    (model -> (shape hit rate, texture hit rate)), ``chance`` and ``floor`` a second panel draws
+    the hit rates the bias is the ratio of, against chance and the floor (C6's precondition)."""
+    names = list(values)
+    two = cues is not None and chance is not None and floor is not None
+    width = max(3.6, 1.1 * len(names) + 1.5)
+    fig, axes = plt.subplots(1, 2 if two else 1, figsize=(2 * width if two else width, 3.4), squeeze=False)
+    _bias_panel(axes[0, 0], values)
+    if two:
+        _cue_panel(axes[0, 1], cues, float(chance), float(floor))
     fig.tight_layout()
     return fig
 
