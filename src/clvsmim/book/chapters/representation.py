@@ -362,11 +362,6 @@ def shape_paragraph(rows: Mapping[str, dict], claim=None) -> str:
     return with_claim(text, claim)
 
 
-def _accuracy_se(p: float, n: int) -> float:
-    """Binomial standard error of an accuracy ``p`` over ``n`` images."""
-    return binomial_se(min(max(float(p), 0.0), 1.0), n)
-
-
 def noise_paragraph(rows: Mapping[str, dict], num_images: int | None = None) -> str:
     """Accuracy change under low- / high-frequency noise (in points); the paper's account predicts
     that high-frequency noise costs CL less than MIM.
@@ -393,7 +388,7 @@ def noise_paragraph(rows: Mapping[str, dict], num_images: int | None = None) -> 
                 text += (" — with no uncertainty available for these accuracies, this difference is not scored "
                          "against the paper.")
                 return text
-            se = math.sqrt(sum(_accuracy_se(rows[m][k], num_images) ** 2
+            se = math.sqrt(sum(binomial_se(min(max(float(rows[m][k]), 0.0), 1.0), num_images) ** 2
                                for m in (CL, MIM) for k in ("clean", "high_freq")))
             text += f" ± {points(se, signed=False)} (one standard error, {num_images} evaluation images) — "
             if abs(dc - dm) <= 2 * se:
