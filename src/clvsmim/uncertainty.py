@@ -9,8 +9,13 @@ Two kinds of statistic, two kinds of standard error (SE):
   of the paired difference (:func:`paired_bootstrap_se`); for C5 the per-image value is the
   mean silhouette of that image's tokens (their mean is the silhouette score; the bootstrap
   treats images as independent, which ignores that a token's silhouette depends on the others);
-* **rates** (accuracies, the shape bias): the binomial SE ``sqrt(p(1−p)/n)``; differences of
-  rates from different models add the variances (:func:`rate_difference_se`).
+* **rates** (accuracies, the shape bias): the binomial SE ``sqrt(p(1−p)/n)``. A contrast of
+  accuracies measured on the *same* evaluation images (CL − MIM, a depth against another, a gain
+  against a gain) is a mean over images of ``Σ wₖ·correctₖ[i]``: its SE is that per-image value's
+  standard deviation over √n (:func:`paired_rate_contrast_se`, from the per-image correctness an
+  evaluation records, :func:`pack_correct`). Without per-image records (an old cache, a hand-made
+  input) the variances are added as if the rates came from different images
+  (:func:`rate_difference_se`), which overstates the SE where two models get the same images right.
 
 Verdict rule (:func:`three_way`), with ``value`` the signed difference in the paper's
 direction, ``se`` its SE and ``margin`` the claim's own margin: the threshold is
@@ -20,13 +25,14 @@ margin alone and the claim's reason says so.
 """
 from __future__ import annotations
 
+import base64
 import math
 from typing import Any, Sequence
 
 import numpy as np
 
 __all__ = ["Z", "BOOTSTRAP_SAMPLES", "bootstrap_se", "paired_bootstrap_se", "binomial_se", "rate_difference_se",
-           "threshold", "three_way", "per_image_values"]
+           "paired_rate_contrast_se", "pack_correct", "unpack_correct", "threshold", "three_way", "per_image_values"]
 
 #: How many standard errors a difference must exceed to count.
 Z = 2.0
@@ -68,6 +74,42 @@ def rate_difference_se(rates: Sequence[float], counts: Sequence[int]) -> float:
     if len(rates) != len(counts):
         raise ValueError(f"rate_difference_se: {len(rates)} rates but {len(counts)} counts")
     return math.sqrt(sum(binomial_se(p, n) ** 2 for p, n in zip(rates, counts)))
+
+
+def paired_rate_contrast_se(correct: Sequence[Sequence[bool]], weights: Sequence[float]) -> float:
+    """SE of ``Σ wₖ·accuracyₖ`` when every accuracy is measured on the same ``n`` images:
+    ``correct[k][i]`` says whether classifier ``k`` got image ``i`` right. The per-image value
+    ``dᵢ = Σ wₖ·correct[k][i]`` has mean ``Σ wₖ·accuracyₖ``; the SE is ``sqrt(mean((d − d̄)²)/n)``
+    (the binomial formula's convention: a single rate, ``weights=[1]``, gives ``binomial_se``)."""
+    if len(correct) != len(weights) or not correct:
+        raise ValueError(f"paired_rate_contrast_se: {len(correct)} correctness vectors but {len(weights)} weights")
+    rows = [np.asarray(c, dtype=np.float64).reshape(-1) for c in correct]
+    n = len(rows[0])
+    if n == 0 or any(len(r) != n for r in rows):
+        raise ValueError(f"paired_rate_contrast_se: need one value per image for every classifier on the same "
+                         f"non-empty images, found lengths {[len(r) for r in rows]}")
+    d = sum(w * r for w, r in zip(weights, rows))
+    return float(math.sqrt(d.var() / n))
+
+
+def pack_correct(correct: Sequence[bool]) -> dict[str, Any]:
+    """Per-image correctness as strict JSON: ``{"num_images": n, "bits": base64 of the packed bits}``
+    (2,048 images: 344 characters)."""
+    bits = np.asarray(correct, dtype=bool).reshape(-1)
+    return {"num_images": int(len(bits)), "bits": base64.b64encode(np.packbits(bits).tobytes()).decode("ascii")}
+
+
+def unpack_correct(record: dict[str, Any] | None) -> np.ndarray | None:
+    """The boolean ``(n,)`` vector of :func:`pack_correct`'s record; None for None (not recorded).
+    A record whose bits do not hold ``num_images`` values is an error that names both sizes."""
+    if record is None:
+        return None
+    n = int(record["num_images"])
+    raw = np.frombuffer(base64.b64decode(record["bits"]), dtype=np.uint8)
+    if len(raw) != (n + 7) // 8:
+        raise ValueError(f"per-image correctness record: {len(raw)} bytes of bits cannot hold num_images={n} "
+                         f"(expected {(n + 7) // 8})")
+    return np.unpackbits(raw)[:n].astype(bool)
 
 
 def threshold(margin: float, se: float | None) -> float:

@@ -89,15 +89,27 @@ def linear_probe_per_layer(features_train: list[torch.Tensor], y_train: torch.Te
     cosine-decayed ``lr``, ``steps`` full-batch steps (or mini-batches of ``batch_size``
     sampled with ``seed``). Deterministic for fixed inputs.
     """
+    correct = linear_probe_correct_per_layer(features_train, y_train, features_test, y_test, steps, lr, seed,
+                                             weight_decay=weight_decay, batch_size=batch_size)
+    return [float(c.double().mean()) for c in correct]
+
+
+def linear_probe_correct_per_layer(features_train: list[torch.Tensor], y_train: torch.Tensor,
+                                   features_test: list[torch.Tensor], y_test: torch.Tensor, steps: int, lr: float,
+                                   seed: int, *, weight_decay: float = 0.0,
+                                   batch_size: int | None = None) -> list[torch.Tensor]:
+    """:func:`linear_probe_per_layer`'s probes, per test image: one boolean ``(N_test,)`` CPU
+    tensor per depth, True where the probe of that depth predicts the label (their means are the
+    accuracies). Paired standard errors of accuracy differences read these."""
     _check_probe_inputs(features_train, y_train, features_test, y_test)
     y_train, y_test = torch.as_tensor(y_train).long(), torch.as_tensor(y_test).long()
     num_classes = int(max(y_train.max(), y_test.max())) + 1
-    accuracies = []
+    correct = []
     for tr, te in zip(features_train, features_test):
         x_tr, x_te = _standardise(tr.detach().float(), te.detach().float())
         probe = train_linear_probe(x_tr, y_train.to(x_tr.device), num_classes, steps, lr, seed,
                                    weight_decay, batch_size)
         with torch.no_grad():
             pred = probe(x_te).argmax(-1).cpu()
-        accuracies.append(float((pred == y_test.cpu()).double().mean()))
-    return accuracies
+        correct.append(pred == y_test.cpu())
+    return correct

@@ -77,8 +77,10 @@ Uncertainty and verdicts
 ------------------------
 Every statistic carries a standard error (:mod:`clvsmim.uncertainty`): a paired bootstrap over
 the analysis images for C1–C5 (per-image values from :func:`clvsmim.claims.per_image.per_image_statistics`),
-the binomial SE of a rate for C6–C11 (accuracies on the ``num_eval`` evaluation images, the
-shape bias on its decided images). A seed's verdict, with ``t = max(margin, 2·SE)`` of the
+for C7–C11 the SE of an accuracy contrast paired over the evaluation images (every model is
+evaluated on the same images; the per-image correctness its evaluation records), or the
+binomial SE as if the accuracies came from different images where an evaluation has no
+per-image record (an old cache); for C6 the binomial SE of the shape bias on its decided images. A seed's verdict, with ``t = max(margin, 2·SE)`` of the
 difference at hand:
 
 * ``"holds"``: ``s·(CL − MIM) > t`` and the control rule is met beyond its own ``t``;
@@ -118,7 +120,8 @@ from clvsmim.claims.definitions import (C6_MIN_CUE_OVER_CHANCE, CONTROL_RULE, IN
 from clvsmim.claims.measure import (CLUSTER_FORMAT, claims_table, measure, model_cache_path, model_names,
                                     token_cluster_scores)
 from clvsmim.claims.per_image import PER_IMAGE_FORMAT, PerImageMetrics, per_image_statistics
-from clvsmim.claims.rules import (CLAIMS, claim_markdown, evaluate_claim, evaluate_claims, with_claim, c1_attention_distance,
+from clvsmim.claims.markdown import claim_markdown, with_claim
+from clvsmim.claims.rules import (CLAIMS, evaluate_claim, evaluate_claims, c1_attention_distance,
                                   c2_nmi, c3_token_cosine, c4_fourier, c5_image_clusters, c6_shape_bias, c7_layers,
                                   c8_hybrid, c9_linear_probe, c10_finetune, c11_scaling)
 from clvsmim.claims.table import ClaimSummary, ClaimsTable, aggregate, seeds_for

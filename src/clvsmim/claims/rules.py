@@ -3,14 +3,13 @@ and their Markdown."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable, Iterable, Sequence
 
-from clvsmim.book.units import claim_value_kind, percent, points
 from clvsmim.claims.definitions import (C6_MIN_CUE_OVER_CHANCE, CONTROL_RULE, MARGINS, PROBE_POOL, Claim, is_finite,
                                         make_claim, missing_claim)
-from clvsmim.claims.verdict import (Measurements, dig, fmt_value, image_ses, last_third, mean_or_none, own_control_role,
-                                    ordered_verdict, pool_note, probe_of, rate_ses, se_text)
+from clvsmim.claims.verdict import (SE_KIND_WORDS, Measurements, accuracy_contrast_se, dig, fmt_value, image_ses,
+                                    last_third, mean_or_none, own_control_role, ordered_verdict, pool_note, probe_correct,
+                                    probe_of, rate_ses, se_text)
 from clvsmim.data import SHAPES
 from clvsmim.uncertainty import rate_difference_se, three_way, threshold
 
@@ -166,9 +165,15 @@ def c7_layers(m: Measurements) -> Claim:
     best_cl, best_mim = _best_depth(cl_acc), _best_depth(mim_acc)
     best_mim_early = _best_depth(mim_acc[:L])
     drop = mim_acc[best_mim_early] - mim_acc[L]
-    n = [m.num_eval] * 2 if m.num_eval else None
-    se_drop = rate_difference_se([mim_acc[best_mim_early], mim_acc[L]], n) if n else None
-    se_gap = rate_difference_se([max(cl_acc), cl_acc[L]], n) if n else None
+    def se(a: tuple[str, int], b: tuple[str, int]) -> float | None:
+        """SE of probe ``a`` − probe ``b`` ((label, depth) each: the same images, paired if recorded)."""
+        terms = [(w, acc[label][d], probe_correct(probes[label], d)) for w, (label, d) in ((1.0, a), (-1.0, b))]
+        value, kinds[f"{a[0]}@{a[1]}-{b[0]}@{b[1]}"] = accuracy_contrast_se(m, terms)
+        return value
+
+    kinds: dict[str, str | None] = {}
+    se_drop = se(("mim", best_mim_early), ("mim", L))
+    se_gap = se(("cl", _best_depth(cl_acc)), ("cl", L))
     cl_last_best = cl_acc[L] >= max(cl_acc) - threshold(margin, se_gap)
     mim_drops = drop > threshold(margin, se_drop)
     ctrl, ctrl_mim = acc["control_vs_cl"], acc["control_vs_mim"]  # the control in CL's / MIM's pooling
@@ -180,8 +185,8 @@ def c7_layers(m: Measurements) -> Claim:
         return make_claim(cid, best_cl, best_mim, None, drop, "inconclusive", f"no control probe; {note}",
                           se=se_drop, **details)
     best_ctrl = _best_depth(ctrl)
-    se_cl_ctrl = rate_difference_se([cl_acc[L], ctrl[L]], n) if n else None
-    se_mim_ctrl = rate_difference_se([mim_acc[best_mim_early], ctrl_mim[best_mim_early]], n) if n else None
+    se_cl_ctrl = se(("cl", L), ("control_vs_cl", L))
+    se_mim_ctrl = se(("mim", best_mim_early), ("control_vs_mim", best_mim_early))
     cl_moved = cl_acc[L] - ctrl[L] > threshold(margin, se_cl_ctrl)
     mim_moved = mim_acc[best_mim_early] - ctrl_mim[best_mim_early] > threshold(margin, se_mim_ctrl)
     details.update(cl_moved=cl_moved, mim_moved=mim_moved)
@@ -199,7 +204,10 @@ def c7_layers(m: Measurements) -> Claim:
     # its best earlier depth
     opposite = (max(cl_acc) - cl_acc[L] > threshold(margin, se_gap)) and (-drop > threshold(margin, se_drop))
     verdict = "holds" if not problems else ("reversed" if opposite else "tie")
-    noise = f"2 SE = {fmt_value(2 * se_drop, 'points')}" if se_drop is not None else "no standard error available"
+    se_kind = next(iter(kinds.values()))  # MIM's drop: the SE the verdict and its noise read
+    details["se_kind"] = se_kind
+    noise = (f"2 SE = {fmt_value(2 * se_drop, 'points')}, {SE_KIND_WORDS[se_kind]}" if se_drop is not None
+             else "no standard error available")
     reason = "; ".join(problems) + f" ({noise})" if problems else (
         f"CL best at the last block ({L}); MIM best at depth {best_mim_early}, drop {fmt_value(drop, 'points')} to block {L} "
         f"({noise})")
@@ -210,6 +218,15 @@ def c7_layers(m: Measurements) -> Claim:
 
 def _acc_pair(result: dict | None) -> tuple[float | None, float | None]:
     return dig(result, "linear_probe", "final"), dig(result, "finetune")
+
+
+def _probe_record(result: dict | None) -> dict | None:
+    """Per-image correctness of the last-depth mean-pooled probe (the accuracy C8 reads)."""
+    return probe_correct(dig(result, "linear_probe"), -1)
+
+
+def _finetune_record(result: dict | None) -> dict | None:
+    return dig(result, "finetune_correct")
 
 
 @_register("C8")
@@ -247,16 +264,19 @@ def c8_hybrid(m: Measurements) -> Claim:
                                          per_lam[lam]["score"]))
     value = per_lam[best]["score"]
     details["best_lam"] = best
-    se = None
-    if m.num_eval:  # SE of the binding difference (the hybrid's worse metric vs the better endpoint)
-        lp, ft = per_lam[best]["linear_probe"], per_lam[best]["finetune"]
-        pair = (lp, lp_best) if lp - lp_best <= ft - ft_best else (ft, ft_best)
-        se = rate_difference_se(list(pair), [m.num_eval] * 2)
+    # SE of the binding difference: the hybrid's worse metric against the better endpoint's
+    lp, ft = per_lam[best]["linear_probe"], per_lam[best]["finetune"]
+    index, record = (0, _probe_record) if lp - lp_best <= ft - ft_best else (1, _finetune_record)
+    end = max((0.0, 1.0), key=lambda lam: ends[lam][index])
+    se, se_kind = accuracy_contrast_se(m, [(1.0, (lp, ft)[index], record(sweep[best])),
+                                           (-1.0, ends[end][index], record(sweep[end]))])
+    details["se_kind"] = se_kind
     args = (mean2(ends[1.0]), mean2(ends[0.0]), mean2(ctrl), value)
     if not is_finite(*ctrl):
         return make_claim(cid, *args, "inconclusive", "no control measured", se=se, **details)
     order = three_way(value, se, 0.0)
-    noise = (f"threshold 2 SE = {fmt_value(threshold(0.0, se), 'points')}" if se is not None else "no standard error available")
+    noise = (f"threshold 2 SE = {fmt_value(threshold(0.0, se), 'points')}, {SE_KIND_WORDS[se_kind]}" if se is not None
+             else "no standard error available")
     if order == "holds" and per_lam[best]["beats_control"]:
         verdict, reason = "holds", (f"λ = {best:g} beats both endpoints on both metrics beyond noise "
                                     f"(worse margin {fmt_value(value, 'points', True)}; {noise}) and beats the control")
@@ -277,7 +297,8 @@ def c9_linear_probe(m: Measurements) -> Claim:
     compares the control with CL)."""
     probes, pool, note = _probes(m, {"cl": "cl", "mim": "mim", "control": "cl"})
     vals = [dig(probes[r], "final") for r in ("cl", "mim", "control")]
-    claim = ordered_verdict("C9", *vals, +1, MARGINS["C9"], CONTROL_RULE["C9"], rate_ses(m, *vals), pool=pool)
+    ses, se_kind = rate_ses(m, *vals, [probe_correct(probes[r], -1) for r in ("cl", "mim", "control")])
+    claim = ordered_verdict("C9", *vals, +1, MARGINS["C9"], CONTROL_RULE["C9"], ses, se_kind, pool=pool)
     return dataclasses.replace(claim, reason=f"{claim.reason}; {note}")
 
 
@@ -292,7 +313,9 @@ def c10_finetune(m: Measurements) -> Claim:
     untrained = {r: dig(m.evaluations.get(controls[r][0]), "finetune") for r in ("cl", "mim")}
     gains = {r: ft[r] - untrained[r] if is_finite(ft[r], untrained[r]) else None for r in ("cl", "mim")}
     vals = [ft["cl"], ft["mim"], untrained["mim"]]  # the rule is "mim": MIM against its own control
-    claim = ordered_verdict("C10", *vals, -1, MARGINS["C10"], CONTROL_RULE["C10"], rate_ses(m, *vals),
+    records = [_finetune_record(m.evaluations.get(r)) for r in ("cl", "mim", controls["mim"][0])]
+    ses, se_kind = rate_ses(m, *vals, records)
+    claim = ordered_verdict("C10", *vals, -1, MARGINS["C10"], CONTROL_RULE["C10"], ses, se_kind,
                             control_model=m.names.get(controls["mim"][0]), gain_over_own_architecture=gains)
     notes = "; ".join(note for _, note in controls.values() if note)
     return dataclasses.replace(claim, reason=f"{claim.reason}; {notes}") if notes else claim
@@ -316,15 +339,19 @@ def c11_scaling(m: Measurements) -> Claim:
                "margin": margin, "rule": "mim"}
 
     control = ft["control-large"]
-    four = [ft[r] for r in ("cl-small", "cl-large", "mim-small", "mim-large")]
-    se = rate_difference_se(four, [m.num_eval] * 4) if m.num_eval and all(0 <= v <= 1 for v in four) else None
+    record = {r: _finetune_record(m.evaluations.get(r)) for r in ("cl-small", "cl-large", "mim-small", "mim-large")}
+    record["control-large"] = _finetune_record(m.evaluations.get(control_role))
+    weights = {"mim-large": 1.0, "mim-small": -1.0, "cl-large": -1.0, "cl-small": 1.0}  # MIM's gain − CL's
+    se, se_kind = accuracy_contrast_se(m, [(w, ft[r], record[r]) for r, w in weights.items()])
+    details["se_kind"] = se_kind
     if not is_finite(control):
         return make_claim(cid, cl_gain, mim_gain, None, value, "inconclusive", "no control measured", se=se, **details)
     order = three_way(value, se, margin)
-    se_ctrl = rate_difference_se([ft["mim-large"], control], [m.num_eval] * 2) if m.num_eval else None
+    se_ctrl, _ = accuracy_contrast_se(m, [(1.0, ft["mim-large"], record["mim-large"]),
+                                          (-1.0, control, record["control-large"])])
     mim_moved = ft["mim-large"] - control > threshold(margin, se_ctrl)
     details["mim_moved"] = mim_moved
-    noise = f"threshold {fmt_value(threshold(margin, se), 'points')}; {se_text(se, 'points')}"
+    noise = f"threshold {fmt_value(threshold(margin, se), 'points')}; {se_text(se, 'points', se_kind)}"
     if order == "reversed":
         verdict, reason = "reversed", f"CL gains more than MIM beyond noise (difference {fmt_value(value, 'points', True)}; {noise})"
     elif order == "tie":
@@ -335,54 +362,6 @@ def c11_scaling(m: Measurements) -> Claim:
         verdict, reason = "holds", f"MIM gains {fmt_value(value, 'points')} more than CL ({noise}) and its large model beats the control"
     reason = f"{reason}; {note}" if note else reason
     return make_claim(cid, cl_gain, mim_gain, control, value, verdict, reason, se=se, **details)
-
-
-def _num(v: float | None, digits: int = 3) -> str:
-    return "n/a" if v is None or not math.isfinite(v) else f"{v:.{digits}g}"
-
-
-def with_claim(text: str, claim: Claim | None) -> str:
-    """``text`` followed by the claim's :func:`claim_markdown` paragraph (unchanged without a claim)."""
-    return text if claim is None else text + "\n\n" + claim_markdown(claim)
-
-
-def claim_markdown(claim: Claim, cl_name: str = "CL", mim_name: str = "MIM") -> str:
-    """One Markdown paragraph: the claim, the measured numbers, the verdict and, where it does
-    not hold, that this differs from the paper. Accuracies are in percent, accuracy differences
-    in points (:mod:`clvsmim.book.units`)."""
-
-    def num(which: str, v: float | None = None, kind: str | None = None) -> str:
-        v = getattr(claim, which) if v is None and which else v
-        kind = kind or claim_value_kind(claim.id, which)
-        if v is None or not math.isfinite(v):
-            return "n/a"
-        return percent(v) if kind == "percent" else points(v, signed=False) if kind == "points" else _num(v)
-
-    head = f"**{claim.id} — {claim.verdict}.** {claim.statement}"
-    if claim.id == "C8" and claim.details.get("best_lam") is not None:
-        numbers = (f" Measured: the best hybrid, λ = {claim.details['best_lam']:g}, is "
-                   f"{points(claim.value)} from the better endpoint on its worse metric (linear probe or "
-                   f"fine-tune); mean of the two accuracies: λ = 1 (CL) {num('cl')}, λ = 0 (MIM) {num('mim')}, "
-                   f"random-init control {num('control')}.")
-    elif claim.id == "C11" and isinstance(claim.details.get("finetune"), dict):
-        ft = claim.details["finetune"]
-        numbers = (f" Measured ({claim.statistic}): {cl_name} {num('cl')}, {mim_name} {num('mim')}; "
-                   f"the largest {mim_name} model fine-tunes to {num('', ft.get('mim-large'), 'percent')}, the "
-                   f"untrained control of that size (fine-tuned from scratch) to {num('control')}.")
-    else:
-        numbers = (f" Measured ({claim.statistic}): {cl_name} {num('cl')}, {mim_name} {num('mim')}, "
-                   f"random-init control {num('control')}.")
-    if claim.verdict == "holds":
-        tail = f" As in the paper ({claim.reason})."
-    elif claim.verdict in ("fails", "reversed"):
-        tail = f" **This differs from the paper:** {claim.reason}."
-    elif claim.verdict == "tie":
-        tail = f" **No difference this evaluation resolves:** {claim.reason}."
-    elif claim.verdict == "not measurable":
-        tail = f" **Not measurable at this scale:** {claim.reason}."
-    else:
-        tail = f" Inconclusive: {claim.reason}."
-    return head + numbers + tail
 
 
 def evaluate_claim(cid: str, m: Measurements) -> Claim:

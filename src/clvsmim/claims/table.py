@@ -14,7 +14,7 @@ from clvsmim.book.units import ACCURACY_DIGITS, claim_value_kind, percent, point
 from clvsmim.cache import json_safe as _json_safe
 from clvsmim.cache import write_json_atomic
 from clvsmim.claims.definitions import CONTROL_RULE, MARGINS, VERDICT_MARKS, VERDICTS, Claim, is_finite
-from clvsmim.claims.rules import _num
+from clvsmim.claims.markdown import _num
 from clvsmim.config import Profile
 
 # --------------------------------------------------------------------------- seeds

@@ -8,7 +8,8 @@ from typing import Any, Sequence
 
 from clvsmim.book.units import claim_value_kind, percent, points
 from clvsmim.claims.definitions import POOL_WORDS, PROBE_KEY, Claim, is_finite, make_claim, missing_claim
-from clvsmim.uncertainty import paired_bootstrap_se, per_image_values, rate_difference_se, three_way, threshold
+from clvsmim.uncertainty import (paired_bootstrap_se, paired_rate_contrast_se, per_image_values, rate_difference_se,
+                                 three_way, threshold, unpack_correct)
 
 # --------------------------------------------------------------------------- inputs
 
@@ -24,7 +25,8 @@ class Measurements:
     ``names``: the zoo names behind the roles (provenance only);
     ``missing``: zoo names left out because they were not built (``missing="skip"``);
     ``per_image``: ``{"cl" | "mim" | "control": claims.per_image.per_image_statistics dict}`` (SEs of C1–C5);
-    ``num_eval``: images behind every accuracy (binomial SEs of C7–C11); None: no SEs.
+    ``num_eval``: images behind every accuracy (the binomial SEs of C7–C11 where an evaluation has
+    no per-image correctness, :func:`accuracy_contrast_se`); None: no such SEs.
     """
 
     analyses: dict[str, dict] = field(default_factory=dict)
@@ -72,18 +74,21 @@ def fmt_value(v: float, kind: str | None = None, signed: bool = False) -> str:
     return f"{v:+.3g}" if signed else f"{v:.3g}"
 
 
-def se_text(se: float | None, kind: str | None = None) -> str:
+def se_text(se: float | None, kind: str | None = None, se_kind: str | None = None) -> str:
+    """``SE <value>`` in the claim's unit, with how it was computed (:data:`SE_KIND_WORDS`) if given."""
     if not is_finite(se):
         return "no standard error available"
-    return f"SE {fmt_value(se, kind)}" if kind else f"SE {se:.2g}"
+    how = f", {SE_KIND_WORDS[se_kind]}" if se_kind else ""
+    return (f"SE {fmt_value(se, kind)}" if kind else f"SE {se:.2g}") + how
 
 
 def ordered_verdict(cid: str, cl, mim, control, direction: int, margin: float, rule: str,
-                     ses: dict[str, float | None] | None = None, **details) -> Claim:
+                     ses: dict[str, float | None] | None = None, se_kind: str | None = None, **details) -> Claim:
     """The generic "CL > MIM" (``direction=+1``) / "CL < MIM" (``-1``) check with a control.
 
     ``ses``: standard errors of the differences ``"value"`` (CL − MIM), ``"cl_control"`` and
-    ``"mim_control"`` (missing ones: the margin alone decides). See the module docstring.
+    ``"mim_control"`` (missing ones: the margin alone decides); ``se_kind``: how they were computed
+    (:func:`accuracy_contrast_se`; recorded and named in the reason). See the module docstring.
     Accuracies (:data:`clvsmim.book.units.ACCURACY_CLAIMS`) are written in percent / points."""
 
 
@@ -102,7 +107,7 @@ def ordered_verdict(cid: str, cl, mim, control, direction: int, margin: float, r
     mim_moved = direction * (control - mim) > threshold(margin, ses.get("mim_control"))
     moved = {"mim": mim_moved, "cl": cl_moved, "either": cl_moved or mim_moved}[rule]
     sign, other = (">", "<") if direction > 0 else ("<", ">")
-    noise = f"threshold max(margin {fmt_value(margin, diff)}, 2 SE) = {fmt_value(t, diff)}; {se_text(se, diff)}"
+    noise = f"threshold max(margin {fmt_value(margin, diff)}, 2 SE) = {fmt_value(t, diff)}; {se_text(se, diff, se_kind)}"
     if order == "reversed":
         verdict, reason = "reversed", (f"CL {other} MIM beyond noise (signed difference "
                                        f"{fmt_value(value, diff, signed=True)}; {noise})")
@@ -119,7 +124,8 @@ def ordered_verdict(cid: str, cl, mim, control, direction: int, margin: float, r
             ("CL" if cl_moved else "MIM") + " moved away from the control")
     return make_claim(cid, cl, mim, control, value, verdict, reason, se=se,
                   margin=margin, rule=rule, cl_moved=cl_moved, mim_moved=mim_moved,
-                  ses={k: v for k, v in ses.items() if is_finite(v)}, **details)
+                  ses={k: v for k, v in ses.items() if is_finite(v)}, **({"se_kind": se_kind} if se_kind else {}),
+                  **details)
 
 
 def image_ses(m: Measurements, metric: str, depths: Sequence[int], direction: int) -> dict[str, float]:
@@ -148,14 +154,46 @@ def own_control_role(m: Measurements, role: str) -> tuple[str, str]:
     return shared, ""
 
 
-def rate_ses(m: Measurements, cl, mim, control) -> dict[str, float]:
-    """Binomial SEs of the differences of three accuracies on ``m.num_eval`` images; {} without it."""
+#: How :func:`accuracy_contrast_se` computed an SE, as a reason says it.
+SE_KIND_WORDS = {"paired": "paired over the evaluation images",
+                 "binomial": "binomial, as if the accuracies came from different images"}
 
-    if not m.num_eval or not is_finite(cl, mim, control) or not all(0 <= v <= 1 for v in (cl, mim, control)):
-        return {}
-    n = [m.num_eval] * 2
-    return {"value": rate_difference_se([cl, mim], n), "cl_control": rate_difference_se([cl, control], n),
-            "mim_control": rate_difference_se([control, mim], n)}
+
+def accuracy_contrast_se(m: Measurements, terms: Sequence[tuple[float, Any, dict | None]]
+                         ) -> tuple[float | None, str | None]:
+    """SE of ``Σ weight·accuracy`` over ``terms`` = ``[(weight ±1, accuracy, packed per-image
+    correctness or None), ...]`` and how it was computed: ``"paired"`` over the evaluation images
+    when every term has its per-image record (:func:`clvsmim.uncertainty.paired_rate_contrast_se`),
+    else ``"binomial"`` on ``m.num_eval`` images as if the accuracies were independent, else
+    ``(None, None)``."""
+    rates = [acc for _, acc, _ in terms]
+    correct = [unpack_correct(rec) for _, _, rec in terms]
+    if all(c is not None for c in correct) and len({len(c) for c in correct}) == 1:
+        return paired_rate_contrast_se(correct, [w for w, _, _ in terms]), "paired"
+    if m.num_eval and is_finite(*rates) and all(0 <= r <= 1 for r in rates):
+        return rate_difference_se(rates, [m.num_eval] * len(rates)), "binomial"
+    return None, None
+
+
+def rate_ses(m: Measurements, cl, mim, control, correct: Sequence[dict | None] = (None, None, None)
+             ) -> tuple[dict[str, float], str | None]:
+    """SEs of the differences ``value`` (CL − MIM), ``cl_control`` and ``mim_control`` of three
+    accuracies (``correct``: their per-image records, in the same order) and how the CL − MIM one
+    was computed (:func:`accuracy_contrast_se`)."""
+    terms = dict(zip(("cl", "mim", "control"), zip((cl, mim, control), correct)))
+    ses, kinds = {}, {}
+    for name, (a, b) in {"value": ("cl", "mim"), "cl_control": ("cl", "control"),
+                         "mim_control": ("control", "mim")}.items():
+        se, kinds[name] = accuracy_contrast_se(m, [(1.0, *terms[a]), (-1.0, *terms[b])])
+        if se is not None:
+            ses[name] = se
+    return ses, kinds["value"]
+
+
+def probe_correct(probe: dict | None, depth: int) -> dict | None:
+    """The per-image correctness record of ``probe``'s depth ``depth`` (None: not recorded)."""
+    records = dig(probe, "correct_per_layer")
+    return records[depth] if isinstance(records, list) and -len(records) <= depth < len(records) else None
 
 
 # --------------------------------------------------------------------------- probes by pooling

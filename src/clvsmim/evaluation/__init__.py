@@ -37,15 +37,17 @@ from clvsmim.data import open_dataset
 from clvsmim.evaluation.dense import DENSE_MAX_TRAIN_IMAGES, dense_probe, dense_probe_from_tokens, segmentation_scores
 from clvsmim.evaluation.features import (device_of, extract_features, extract_pooled, extract_tokens, linear_probe,
                                          linear_probes, probe_predict)
-from clvsmim.evaluation.finetune import FINETUNE_CROP_SCALE, finetune, layer_decay_scales
+from clvsmim.evaluation.finetune import FINETUNE_CROP_SCALE, finetune, finetune_correct, layer_decay_scales
 from clvsmim.evaluation.robustness import (NOISE_CUTOFF, NOISE_STRENGTH, SHAPE_TEXTURE_SIZES, band_limited_noise,
                                            noise_robustness, shape_bias_from_predictions, shape_bias_standard_error,
                                            shape_texture_bias)
 from clvsmim.models import geometry
 from clvsmim.precision import native_bf16
+from clvsmim.uncertainty import pack_correct
 
 __all__ = [
     "extract_features", "extract_pooled", "extract_tokens", "probe_predict", "linear_probe", "linear_probes", "finetune",
+    "finetune_correct",
     "layer_decay_scales",
     "dense_probe", "dense_probe_from_tokens", "segmentation_scores", "shape_texture_bias",
     "shape_bias_from_predictions", "band_limited_noise", "noise_robustness", "evaluate_model",
@@ -73,7 +75,8 @@ def evaluate_model(encoder: nn.Module, profile: Profile, *,
     recipe on the normed CLS token, ``pool="cls_norm"``; both from one feature pass per split; None
     without a CLS token),
     ``pool`` (the pooling of ``linear_probe`` and of the robustness probes), ``finetune`` (accuracy, or
-    None with ``finetune_model=False``), ``dense_probe`` (None on image folders: no masks),
+    None with ``finetune_model=False``) and ``finetune_correct`` (which evaluation images it gets
+    right, :func:`clvsmim.uncertainty.pack_correct`; each probe has ``correct_per_layer``), ``dense_probe`` (None on image folders: no masks),
     ``shape_texture`` (always on the synthetic data, at the encoder's resolution), ``noise``,
     ``eval_config``, ``timing_s``, ``precision``. Fine-tuning uses ``profile.train.precision``
     (bf16 only where it is native: see :func:`finetune_precision`).
@@ -100,8 +103,12 @@ def evaluate_model(encoder: nn.Module, profile: Profile, *,
     out["linear_probe"], out["linear_probe_cls"] = probes["mean"], probes.get("cls_norm")
     precision = finetune_precision(profile.train.precision, device_of(encoder))
     out["precision"] = precision
-    out["finetune"] = (timed("finetune", finetune, encoder, train_set, eval_set, cfg, seed=seed,
-                             precision=precision) if finetune_model else None)
+    out["finetune"] = out["finetune_correct"] = None
+    if finetune_model:
+        correct, _ = timed("finetune", finetune_correct, encoder, train_set, eval_set, cfg, seed=seed,
+                           precision=precision)
+        out["finetune"] = float(correct.double().mean()) if len(correct) else float("nan")
+        out["finetune_correct"] = pack_correct(correct.numpy())
     out["dense_probe"] = (timed("dense_probe", dense_probe, encoder, train_set, eval_set, cfg, seed=seed)
                           if hasattr(train_set, "token_targets") else None)
     sizes = (min(SHAPE_TEXTURE_SIZES[0], profile.data.num_train), min(SHAPE_TEXTURE_SIZES[1], profile.data.num_eval))

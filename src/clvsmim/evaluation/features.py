@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 from clvsmim.analysis import PatchTokens, PooledFeatures, analyze
-from clvsmim.analysis.probe import linear_probe_per_layer, train_linear_probe
+from clvsmim.analysis.probe import linear_probe_correct_per_layer, train_linear_probe
 from clvsmim.config import EvalConfig
 from clvsmim.data import augment, get_batch
+from clvsmim.uncertainty import pack_correct
 
 # --------------------------------------------------------------------------- helpers
 
@@ -158,16 +159,19 @@ def accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
 def linear_probes(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig,
                   pools: Sequence[str] = ("mean", "cls_norm"), seed: int = 0) -> dict[str, dict[str, Any]]:
     """:func:`linear_probe` of every pooling in ``pools``, ``{pool: result}``, from one feature
-    pass per split (:func:`extract_pooled`)."""
+    pass per split (:func:`extract_pooled`). Each result also holds ``correct_per_layer``: per
+    depth, which evaluation images the probe got right (:func:`clvsmim.uncertainty.pack_correct`)."""
     f_train = extract_pooled(encoder, train_set, cfg.batch_size, pools)
     f_eval = extract_pooled(encoder, eval_set, cfg.batch_size, pools)
     y_train, y_eval = labels_of(train_set), labels_of(eval_set)
     out = {}
     for pool in f_train:
-        per_layer = linear_probe_per_layer(f_train[pool], y_train, f_eval[pool], y_eval,
-                                           steps=cfg.probe_steps, lr=cfg.probe_lr, seed=seed)
+        correct = linear_probe_correct_per_layer(f_train[pool], y_train, f_eval[pool], y_eval,
+                                                 steps=cfg.probe_steps, lr=cfg.probe_lr, seed=seed)
+        per_layer = [float(c.double().mean()) for c in correct]
         best = max(range(len(per_layer)), key=lambda d: (per_layer[d], d))
-        out[pool] = {"per_layer": per_layer, "final": per_layer[-1], "best_depth": int(best), "pool": pool}
+        out[pool] = {"per_layer": per_layer, "final": per_layer[-1], "best_depth": int(best), "pool": pool,
+                     "correct_per_layer": [pack_correct(c.numpy()) for c in correct]}
     return out
 
 

@@ -63,22 +63,43 @@ class _FinetuneNet(nn.Module):
 def finetune(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, seed: int = 0,
              precision: str = "fp32", return_model: bool = False,
              lr_scales: tuple[tuple[str, float], ...] = ()):
-    """Fine-tune a deep copy of ``encoder`` (the input is not modified) and return eval accuracy.
+    """Fine-tune a deep copy of ``encoder`` (the input is not modified) and return eval accuracy:
+    the mean of :func:`finetune_correct`. With ``return_model`` returns ``(acc, model)``.
+    Arguments as :func:`finetune_model`."""
+    correct, model = finetune_correct(encoder, train_set, eval_set, cfg, seed, precision, lr_scales)
+    acc = float(correct.double().mean()) if len(correct) else float("nan")
+    return (acc, model) if return_model else acc
+
+
+def finetune_correct(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, seed: int = 0,
+                     precision: str = "fp32", lr_scales: tuple[tuple[str, float], ...] = ()
+                     ) -> tuple[torch.Tensor, nn.Module]:
+    """:func:`finetune_model` (a head for every class of both sets) and :func:`correct_on` the
+    evaluation set: ``(boolean (N_eval,) correctness, fine-tuned model)``."""
+    num_classes = num_classes_of(train_set, labels_of(train_set), labels_of(eval_set))
+    model = finetune_model(encoder, train_set, cfg, seed, precision, lr_scales, num_classes)
+    return correct_on(model, eval_set, cfg.batch_size, precision), model
+
+
+def finetune_model(encoder: nn.Module, train_set, cfg: EvalConfig, seed: int = 0, precision: str = "fp32",
+                   lr_scales: tuple[tuple[str, float], ...] = (), num_classes: int | None = None) -> nn.Module:
+    """A deep copy of ``encoder`` plus a linear head, fine-tuned on ``train_set`` (the input is
+    not modified); returned in train mode.
 
     Head: linear on the mean-pooled final patch tokens (after the final norm). AdamW
     (``cfg.finetune_lr``, weight decay 0.05 on matrices only), 10 % linear warm-up then cosine
     to 0 over ``cfg.finetune_steps`` steps of ``cfg.batch_size`` images drawn with a generator
     seeded by ``seed``; each image gets a random resized crop (scale 0.5-1, aspect 3/4-4/3)
     and a flip (p = 0.5) from its per-sample seed. ``precision="bf16"`` autocasts the forward
-    pass. Deterministic for a fixed seed. With ``return_model`` returns ``(acc, model)``.
+    pass. Deterministic for a fixed seed.
     ``lr_scales`` (as ``TrainConfig.lr_scales``; default none, what every evaluation uses) gives
     the parameters it names a multiple of the learning rate: a diagnostic, e.g. fine-tuning
-    with the multipliers a model was pre-trained with.
+    with the multipliers a model was pre-trained with. ``num_classes``: the head's outputs
+    (default: the set's ``num_classes``, else its largest label + 1).
     """
-
     device = device_of(encoder)
-    y_train, y_eval = labels_of(train_set), labels_of(eval_set)
-    num_classes = num_classes_of(train_set, y_train, y_eval)
+    if num_classes is None:
+        num_classes = num_classes_of(train_set, labels_of(train_set))
     backbone = copy.deepcopy(encoder)
     for p in backbone.parameters():
         p.requires_grad_(True)
@@ -112,15 +133,21 @@ def finetune(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, seed: int
             loss.backward()
             opt.step()
             sched.step()
-    correct, total = 0, 0
+    return model
+
+
+def correct_on(model: nn.Module, eval_set, batch_size: int, precision: str = "fp32") -> torch.Tensor:
+    """Which images of ``eval_set`` the classifier ``model`` gets right: boolean ``(N,)`` CPU
+    tensor in the set's order (the model is run in eval mode, its training flag restored)."""
+    y_eval = labels_of(eval_set)
+    device = device_of(model)
+    correct = []
     with EvalMode(model), torch.no_grad():
-        for images, idx in image_batches(eval_set, cfg.batch_size):
+        for images, idx in image_batches(eval_set, batch_size):
             with autocast_for(device, precision):
                 pred = model(augment.normalize(images.to(device))).argmax(-1).cpu()
-            correct += int((pred == y_eval[idx]).sum())
-            total += len(idx)
-    acc = correct / total if total else float("nan")
-    return (acc, model) if return_model else acc
+            correct.append(pred == y_eval[idx])
+    return torch.cat(correct) if correct else torch.zeros(0, dtype=torch.bool)
 
 
 def batch_at(data, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 #: Part of every evaluation file name: bump when :mod:`clvsmim.evaluation` changes its recipe.
-EVAL_FORMAT = 2  # 2: adds linear_probe_cls (normed CLS token)
+EVAL_FORMAT = 3  # 2: adds linear_probe_cls (normed CLS token); 3: per-image correctness (paired SEs)
 
 
 # --------------------------------------------------------------------------- build
