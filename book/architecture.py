@@ -66,7 +66,8 @@ save_figure(fig, "F7", {"curves": summary, "control": control, "chance": chance,
             caption="Linear-probe accuracy of every depth: MoCo v3, SimMIM, MAE, mean-pooled (solid) and on the "
                     "normed CLS token (dotted); untrained control dashed"
                     + ("; shaded: ± 2 binomial standard errors over the evaluation images, around the curve each "
-                       "method's claims read." if probe_images else "."))
+                       "method's claims read (a difference between two depths is judged with its SE paired over "
+                       "the same images, which is smaller)." if probe_images else "."))
 ch.probe_table(summary, summary_cls).round(1)
 
 # %%

@@ -115,7 +115,7 @@ def ordered_verdict(cid: str, cl, mim, control, direction: int, margin: float, r
         verdict, reason = "tie", (f"CL and MIM do not differ beyond noise (signed difference "
                                   f"{fmt_value(value, diff, signed=True)}; {noise})")
     elif not moved:
-        who = {"mim": "MIM has", "cl": "CL has", "either": "neither model has"}[rule]
+        who = {"mim": "MIM has not", "cl": "CL has not", "either": "neither model has"}[rule]
         verdict, reason = "tie", (f"CL {sign} MIM by {fmt_value(value, diff)}, but {who} moved away from the control "
                                   f"({fmt_value(control, level)}) towards its side beyond noise ({noise})")
     else:
