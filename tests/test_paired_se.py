@@ -87,18 +87,20 @@ def test_evaluate_model_records_which_images_each_probe_and_the_fine_tune_get_ri
     torch.set_num_threads(1)
     model = {"img_size": 32, "patch_size": 8, "embed_dim": 16, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0}
     profile = profile_from_dict({"name": "tiny", "data": {"img_size": 32, "num_train": 64, "num_eval": 40},
-                                 "model": model, "eval": {"probe_steps": 10, "finetune_steps": 2, "batch_size": 16}})
+                                 "model": model, "eval": {"probe_steps": 10, "finetune_steps": 2, "batch_size": 16,
+                                                          "num_images": 56}})
     torch.manual_seed(0)
     encoder = build_vit(ModelConfig(**model)).eval()
     res = E.evaluate_model(encoder, profile)
     for key in ("linear_probe", "linear_probe_cls"):
         records = res[key]["correct_per_layer"]
-        assert len(records) == 3 and all(r["num_images"] == 40 for r in records)
+        assert len(records) == 3 and all(r["num_images"] == 56 for r in records)  # eval.num_images, not data.num_eval
         assert [unpack_correct(r).mean() for r in records] == pytest.approx(res[key]["per_layer"], abs=1e-12)
     assert unpack_correct(res["finetune_correct"]).mean() == pytest.approx(res["finetune"], abs=1e-12)
     # the plain fine-tune is the same deterministic run
     from clvsmim.data import open_dataset
-    train, test = open_dataset(profile.data, "train"), open_dataset(profile.data, "eval")
+    assert res["data"]["num_eval"] == 56
+    train, test = open_dataset(profile.data, "train"), open_dataset(profile.eval_data(), "eval")
     assert E.finetune(encoder, train, test, profile.eval) == res["finetune"]
 
 

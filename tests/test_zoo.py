@@ -103,6 +103,22 @@ def test_keys_follow_the_configuration(profile):
     assert {s.name: s.key for s in zoo.zoo_specs(profile.with_data_root("/data/x"))}["moco-S"] != before["moco-S"]
 
 
+def test_a_larger_evaluation_split_reevaluates_without_retraining(profile):
+    from clvsmim.config import EvalConfig, to_dict
+
+    n = profile.data.num_eval
+    bigger = dataclasses.replace(profile, eval=dataclasses.replace(profile.eval, num_images=4 * n))
+    assert {s.name: s.key for s in zoo.zoo_specs(bigger)} == {s.name: s.key for s in zoo.zoo_specs(profile)}
+    spec = zoo.resolve(profile, "moco-S")
+    assert zoo.eval_path(bigger, spec) != zoo.eval_path(profile, spec)
+    assert profile.eval_data() == profile.data and bigger.eval_data().num_eval == 4 * n
+    assert dataclasses.replace(bigger.eval_data(), num_eval=n) == profile.data  # nothing else changes
+    assert bigger.with_data_root("/data/x").eval_data().num_eval == n  # a folder's val split is read whole
+    assert "num_images" not in to_dict(EvalConfig())  # unset: every earlier evaluation key stands
+    with pytest.raises(ValueError, match="eval.num_images: expected a positive number"):
+        profile_from_dict({**TINY, "eval": {**TINY["eval"], "num_images": 0}})
+
+
 # --------------------------------------------------------------------------- build
 
 def test_build_trains_each_model_once_then_nothing(profile, train_calls):

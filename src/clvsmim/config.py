@@ -143,6 +143,14 @@ class EvalConfig:
     finetune_lr: float = 5e-4
     batch_size: int = 256
     num_analysis_images: int = 64
+    # images of the synthetic evaluation split that every accuracy is measured on (None: the
+    # profile's data.num_eval); the split is prefix-consistent, so a larger split keeps the first
+    # data.num_eval images and the models' training keys (see Profile.eval_data)
+    num_images: int | None = field(default=None, metadata=OMIT_IF_DEFAULT)
+
+    def __post_init__(self):
+        if self.num_images is not None and (isinstance(self.num_images, bool) or int(self.num_images) < 1):
+            raise ValueError(f"eval.num_images: expected a positive number of evaluation images, found {self.num_images!r}")
 
 
 @dataclass(frozen=True)
@@ -170,6 +178,13 @@ class Profile:
         if root is None:
             return self
         return dataclasses.replace(self, data=dataclasses.replace(self.data, root=str(root)))
+
+    def eval_data(self) -> DataConfig:
+        """The data every evaluation reads: ``data`` with its synthetic evaluation split grown to
+        ``eval.num_images`` when that is set (an image folder's val split is read whole)."""
+        if self.eval.num_images is None or self.data.root is not None:
+            return self.data
+        return dataclasses.replace(self.data, num_eval=int(self.eval.num_images))
 
 
 def _build(cls, values: dict[str, Any] | None, where: str):

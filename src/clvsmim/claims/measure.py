@@ -83,7 +83,7 @@ def _own_control(profile: Profile, name: str | None) -> zoo.ModelSpec | None:
 def _num_eval(profile: Profile) -> int | None:
     """Images behind every accuracy: the synthetic evaluation split (None for an ImageFolder,
     whose size is not known without opening it)."""
-    return int(profile.data.num_eval) if profile.data.root is None else None
+    return int(profile.eval_data().num_eval) if profile.data.root is None else None
 
 
 def measure(profile: Profile, device: str = "auto", *, build: bool = True,

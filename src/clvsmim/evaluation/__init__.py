@@ -82,7 +82,7 @@ def evaluate_model(encoder: nn.Module, profile: Profile, *,
     (bf16 only where it is native: see :func:`finetune_precision`).
     """
 
-    data_cfg = profile.data
+    data_cfg = profile.eval_data()
     train_set = open_dataset(data_cfg, "train")
     eval_set = open_dataset(data_cfg, "eval")
     cfg = profile.eval
@@ -111,7 +111,7 @@ def evaluate_model(encoder: nn.Module, profile: Profile, *,
         out["finetune_correct"] = pack_correct(correct.numpy())
     out["dense_probe"] = (timed("dense_probe", dense_probe, encoder, train_set, eval_set, cfg, seed=seed)
                           if hasattr(train_set, "token_targets") else None)
-    sizes = (min(SHAPE_TEXTURE_SIZES[0], profile.data.num_train), min(SHAPE_TEXTURE_SIZES[1], profile.data.num_eval))
+    sizes = (min(SHAPE_TEXTURE_SIZES[0], data_cfg.num_train), min(SHAPE_TEXTURE_SIZES[1], data_cfg.num_eval))
     out["shape_texture"] = timed("shape_texture", shape_texture_bias, encoder, cfg,
                                  geo.grid[0] * geo.patch_size, seed=profile.data.seed, sizes=sizes,
                                  texture_scale=profile.data.texture_scale)

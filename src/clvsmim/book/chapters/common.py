@@ -161,6 +161,6 @@ def eval_size(profile) -> int | None:
     """Number of evaluation images (what every accuracy of the zoo's evaluations is over), or
     ``None`` when the split cannot be opened."""
     try:
-        return len(open_dataset(profile.data, "eval"))
+        return len(open_dataset(profile.eval_data(), "eval"))
     except (OSError, ValueError, TypeError):
         return None
