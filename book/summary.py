@@ -78,9 +78,13 @@ display(HTML(ch.grid_html(grid)))
 # only where the trained model moved away from the control in the stated direction — for the
 # attention claims (C1, C2) MIM must have become more local / less collapsed than the control,
 # for the others at least one of the two models must have moved to its side (details in the
-# docstring of `clvsmim.claims`). Differences smaller than a per-claim margin count as no
-# difference. With several seeds a claim holds only if it holds on every seed, fails only if
-# it fails on every seed, and is inconclusive otherwise.
+# docstring of `clvsmim.claims`). A difference counts only beyond the larger of a per-claim
+# margin and two standard errors: for C1–C5 a bootstrap over the analysis images, for the
+# accuracy claims C7–C11 paired over the evaluation images (every model is evaluated on the same
+# images), for C6 the binomial SE of the bias. Per seed a claim *holds*, is a *tie* (within that
+# threshold) or is *reversed* (beyond it the other way), or is *not measurable* where its
+# precondition fails. With several seeds a claim takes a verdict only if every seed gives it,
+# and is inconclusive otherwise.
 
 # %%
 display(HTML(ch.table_html(table)))
