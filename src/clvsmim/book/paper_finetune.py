@@ -20,8 +20,9 @@ from clvsmim.analysis.model_report import probe_split
 from clvsmim.book.paper_data import probe_images
 from clvsmim.book.report import backbone, model_cache_path, resolve_device
 from clvsmim.cache import cached_json
-from clvsmim.evaluation import finetune
+from clvsmim.evaluation import finetune_correct
 from clvsmim.methods import ModelRef
+from clvsmim.uncertainty import pack_correct
 
 __all__ = ["FINETUNE_STEPS", "FINETUNE_MAX_EPOCHS", "FINETUNE_BATCH", "FINETUNE_BASE_LR", "short_finetune",
            "finetune_evaluation"]
@@ -41,7 +42,8 @@ def short_finetune(model: torch.nn.Module, images: torch.Tensor, labels: torch.T
                    steps: int = FINETUNE_STEPS, seed: int = 0) -> dict[str, Any]:
     """Fine-tune a copy of ``model`` end to end on the train half of ``images`` (alternate images
     within each class, :func:`clvsmim.analysis.model_report.probe_split`) and test on the other
-    half: ``{"finetune": accuracy in [0, 1], "num_train", "num_test", "num_classes", "budget"}``.
+    half: ``{"finetune": accuracy in [0, 1], "correct"`` (which test images it gets right,
+    :func:`clvsmim.uncertainty.pack_correct`) ``, "num_train", "num_test", "num_classes", "budget"}``.
     The budget: ``steps`` AdamW steps (at most :data:`FINETUNE_MAX_EPOCHS` passes over the train
     half) of ``min(FINETUNE_BATCH, train)`` images at
     ``FINETUNE_BASE_LR × batch / 256``, the augmentation and schedule of
@@ -57,8 +59,10 @@ def short_finetune(model: torch.nn.Module, images: torch.Tensor, labels: torch.T
     lr = FINETUNE_BASE_LR * batch / 256
     cfg = dataclasses.replace(eval_cfg, finetune_steps=int(steps), batch_size=batch, finetune_lr=lr)
     tr, te = torch.tensor(train), torch.tensor(test)
-    acc = finetune(model, TensorImages(images[tr], y[tr]), TensorImages(images[te], y[te]), cfg, seed=seed)
-    return {"finetune": float(acc), "num_train": len(train), "num_test": len(test), "num_classes": len(classes),
+    correct, _ = finetune_correct(model, TensorImages(images[tr], y[tr]), TensorImages(images[te], y[te]), cfg,
+                                  seed=seed)
+    return {"finetune": float(correct.double().mean()), "correct": pack_correct(correct.numpy()),
+            "num_train": len(train), "num_test": len(test), "num_classes": len(classes),
             "budget": {"steps": int(steps), "batch_size": batch, "lr": lr}}
 
 
@@ -68,7 +72,7 @@ def finetune_evaluation(ref: ModelRef, device: str = "auto", n: int | None = Non
     profile = ref.profile
     n = n or profile.eval.num_analysis_images
     content = {"n": n, "steps": FINETUNE_STEPS, "epochs": FINETUNE_MAX_EPOCHS, "batch": FINETUNE_BATCH,
-               "base_lr": FINETUNE_BASE_LR, "format": 1}
+               "base_lr": FINETUNE_BASE_LR, "format": 2}
 
     def compute() -> dict[str, Any]:
         images, labels = probe_images(profile, n)

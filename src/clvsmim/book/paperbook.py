@@ -32,7 +32,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from clvsmim import claims
-from clvsmim.analysis import linear_probe_per_layer
+from clvsmim.analysis.probe import linear_probe_correct_per_layer
 from clvsmim.analysis.model_report import PROBE_LR, PROBE_STEPS, PROBE_WEIGHT_DECAY, probe_split
 from clvsmim.book.report import backbone, cache_name, model_analysis, model_cache_path, resolve_device
 from clvsmim.cache import cached_json
@@ -45,6 +45,7 @@ from clvsmim.book.paper_sweep import (GPU_NOTE, NEEDS_TRAINING, SWEEP_PROFILE, b
                                       sweep_claims, sweep_description, sweep_note)
 from clvsmim.evaluation import extract_features
 from clvsmim.methods import ModelRef
+from clvsmim.uncertainty import pack_correct
 from clvsmim.weights.control import random_control
 
 __all__ = ["DataUnavailableError", "book_data_root", "default_images", "CONTROL", "NEEDS_TRAINING", "GPU_NOTE",
@@ -69,13 +70,14 @@ SHORT_BUDGET = {"C6": shape_budget_words,
 def probe_evaluation(ref, device: str = "auto", n: int | None = None) -> dict[str, Any]:
     """Linear probe of every depth of the official model ``ref`` (or the seeded control) on
     :func:`probe_images`, cached: ``{"linear_probe": {"per_layer", "final", "best_depth", "pool",
-    "num_train", "num_test", "num_classes", "budget"}}`` (accuracies in [0, 1]).
+    "correct_per_layer", "num_train", "num_test", "num_classes", "budget"}}`` (accuracies in [0, 1];
+    ``correct_per_layer``: which test images each depth's probe gets right, for paired SEs).
 
     Mean-pooled patch tokens, train / test = alternate images within each class
     (:func:`clvsmim.analysis.model_report.probe_split`), the budget of ``clvsmim analyze``."""
     profile = ref.profile
     n = n or profile.eval.num_analysis_images
-    content = {"n": n, "steps": PROBE_STEPS, "lr": PROBE_LR, "weight_decay": PROBE_WEIGHT_DECAY, "format": 1}
+    content = {"n": n, "steps": PROBE_STEPS, "lr": PROBE_LR, "weight_decay": PROBE_WEIGHT_DECAY, "format": 2}
     path = model_cache_path(ref, "probe", content)
 
     def compute() -> dict[str, Any]:
@@ -89,10 +91,13 @@ def probe_evaluation(ref, device: str = "auto", n: int | None = None) -> dict[st
         feats = extract_features(model, images, profile.eval.batch_size, pool="mean")
         y = torch.searchsorted(classes, labels)  # 0..K-1
         tr, te = torch.tensor(train), torch.tensor(test)
-        acc = linear_probe_per_layer([f[tr] for f in feats], y[tr], [f[te] for f in feats], y[te],
-                                     steps=PROBE_STEPS, lr=PROBE_LR, seed=0, weight_decay=PROBE_WEIGHT_DECAY)
+        correct = linear_probe_correct_per_layer([f[tr] for f in feats], y[tr], [f[te] for f in feats], y[te],
+                                                 steps=PROBE_STEPS, lr=PROBE_LR, seed=0,
+                                                 weight_decay=PROBE_WEIGHT_DECAY)
+        acc = [float(c.double().mean()) for c in correct]
         best = max(range(len(acc)), key=lambda d: (acc[d], d))
         return {"linear_probe": {"per_layer": acc, "final": acc[-1], "best_depth": int(best), "pool": "mean",
+                                 "correct_per_layer": [pack_correct(c.numpy()) for c in correct],
                                  "num_train": len(train), "num_test": len(test), "num_classes": len(classes),
                                  "budget": {"steps": PROBE_STEPS, "lr": PROBE_LR,
                                             "weight_decay": PROBE_WEIGHT_DECAY}}}
@@ -121,7 +126,8 @@ def official_measurements(profile, device: str = "auto", cl: str = "moco",
     shape = {r: shape_bias_evaluation(ref, device) for r, ref in refs.items()}
     return Measurements(
         analyses={r: model_analysis(ref, device) for r, ref in refs.items()},
-        evaluations={r: {**probes[n], "finetune": tuned[r]["finetune"], "finetune_details": tuned[r],
+        evaluations={r: {**probes[n], "finetune": tuned[r]["finetune"], "finetune_correct": tuned[r].get("correct"),
+                         "finetune_details": tuned[r],
                          "shape_texture": shape[r]}
                      for r, n in names.items()},
         cluster={r: token_cluster_scores(ref, device) for r, ref in refs.items()},
