@@ -177,3 +177,11 @@ def test_c10_and_c11_pair_fine_tuning_on_the_same_images():
     four = [ft[r] for r in ("mim-large", "mim-small", "cl-large", "cl-small")]
     assert c11.se == pytest.approx(paired_rate_contrast_se(four, [1, -1, -1, 1]))
     assert c11.value == pytest.approx(60 / N) and c11.verdict == "holds" and c11.details["se_kind"] == "paired"
+
+
+def test_the_per_seed_markdown_writes_accuracy_differences_in_points():
+    from clvsmim.claims.table import _difference_text
+
+    assert _difference_text("C9", 0.0551, 0.0058) == "+5.5 ± 0.6 points"
+    assert _difference_text("C10", -0.0376, None) == "−3.8 points"
+    assert _difference_text("C1", 8.94, 0.07) == "8.94 ± 0.07"  # not an accuracy: unitless

@@ -88,6 +88,16 @@ def _fmt(stat: dict[str, Any], digits: int = 3, kind: str | None = None) -> str:
     return text + (f" ± {stat['std']:.2g}" if stat["std"] is not None else "")
 
 
+def _difference_text(cid: str, value: float | None, se: float | None) -> str:
+    """One seed's signed difference ± SE: accuracy differences in points (``+5.5 ± 0.6 points``),
+    other statistics unitless."""
+    if claim_value_kind(cid, "value") != "points" or value is None or not math.isfinite(value):
+        return _num(value) + ("" if se is None else f" ± {se:.2g}")
+    if se is None or not math.isfinite(se):
+        return points(value)
+    return points(value).removesuffix(" points") + " ± " + points(se, signed=False)
+
+
 def _num_of(cid: str, which: str, v: float | None) -> str:
     """One seed's statistic: accuracies in percent / points, other statistics unitless."""
 
@@ -195,7 +205,7 @@ class ClaimsTable:
         if self.has_standard_errors:  # the signed difference and its SE, per seed
             cols.append("signed difference ± SE")
             for row, s in zip(body, self.summaries):
-                row.append(" / ".join(_num(c.value) + ("" if c.se is None else f" ± {c.se:.2g}") for c in s.per_seed))
+                row.append(" / ".join(_difference_text(s.id, c.value, c.se) for c in s.per_seed))
         return cols, body
 
     @classmethod
