@@ -1,5 +1,5 @@
-"""The claims C1–C11 themselves, each a function of :class:`~clvsmim.claims.verdict.Measurements`,
-and their Markdown."""
+"""The claims C1–C11 themselves, each a function of :class:`~clvsmim.claims.verdict.Measurements`
+(their Markdown: :mod:`clvsmim.claims.markdown`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -165,6 +165,7 @@ def c7_layers(m: Measurements) -> Claim:
     best_cl, best_mim = _best_depth(cl_acc), _best_depth(mim_acc)
     best_mim_early = _best_depth(mim_acc[:L])
     drop = mim_acc[best_mim_early] - mim_acc[L]
+
     def se(a: tuple[str, int], b: tuple[str, int]) -> float | None:
         """SE of probe ``a`` − probe ``b`` ((label, depth) each: the same images, paired if recorded)."""
         terms = [(w, acc[label][d], probe_correct(probes[label], d)) for w, (label, d) in ((1.0, a), (-1.0, b))]
