@@ -437,7 +437,7 @@ def test_short_finetune_splits_each_class_uses_the_stated_budget_and_leaves_the_
     assert a["budget"] == {"steps": 3, "batch_size": 5, "lr": FINETUNE_BASE_LR * 5 / 256}
     assert round(a["finetune"] * 4) == a["finetune"] * 4 and 0 <= a["finetune"] <= 1  # k of 4 test images
     from clvsmim.uncertainty import unpack_correct
-    right = unpack_correct(a["correct"])  # which of the 4 test images: the record paired SEs read
+    right = unpack_correct(a["finetune_correct"])  # which of the 4 test images: the record paired SEs read
     assert len(right) == 4 and right.mean() == a["finetune"]
     assert short_finetune(model, images, labels, EvalConfig(), steps=3, seed=0) == a  # deterministic
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # a copy is fine-tuned

@@ -111,6 +111,7 @@ def test_a_larger_evaluation_split_reevaluates_without_retraining(profile):
     assert {s.name: s.key for s in zoo.zoo_specs(bigger)} == {s.name: s.key for s in zoo.zoo_specs(profile)}
     spec = zoo.resolve(profile, "moco-S")
     assert zoo.eval_path(bigger, spec) != zoo.eval_path(profile, spec)
+    assert zoo.eval_path(profile, spec, eval_format=zoo.EVAL_FORMAT - 1) != zoo.eval_path(profile, spec)  # a format is a new key
     assert profile.eval_data() == profile.data and bigger.eval_data().num_eval == 4 * n
     assert dataclasses.replace(bigger.eval_data(), num_eval=n) == profile.data  # nothing else changes
     assert bigger.with_data_root("/data/x").eval_data().num_eval == n  # a folder's val split is read whole

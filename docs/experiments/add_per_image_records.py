@@ -14,9 +14,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 
 import torch
 
+from clvsmim.analysis.probe import accuracy_of
 from clvsmim.cache import write_json_atomic
 from clvsmim.claims.measure import model_names
 from clvsmim.config import load_profile, seed_profile
@@ -28,22 +30,13 @@ from clvsmim.train.checkpoint import load_encoder
 from clvsmim.uncertainty import pack_correct
 
 
-def old_eval_path(profile, spec):
-    saved = zoo.EVAL_FORMAT
-    zoo.EVAL_FORMAT = 2
-    try:
-        return zoo.eval_path(profile, spec)
-    finally:
-        zoo.EVAL_FORMAT = saved
-
-
 def upgrade(profile, spec) -> str:
-    new, old = zoo.eval_path(profile, spec), old_eval_path(profile, spec)
+    new, old = zoo.eval_path(profile, spec), zoo.eval_path(profile, spec, eval_format=2)
     if new.exists():
         return "already format 3"
     if not old.exists():
         return "no format-2 evaluation"
-    cached = zoo._read_json(old)
+    cached = json.loads(old.read_text())
     encoder = load_encoder(zoo.spec_dir(profile, spec) / zoo.CHECKPOINT_NAME)
     data = profile.with_data_root(spec.data_cfg.root)
     train_set, eval_set = open_dataset(data.data, "train"), open_dataset(data.data, "eval")
@@ -60,7 +53,7 @@ def upgrade(profile, spec) -> str:
     if cached.get("finetune") is not None:
         precision = finetune_precision(profile.train.precision, "cpu")
         correct, _ = finetune_correct(encoder, train_set, eval_set, data.eval, seed=0, precision=precision)
-        acc = float(correct.double().mean())
+        acc = accuracy_of(correct)
         if acc != cached["finetune"]:
             raise RuntimeError(f"{spec.name}: fine-tuning differs from the cache: {acc} vs {cached['finetune']}")
         result["finetune_correct"] = pack_correct(correct.numpy())

@@ -91,7 +91,12 @@ def linear_probe_per_layer(features_train: list[torch.Tensor], y_train: torch.Te
     """
     correct = linear_probe_correct_per_layer(features_train, y_train, features_test, y_test, steps, lr, seed,
                                              weight_decay=weight_decay, batch_size=batch_size)
-    return [float(c.double().mean()) for c in correct]
+    return [accuracy_of(c) for c in correct]
+
+
+def accuracy_of(correct: torch.Tensor) -> float:
+    """The accuracy of a boolean per-image correctness vector (NaN when it is empty)."""
+    return float(correct.double().mean()) if len(correct) else float("nan")
 
 
 def linear_probe_correct_per_layer(features_train: list[torch.Tensor], y_train: torch.Tensor,

@@ -17,6 +17,7 @@ import torch
 
 from clvsmim.analysis.images import TensorImages
 from clvsmim.analysis.model_report import probe_split
+from clvsmim.analysis.probe import accuracy_of
 from clvsmim.book.paper_data import probe_images
 from clvsmim.book.report import backbone, model_cache_path, resolve_device
 from clvsmim.cache import cached_json
@@ -42,8 +43,9 @@ def short_finetune(model: torch.nn.Module, images: torch.Tensor, labels: torch.T
                    steps: int = FINETUNE_STEPS, seed: int = 0) -> dict[str, Any]:
     """Fine-tune a copy of ``model`` end to end on the train half of ``images`` (alternate images
     within each class, :func:`clvsmim.analysis.model_report.probe_split`) and test on the other
-    half: ``{"finetune": accuracy in [0, 1], "correct"`` (which test images it gets right,
-    :func:`clvsmim.uncertainty.pack_correct`) ``, "num_train", "num_test", "num_classes", "budget"}``.
+    half: ``{"finetune": accuracy in [0, 1], "finetune_correct"`` (which test images it gets right,
+    :func:`clvsmim.uncertainty.pack_correct`, the key of a zoo evaluation) ``, "num_train", "num_test",
+    "num_classes", "budget"}``.
     The budget: ``steps`` AdamW steps (at most :data:`FINETUNE_MAX_EPOCHS` passes over the train
     half) of ``min(FINETUNE_BATCH, train)`` images at
     ``FINETUNE_BASE_LR × batch / 256``, the augmentation and schedule of
@@ -61,7 +63,7 @@ def short_finetune(model: torch.nn.Module, images: torch.Tensor, labels: torch.T
     tr, te = torch.tensor(train), torch.tensor(test)
     correct, _ = finetune_correct(model, TensorImages(images[tr], y[tr]), TensorImages(images[te], y[te]), cfg,
                                   seed=seed)
-    return {"finetune": float(correct.double().mean()), "correct": pack_correct(correct.numpy()),
+    return {"finetune": accuracy_of(correct), "finetune_correct": pack_correct(correct.numpy()),
             "num_train": len(train), "num_test": len(test), "num_classes": len(classes),
             "budget": {"steps": int(steps), "batch_size": batch, "lr": lr}}
 

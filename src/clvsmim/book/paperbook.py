@@ -32,7 +32,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from clvsmim import claims
-from clvsmim.analysis.probe import linear_probe_correct_per_layer
+from clvsmim.analysis.probe import accuracy_of, linear_probe_correct_per_layer
 from clvsmim.analysis.model_report import PROBE_LR, PROBE_STEPS, PROBE_WEIGHT_DECAY, probe_split
 from clvsmim.book.report import backbone, cache_name, model_analysis, model_cache_path, resolve_device
 from clvsmim.cache import cached_json
@@ -94,7 +94,7 @@ def probe_evaluation(ref, device: str = "auto", n: int | None = None) -> dict[st
         correct = linear_probe_correct_per_layer([f[tr] for f in feats], y[tr], [f[te] for f in feats], y[te],
                                                  steps=PROBE_STEPS, lr=PROBE_LR, seed=0,
                                                  weight_decay=PROBE_WEIGHT_DECAY)
-        acc = [float(c.double().mean()) for c in correct]
+        acc = [accuracy_of(c) for c in correct]
         best = max(range(len(acc)), key=lambda d: (acc[d], d))
         return {"linear_probe": {"per_layer": acc, "final": acc[-1], "best_depth": int(best), "pool": "mean",
                                  "correct_per_layer": [pack_correct(c.numpy()) for c in correct],
@@ -126,7 +126,7 @@ def official_measurements(profile, device: str = "auto", cl: str = "moco",
     shape = {r: shape_bias_evaluation(ref, device) for r, ref in refs.items()}
     return Measurements(
         analyses={r: model_analysis(ref, device) for r, ref in refs.items()},
-        evaluations={r: {**probes[n], "finetune": tuned[r]["finetune"], "finetune_correct": tuned[r].get("correct"),
+        evaluations={r: {**probes[n], "finetune": tuned[r]["finetune"], "finetune_correct": tuned[r].get("finetune_correct"),
                          "finetune_details": tuned[r],
                          "shape_texture": shape[r]}
                      for r, n in names.items()},

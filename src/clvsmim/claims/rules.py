@@ -166,15 +166,14 @@ def c7_layers(m: Measurements) -> Claim:
     best_mim_early = _best_depth(mim_acc[:L])
     drop = mim_acc[best_mim_early] - mim_acc[L]
 
-    def se(a: tuple[str, int], b: tuple[str, int]) -> float | None:
-        """SE of probe ``a`` − probe ``b`` ((label, depth) each: the same images, paired if recorded)."""
-        terms = [(w, acc[label][d], probe_correct(probes[label], d)) for w, (label, d) in ((1.0, a), (-1.0, b))]
-        value, kinds[f"{a[0]}@{a[1]}-{b[0]}@{b[1]}"] = accuracy_contrast_se(m, terms)
-        return value
+    def se(a: tuple[str, int], b: tuple[str, int]) -> tuple[float | None, str | None]:
+        """SE of probe ``a`` − probe ``b`` ((label, depth) each: the same images, paired if recorded)
+        and how it was computed (:func:`accuracy_contrast_se`)."""
+        return accuracy_contrast_se(m, [(w, acc[label][d], probe_correct(probes[label], d))
+                                        for w, (label, d) in ((1.0, a), (-1.0, b))])
 
-    kinds: dict[str, str | None] = {}
-    se_drop = se(("mim", best_mim_early), ("mim", L))
-    se_gap = se(("cl", _best_depth(cl_acc)), ("cl", L))
+    se_drop, se_kind = se(("mim", best_mim_early), ("mim", L))  # the SE the verdict and its noise read
+    se_gap, _ = se(("cl", _best_depth(cl_acc)), ("cl", L))
     cl_last_best = cl_acc[L] >= max(cl_acc) - threshold(margin, se_gap)
     mim_drops = drop > threshold(margin, se_drop)
     ctrl, ctrl_mim = acc["control_vs_cl"], acc["control_vs_mim"]  # the control in CL's / MIM's pooling
@@ -186,8 +185,8 @@ def c7_layers(m: Measurements) -> Claim:
         return make_claim(cid, best_cl, best_mim, None, drop, "inconclusive", f"no control probe; {note}",
                           se=se_drop, **details)
     best_ctrl = _best_depth(ctrl)
-    se_cl_ctrl = se(("cl", L), ("control_vs_cl", L))
-    se_mim_ctrl = se(("mim", best_mim_early), ("control_vs_mim", best_mim_early))
+    se_cl_ctrl, _ = se(("cl", L), ("control_vs_cl", L))
+    se_mim_ctrl, _ = se(("mim", best_mim_early), ("control_vs_mim", best_mim_early))
     cl_moved = cl_acc[L] - ctrl[L] > threshold(margin, se_cl_ctrl)
     mim_moved = mim_acc[best_mim_early] - ctrl_mim[best_mim_early] > threshold(margin, se_mim_ctrl)
     details.update(cl_moved=cl_moved, mim_moved=mim_moved)
@@ -205,7 +204,6 @@ def c7_layers(m: Measurements) -> Claim:
     # its best earlier depth
     opposite = (max(cl_acc) - cl_acc[L] > threshold(margin, se_gap)) and (-drop > threshold(margin, se_drop))
     verdict = "holds" if not problems else ("reversed" if opposite else "tie")
-    se_kind = next(iter(kinds.values()))  # MIM's drop: the SE the verdict and its noise read
     details["se_kind"] = se_kind
     noise = (f"2 SE = {fmt_value(2 * se_drop, 'points')}, {SE_KIND_WORDS[se_kind]}" if se_drop is not None
              else "no standard error available")

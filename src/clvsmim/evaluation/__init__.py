@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from clvsmim.analysis.probe import accuracy_of
 from clvsmim.cache import json_safe
 from clvsmim.config import Profile, to_dict
 from clvsmim.data import open_dataset
@@ -107,7 +108,7 @@ def evaluate_model(encoder: nn.Module, profile: Profile, *,
     if finetune_model:
         correct, _ = timed("finetune", finetune_correct, encoder, train_set, eval_set, cfg, seed=seed,
                            precision=precision)
-        out["finetune"] = float(correct.double().mean()) if len(correct) else float("nan")
+        out["finetune"] = accuracy_of(correct)
         out["finetune_correct"] = pack_correct(correct.numpy())
     out["dense_probe"] = (timed("dense_probe", dense_probe, encoder, train_set, eval_set, cfg, seed=seed)
                           if hasattr(train_set, "token_targets") else None)

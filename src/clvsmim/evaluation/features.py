@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from clvsmim.analysis import PatchTokens, PooledFeatures, analyze
-from clvsmim.analysis.probe import linear_probe_correct_per_layer, train_linear_probe
+from clvsmim.analysis.probe import accuracy_of, linear_probe_correct_per_layer, train_linear_probe
 from clvsmim.config import EvalConfig
 from clvsmim.data import augment, get_batch
 from clvsmim.uncertainty import pack_correct
@@ -168,7 +168,7 @@ def linear_probes(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig,
     for pool in f_train:
         correct = linear_probe_correct_per_layer(f_train[pool], y_train, f_eval[pool], y_eval,
                                                  steps=cfg.probe_steps, lr=cfg.probe_lr, seed=seed)
-        per_layer = [float(c.double().mean()) for c in correct]
+        per_layer = [accuracy_of(c) for c in correct]
         best = max(range(len(per_layer)), key=lambda d: (per_layer[d], d))
         out[pool] = {"per_layer": per_layer, "final": per_layer[-1], "best_depth": int(best), "pool": pool,
                      "correct_per_layer": [pack_correct(c.numpy()) for c in correct]}

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clvsmim.analysis.probe import accuracy_of
 from clvsmim.config import EvalConfig, normalise_lr_scales
 from clvsmim.data import augment, get_batch
 from clvsmim.evaluation.features import EvalMode, device_of, image_batches, labels_of, num_classes_of
@@ -67,8 +68,7 @@ def finetune(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, seed: int
     the mean of :func:`finetune_correct`. With ``return_model`` returns ``(acc, model)``.
     Arguments as :func:`finetune_model`."""
     correct, model = finetune_correct(encoder, train_set, eval_set, cfg, seed, precision, lr_scales)
-    acc = float(correct.double().mean()) if len(correct) else float("nan")
-    return (acc, model) if return_model else acc
+    return (accuracy_of(correct), model) if return_model else accuracy_of(correct)
 
 
 def finetune_correct(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, seed: int = 0,

@@ -181,11 +181,12 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 # --------------------------------------------------------------------------- evaluations
 
-def eval_path(profile: Profile, spec: ModelSpec) -> Path:
+def eval_path(profile: Profile, spec: ModelSpec, eval_format: int = EVAL_FORMAT) -> Path:
     """``<model dir>/eval-<key>.json``; the key covers the EvalConfig, the data, the fine-tuning
-    precision actually used (:func:`clvsmim.evaluation.finetune_precision`) and :data:`EVAL_FORMAT`."""
+    precision actually used (:func:`clvsmim.evaluation.finetune_precision`) and the format (default
+    :data:`EVAL_FORMAT`; an older one finds the evaluation an earlier version wrote)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    key = config_key({"format": EVAL_FORMAT, "eval": profile.eval, "data": spec.data_cfg,
+    key = config_key({"format": eval_format, "eval": profile.eval, "data": spec.data_cfg,
                       "precision": finetune_precision(profile.train.precision, device)})
     return spec_dir(profile, spec) / f"eval-{key}.json"
 

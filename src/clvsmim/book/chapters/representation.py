@@ -23,13 +23,14 @@ from clvsmim.book import report
 from clvsmim.book.paper_shape import shape_bias_evaluation
 from clvsmim.book.chapters.common import (WEAK_SILHOUETTE, eval_size,  # noqa: F401  (also read as attributes of this module)
                                           cluster_strength_note, fmt_number)
-from clvsmim.book.units import accuracy_se_points, points
+from clvsmim.book.units import points
 from clvsmim.cache import cached_json
 from clvsmim.claims import C6_MIN_CUE_OVER_CHANCE, Measurements, model_cache_path, token_cluster_scores, with_claim
 from clvsmim.data import SHAPES, get_batch, open_dataset
 from clvsmim.evaluation import extract_tokens, shape_bias_standard_error
 from clvsmim.methods import CONTROL, ModelRef, display_name
 from clvsmim.train import zoo
+from clvsmim.uncertainty import rate_difference_se
 
 __all__ = [
     "CL", "MIM", "MODELS", "CONTROL", "TSNE_FORMAT", "chapter_models", "load_evaluations",
@@ -387,8 +388,7 @@ def noise_paragraph(rows: Mapping[str, dict], num_images: int | None = None) -> 
                 text += (" — with no uncertainty available for these accuracies, this difference is not scored "
                          "against the paper.")
                 return text
-            se = math.sqrt(sum((float(accuracy_se_points(100.0 * rows[m][k], num_images)) / 100.0) ** 2
-                               for m in (CL, MIM) for k in ("clean", "high_freq")))
+            se = rate_difference_se([rows[m][k] for m in (CL, MIM) for k in ("clean", "high_freq")], [num_images] * 4)
             text += f" ± {points(se, signed=False)} (one standard error, {num_images} evaluation images) — "
             if abs(dc - dm) <= 2 * se:
                 text += "within twice its standard error, so this measurement neither supports nor contradicts the paper."
