@@ -47,3 +47,24 @@ def test_clvsmim_threads_sets_torchs_threads_for_every_command(tmp_path, monkeyp
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_profile_with_a_base_overrides_only_the_keys_it_names(tmp_path):
+    """``base: mini3`` + ``data: {texture_scale: 1.0}`` is mini3 with that one data field changed
+    (the other data fields, and every other section, are the base's); a missing base is named."""
+    import dataclasses
+
+    from clvsmim.config import load_profile
+    child = tmp_path / "child.yaml"
+    child.write_text("base: mini3\nname: child\ndata: {texture_scale: 1.0}\ntrain: {steps: 7}\n")
+    mini3, got = load_profile("mini3"), load_profile(child)
+    assert got == dataclasses.replace(mini3, name="child",
+                                      data=dataclasses.replace(mini3.data, texture_scale=1.0),
+                                      train=dataclasses.replace(mini3.train, steps=7))
+    grandchild = tmp_path / "grandchild.yaml"  # a relative path, and a base that has a base itself
+    grandchild.write_text("base: child.yaml\nname: grandchild\ntrain: {batch_size: 8}\n")
+    assert load_profile(grandchild).train == dataclasses.replace(got.train, batch_size=8)
+    orphan = tmp_path / "orphan.yaml"
+    orphan.write_text("base: nowhere.yaml\n")
+    with pytest.raises(FileNotFoundError, match="orphan.yaml: base profile not found"):
+        load_profile(orphan)

@@ -262,10 +262,27 @@ def load_profile(name_or_path: str | Path, images: int | None = None) -> Profile
     if not path.is_file():
         available = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
         raise FileNotFoundError(f"profile {str(name_or_path)!r} not found at {path}; available: {available}")
+    return profile_from_dict(read_profile_yaml(path), name=path.stem)
+
+
+def read_profile_yaml(path: Path) -> dict[str, Any]:
+    """A profile file's mapping; with ``base: NAME_OR_PATH`` (a profile name, or a path relative to
+    this file) on top of that profile's mapping: each section given here replaces the base's keys it
+    names (``data: {texture_scale: 1.0}`` keeps the base's other data fields)."""
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping at the top level, found {type(raw).__name__}")
-    return profile_from_dict(raw, name=path.stem)
+    if "base" not in raw:
+        return raw
+    base = Path(str(raw.pop("base")))
+    base = PROFILE_DIR / f"{base}.yaml" if not base.suffix else path.parent / base
+    if not base.is_file():
+        raise FileNotFoundError(f"{path}: base profile not found at {base}")
+    merged = read_profile_yaml(base)
+    for section, value in raw.items():
+        both_maps = isinstance(value, dict) and isinstance(merged.get(section), dict)
+        merged[section] = {**merged[section], **value} if both_maps else value
+    return merged
 
 
 def train_config_for(profile: Profile, objective: str) -> TrainConfig:
