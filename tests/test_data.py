@@ -339,3 +339,35 @@ def test_texture_scale_coarsens_the_textures_of_the_same_scenes(tmp_path, monkey
     assert torch.equal(load_synthetic(8, 32, seed=3, texture_scale=2.0).images, coarse.images[:8])
     with pytest.raises(ValueError, match="texture_scale must be a positive number"):
         make_synthetic(4, 32, texture_scale=0)
+
+
+def test_background_contrast_changes_only_the_background_and_scales_its_spread():
+    from clvsmim.data import BACKGROUND_CONTRAST
+
+    assert DataConfig().background_contrast == BACKGROUND_CONTRAST  # the profile's default is the renderer's
+    default = make_synthetic(48, 32, seed=5)
+    assert_same_set(make_synthetic(48, 32, seed=5, background_contrast=BACKGROUND_CONTRAST), default)
+    flat, doubled = (make_synthetic(48, 32, seed=5, background_contrast=c) for c in (0.0, 2 * BACKGROUND_CONTRAST))
+    for other in (flat, doubled):  # same scenes, same foreground pixels
+        assert torch.equal(other.mask, default.mask) and torch.equal(other.shape, default.shape)
+        fg = default.mask.unsqueeze(1).expand_as(default.images)
+        assert torch.equal(other.images[fg], default.images[fg])
+
+    def background_spread(ds):  # per image: std of the background pixels about their mean colour, (N,)
+        x, bg = ds.images.float(), (~ds.mask).unsqueeze(1).float()
+        count = bg.sum((1, 2, 3))  # background pixels
+        mean = (x * bg).sum((2, 3), keepdim=True) / count[:, None, None, None]
+        return (((x - mean) ** 2 * bg).sum((1, 2, 3)) / (3 * count)).sqrt()
+
+    spread = background_spread(default)
+    assert spread.min() > 2  # the default background is textured
+    assert background_spread(flat).max() <= 0.5  # contrast 0: one colour per image (up to uint8 rounding)
+    ratio = background_spread(doubled) / spread  # the colours are mean ± contrast·(drawn half-difference)
+    assert torch.allclose(ratio, torch.full_like(ratio, 2.0), atol=0.05)
+    path = synthetic_cache_path(48, 32, 5, "independent")
+    assert synthetic_cache_path(48, 32, 5, "independent", background_contrast=BACKGROUND_CONTRAST) == path
+    assert synthetic_cache_path(48, 32, 5, "independent", background_contrast=0.0) != path
+    assert torch.equal(open_dataset(DataConfig(num_train=48, seed=5, background_contrast=0.0), "train").images,
+                       flat.images)
+    with pytest.raises(ValueError, match=r"background_contrast must lie in \[0, 1\], got 1.5"):
+        make_synthetic(4, 32, background_contrast=1.5)

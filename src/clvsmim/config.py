@@ -56,6 +56,8 @@ class DataConfig:
     seed: int = 0
     root: str | None = None
     texture_scale: float = 1.0  # synthetic texture periods relative to 1/7 … 1/4 of the image width
+    # the synthetic background texture's colour contrast (the renderer's BACKGROUND_CONTRAST; 0 = flat)
+    background_contrast: float = field(default=0.4, metadata=OMIT_IF_DEFAULT)
 
 
 def normalise_lr_scales(scales: Any) -> tuple[tuple[str, float], ...]:
@@ -268,7 +270,8 @@ def load_profile(name_or_path: str | Path, images: int | None = None) -> Profile
 def read_profile_yaml(path: Path) -> dict[str, Any]:
     """A profile file's mapping; with ``base: NAME_OR_PATH`` (a profile name, or a path relative to
     this file) on top of that profile's mapping: each section given here replaces the base's keys it
-    names (``data: {texture_scale: 1.0}`` keeps the base's other data fields)."""
+    names (``data: {texture_scale: 1.0}`` keeps the base's other data fields). One level only:
+    ``train_overrides: {simmim: {...}}`` replaces the base's whole ``simmim`` entry."""
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping at the top level, found {type(raw).__name__}")

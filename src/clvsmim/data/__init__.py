@@ -29,16 +29,23 @@ import torch
 
 from clvsmim.config import DataConfig
 from clvsmim.data.folder import IMAGE_EXTENSIONS, ImageFolderDataset, eval_transform
-from clvsmim.data.render import (EVAL_SEED_OFFSET, GENERATOR_VERSION, IMAGENET_MEAN, IMAGENET_STD, MODES, SHAPES,
-                                 TEXTURES, check_texture_scale)
+from clvsmim.data.render import (BACKGROUND_CONTRAST, EVAL_SEED_OFFSET, GENERATOR_VERSION, IMAGENET_MEAN,
+                                 IMAGENET_STD, MODES, SHAPES, TEXTURES, check_background_contrast, check_texture_scale)
 from clvsmim.data.synthetic import SyntheticSet, load_synthetic, make_synthetic, synthetic_cache_path
 
 __all__ = ["open_dataset", "get_batch", "SyntheticSet", "make_synthetic", "load_synthetic", "synthetic_cache_path",
            "ImageFolderDataset", "eval_transform", "IMAGE_EXTENSIONS", "IMAGENET_MEAN", "IMAGENET_STD", "SHAPES",
-           "TEXTURES", "MODES", "GENERATOR_VERSION", "EVAL_SEED_OFFSET", "check_texture_scale"]
+           "TEXTURES", "MODES", "GENERATOR_VERSION", "EVAL_SEED_OFFSET", "check_texture_scale",
+           "BACKGROUND_CONTRAST", "check_background_contrast", "render_style"]
 
 # Entry points for the rest of the package.
 # --------------------------------------------------------------------------------------
+
+def render_style(data_cfg: DataConfig) -> dict[str, float]:
+    """The synthetic renderer's appearance settings of ``data_cfg``, as keyword arguments of
+    :func:`load_synthetic` / :func:`make_synthetic` (``texture_scale``, ``background_contrast``)."""
+    return {"texture_scale": data_cfg.texture_scale, "background_contrast": data_cfg.background_contrast}
+
 
 def open_dataset(data_cfg: DataConfig, split: str) -> SyntheticSet | ImageFolderDataset:
     """The train or eval split: synthetic when ``data_cfg.root`` is None, else an image folder.
@@ -50,11 +57,10 @@ def open_dataset(data_cfg: DataConfig, split: str) -> SyntheticSet | ImageFolder
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
     root = data_cfg.root
     if root is None:
-        scale = data_cfg.texture_scale
+        style = render_style(data_cfg)
         if split == "train":
-            return load_synthetic(data_cfg.num_train, data_cfg.img_size, seed=data_cfg.seed, texture_scale=scale)
-        return load_synthetic(data_cfg.num_eval, data_cfg.img_size, seed=data_cfg.seed + EVAL_SEED_OFFSET,
-                              texture_scale=scale)
+            return load_synthetic(data_cfg.num_train, data_cfg.img_size, seed=data_cfg.seed, **style)
+        return load_synthetic(data_cfg.num_eval, data_cfg.img_size, seed=data_cfg.seed + EVAL_SEED_OFFSET, **style)
     sub = Path(root) / ("train" if split == "train" else "val")
     return ImageFolderDataset(sub if sub.is_dir() else root, data_cfg.img_size)
 

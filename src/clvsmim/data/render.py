@@ -34,7 +34,9 @@ PIXELS_PER_CHUNK = 1 << 22  # bounds the float32 working memory of the renderer
 _SCALE_RANGE = (0.55, 0.85)  # radius of the shape's unit disc
 _PERIOD_RANGE = (0.28, 0.5)  # texture period (1/7 .. 1/4 of the image width)
 _NOISE_CELLS = 12  # value-noise lattice cells across the image
-_BACKGROUND_CONTRAST = 0.4  # background colour pairs are pulled 60 % of the way to their mean
+#: how far the background's dark / light texture colours lie from their mean, relative to the
+#: drawn pair (0.4: pulled 60 % of the way to the mean; 0: a flat colour; 1: full contrast)
+BACKGROUND_CONTRAST = 0.4
 
 if len(SHAPES) != len(TEXTURES):
     raise AssertionError("cue-conflict design needs a bijection shape class <-> texture family")
@@ -312,9 +314,18 @@ def check_texture_scale(scale: float) -> float:
     return scale
 
 
-def render_chunk(seeds: torch.Tensor, mode: str, size: int, scale: float = 1.0) -> dict[str, torch.Tensor]:
+def check_background_contrast(contrast: float) -> float:
+    """``contrast`` as a float, which must lie in [0, 1]."""
+    contrast = float(contrast)
+    if not 0.0 <= contrast <= 1.0:
+        raise ValueError(f"background_contrast must lie in [0, 1], got {contrast!r}")
+    return contrast
+
+
+def render_chunk(seeds: torch.Tensor, mode: str, size: int, scale: float = 1.0,
+                 background_contrast: float = BACKGROUND_CONTRAST) -> dict[str, torch.Tensor]:
     """Render samples with the given per-sample seeds (B,): images uint8 B×3×S×S and labels;
-    texture periods ``scale`` times the default."""
+    texture periods ``scale`` times the default, the background's texture at ``background_contrast``."""
     grid = _pixel_grid(size)
     n = seeds.numel()
     shape, texture, background = _draw_labels(seeds, mode)
@@ -324,7 +335,7 @@ def render_chunk(seeds: torch.Tensor, mode: str, size: int, scale: float = 1.0) 
                        torch.empty(n, size, size, dtype=torch.bool))
 
     layers = _TextureLayers.cat([_draw_texture_layers(seeds, _STREAM_FOREGROUND, 1.0, scale),
-                                 _draw_texture_layers(seeds, _STREAM_BACKGROUND, _BACKGROUND_CONTRAST, scale)])
+                                 _draw_texture_layers(seeds, _STREAM_BACKGROUND, background_contrast, scale)])
     family = torch.cat([texture, background])
     fns = _texture_fns(scale)
     pattern = _per_family(family, lambda k, rows: fns[k](layers.take(rows), grid),

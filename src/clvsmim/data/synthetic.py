@@ -12,8 +12,8 @@ from torch.utils.data import Dataset
 from clvsmim.cache import save_torch_atomic
 from clvsmim.config import config_key
 from clvsmim.paths import cache_dir
-from clvsmim.data.render import (GENERATOR_VERSION, MODES, PIXELS_PER_CHUNK, SHAPES, TEXTURES, check_texture_scale,
-                                 data_seeds, render_chunk)
+from clvsmim.data.render import (BACKGROUND_CONTRAST, GENERATOR_VERSION, MODES, PIXELS_PER_CHUNK, SHAPES, TEXTURES,
+                                 check_background_contrast, check_texture_scale, data_seeds, render_chunk)
 
 # --------------------------------------------------------------------------------------
 # The dataset.
@@ -89,24 +89,27 @@ class SyntheticSet(Dataset):
 
 
 def make_synthetic(n: int, img_size: int = 32, seed: int = 0, mode: str = "independent",
-                   texture_scale: float = 1.0) -> SyntheticSet:
+                   texture_scale: float = 1.0, background_contrast: float = BACKGROUND_CONTRAST) -> SyntheticSet:
     """Generate ``n`` images of ``img_size``² pixels; sample ``i`` depends only on
-    ``(seed, i, mode, img_size, texture_scale)``.
+    ``(seed, i, mode, img_size, texture_scale, background_contrast)``.
 
     mode: "independent" (shape and texture uniform, independent), "aligned" (texture == shape
     index: both cues agree), "conflict" (texture of a different, random class).
     texture_scale: texture periods (and the noise grain) relative to the default of 1/7 … 1/4
     of the image width; 2.0 draws textures twice as coarse.
+    background_contrast: the background texture's colour contrast relative to the foreground's
+    (:data:`~clvsmim.data.render.BACKGROUND_CONTRAST` by default; 0 draws a flat background).
     """
     texture_scale = check_texture_scale(texture_scale)
+    background_contrast = check_background_contrast(background_contrast)
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
     if n < 0 or img_size < 1:
         raise ValueError(f"need n >= 0 and img_size >= 1, got n={n}, img_size={img_size}")
     chunk = max(1, PIXELS_PER_CHUNK // (img_size * img_size))
     starts = range(0, max(n, 1), chunk)  # one (possibly empty) chunk at least
-    parts = [render_chunk(data_seeds(seed, start, min(n, start + chunk)), mode, img_size, texture_scale)
-             for start in starts]
+    parts = [render_chunk(data_seeds(seed, start, min(n, start + chunk)), mode, img_size, texture_scale,
+                          background_contrast) for start in starts]
     fields = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     return SyntheticSet(**fields, mode=mode)
 
@@ -115,11 +118,14 @@ def make_synthetic(n: int, img_size: int = 32, seed: int = 0, mode: str = "indep
 # Cache.
 # --------------------------------------------------------------------------------------
 
-def synthetic_cache_path(n: int, img_size: int, seed: int, mode: str, texture_scale: float = 1.0) -> Path:
+def synthetic_cache_path(n: int, img_size: int, seed: int, mode: str, texture_scale: float = 1.0,
+                         background_contrast: float = BACKGROUND_CONTRAST) -> Path:
     """Where :func:`load_synthetic` keeps a set (key covers all arguments and the version)."""
     fields = {"version": GENERATOR_VERSION, "n": n, "img_size": img_size, "seed": seed, "mode": mode}
-    if float(texture_scale) != 1.0:  # the default keeps the keys of earlier versions
+    if float(texture_scale) != 1.0:  # defaults keep the keys of earlier versions
         fields["texture_scale"] = float(texture_scale)
+    if float(background_contrast) != BACKGROUND_CONTRAST:
+        fields["background_contrast"] = float(background_contrast)
     key = config_key(fields)
     return cache_dir("data") / f"synthetic-{mode}-n{n}-s{img_size}-seed{seed}-{key}.pt"
 
@@ -139,13 +145,15 @@ def _read_cached(path: Path, n: int, img_size: int) -> SyntheticSet | None:
 
 
 def load_synthetic(n: int, img_size: int = 32, seed: int = 0, mode: str = "independent",
-                   cache: bool = True, texture_scale: float = 1.0) -> SyntheticSet:
+                   cache: bool = True, texture_scale: float = 1.0,
+                   background_contrast: float = BACKGROUND_CONTRAST) -> SyntheticSet:
     """:func:`make_synthetic`, cached under ``cache_dir("data")``; a corrupt cache file is regenerated."""
+    style = (texture_scale, background_contrast)
     if not cache:
-        return make_synthetic(n, img_size, seed, mode, texture_scale)
-    path = synthetic_cache_path(n, img_size, seed, mode, texture_scale)
+        return make_synthetic(n, img_size, seed, mode, *style)
+    path = synthetic_cache_path(n, img_size, seed, mode, *style)
     dataset = _read_cached(path, n, img_size)
     if dataset is None:
-        dataset = make_synthetic(n, img_size, seed, mode, texture_scale)
+        dataset = make_synthetic(n, img_size, seed, mode, *style)
         save_torch_atomic(dataset.to_dict(), path)
     return dataset

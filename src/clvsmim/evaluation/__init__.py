@@ -34,7 +34,7 @@ from torch import nn
 from clvsmim.analysis.probe import accuracy_of
 from clvsmim.cache import json_safe
 from clvsmim.config import Profile, to_dict
-from clvsmim.data import open_dataset
+from clvsmim.data import open_dataset, render_style
 from clvsmim.evaluation.dense import DENSE_MAX_TRAIN_IMAGES, dense_probe, dense_probe_from_tokens, segmentation_scores
 from clvsmim.evaluation.features import (device_of, extract_features, extract_pooled, extract_tokens, linear_probe,
                                          linear_probes, probe_predict)
@@ -115,7 +115,7 @@ def evaluate_model(encoder: nn.Module, profile: Profile, *,
     sizes = (min(SHAPE_TEXTURE_SIZES[0], data_cfg.num_train), min(SHAPE_TEXTURE_SIZES[1], data_cfg.num_eval))
     out["shape_texture"] = timed("shape_texture", shape_texture_bias, encoder, cfg,
                                  geo.grid[0] * geo.patch_size, seed=profile.data.seed, sizes=sizes,
-                                 texture_scale=profile.data.texture_scale)
+                                 **render_style(profile.data))
     out["noise"] = timed("noise", noise_robustness, encoder, train_set, eval_set, cfg, seed=seed)
     out["timing_s"] = timing
     return json_safe(out)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from clvsmim.book.report import analysis_images
-from clvsmim.data import SHAPES, TEXTURES, load_synthetic, open_dataset
+from clvsmim.data import SHAPES, TEXTURES, load_synthetic, open_dataset, render_style
 from clvsmim.data.augment import denormalize, mae_masking, moco_views, simmim_mask, to_float
 from clvsmim.rng import sample_seed
 
@@ -114,9 +114,9 @@ def dataset_samples(profile, classes: Sequence[int] | None = None, n_scan: int =
     """
 
     size, seed = profile.data.img_size, profile.data.seed
-    scale = profile.data.texture_scale
-    aligned = load_synthetic(n_scan, size, seed=seed, mode="aligned", texture_scale=scale)
-    conflict = load_synthetic(n_scan, size, seed=seed, mode="conflict", texture_scale=scale)
+    style = render_style(profile.data)
+    aligned = load_synthetic(n_scan, size, seed=seed, mode="aligned", **style)
+    conflict = load_synthetic(n_scan, size, seed=seed, mode="conflict", **style)
     classes = list(range(len(SHAPES))) if classes is None else list(classes)
     idx = []
     for k in classes:
