@@ -71,7 +71,9 @@ display(Markdown(ch.describe_overview(overview["record"])))
 #
 # With `data_root = None` the models are trained and evaluated on a data set generated in code
 # (no download): each image shows one of **8 shapes** (the class label) filled with one of
-# **8 textures**, on a background of a different texture. Every image comes with its
+# **8 textures**, on a background of a different texture at a lower colour contrast (the profile's
+# `data.texture_scale` sets the texture periods, `data.background_contrast` the background's
+# contrast; 0 draws a flat background). Every image comes with its
 # foreground mask, which the dense probe (chapter *behaviour*) and the choice of query patches
 # (F2) use. In the *independent* split used for training and evaluation, shape and texture are
 # drawn independently. For the shape-versus-texture analysis, shape *k* and texture *k* are

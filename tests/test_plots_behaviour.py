@@ -414,6 +414,12 @@ def test_dataset_samples_and_figure(small_profile):
     assert s["mask"].shape == (3, 32, 32) and all(0 < f < 1 for f in rec["foreground_fraction"])
     fig = pbg.plot_dataset(s)
     assert len(fig.axes) == 3 * 3
+    flat_profile = dataclasses.replace(small_profile, data=dataclasses.replace(small_profile.data,
+                                                                               background_contrast=0.0))
+    flat = bg.dataset_samples(flat_profile, classes=[0, 1, 2], n_scan=64)
+    assert rec["background_contrast"] == 0.4 and flat["record"]["background_contrast"] == 0.0
+    for image, mask in zip(flat["aligned"], flat["mask"]):  # the profile's flat background: one colour per image
+        assert np.ptp(image[~mask], axis=0).max() < 1e-6
 
 
 def test_flow_draws_boxes_and_arrows():

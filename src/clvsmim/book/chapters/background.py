@@ -125,7 +125,7 @@ def dataset_samples(profile, classes: Sequence[int] | None = None, n_scan: int =
             idx.append(int(hits[0]))
     sel = torch.tensor(idx, dtype=torch.int64)
     record = {
-        "seed": seed, "img_size": size, "indices": idx,
+        "seed": seed, "img_size": size, "indices": idx, **style,
         "aligned": [{"shape": SHAPES[int(aligned.shape[i])], "texture": TEXTURES[int(aligned.texture[i])]}
                     for i in idx],
         "conflict": [{"shape": SHAPES[int(conflict.shape[i])], "texture": TEXTURES[int(conflict.texture[i])]}
