@@ -68,3 +68,6 @@ def test_a_profile_with_a_base_overrides_only_the_keys_it_names(tmp_path):
     orphan.write_text("base: nowhere.yaml\n")
     with pytest.raises(FileNotFoundError, match="orphan.yaml: base profile not found"):
         load_profile(orphan)
+    from clvsmim.config import profile_from_dict
+    with pytest.raises(ValueError, match="'base' is resolved when a profile file is read"):
+        profile_from_dict({"base": "mini3"})  # a mapping that skipped the file reader

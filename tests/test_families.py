@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-import yaml
 
 from clvsmim.train import zoo
 from clvsmim.data.augment import blur_sigma_for, gaussian_blur
@@ -191,8 +190,7 @@ def test_sincos_ablation_of_the_beit_encoder():
 def test_model_overrides_change_only_the_named_objective(faithful):
     """``model_overrides`` sets ModelConfig fields on top of the family for one objective: its
     encoder, key and training objective change, every other model (and key) stays as it was."""
-    raw = yaml.safe_load((ROOT / "benchmarks/mini_candidates/mini3-sincos.yaml").read_text())
-    swept = profile_from_dict(raw)
+    swept = load_profile(ROOT / "benchmarks/mini_candidates/mini3-sincos.yaml")  # 'base: mini3' + the override
     assert swept.model_overrides == {"simmim": {"sincos_pos_embed": True}}
     base = {s.name: s for s in zoo.zoo_specs(faithful)}
     over = {s.name: s for s in zoo.zoo_specs(swept)}

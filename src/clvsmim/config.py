@@ -213,7 +213,9 @@ def profile_from_dict(raw: dict[str, Any], name: str = "custom") -> Profile:
     known = set(sections) | {"name", "sizes", "lams", "train_overrides", "model_overrides", "families", "models"}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ValueError(f"{where}: unknown section(s) {unknown}; expected some of {sorted(known)}")
+        hint = " ('base' is resolved when a profile file is read: load_profile / read_profile_yaml)" \
+            if "base" in unknown else ""
+        raise ValueError(f"{where}: unknown section(s) {unknown}; expected some of {sorted(known)}{hint}")
     kwargs: dict[str, Any] = {k: _build(cls, raw.get(k), f"{where}.{k}") for k, cls in sections.items()}
     base_model = dataclasses.asdict(kwargs["model"])
     kwargs["sizes"] = {
