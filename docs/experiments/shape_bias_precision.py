@@ -17,6 +17,7 @@ import torch
 
 from clvsmim.train import zoo
 from clvsmim.config import load_profile, seed_profile
+from clvsmim.data import render_style
 from clvsmim.evaluation import shape_bias_standard_error, shape_texture_bias
 
 
@@ -39,7 +40,7 @@ def main() -> None:
             encoder = zoo.load(profile, name)
             grid = encoder.patch_embed.grid_size[0] * encoder.patch_embed.patch_size[0]
             r = shape_texture_bias(encoder, profile.eval, grid, seed=profile.data.seed,
-                                   sizes=(args.train, args.conflict), texture_scale=profile.data.texture_scale)
+                                   sizes=(args.train, args.conflict), **render_style(profile.data))
             r["standard_error"] = shape_bias_standard_error(r["shape_bias"], r["num_decided"])
             res[role] = r
             print(f"seed {seed} {name:10s} shape bias {r['shape_bias']:.3f} ± {r['standard_error']:.3f} "

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from clvsmim.config import EvalConfig
-from clvsmim.data import BACKGROUND_CONTRAST, EVAL_SEED_OFFSET, load_synthetic
+from clvsmim.data import EVAL_SEED_OFFSET, load_synthetic
 from clvsmim.evaluation.features import accuracy, extract_features, labels_of, num_classes_of, probe_predict
 from clvsmim.models import geometry
 from clvsmim.rng import hash_normal, sample_seed
@@ -51,18 +51,17 @@ def shape_bias_standard_error(bias: float, num_decided: int) -> float:
 
 
 def shape_texture_bias(encoder: nn.Module, cfg: EvalConfig, img_size: int, seed: int = 0, pool: str = "mean",
-                       sizes: tuple[int, int] = SHAPE_TEXTURE_SIZES, texture_scale: float = 1.0,
-                       background_contrast: float = BACKGROUND_CONTRAST) -> dict[str, float]:
+                       sizes: tuple[int, int] = SHAPE_TEXTURE_SIZES, **style: float) -> dict[str, float]:
     """Shape-vs-texture bias of a linear probe on the final-depth features.
 
     The probe is trained on ``sizes[0]`` "aligned" synthetic images (foreground texture ``k``
     on every shape ``k``: both cues predict the class; seed ``seed``) and evaluated on
     ``sizes[1]`` "conflict" images (shape ``k`` filled with the texture of another class ``j``;
-    seed ``seed + EVAL_SEED_OFFSET``), both with the data's ``texture_scale`` and ``background_contrast``. See
-    :func:`shape_bias_from_predictions`.
+    seed ``seed + EVAL_SEED_OFFSET``), both rendered with ``style`` (the data's ``texture_scale`` and
+    ``background_contrast``, :func:`clvsmim.data.render_style`; the renderer's defaults when not given).
+    See :func:`shape_bias_from_predictions`.
     """
 
-    style = {"texture_scale": texture_scale, "background_contrast": background_contrast}
     aligned = load_synthetic(sizes[0], img_size, seed=seed, mode="aligned", **style)
     conflict = load_synthetic(sizes[1], img_size, seed=seed + EVAL_SEED_OFFSET, mode="conflict", **style)
     f_train = extract_features(encoder, aligned.images, cfg.batch_size, pool, depths=[-1])[0]
