@@ -1,6 +1,7 @@
 """Evaluation recipes (clvsmim.evaluation) on a tiny ViT and on hand-made features."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -143,6 +144,27 @@ def test_finetune_lr_scales_scale_the_named_parameters_steps(encoder, data):
     assert moved(scaled) <= bound < moved(plain)
     patch = scaled.encoder.state_dict()["patch_embed.proj.weight"]  # not named: trains at the full rate
     assert float((patch - before["patch_embed.proj.weight"]).abs().max()) > bound
+
+
+def test_finetune_table_per_block_splits_only_a_beit_encoders_shared_table(encoder, data):
+    """``per_block``: each block of the BEiT encoder fine-tunes its own copy of the shared table
+    (they start equal and end different), the input keeps its shared table; a plain ViT (no table)
+    fine-tunes bit-identically either way; an unknown setting names the field."""
+    per_block = dataclasses.replace(CFG, finetune_table="per_block")
+    torch.manual_seed(0)
+    beit = build_vit(family_model_config("faithful", "simmim", ModelConfig(**TINY_MODEL))).eval()
+    shared_before = beit.rel_pos_bias.relative_position_bias_table.detach().clone()
+    _, split = E.finetune(beit, *data, per_block, seed=0, return_model=True)
+    _, kept = E.finetune(beit, *data, CFG, seed=0, return_model=True)
+    tables = [b.attn.relative_position_bias_table for b in split.encoder.blocks]
+    assert split.encoder.rel_pos_bias is None and kept.encoder.rel_pos_bias is not None
+    assert not torch.equal(tables[0], tables[1]) and all(not torch.equal(t, shared_before) for t in tables)
+    assert torch.equal(beit.rel_pos_bias.relative_position_bias_table, shared_before)
+    _, plain = E.finetune(encoder, *data, CFG, seed=0, return_model=True)
+    _, plain_per_block = E.finetune(encoder, *data, per_block, seed=0, return_model=True)
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), plain_per_block.state_dict().values()))
+    with pytest.raises(ValueError, match="finetune_table"):
+        EvalConfig(finetune_table="per_layer")
 
 
 @pytest.mark.parametrize("families", ["v2", "faithful"])

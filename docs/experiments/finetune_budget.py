@@ -46,6 +46,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: the profile's)")
     ap.add_argument("--layer-decay", type=float, default=1.0,
                     help="layer-wise lr decay, as upstream MIM fine-tuning (SimMIM: 0.65 at 2.5x MoCo v3's lr)")
+    ap.add_argument("--unshare-table", action="store_true",
+                    help="give each block its own copy of a BEiT encoder's shared relative position table "
+                         "before fine-tuning, as upstream SimMIM / BEiT fine-tuning does")
     ap.add_argument("--out", default=None, help="write the results as JSON")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -57,6 +60,9 @@ def main() -> None:
         spec = resolve(profile, name)
         own = train_config_for(profile, spec.objective).lr_scales if spec.train_cfg is not None else ()
         encoder = zoo.load(profile, name)
+        unshared = args.unshare_table and getattr(encoder, "rel_pos_bias", None) is not None
+        if unshared:
+            own = ()  # the pre-training multipliers name the shared table, which fine-tuning splits
         decay_scales = layer_decay_scales(encoder, args.layer_decay)
         if args.zero:
             if not any(args.zero in n for n, _ in encoder.named_parameters()):
@@ -65,15 +71,16 @@ def main() -> None:
         else:
             runs = [(steps, (), False) for steps in args.steps] + ([(args.steps[0], own, False)] if own else [])
         for steps, scales, zeroed in runs:
-            cfg = dataclasses.replace(profile.eval, finetune_steps=steps, finetune_lr=lr)
+            cfg = dataclasses.replace(profile.eval, finetune_steps=steps, finetune_lr=lr,
+                                      finetune_table="per_block" if unshared else "shared")
             scales = tuple(scales) + decay_scales
             model = zeroed_copy(encoder, args.zero) if zeroed else encoder
             acc = finetune(model, train_set, eval_set, cfg, seed=profile.train.seed, lr_scales=scales)
             rows.append({"model": name, "steps": steps, "lr": cfg.finetune_lr, "layer_decay": args.layer_decay,
                          "lr_scales": dict(scales),
-                         "zeroed": args.zero if zeroed else None, "accuracy": acc})
+                         "zeroed": args.zero if zeroed else None, "unshared_table": unshared, "accuracy": acc})
             print(f"{name:10s} {steps:5d} steps, lr_scales {dict(scales) or '-'}"
-                  f"{f', {args.zero} zeroed' if zeroed else ''}: {acc:.4f}", flush=True)
+                  f"{f', {args.zero} zeroed' if zeroed else ''}{', per-block tables' if unshared else ''}: {acc:.4f}", flush=True)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"profile": profile.name, "seed": args.seed, "runs": rows}, f, indent=1)

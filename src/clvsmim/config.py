@@ -135,6 +135,10 @@ class MAEConfig:
     crop_min_scale: float = 0.2
 
 
+#: How fine-tuning treats a BEiT-style encoder's shared relative position table (``EvalConfig.finetune_table``).
+FINETUNE_TABLES = ("shared", "per_block")
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     """Identical budget for every model so that comparisons are fair."""
@@ -149,8 +153,14 @@ class EvalConfig:
     # profile's data.num_eval); the split is prefix-consistent, so a larger split keeps the first
     # data.num_eval images and the models' training keys (see Profile.eval_data)
     num_images: int | None = field(default=None, metadata=OMIT_IF_DEFAULT)
+    # a BEiT-style encoder's relative position table in fine-tuning: "shared" by all blocks as in
+    # pretraining, or "per_block" -- each block starts from a copy of it, as upstream SimMIM / BEiT
+    # fine-tune (clvsmim.models.unshare_relative_position_bias_); no effect on a plain ViT
+    finetune_table: str = field(default="shared", metadata=OMIT_IF_DEFAULT)
 
     def __post_init__(self):
+        if self.finetune_table not in FINETUNE_TABLES:
+            raise ValueError(f"eval.finetune_table: expected one of {FINETUNE_TABLES}, found {self.finetune_table!r}")
         if self.num_images is not None and (isinstance(self.num_images, bool) or int(self.num_images) < 1):
             raise ValueError(f"eval.num_images: expected a positive number of evaluation images, found {self.num_images!r}")
 

@@ -65,6 +65,28 @@ def _build_beit(cfg: ModelConfig, num_classes: int) -> nn.Module:
     return model
 
 
+def unshare_relative_position_bias_(model: nn.Module) -> bool:
+    """Give every block of a BEiT-style encoder its own copy of the shared relative position bias
+    table, in place: how SimMIM and BEiT start fine-tuning (upstream ``USE_RPB: True,
+    USE_SHARED_RPB: False``; the pretrained shared table is copied into each block). The output
+    of the model is unchanged; afterwards each block's table learns on its own. Returns whether
+    there was a shared table to split (False for a plain ViT or an already split encoder)."""
+    shared = getattr(model, "rel_pos_bias", None)
+    if shared is None:
+        return False
+    for i, block in enumerate(model.blocks):
+        attn = block.attn
+        if getattr(attn, "relative_position_bias_table", None) is not None:
+            raise ValueError(f"block {i} has its own relative position table as well as the shared one")
+        del attn.relative_position_index  # a plain None attribute until it becomes a buffer
+        attn.window_size = tuple(shared.window_size)
+        attn.num_relative_distance = shared.relative_position_bias_table.shape[0]
+        attn.relative_position_bias_table = nn.Parameter(shared.relative_position_bias_table.detach().clone())
+        attn.register_buffer("relative_position_index", shared.relative_position_index.clone(), persistent=False)
+    model.rel_pos_bias = None
+    return True
+
+
 def build_vit(cfg: ModelConfig, num_classes: int = 0) -> nn.Module:
     """A timm ViT (or, with ``cfg.encoder == "beit"``, timm ``Beit``) from a :class:`ModelConfig`."""
     if cfg.timm_name:

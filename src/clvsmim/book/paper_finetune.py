@@ -75,6 +75,8 @@ def finetune_evaluation(ref: ModelRef, device: str = "auto", n: int | None = Non
     n = n or profile.eval.num_analysis_images
     content = {"n": n, "steps": FINETUNE_STEPS, "epochs": FINETUNE_MAX_EPOCHS, "batch": FINETUNE_BATCH,
                "base_lr": FINETUNE_BASE_LR, "format": 2}
+    if profile.eval.finetune_table != "shared":  # a BEiT-style model's table split per block (upstream)
+        content["table"] = profile.eval.finetune_table
 
     def compute() -> dict[str, Any]:
         images, labels = probe_images(profile, n)

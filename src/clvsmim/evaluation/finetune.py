@@ -12,7 +12,7 @@ from clvsmim.analysis.probe import accuracy_of
 from clvsmim.config import EvalConfig, normalise_lr_scales
 from clvsmim.data import augment, get_batch
 from clvsmim.evaluation.features import EvalMode, device_of, image_batches, labels_of, num_classes_of
-from clvsmim.models import geometry
+from clvsmim.models import geometry, unshare_relative_position_bias_
 from clvsmim.precision import autocast_for
 from clvsmim.rng import sample_seed
 from clvsmim.train.trainer import CosineSchedule, param_groups
@@ -91,7 +91,9 @@ def finetune_model(encoder: nn.Module, train_set, cfg: EvalConfig, seed: int = 0
     to 0 over ``cfg.finetune_steps`` steps of ``cfg.batch_size`` images drawn with a generator
     seeded by ``seed``; each image gets a random resized crop (scale 0.5-1, aspect 3/4-4/3)
     and a flip (p = 0.5) from its per-sample seed. ``precision="bf16"`` autocasts the forward
-    pass. Deterministic for a fixed seed.
+    pass. Deterministic for a fixed seed. ``cfg.finetune_table == "per_block"`` gives each block of
+    a BEiT-style encoder its own copy of the shared relative position table first (upstream
+    SimMIM / BEiT fine-tuning).
     ``lr_scales`` (as ``TrainConfig.lr_scales``; default none, what every evaluation uses) gives
     the parameters it names a multiple of the learning rate: a diagnostic, e.g. fine-tuning
     with the multipliers a model was pre-trained with. ``num_classes``: the head's outputs
@@ -105,6 +107,8 @@ def finetune_model(encoder: nn.Module, train_set, cfg: EvalConfig, seed: int = 0
         p.requires_grad_(True)
     if getattr(backbone, "pos_embed", None) is not None and not encoder.pos_embed.requires_grad:
         backbone.pos_embed.requires_grad_(False)  # fixed sin-cos position embedding stays fixed
+    if cfg.finetune_table == "per_block":
+        unshare_relative_position_bias_(backbone)
     gen_state = torch.get_rng_state()
     torch.manual_seed(seed)  # the head's initialisation
     model = _FinetuneNet(backbone, num_classes).to(device)
