@@ -87,7 +87,9 @@ show_bullets(ch.behaviour_sentences(measured, ch.paper_own_runs(literature)))
 # position embedding (a relative position bias shared by all blocks, layer scale). Here each model
 # (filled bar) is fine-tuned next to the untrained encoder of its own architecture (hatched bar,
 # the same recipe); the number above is the gain pretraining gives. Where the profile builds both
-# on one encoder the two share one untrained control.
+# on one encoder the two share one untrained control. Upstream SimMIM fine-tunes with a copy of the
+# shared table in every block; the profile setting `eval.finetune_table: per_block` does the same
+# (the paper profile sets it; the miniature profiles keep one shared table).
 
 # %%
 own_pairs = ch.own_architecture_pairs(cfg, sizes)
