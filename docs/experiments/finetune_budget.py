@@ -24,6 +24,10 @@ from clvsmim.train import zoo
 from clvsmim.train.zoo_specs import resolve
 
 
+#: The fine-tuning seed of the zoo's evaluation (``evaluate_model``'s default), whatever the training seed.
+EVAL_SEED = 0
+
+
 def zeroed_copy(encoder: torch.nn.Module, fragment: str) -> torch.nn.Module:
     """A copy of ``encoder`` whose parameters named ``fragment`` are zero."""
     model = copy.deepcopy(encoder)
@@ -53,7 +57,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     profile = seed_profile(load_profile(args.profile), args.seed)
-    train_set, eval_set = open_dataset(profile.data, "train"), open_dataset(profile.data, "eval")
+    data = profile.eval_data()  # the evaluation split the book measures (eval.num_images)
+    train_set, eval_set = open_dataset(data, "train"), open_dataset(data, "eval")
     lr = profile.eval.finetune_lr if args.lr is None else args.lr
     rows = []
     for name in args.models:
@@ -75,7 +80,7 @@ def main() -> None:
                                       finetune_table="per_block" if unshared else "shared")
             scales = tuple(scales) + decay_scales
             model = zeroed_copy(encoder, args.zero) if zeroed else encoder
-            acc = finetune(model, train_set, eval_set, cfg, seed=profile.train.seed, lr_scales=scales)
+            acc = finetune(model, train_set, eval_set, cfg, seed=EVAL_SEED, lr_scales=scales)
             rows.append({"model": name, "steps": steps, "lr": cfg.finetune_lr, "layer_decay": args.layer_decay,
                          "lr_scales": dict(scales),
                          "zeroed": args.zero if zeroed else None, "unshared_table": unshared, "accuracy": acc})

@@ -51,7 +51,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     profile = load_profile(args.profile)
-    train_set, eval_set = open_dataset(profile.data, "train"), open_dataset(profile.data, "eval")
+    data = profile.eval_data()  # the evaluation split the book measures (eval.num_images)
+    train_set, eval_set = open_dataset(data, "train"), open_dataset(data, "eval")
     rows = []
     for variant in args.variants:
         objective, overrides = parse_variant(variant)
