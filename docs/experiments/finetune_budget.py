@@ -19,13 +19,10 @@ import torch
 
 from clvsmim.config import load_profile, seed_profile, train_config_for
 from clvsmim.data import open_dataset
+from clvsmim.evaluation import EVALUATION_SEED
 from clvsmim.evaluation.finetune import finetune, layer_decay_scales
 from clvsmim.train import zoo
 from clvsmim.train.zoo_specs import resolve
-
-
-#: The fine-tuning seed of the zoo's evaluation (``evaluate_model``'s default), whatever the training seed.
-EVAL_SEED = 0
 
 
 def zeroed_copy(encoder: torch.nn.Module, fragment: str) -> torch.nn.Module:
@@ -65,7 +62,8 @@ def main() -> None:
         spec = resolve(profile, name)
         own = train_config_for(profile, spec.objective).lr_scales if spec.train_cfg is not None else ()
         encoder = zoo.load(profile, name)
-        unshared = args.unshare_table and getattr(encoder, "rel_pos_bias", None) is not None
+        table = "per_block" if args.unshare_table else profile.eval.finetune_table
+        unshared = table == "per_block" and getattr(encoder, "rel_pos_bias", None) is not None
         if unshared:
             own = ()  # the pre-training multipliers name the shared table, which fine-tuning splits
         decay_scales = layer_decay_scales(encoder, args.layer_decay)
@@ -76,11 +74,10 @@ def main() -> None:
         else:
             runs = [(steps, (), False) for steps in args.steps] + ([(args.steps[0], own, False)] if own else [])
         for steps, scales, zeroed in runs:
-            cfg = dataclasses.replace(profile.eval, finetune_steps=steps, finetune_lr=lr,
-                                      finetune_table="per_block" if unshared else "shared")
+            cfg = dataclasses.replace(profile.eval, finetune_steps=steps, finetune_lr=lr, finetune_table=table)
             scales = tuple(scales) + decay_scales
             model = zeroed_copy(encoder, args.zero) if zeroed else encoder
-            acc = finetune(model, train_set, eval_set, cfg, seed=EVAL_SEED, lr_scales=scales)
+            acc = finetune(model, train_set, eval_set, cfg, seed=EVALUATION_SEED, lr_scales=scales)
             rows.append({"model": name, "steps": steps, "lr": cfg.finetune_lr, "layer_decay": args.layer_decay,
                          "lr_scales": dict(scales),
                          "zeroed": args.zero if zeroed else None, "unshared_table": unshared, "accuracy": acc})

@@ -24,6 +24,7 @@ import yaml
 
 from clvsmim.config import load_profile
 from clvsmim.data import open_dataset
+from clvsmim.evaluation import EVALUATION_SEED
 from clvsmim.evaluation.finetune import finetune
 from clvsmim.families import objective_model_config
 from clvsmim.models import build_vit
@@ -61,7 +62,7 @@ def main() -> None:
             torch.manual_seed(args.init_seed)
             encoder = build_vit(model_cfg).eval()
             cfg = dataclasses.replace(profile.eval, finetune_steps=steps)
-            acc = finetune(encoder, train_set, eval_set, cfg, seed=profile.train.seed)
+            acc = finetune(encoder, train_set, eval_set, cfg, seed=EVALUATION_SEED)
             rows.append({"variant": variant, "objective": objective, "overrides": overrides, "steps": steps,
                          "lr": cfg.finetune_lr, "accuracy": acc})
             print(f"untrained {variant:40s} {steps:5d} steps: {acc:.4f}", flush=True)

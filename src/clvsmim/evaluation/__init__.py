@@ -53,8 +53,12 @@ __all__ = [
     "dense_probe", "dense_probe_from_tokens", "segmentation_scores", "shape_texture_bias",
     "shape_bias_from_predictions", "band_limited_noise", "noise_robustness", "evaluate_model",
     "finetune_precision", "FINETUNE_CROP_SCALE", "DENSE_MAX_TRAIN_IMAGES",
-    "SHAPE_TEXTURE_SIZES", "NOISE_CUTOFF", "NOISE_STRENGTH", "shape_bias_standard_error",
+    "SHAPE_TEXTURE_SIZES", "NOISE_CUTOFF", "NOISE_STRENGTH", "shape_bias_standard_error", "EVALUATION_SEED",
 ]
+
+#: The seed of :func:`evaluate_model`'s probes and fine-tune: the zoo evaluates every model with it,
+#: whatever the model's training seed, so a re-run of one recipe reproduces the zoo's numbers.
+EVALUATION_SEED = 0
 
 
 # --------------------------------------------------------------------------- everything
@@ -69,7 +73,7 @@ def finetune_precision(profile_precision: str, device: torch.device | str) -> st
 
 
 def evaluate_model(encoder: nn.Module, profile: Profile, *,
-                   finetune_model: bool = True, seed: int = 0, progress: bool = False) -> dict[str, Any]:
+                   finetune_model: bool = True, seed: int = EVALUATION_SEED, progress: bool = False) -> dict[str, Any]:
     """Every evaluation of this module on the profile's data, as a strict-JSON dict.
 
     Keys: ``linear_probe`` (per depth, mean-pooled patch tokens), ``linear_probe_cls`` (the same
