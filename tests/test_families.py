@@ -16,7 +16,8 @@ from clvsmim.data.augment import blur_sigma_for, gaussian_blur
 from clvsmim.train.checkpoint import load_encoder, save_atomic
 from clvsmim.config import ModelConfig, load_profile, profile_from_dict, to_dict
 from clvsmim.families import FAITHFUL_BLUR_SIGMA, family_model_config, objective_model_config
-from clvsmim.models import build_vit, capture, sincos_pos_embed_2d, unshare_relative_position_bias_
+from clvsmim.models import (build_vit, capture, has_shared_relative_position_bias, sincos_pos_embed_2d,
+                            unshare_relative_position_bias_)
 from clvsmim.objectives import build_objective
 from clvsmim.train.trainer import uses_weight_decay
 
@@ -189,7 +190,9 @@ def test_unsharing_the_relative_position_table_keeps_the_output_and_frees_each_b
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         before = enc.forward_features(x)
+    assert has_shared_relative_position_bias(enc)
     assert unshare_relative_position_bias_(enc) and enc.rel_pos_bias is None
+    assert not has_shared_relative_position_bias(enc)
     tables = [b.attn.relative_position_bias_table for b in enc.blocks]
     assert all(torch.equal(t, shared) for t in tables) and len({t.data_ptr() for t in tables}) == 6
     with torch.no_grad():
@@ -197,7 +200,9 @@ def test_unsharing_the_relative_position_table_keeps_the_output_and_frees_each_b
         tables[2].add_(torch.randn_like(tables[2]))  # one block's table moves alone and changes the output
         assert torch.equal(tables[3], shared) and not torch.allclose(enc.forward_features(x), before, atol=1e-3)
     assert not unshare_relative_position_bias_(enc)  # already split
-    assert not unshare_relative_position_bias_(build_vit(ModelConfig(**SMALL)))  # a plain ViT has no table
+    plain = build_vit(ModelConfig(**SMALL))
+    assert not has_shared_relative_position_bias(plain)
+    assert not unshare_relative_position_bias_(plain)  # a plain ViT has no table
 
 
 def test_sincos_ablation_of_the_beit_encoder():

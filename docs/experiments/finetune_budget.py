@@ -21,6 +21,7 @@ from clvsmim.config import load_profile, seed_profile, train_config_for
 from clvsmim.data import open_dataset
 from clvsmim.evaluation import EVALUATION_SEED
 from clvsmim.evaluation.finetune import finetune, layer_decay_scales
+from clvsmim.models import has_shared_relative_position_bias
 from clvsmim.train import zoo
 from clvsmim.train.zoo_specs import resolve
 
@@ -63,7 +64,7 @@ def main() -> None:
         own = train_config_for(profile, spec.objective).lr_scales if spec.train_cfg is not None else ()
         encoder = zoo.load(profile, name)
         table = "per_block" if args.unshare_table else profile.eval.finetune_table
-        unshared = table == "per_block" and getattr(encoder, "rel_pos_bias", None) is not None
+        unshared = table == "per_block" and has_shared_relative_position_bias(encoder)
         if unshared:
             own = ()  # the pre-training multipliers name the shared table, which fine-tuning splits
         decay_scales = layer_decay_scales(encoder, args.layer_decay)

@@ -65,15 +65,21 @@ def _build_beit(cfg: ModelConfig, num_classes: int) -> nn.Module:
     return model
 
 
+def has_shared_relative_position_bias(model: nn.Module) -> bool:
+    """Whether ``model`` is a BEiT-style encoder with one relative position table shared by all
+    blocks (what :func:`unshare_relative_position_bias_` splits); False for a plain ViT."""
+    return getattr(model, "rel_pos_bias", None) is not None
+
+
 def unshare_relative_position_bias_(model: nn.Module) -> bool:
     """Give every block of a BEiT-style encoder its own copy of the shared relative position bias
     table, in place: how SimMIM and BEiT start fine-tuning (upstream ``USE_RPB: True,
     USE_SHARED_RPB: False``; the pretrained shared table is copied into each block). The output
     of the model is unchanged; afterwards each block's table learns on its own. Returns whether
     there was a shared table to split (False for a plain ViT or an already split encoder)."""
-    shared = getattr(model, "rel_pos_bias", None)
-    if shared is None:
+    if not has_shared_relative_position_bias(model):
         return False
+    shared = model.rel_pos_bias
     for i, block in enumerate(model.blocks):
         attn = block.attn
         if getattr(attn, "relative_position_bias_table", None) is not None:
