@@ -196,6 +196,22 @@ def test_second_run_skips_unchanged_chapter_and_force_reruns(book):
     assert report.exit_code == 0
 
 
+def test_a_relative_profile_yaml_reaches_the_chapters_as_an_absolute_path(tmp_path, monkeypatch):
+    """Chapters run in the chapter folder: a profile YAML named relative to the caller's cwd must
+    still load there (``clvsmim book --profile benchmarks/mini_candidates/x.yaml``)."""
+    root = make_project(tmp_path / "p")
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "tiny.yaml").write_text("base: smoke\nname: tiny\n")
+    monkeypatch.chdir(tmp_path)
+    report = bookrun.run_book(root, "profiles/tiny.yaml", out=tmp_path / "o", zoo=False, html=False,
+                              chapters=["okchap"])
+    assert {r.file: r.status for r in report.results}["book/okchap"] == "ok"
+    seen = json.loads((tmp_path / "o" / "kernel.json").read_text())["profile"]
+    assert seen == str(tmp_path / "profiles" / "tiny.yaml") and Path(seen).is_absolute()
+    monkeypatch.chdir(root / "book")  # where the chapter ran
+    assert load_profile(seen).name == "tiny"
+
+
 def test_chapter_hash_depends_on_source_params_and_profile(tmp_path):
     src = tmp_path / "c.py"
     src.write_text("x = 1\n")

@@ -146,6 +146,8 @@ def run_book(root: str | os.PathLike | None = None, profile: str = "smoke", *,
     ``sweep_profile`` (``official`` only; default ``gpu``): the profile whose zoo, when built on
     the same images, gives the λ sweep and the size trend (the chapters whose parameters cell
     defines ``sweep_profile`` receive it); it is never trained here."""
+    if Path(str(profile)).suffix:  # a profile YAML: the chapters run in their own folder, so pass it absolute
+        profile = str(Path(str(profile)).resolve())
     source = source or default_source(str(profile))
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, found {source!r}")
