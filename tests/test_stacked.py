@@ -205,6 +205,22 @@ def test_non_finite_loss_names_the_model(tmp_path):
     assert not (tmp_path / "a" / "checkpoint.pt").exists()
 
 
+def test_a_busy_run_folder_stops_the_stack_before_it_writes(tmp_path):
+    """Each stacked model takes its folder's run lock: one folder held elsewhere (here by a
+    second open lock, as another process would) stops the whole stack before anything is
+    written into any folder, and frees the locks it took."""
+    from clvsmim.train.run_lock import LOCK_NAME, RunBusyError, run_lock
+
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    with run_lock(dirs[1]):
+        with pytest.raises(RunBusyError, match="another process is training"):
+            train_stacked([fresh("simmim", s) for s in SEEDS], DATA, [dataclasses.replace(CFG, seed=s) for s in SEEDS],
+                          dirs, progress=False, batch_fn=batch_fn, device="cpu")
+        assert [sorted(p.name for p in d.iterdir()) for d in dirs] == [[LOCK_NAME], [LOCK_NAME]]
+    with run_lock(dirs[0]):  # the lock the stack took on the first folder was released
+        pass
+
+
 def test_stacked_lr_scales_equal_separate_runs_and_resume(tmp_path):
     """``train.lr_scales`` in the stack: the same AdamW groups (order, learning rates) as the
     per-model trainer, so a stack equals separate runs, and a stack stopped after 2 steps and

@@ -318,6 +318,31 @@ def test_sigterm_checkpoints_the_current_step_and_resume_is_exact(tmp_path, monk
 
 # --------------------------------------------------------------------------- failures
 
+def test_a_second_process_cannot_train_into_a_busy_run_folder(tmp_path):
+    """Two writers would interleave log.csv and overwrite each other's checkpoints: while another
+    process holds the folder's run lock, ``train`` refuses at once, naming the holder, and writes
+    nothing; the lock goes with its holder, however it ends."""
+    from clvsmim.train.run_lock import LOCK_NAME, RunBusyError, run_lock
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom clvsmim.train.run_lock import run_lock\n"
+         f"with run_lock({str(out)!r}):\n    print('locked', flush=True)\n    time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunBusyError, match=rf"another process is training.*pid {holder.pid}"):
+            run_toy(out, toy_cfg())
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # no checkpoint, log or meta
+    finally:
+        holder.kill()  # SIGKILL: no chance to clean up, the kernel still drops the lock
+        holder.wait()
+    _, summary = run_toy(out, toy_cfg())
+    assert summary["complete"] and [int(r["step"]) for r in read_log(out)] == list(range(1, 9))
+    with run_lock(out):  # released after the run: the folder is free again
+        pass
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     cfg = toy_cfg(checkpoint_every=2)
     with pytest.raises(NonFiniteLossError, match=r"at step 5\b") as info:

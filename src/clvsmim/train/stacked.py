@@ -50,7 +50,7 @@ import dataclasses
 import math
 import time
 import warnings
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -64,6 +64,7 @@ from clvsmim.train.batches import BatchPlan, default_batch_fn
 from clvsmim.train.loop import run_steps
 from clvsmim.train.checkpoint import CHECKPOINT_NAME, capture_rng_state, restore_rng_state, save_atomic
 from clvsmim.train.optim import build_scheduler
+from clvsmim.train.run_lock import run_lock
 from clvsmim.train.runlog import LOG_NAME, CsvLog, MetricWindow
 from clvsmim.train.runtime import check_shapes
 from clvsmim.train.stacked_model import (StackedObjectives, per_model_optimizer, stack_optimizer_state,
@@ -326,7 +327,8 @@ def train_stacked(objectives: Sequence[Objective], dataset, cfgs: Sequence[Train
     callback:     ``callback(step_done, [scalars per trained model])`` after every step.
 
     Raises :class:`~clvsmim.train.trainer.NonFiniteLossError` naming the model when a loss or
-    gradient norm is not finite; the checkpoints on disk are then the last good ones.
+    gradient norm is not finite; the checkpoints on disk are then the last good ones;
+    :class:`~clvsmim.train.run_lock.RunBusyError` when another process trains into an ``out_dir``.
     """
     objectives, cfgs = list(objectives), list(cfgs)
     out_dirs = [Path(d) for d in out_dirs]
@@ -360,24 +362,27 @@ def train_stacked(objectives: Sequence[Objective], dataset, cfgs: Sequence[Train
     if not todo:
         return summaries
 
-    session = _StackedSession(todo, device, resume, cuda_graph, fused_attention)
-    cfg = session.cfg
-    stop = cfg.steps if stop_after is None else min(cfg.steps, max(stop_after, session.start))
-    plans = [BatchPlan(len(dataset), cfg.batch_size, m.cfg.seed) for m in todo]
-    fetch_one = batch_fn or default_batch_fn
+    with ExitStack() as locks:  # one writer per run folder (clvsmim.train.run_lock)
+        for m in todo:
+            locks.enter_context(run_lock(m.out_dir))
+        session = _StackedSession(todo, device, resume, cuda_graph, fused_attention)
+        cfg = session.cfg
+        stop = cfg.steps if stop_after is None else min(cfg.steps, max(stop_after, session.start))
+        plans = [BatchPlan(len(dataset), cfg.batch_size, m.cfg.seed) for m in todo]
+        fetch_one = batch_fn or default_batch_fn
 
-    def fetch(s: int):
-        out = []
-        for plan in plans:
-            idx = plan.global_indices(s)
-            images, _labels = fetch_one(dataset, idx)
-            out.append((idx, images))
-        return out
+        def fetch(s: int):
+            out = []
+            for plan in plans:
+                idx = plan.global_indices(s)
+                images, _labels = fetch_one(dataset, idx)
+                out.append((idx, images))
+            return out
 
-    bar = _progress_bar(cfg.steps, session.start, enabled=progress)
-    bar.set_description(f"train ×{len(todo)}")
-    session.stack.template.train()
-    stop = run_steps(session, fetch, stop, cfg.checkpoint_every, bar, callback)
-    for m, summary in zip(todo, session.finish(stop)):
-        summaries[m.index] = summary
-    return summaries
+        bar = _progress_bar(cfg.steps, session.start, enabled=progress)
+        bar.set_description(f"train ×{len(todo)}")
+        session.stack.template.train()
+        stop = run_steps(session, fetch, stop, cfg.checkpoint_every, bar, callback)
+        for m, summary in zip(todo, session.finish(stop)):
+            summaries[m.index] = summary
+        return summaries

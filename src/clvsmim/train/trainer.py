@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from clvsmim.cache import write_json_atomic
 from clvsmim.train.loop import run_steps
+from clvsmim.train.run_lock import run_lock
 from clvsmim.train.checkpoint import (CHECKPOINT_NAME, capture_rng_state, load_checkpoint, load_encoder,
                          load_objective_state, restore_rng_state, save_atomic)
 from clvsmim.config import ModelConfig, TrainConfig, to_dict
@@ -300,7 +301,9 @@ def train(objective: nn.Module, dataset, cfg: TrainConfig, out_dir: str | Path, 
     callback:     ``callback(step_done, scalars)`` after every step (tests inject crashes here).
 
     Raises :class:`NonFiniteLossError` (before any update) when the loss or gradient norm is
-    not finite; the checkpoint on disk is then the last good one.
+    not finite; the checkpoint on disk is then the last good one. Raises
+    :class:`~clvsmim.train.run_lock.RunBusyError`, touching nothing, when another process is
+    training into ``out_dir``.
     """
     out_dir = Path(out_dir)
     model_config = model_config if model_config is not None else getattr(objective, "model_config", None)
@@ -316,14 +319,15 @@ def train(objective: nn.Module, dataset, cfg: TrainConfig, out_dir: str | Path, 
         find_unused_parameters=bool(getattr(objective, "has_unused_parameters", False)))
     check_accelerator(accelerator, cfg)
     check_shapes(cfg, accelerator.num_processes)
-    session = _open_session(objective, cfg, accelerator, out_dir, resume, model_config)
-    stop = cfg.steps if stop_after is None else min(cfg.steps, max(stop_after, session.start))
-    fetch = _shard_fetcher(dataset, batch_fn or default_batch_fn, cfg, accelerator)
+    with run_lock(out_dir) if accelerator.is_main_process else nullcontext():  # one writer per folder
+        session = _open_session(objective, cfg, accelerator, out_dir, resume, model_config)
+        stop = cfg.steps if stop_after is None else min(cfg.steps, max(stop_after, session.start))
+        fetch = _shard_fetcher(dataset, batch_fn or default_batch_fn, cfg, accelerator)
 
-    bar = _progress_bar(cfg.steps, session.start, enabled=progress and accelerator.is_main_process)
-    session.model.train()
-    stop = run_steps(session, fetch, stop, cfg.checkpoint_every, bar, callback)
-    return _finish(session, out_dir, stop, extra_meta)
+        bar = _progress_bar(cfg.steps, session.start, enabled=progress and accelerator.is_main_process)
+        session.model.train()
+        stop = run_steps(session, fetch, stop, cfg.checkpoint_every, bar, callback)
+        return _finish(session, out_dir, stop, extra_meta)
 
 
 def _shard_fetcher(dataset, batch_fn: Callable, cfg: TrainConfig, accelerator) -> Callable[[int], tuple]:

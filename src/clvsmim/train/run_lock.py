@@ -1,0 +1,58 @@
+"""One writer per run folder: an advisory lock held while a process trains into it.
+
+Two processes training into the same folder (a ``zoo build`` beside a book chapter that builds
+the same model, or two shells) would interleave ``log.csv`` and overwrite each other's
+checkpoints. :func:`run_lock` takes an exclusive ``fcntl.flock`` on ``<folder>/.train.lock``
+before a run reads or writes anything there; a second process gets :class:`RunBusyError`
+naming the holder. The kernel drops the lock when its holder exits, however it exits, so a
+killed run never leaves a stale lock. Where ``fcntl`` does not exist (Windows) the lock is a
+no-op.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX
+    fcntl = None
+
+LOCK_NAME = ".train.lock"
+
+
+class RunBusyError(RuntimeError):
+    """Another process is training into this run folder."""
+
+
+@contextmanager
+def run_lock(folder: str | os.PathLike) -> Iterator[Path]:
+    """Hold the run lock of ``folder`` (created if missing) for the ``with`` block; yields the
+    lock file's path. Raises :class:`RunBusyError` at once when another holder has it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    if fcntl is None:  # pragma: no cover
+        yield path
+        return
+    handle = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "holder unknown"
+            raise RunBusyError(f"{folder}: another process is training into this run folder ({holder}; lock "
+                               f"{path}). Wait for it to finish, or stop it (SIGTERM checkpoints it) and run "
+                               f"again to resume") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
+        handle.flush()
+        yield path
+    finally:
+        handle.close()  # closing the file releases the lock
