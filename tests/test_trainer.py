@@ -326,7 +326,7 @@ def test_a_second_process_cannot_train_into_a_busy_run_folder(tmp_path):
 
     out = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom clvsmim.train.run_lock import run_lock\n"
+        [sys.executable, "-c", "import time\nfrom clvsmim.train.run_lock import run_lock\n"
          f"with run_lock({str(out)!r}):\n    print('locked', flush=True)\n    time.sleep(120)"],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -30,14 +30,22 @@ class RunBusyError(RuntimeError):
 
 
 @contextmanager
-def run_lock(folder: str | os.PathLike) -> Iterator[Path]:
-    """Hold the run lock of ``folder`` (created if missing) for the ``with`` block; yields the
-    lock file's path. Raises :class:`RunBusyError` at once when another holder has it."""
-    folder = Path(folder)
+def run_lock(*folders: str | os.PathLike) -> Iterator[None]:
+    """Hold the run lock of every folder in ``folders`` (each created if missing) for the ``with``
+    block. Raises :class:`RunBusyError` at once when another holder has one of them; the locks
+    already taken are then released."""
+    with ExitStack() as held:
+        for folder in folders:
+            held.enter_context(_folder_lock(Path(folder)))
+        yield
+
+
+@contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
     if fcntl is None:  # pragma: no cover
-        yield path
+        yield
         return
     handle = open(path, "a+")
     try:
@@ -53,6 +61,6 @@ def run_lock(folder: str | os.PathLike) -> Iterator[Path]:
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
         handle.flush()
-        yield path
+        yield
     finally:
         handle.close()  # closing the file releases the lock

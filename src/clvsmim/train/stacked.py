@@ -50,7 +50,7 @@ import dataclasses
 import math
 import time
 import warnings
-from contextlib import ExitStack, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -362,9 +362,7 @@ def train_stacked(objectives: Sequence[Objective], dataset, cfgs: Sequence[Train
     if not todo:
         return summaries
 
-    with ExitStack() as locks:  # one writer per run folder (clvsmim.train.run_lock)
-        for m in todo:
-            locks.enter_context(run_lock(m.out_dir))
+    with run_lock(*(m.out_dir for m in todo)):  # one writer per run folder
         session = _StackedSession(todo, device, resume, cuda_graph, fused_attention)
         cfg = session.cfg
         stop = cfg.steps if stop_after is None else min(cfg.steps, max(stop_after, session.start))
