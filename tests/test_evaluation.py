@@ -286,3 +286,35 @@ def test_evaluate_model_is_strict_json(encoder):
     assert 0.0 <= res["finetune"] <= 1.0
     assert set(res["noise"]) >= {"clean", "low_freq", "high_freq"}
     assert res["dense_probe"] is not None and res["shape_texture"] is not None
+
+
+def test_evaluate_models_shared_pass_equals_the_standalone_evaluations(encoder, monkeypatch):
+    """One frozen pass per split feeds the probes, the dense probe and the clean noise probe: every
+    number equals the standalone function's, which runs its own passes (dense capped at 48 images)."""
+    import clvsmim.evaluation as evaluation
+    from clvsmim.data import open_dataset
+
+    monkeypatch.setattr(evaluation, "DENSE_MAX_TRAIN_IMAGES", 48)  # the cap cuts inside the training set
+    profile = profile_from_dict({
+        "name": "tiny", "data": {"img_size": 32, "num_train": 80, "num_eval": 40},
+        "model": TINY_MODEL, "eval": {"probe_steps": 10, "finetune_steps": 2, "batch_size": 16},
+    })
+    res = E.evaluate_model(encoder, profile, finetune_model=False)
+    train_set, eval_set = (open_dataset(profile.eval_data(), split) for split in ("train", "eval"))
+    cfg = profile.eval
+    probes = E.linear_probes(encoder, train_set, eval_set, cfg, ("mean", "cls_norm"))
+    assert res["linear_probe"] == probes["mean"] and res["linear_probe_cls"] == probes["cls_norm"]
+    assert res["dense_probe"] == json.loads(json.dumps(E.dense_probe(encoder, train_set, eval_set, cfg,
+                                                                     max_train_images=48)))
+    assert res["noise"] == E.noise_robustness(encoder, train_set, eval_set, cfg)
+    assert {"features_train", "features_eval", "linear_probe", "noise"} <= set(res["timing_s"])
+
+
+def test_precomputed_features_of_the_wrong_shape_are_refused(encoder, data):
+    train, held_out = data
+    with pytest.raises(ValueError, match=r"clean evaluation features must be N×C with N = 48 images, found shape \(40, 16\)"):
+        E.noise_robustness(encoder, train, held_out, CFG, clean_features=(torch.zeros(64, 16), torch.zeros(40, 16)))
+    with pytest.raises(ValueError, match=r"training tokens must be 64 images × 16 patches × C, found shape \(8, 16, 16\)"):
+        E.dense_probe(encoder, train, held_out, CFG, tokens=(torch.zeros(8, 16, 16), torch.zeros(48, 16, 16)))
+    with pytest.raises(ValueError, match="training features have poolings"):
+        E.linear_probes_from_features({"mean": []}, torch.zeros(1), {"cls_norm": []}, torch.zeros(1), CFG)

@@ -36,8 +36,9 @@ from clvsmim.cache import json_safe
 from clvsmim.config import Profile, to_dict
 from clvsmim.data import open_dataset, render_style
 from clvsmim.evaluation.dense import DENSE_MAX_TRAIN_IMAGES, dense_probe, dense_probe_from_tokens, segmentation_scores
-from clvsmim.evaluation.features import (device_of, extract_features, extract_pooled, extract_tokens, linear_probe,
-                                         linear_probes, probe_predict)
+from clvsmim.evaluation.features import (device_of, extract_features, extract_pooled, extract_pooled_and_tokens,
+                                         extract_tokens, labels_of, linear_probe, linear_probes,
+                                         linear_probes_from_features, probe_predict)
 from clvsmim.evaluation.finetune import FINETUNE_CROP_SCALE, finetune, finetune_correct, layer_decay_scales
 from clvsmim.evaluation.robustness import (NOISE_CUTOFF, NOISE_STRENGTH, SHAPE_TEXTURE_SIZES, band_limited_noise,
                                            noise_robustness, shape_bias_from_predictions, shape_bias_standard_error,
@@ -47,7 +48,8 @@ from clvsmim.precision import native_bf16
 from clvsmim.uncertainty import pack_correct
 
 __all__ = [
-    "extract_features", "extract_pooled", "extract_tokens", "probe_predict", "linear_probe", "linear_probes", "finetune",
+    "extract_features", "extract_pooled", "extract_pooled_and_tokens", "extract_tokens", "probe_predict",
+    "linear_probes_from_features", "linear_probe", "linear_probes", "finetune",
     "finetune_correct",
     "layer_decay_scales",
     "dense_probe", "dense_probe_from_tokens", "segmentation_scores", "shape_texture_bias",
@@ -104,7 +106,16 @@ def evaluate_model(encoder: nn.Module, profile: Profile, *,
         return result
 
     pools = ("mean", "cls_norm") if geo.num_prefix_tokens else ("mean",)  # no CLS token: no CLS probe
-    probes = timed("linear_probe", linear_probes, encoder, train_set, eval_set, cfg, pools, seed=seed)
+    dense = hasattr(train_set, "token_targets")
+
+    def frozen_pass(data, token_images: int):  # the probes' pooled features and the dense probe's tokens
+        positions = range(min(len(data), token_images)) if dense else None
+        return extract_pooled_and_tokens(encoder, data, cfg.batch_size, pools, token_positions=positions)
+
+    f_train, t_train = timed("features_train", frozen_pass, train_set, DENSE_MAX_TRAIN_IMAGES)
+    f_eval, t_eval = timed("features_eval", frozen_pass, eval_set, len(eval_set))
+    y_train, y_eval = labels_of(train_set), labels_of(eval_set)
+    probes = timed("linear_probe", linear_probes_from_features, f_train, y_train, f_eval, y_eval, cfg, seed=seed)
     out["linear_probe"], out["linear_probe_cls"] = probes["mean"], probes.get("cls_norm")
     precision = finetune_precision(profile.train.precision, device_of(encoder))
     out["precision"] = precision
@@ -114,12 +125,13 @@ def evaluate_model(encoder: nn.Module, profile: Profile, *,
                            precision=precision)
         out["finetune"] = accuracy_of(correct)
         out["finetune_correct"] = pack_correct(correct.numpy())
-    out["dense_probe"] = (timed("dense_probe", dense_probe, encoder, train_set, eval_set, cfg, seed=seed)
-                          if hasattr(train_set, "token_targets") else None)
+    out["dense_probe"] = (timed("dense_probe", dense_probe, encoder, train_set, eval_set, cfg, seed=seed,
+                                max_train_images=DENSE_MAX_TRAIN_IMAGES, tokens=(t_train, t_eval)) if dense else None)
     sizes = (min(SHAPE_TEXTURE_SIZES[0], data_cfg.num_train), min(SHAPE_TEXTURE_SIZES[1], data_cfg.num_eval))
     out["shape_texture"] = timed("shape_texture", shape_texture_bias, encoder, cfg,
                                  geo.grid[0] * geo.patch_size, seed=profile.data.seed, sizes=sizes,
                                  **render_style(profile.data))
-    out["noise"] = timed("noise", noise_robustness, encoder, train_set, eval_set, cfg, seed=seed)
+    out["noise"] = timed("noise", noise_robustness, encoder, train_set, eval_set, cfg, seed=seed,
+                         clean_features=(f_train["mean"][-1], f_eval["mean"][-1]))
     out["timing_s"] = timing
     return json_safe(out)

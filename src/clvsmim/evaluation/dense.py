@@ -52,7 +52,8 @@ def dense_probe_from_tokens(train_tokens: torch.Tensor, train_targets: torch.Ten
 
 
 def dense_probe(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, seed: int = 0,
-                max_train_images: int = DENSE_MAX_TRAIN_IMAGES) -> dict[str, Any]:
+                max_train_images: int = DENSE_MAX_TRAIN_IMAGES,
+                tokens: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, Any]:
     """Linear per-token segmentation on frozen final-layer patch tokens (synthetic data only).
 
     Target of a token: foreground when more than half of its patch is foreground
@@ -60,14 +61,21 @@ def dense_probe(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, seed: 
     ``max_train_images`` training images, scored on the whole eval set:
     ``miou`` (token level, mean over foreground / background), ``token_acc``, and
     ``pixel_acc`` / ``pixel_miou`` of the token predictions upsampled to the pixel mask.
+    ``tokens``: the last block's patch tokens of those training images and of the eval set
+    (``N×h·w×C`` each) when already extracted.
     """
     for data in (train_set, eval_set):
         if not hasattr(data, "token_targets"):
             raise ValueError(f"dense_probe needs foreground masks (token_targets); {type(data).__name__} has none")
     geo = geometry(encoder)
     train_part = train_set.subset(slice(0, max_train_images)) if len(train_set) > max_train_images else train_set
-    t_train = extract_tokens(encoder, train_part.images, cfg.batch_size)
-    t_eval = extract_tokens(encoder, eval_set.images, cfg.batch_size)
+    if tokens is None:
+        tokens = tuple(extract_tokens(encoder, data.images, cfg.batch_size) for data in (train_part, eval_set))
+    t_train, t_eval = tokens
+    for name, found, data in (("training", t_train, train_part), ("evaluation", t_eval, eval_set)):
+        if found.shape[:2] != (len(data), geo.grid[0] * geo.grid[1]):
+            raise ValueError(f"dense_probe: {name} tokens must be {len(data)} images × {geo.grid[0] * geo.grid[1]} "
+                             f"patches × C, found shape {tuple(found.shape)}")
     y_train = train_part.token_targets(geo.patch_size) > 0.5
     y_eval = eval_set.token_targets(geo.patch_size) > 0.5
     res = dense_probe_from_tokens(t_train, y_train, t_eval, y_eval, cfg, seed)

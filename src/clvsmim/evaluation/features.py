@@ -77,6 +77,17 @@ def _normalised_batches(images_uint8, batch_size: int, device: torch.device, tra
         yield augment.normalize(x)
 
 
+def _collect(encoder: nn.Module, images_uint8, batch_size: int, collectors: dict, transform=None,
+             caller: str = "extract_features") -> dict:
+    """Run ONE :func:`clvsmim.analysis.analyze` pass with ``collectors``; errors name ``caller``."""
+    device = device_of(encoder)
+    batches = _normalised_batches(images_uint8, batch_size, device, transform)
+    try:
+        return analyze(encoder, batches, collectors, device=device)
+    except ValueError as exc:
+        raise ValueError(f"{caller}: {exc}") from exc
+
+
 def extract_pooled(encoder: nn.Module, images_uint8, batch_size: int, pools: Sequence[str] = ("mean",),
                    depths: Sequence[int] | None = None, transform=None) -> dict[str, list[torch.Tensor]]:
     """Pooled features of each depth for several poolings from ONE pass: ``{pool: [N×C float32
@@ -86,17 +97,27 @@ def extract_pooled(encoder: nn.Module, images_uint8, batch_size: int, pools: Seq
     :class:`~clvsmim.analysis.PooledFeatures` collector per pooling in ``pools``
     (:data:`~clvsmim.analysis.tokens.POOL_MODES`). Arguments as :func:`extract_features`.
     """
+    return extract_pooled_and_tokens(encoder, images_uint8, batch_size, pools, depths, transform=transform)[0]
+
+
+def extract_pooled_and_tokens(encoder: nn.Module, images_uint8, batch_size: int, pools: Sequence[str] = ("mean",),
+                              depths: Sequence[int] | None = None, token_positions: Sequence[int] | None = None,
+                              transform=None) -> tuple[dict[str, list[torch.Tensor]], torch.Tensor | None]:
+    """:func:`extract_pooled` and, from the same pass, the last block's patch tokens of the images
+    at ``token_positions`` (global indices, in that order): ``(pooled, tokens n×h·w×C or None)``.
+
+    ``token_positions=None`` keeps no tokens. The evaluation reads the probes' features and the
+    dense probe's tokens from one forward pass over each split (:func:`clvsmim.evaluation.evaluate_model`).
+    """
     pools = list(dict.fromkeys(pools))
     if not pools:
         raise ValueError("extract_pooled: no pooling given")
-    device = device_of(encoder)
-    batches = _normalised_batches(images_uint8, batch_size, device, transform)
-    try:
-        collectors = {p: PooledFeatures(p, depths) for p in pools}
-        found = analyze(encoder, batches, collectors, device=device)
-    except ValueError as exc:
-        raise ValueError(f"extract_features: {exc}") from exc
-    return {p: found[p][0] for p in pools}
+    collectors: dict = {f"pool:{p}": PooledFeatures(p, depths) for p in pools}
+    if token_positions is not None:
+        collectors["tokens"] = PatchTokens([-1], positions=token_positions)
+    found = _collect(encoder, images_uint8, batch_size, collectors, transform)
+    tokens = found["tokens"][0] if token_positions is not None else None
+    return {p: found[f"pool:{p}"][0] for p in pools}, tokens
 
 
 def extract_features(encoder: nn.Module, images_uint8, batch_size: int, pool: str = "mean",
@@ -117,12 +138,7 @@ def extract_features(encoder: nn.Module, images_uint8, batch_size: int, pool: st
 
 def extract_tokens(encoder: nn.Module, images_uint8, batch_size: int, depth: int = -1) -> torch.Tensor:
     """Patch tokens (prefix tokens dropped) of one depth: float32 CPU ``N×h·w×C`` (row-major grid)."""
-    device = device_of(encoder)
-    batches = _normalised_batches(images_uint8, batch_size, device)
-    try:
-        return analyze(encoder, batches, {"t": PatchTokens([depth])}, device=device)["t"][0]
-    except ValueError as exc:
-        raise ValueError(f"extract_tokens: {exc}") from exc
+    return _collect(encoder, images_uint8, batch_size, {"t": PatchTokens([depth])}, caller="extract_tokens")["t"][0]
 
 
 def _standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
@@ -159,11 +175,21 @@ def accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
 def linear_probes(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig,
                   pools: Sequence[str] = ("mean", "cls_norm"), seed: int = 0) -> dict[str, dict[str, Any]]:
     """:func:`linear_probe` of every pooling in ``pools``, ``{pool: result}``, from one feature
-    pass per split (:func:`extract_pooled`). Each result also holds ``correct_per_layer``: per
-    depth, which evaluation images the probe got right (:func:`clvsmim.uncertainty.pack_correct`)."""
+    pass per split (:func:`extract_pooled`; the probes: :func:`linear_probes_from_features`)."""
     f_train = extract_pooled(encoder, train_set, cfg.batch_size, pools)
     f_eval = extract_pooled(encoder, eval_set, cfg.batch_size, pools)
-    y_train, y_eval = labels_of(train_set), labels_of(eval_set)
+    return linear_probes_from_features(f_train, labels_of(train_set), f_eval, labels_of(eval_set), cfg, seed)
+
+
+def linear_probes_from_features(f_train: dict[str, list[torch.Tensor]], y_train: torch.Tensor,
+                                f_eval: dict[str, list[torch.Tensor]], y_eval: torch.Tensor, cfg: EvalConfig,
+                                seed: int = 0) -> dict[str, dict[str, Any]]:
+    """A probe per depth and pooling of pooled features ``{pool: [N×C per depth]}``: ``{pool: {"per_layer",
+    "final", "best_depth", "pool", "correct_per_layer"}}``, the last holding per depth which evaluation
+    images the probe got right (:func:`clvsmim.uncertainty.pack_correct`)."""
+    if set(f_train) != set(f_eval):
+        raise ValueError(f"linear probes: training features have poolings {sorted(f_train)}, "
+                         f"evaluation features {sorted(f_eval)}")
     out = {}
     for pool in f_train:
         correct = linear_probe_correct_per_layer(f_train[pool], y_train, f_eval[pool], y_eval,

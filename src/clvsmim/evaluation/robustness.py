@@ -99,10 +99,14 @@ def band_limited_noise(seeds: torch.Tensor, img_size: int, band: str, cutoff: fl
 
 
 def noise_robustness(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, cutoff: float = NOISE_CUTOFF,
-                     strength: float = NOISE_STRENGTH, seed: int = 0, pool: str = "mean") -> dict[str, float]:
+                     strength: float = NOISE_STRENGTH, seed: int = 0, pool: str = "mean",
+                     clean_features: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
     """Accuracy of a linear probe (final depth, trained on clean training features) on the eval
     images: clean, plus low-frequency and plus high-frequency noise (:func:`band_limited_noise`,
-    seeds ``sample_seed(seed, _, index)``; added in [0, 1] pixel units, not clipped)."""
+    seeds ``sample_seed(seed, _, index)``; added in [0, 1] pixel units, not clipped).
+
+    ``clean_features``: the final depth's ``pool`` features of the clean training and evaluation
+    images (``N×C`` each) when already extracted; only the two noisy passes then run."""
     geo = geometry(encoder)
     img_size = geo.grid[0] * geo.patch_size
 
@@ -112,10 +116,17 @@ def noise_robustness(encoder: nn.Module, train_set, eval_set, cfg: EvalConfig, c
             return x01 + band_limited_noise(seeds, img_size, band, cutoff, strength).to(x01.device)
         return transform
 
-    f_train = extract_features(encoder, train_set, cfg.batch_size, pool, depths=[-1])[0]
-    tests = [extract_features(encoder, eval_set, cfg.batch_size, pool, depths=[-1], transform=t)[0]
-             for t in (None, noisy("low"), noisy("high"))]
     y_train, y_eval = labels_of(train_set), labels_of(eval_set)
+    if clean_features is None:
+        clean_features = tuple(extract_features(encoder, data, cfg.batch_size, pool, depths=[-1])[0]
+                               for data in (train_set, eval_set))
+    f_train, f_clean = clean_features
+    for name, feats, labels in (("training", f_train, y_train), ("evaluation", f_clean, y_eval)):
+        if feats.ndim != 2 or len(feats) != len(labels):
+            raise ValueError(f"noise_robustness: clean {name} features must be N×C with N = {len(labels)} images, "
+                             f"found shape {tuple(feats.shape)}")
+    tests = [f_clean] + [extract_features(encoder, eval_set, cfg.batch_size, pool, depths=[-1], transform=t)[0]
+                         for t in (noisy("low"), noisy("high"))]
     preds = probe_predict(f_train, y_train, tests, cfg, seed, num_classes=num_classes_of(train_set, y_train, y_eval))
     clean, low, high = (accuracy(p, y_eval) for p in preds)
     return {"clean": clean, "low_freq": low, "high_freq": high, "cutoff": cutoff, "strength": strength}
