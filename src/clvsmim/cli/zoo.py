@@ -1,4 +1,4 @@
-"""``clvsmim zoo build | list | eval | export | install``: the cached model zoo of a profile."""
+"""``clvsmim zoo build | list | eval | export | install | park | unpark``: the cached model zoo of a profile."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,7 @@ import time
 
 from clvsmim.config import Profile, load_profile, seed_profile
 from clvsmim.train.zoo import build, evaluations, format_table, list_models
+from clvsmim.train.zoo_park import park_runs, unpark_runs
 from clvsmim.train.zoo_stacked import build_stacked
 from clvsmim.train.zoo_weights import export_zoo, install_zoo, weights_paths
 
@@ -47,7 +48,16 @@ def register(subparsers) -> None:
     ins.add_argument("--from", dest="src", required=True, help="folder holding <profile>-zoo.safetensors/.json")
     ins.add_argument("--if-present", action="store_true", help="do nothing (exit 0) when no files are shipped")
     ins.set_defaults(func=cmd_install)
-    for sp in (b, ls, ev, ex, ins):
+
+    pk = sub.add_parser("park", help="copy interrupted runs (full training state) to a folder, to resume elsewhere")
+    pk.add_argument("--only", default=None)
+    pk.add_argument("--out", required=True, help="folder for <key>/checkpoint.pt ... and <profile>-runs.json")
+    pk.set_defaults(func=cmd_park)
+
+    up = sub.add_parser("unpark", help="verify (sha256) parked runs and put them in the cache; `zoo build` resumes them")
+    up.add_argument("--from", dest="src", required=True, help="folder holding <profile>-runs.json")
+    up.set_defaults(func=cmd_unpark)
+    for sp in (b, ls, ev, ex, ins, pk, up):
         sp.add_argument("--profile", default="mini", help="smoke | mini | paper | path/to/profile.yaml")
         sp.add_argument("--data", default=None, help="ImageFolder root overriding the profile's data.root")
         sp.add_argument("--seed", type=int, default=None,
@@ -76,6 +86,20 @@ def cmd_install(args: argparse.Namespace) -> int:
         return 0
     keys = install_zoo(profile, args.src)
     print(f"zoo install: {len(keys)} model(s) installed from {args.src} (sha256 verified)")
+    return 0
+
+
+def cmd_park(args: argparse.Namespace) -> int:
+    runs = park_runs(profile_of(args), args.out, args.only)
+    for key, run in runs.items():
+        print(f"parked {run['name']:<16} step {run['step']} of {run['total_steps']}  ({key})")
+    return 0
+
+
+def cmd_unpark(args: argparse.Namespace) -> int:
+    keys = unpark_runs(profile_of(args), args.src)
+    print(f"zoo unpark: {len(keys)} run(s) put in the cache from {args.src} (sha256 verified); "
+          f"`clvsmim zoo build` resumes them")
     return 0
 
 

@@ -36,7 +36,7 @@ from clvsmim.train import zoo
 from clvsmim.train.checkpoint import load_checkpoint, save_atomic
 from clvsmim.weights.pins import file_digests
 
-__all__ = ["WEIGHTS_FORMAT", "weights_paths", "export_zoo", "install_zoo", "ZooWeightsError"]
+__all__ = ["WEIGHTS_FORMAT", "weights_paths", "export_zoo", "install_zoo", "ZooWeightsError", "read_json_record"]
 
 #: Bump when the layout of the two files changes.
 WEIGHTS_FORMAT = 1
@@ -93,17 +93,24 @@ def export_zoo(profile: Profile, dest: str | os.PathLike,
     return weights, provenance
 
 
-def _load_provenance(weights: Path, provenance: Path) -> dict[str, Any]:
-    for path in (weights, provenance):
-        if not path.is_file():
-            raise ZooWeightsError(f"shipped zoo: {path} is missing")
+def read_json_record(path: Path, fmt: int, what: str) -> dict[str, Any]:
+    """The JSON record at ``path`` whose ``format`` must be ``fmt``; :class:`ZooWeightsError`
+    (naming ``what`` and the file) when it is missing, not JSON or of another format."""
+    if not path.is_file():
+        raise ZooWeightsError(f"{what}: {path} is missing")
     try:
-        record = json.loads(provenance.read_text())
+        record = json.loads(path.read_text())
     except ValueError as error:
-        raise ZooWeightsError(f"shipped zoo: {provenance} is not valid JSON ({error})") from error
-    if record.get("format") != WEIGHTS_FORMAT:
-        raise ZooWeightsError(f"shipped zoo: {provenance} has format {record.get('format')!r}, "
-                              f"this version reads {WEIGHTS_FORMAT}")
+        raise ZooWeightsError(f"{what}: {path} is not valid JSON ({error})") from error
+    if record.get("format") != fmt:
+        raise ZooWeightsError(f"{what}: {path} has format {record.get('format')!r}, this version reads {fmt}")
+    return record
+
+
+def _load_provenance(weights: Path, provenance: Path) -> dict[str, Any]:
+    if not weights.is_file():
+        raise ZooWeightsError(f"shipped zoo: {weights} is missing")
+    record = read_json_record(provenance, WEIGHTS_FORMAT, "shipped zoo")
     expected = record.get("weights", {}).get("sha256")
     found = file_digests(weights)[0]
     if found != expected:
