@@ -1,4 +1,5 @@
-"""Shipping a zoo: export to fp16 safetensors + provenance, verified install, refusal of bad files."""
+"""Shipping a zoo: export to fp16 safetensors + provenance, verified install, refusal of bad files;
+carrying interrupted runs: park, verify, unpark into another cache, resume bit-exactly."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,13 +7,15 @@ import json
 
 import pytest
 import torch
+import yaml
 
 from clvsmim import cli
 from clvsmim.train import trainer
 from clvsmim.train import zoo
 from clvsmim.train.checkpoint import load_objective_state
-from clvsmim.config import profile_from_dict
+from clvsmim.config import profile_from_dict, seed_profile
 from clvsmim.objectives import build_objective
+from clvsmim.train.zoo_park import park_manifest_path, park_runs, unpark_runs
 from clvsmim.train.zoo_weights import ZooWeightsError, export_zoo, install_zoo, weights_paths
 
 TINY = {
@@ -128,3 +131,97 @@ def test_the_shipped_mini_zoo_is_complete_for_the_profile_and_verifies():
     for key, entry in record["models"].items():
         total = specs[key].train_cfg.steps if specs[key].trains else 0
         assert entry["step"] == total and entry["done"]["complete"], key
+
+
+# --------------------------------------------------------------------------- interrupted runs
+
+RUN = "simmim-Ti"
+SIZED = {**TINY, "sizes": {"Ti": {"embed_dim": 8}, "S": {"embed_dim": 16}}}
+
+
+@pytest.fixture
+def sized():
+    return profile_from_dict(SIZED)
+
+
+@pytest.fixture
+def parked(tmp_path, monkeypatch, sized):
+    """``RUN`` interrupted after one of its three steps in one cache, parked to ``tmp_path/park``
+    with the CLI; the environment then points at a fresh cache."""
+    torch.set_num_threads(1)
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "first"))
+    real = trainer.train
+
+    def stop_after_one_step(objective, dataset, cfg, out_dir, **kwargs):
+        real(objective, dataset, cfg, out_dir, **{**kwargs, "stop_after": 1})
+        raise RuntimeError("machine shut down")
+
+    monkeypatch.setattr(trainer, "train", stop_after_one_step)
+    with pytest.raises(zoo.ZooBuildError):
+        zoo.build(sized, only=RUN, jobs=1, progress=False)
+    monkeypatch.setattr(trainer, "train", real)
+    zoo.build(sized, only="moco-Ti", jobs=1, progress=False)  # a finished model: not parked
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(SIZED))
+    assert cli.main(["zoo", "park", "--profile", str(path), "--out", str(tmp_path / "park")]) == 0
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "second"))
+    return {"dir": tmp_path / "park", "yaml": path}
+
+
+def test_a_parked_run_resumes_in_another_cache_exactly_as_if_never_stopped(parked, sized, monkeypatch, tmp_path):
+    manifest = json.loads(park_manifest_path(parked["dir"], "tiny").read_text())
+    key = zoo.resolve(sized, RUN).key
+    assert list(manifest["runs"]) == [key]  # the finished moco-Ti is not a run to carry
+    run = manifest["runs"][key]
+    assert (run["step"], run["total_steps"]) == (1, 3)
+    assert set(run["files"]) == {"checkpoint.pt", "log.csv", "meta.json"}
+
+    assert cli.main(["zoo", "unpark", "--profile", str(parked["yaml"]), "--from", str(parked["dir"])]) == 0
+    assert {r["name"]: r["status"] for r in zoo.list_models(sized)}[RUN] == "partial"
+    first_steps = []
+    real = trainer.run_steps
+
+    def recording(session, *args, **kwargs):
+        first_steps.append(session.start)
+        return real(session, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "run_steps", recording)
+    (resumed_dir,) = zoo.build(sized, only=RUN, jobs=1, progress=False).values()
+    assert first_steps == [1]  # continued from the parked step, not from scratch
+    assert unpark_runs(sized, parked["dir"]) == []  # built now: the parked copy is left alone
+
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "uninterrupted"))
+    (straight_dir,) = zoo.build(sized, only=RUN, jobs=1, progress=False).values()
+    resumed = torch.load(resumed_dir / zoo.CHECKPOINT_NAME, weights_only=True)
+    straight = torch.load(straight_dir / zoo.CHECKPOINT_NAME, weights_only=True)
+    assert resumed["step"] == straight["step"] == 3
+    assert resumed["encoder"].keys() == straight["encoder"].keys()
+    for name, value in straight["encoder"].items():
+        assert torch.equal(resumed["encoder"][name], value), name
+
+
+def test_a_corrupt_parked_checkpoint_is_refused_and_nothing_is_written(parked, sized):
+    key = zoo.resolve(sized, RUN).key
+    checkpoint = parked["dir"] / key / zoo.CHECKPOINT_NAME
+    blob = bytearray(checkpoint.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    checkpoint.write_bytes(bytes(blob))
+    with pytest.raises(ZooWeightsError, match=rf"checksum mismatch for .*{key}.*checkpoint\.pt: expected sha256"):
+        unpark_runs(sized, parked["dir"])
+    assert not (zoo.model_dir(sized, key) / zoo.CHECKPOINT_NAME).exists()
+
+
+def test_runs_of_another_seed_or_nothing_to_park_are_refused_by_name(parked, sized):
+    with pytest.raises(ZooWeightsError, match=r"belongs to profile 'tiny'.*seed"):
+        unpark_runs(seed_profile(sized, 7), parked["dir"])
+    with pytest.raises(ZooWeightsError, match=r"no interrupted run to park"):
+        park_runs(sized, parked["dir"] / "again")  # the fresh cache has none
+
+
+def test_a_cache_further_along_keeps_its_own_run(parked, sized):
+    key = zoo.resolve(sized, RUN).key
+    folder = zoo.model_dir(sized, key)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"step": 2}, folder / zoo.CHECKPOINT_NAME)
+    assert unpark_runs(sized, parked["dir"]) == []
+    assert torch.load(folder / zoo.CHECKPOINT_NAME, weights_only=True) == {"step": 2}
