@@ -218,6 +218,17 @@ def test_runs_of_another_seed_or_nothing_to_park_are_refused_by_name(parked, siz
         park_runs(sized, parked["dir"] / "again")  # the fresh cache has none
 
 
+def test_parking_again_drops_the_copies_of_runs_that_finished(parked, sized):
+    first, second = zoo.resolve(sized, RUN).key, zoo.resolve(sized, "simmim-S").key
+    unpark_runs(sized, parked["dir"])
+    folder = zoo.model_dir(sized, second)
+    folder.mkdir(parents=True, exist_ok=True)  # a second interrupted run: a checkpoint, no done.json
+    (folder / zoo.CHECKPOINT_NAME).write_bytes((zoo.model_dir(sized, first) / zoo.CHECKPOINT_NAME).read_bytes())
+    zoo.build(sized, only=RUN, jobs=1, progress=False)  # the first one finishes
+    assert set(park_runs(sized, parked["dir"])) == {second}
+    assert not (parked["dir"] / first).exists() and (parked["dir"] / second / zoo.CHECKPOINT_NAME).is_file()
+
+
 def test_a_cache_further_along_keeps_its_own_run(parked, sized):
     key = zoo.resolve(sized, RUN).key
     folder = zoo.model_dir(sized, key)

@@ -7,7 +7,8 @@ holds a checkpoint but no ``done.json``. What was missing is moving that unfinis
 * :func:`park_runs` copies every interrupted run of the profile's zoo (or of ``only``) — its
   full-precision ``checkpoint.pt`` (weights, optimizer, RNG state), ``log.csv`` and ``meta.json``
   — to ``<dest>/<key>/`` and writes ``<dest>/<profile>-runs.json``: per run its name, the step it
-  reached of how many, and each file's sha256 and size.
+  reached of how many, and each file's sha256 and size. Parking into the same folder again
+  replaces it: the copies of runs it listed that are no longer interrupted (finished) are removed.
 * :func:`unpark_runs` verifies every checksum first (a corrupt or altered file is refused, naming
   the file and both hashes, and nothing is written), then copies each run whose key belongs to the
   profile's zoo as configured now into the cache — unless that model is built already or the cache
@@ -73,7 +74,12 @@ def park_runs(profile: Profile, dest: str | os.PathLike,
     if not runs:
         raise ZooWeightsError(f"zoo {profile.name}: no interrupted run to park (`clvsmim zoo list --profile "
                               f"{profile.name}` shows them as 'partial')")
-    write_json_atomic(park_manifest_path(dest, profile.name),
+    manifest = park_manifest_path(dest, profile.name)
+    if manifest.is_file():  # runs parked here before that have finished since: their copies go
+        for key in read_json_record(manifest, PARK_FORMAT, "parked runs").get("runs", {}):
+            if key not in runs:
+                shutil.rmtree(dest / key, ignore_errors=True)
+    write_json_atomic(manifest,
                       {"format": PARK_FORMAT, "profile": profile.name,
                        "parked_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "runs": runs}, indent=1)
     return runs
