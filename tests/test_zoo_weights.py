@@ -78,6 +78,25 @@ def test_export_then_install_gives_the_same_models_in_fp16(shipped, profile, mon
     assert install_zoo(profile, shipped["weights"].parent) == []
 
 
+def test_evaluations_travel_only_with_the_fp16_weights_they_were_computed_on(shipped, profile, monkeypatch, tmp_path):
+    record = json.loads(shipped["provenance"].read_text())
+    assert all(m["evaluations"] == {} for m in record["models"].values())  # trained in fp32: none
+    quick = dataclasses.replace(profile, eval=dataclasses.replace(profile.eval, probe_steps=3, finetune_steps=2,
+                                                                   batch_size=32, num_analysis_images=8))
+    install_zoo(quick, shipped["weights"].parent)
+    measured = zoo.evaluations(quick, only="random", jobs=1, progress=False)  # of the installed fp16 weights
+    export_zoo(quick, tmp_path / "again", only="moco,random")
+    again = json.loads(weights_paths(tmp_path / "again", "tiny")[1].read_text())["models"]
+    key = zoo.resolve(quick, "random").key
+    assert list(again[key]["evaluations"]) == [zoo.eval_path(quick, zoo.resolve(quick, "random")).name]
+    assert again[zoo.resolve(quick, "moco").key]["evaluations"] == {}  # installed, but never evaluated
+
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "third"))
+    install_zoo(quick, tmp_path / "again")
+    monkeypatch.setattr(zoo, "evaluate_model", lambda *a, **k: pytest.fail("evaluated a shipped evaluation again"))
+    assert zoo.evaluations(quick, only="random", jobs=1, progress=False) == measured
+
+
 def test_install_refuses_a_corrupt_file_naming_both_hashes(shipped, profile):
     data = bytearray(shipped["weights"].read_bytes())
     data[-3] ^= 0xFF

@@ -17,6 +17,13 @@ minutes on a GPU), so a zoo trained once can be shipped and installed instead:
   as :func:`clvsmim.train.zoo.build` would have left it (``checkpoint.pt`` with fp32 tensors,
   ``log.csv``, ``meta.json``, ``done.json`` last, recording where it came from).
 
+A model that was itself installed from fp16 weights also carries its cached evaluations
+(``eval-<key>.json``, :func:`clvsmim.train.zoo.eval_path`): they were computed on exactly the
+weights being shipped, so an install can put them back and the book does not evaluate again. A
+model trained here (fp32) carries none — its evaluation would not be of the fp16 weights; install,
+evaluate and export again to ship them. An evaluation whose recipe has changed since has another
+file name and is ignored.
+
 ``clvsmim zoo export --profile P --out DIR`` and ``clvsmim zoo install --profile P --from DIR``.
 """
 from __future__ import annotations
@@ -61,6 +68,14 @@ def _read_text(path: Path) -> str | None:
     return path.read_text() if path.is_file() else None
 
 
+def _evaluations_of_fp16(folder: Path) -> dict[str, str]:
+    """``{eval-<key>.json: text}`` of a model installed from fp16 weights; ``{}`` for any other."""
+    done = json.loads((folder / zoo.DONE_NAME).read_text())
+    if done.get("weights_dtype") != "float16":
+        return {}
+    return {path.name: path.read_text() for path in sorted(folder.glob("eval-*.json"))}
+
+
 def export_zoo(profile: Profile, dest: str | os.PathLike,
                only: str | Iterable[str] | None = None) -> tuple[Path, Path]:
     """Every built model of the profile's zoo (or of ``only``) into the two files; returns their paths."""
@@ -80,7 +95,8 @@ def export_zoo(profile: Profile, dest: str | os.PathLike,
         models[spec.key] = {"part": part, "model_config": ckpt.get("model_config"),
                             "objective": ckpt.get("objective"), "step": ckpt.get("step"),
                             "done": json.loads((folder / zoo.DONE_NAME).read_text()),
-                            "files": {n: _read_text(folder / n) for n in _FILES_KEPT}}
+                            "files": {n: _read_text(folder / n) for n in _FILES_KEPT},
+                            "evaluations": _evaluations_of_fp16(folder)}
     weights, provenance = weights_paths(dest, profile.name)
     weights.parent.mkdir(parents=True, exist_ok=True)
     blob = save(tensors, metadata={"format": str(WEIGHTS_FORMAT), "profile": profile.name})
@@ -156,6 +172,9 @@ def install_zoo(profile: Profile, src: str | os.PathLike) -> list[str]:
         for name, text in entry.get("files", {}).items():
             if text is not None and name in _FILES_KEPT:
                 (folder / name).write_text(text)
+        for name, text in entry.get("evaluations", {}).items():
+            if name.startswith("eval-") and name.endswith(".json") and "/" not in name:
+                write_atomic(folder / name, lambda f, text=text: f.write(text))
         write_json_atomic(folder / zoo.DONE_NAME, {**entry["done"], "installed_from": str(weights),
                                                  "weights_sha256": sha, "weights_dtype": "float16"})
     return todo
