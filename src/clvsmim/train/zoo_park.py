@@ -28,7 +28,7 @@ from clvsmim.cache import write_atomic, write_json_atomic
 from clvsmim.config import Profile
 from clvsmim.train import zoo
 from clvsmim.train.checkpoint import load_checkpoint
-from clvsmim.train.zoo_weights import ZooWeightsError, read_json_record
+from clvsmim.train.zoo_weights import ZooWeightsError, read_json_record, verify_sha256
 from clvsmim.weights.pins import file_digests
 
 __all__ = ["PARK_FORMAT", "park_manifest_path", "park_runs", "unpark_runs"]
@@ -94,10 +94,7 @@ def _verified_runs(src: Path, profile_name: str) -> dict[str, dict[str, Any]]:
             path = src / key / name
             if not path.is_file():
                 raise ZooWeightsError(f"parked runs: {path} is missing (listed in {manifest})")
-            found = file_digests(path)[0]
-            if found != expected["sha256"]:
-                raise ZooWeightsError(f"parked runs: checksum mismatch for {path}: expected sha256 "
-                                      f"{expected['sha256']}, found {found} (corrupt or altered file)")
+            verify_sha256(path, expected["sha256"], "parked runs")
     return record.get("runs", {})
 
 

@@ -37,13 +37,14 @@ from typing import Any, Iterable
 import torch
 from safetensors.torch import load_file, save
 
-from clvsmim.cache import write_atomic, write_json_atomic
+from clvsmim.cache import write_atomic, write_json_atomic, write_text_atomic
 from clvsmim.config import Profile
 from clvsmim.train import zoo
 from clvsmim.train.checkpoint import load_checkpoint, save_atomic
 from clvsmim.weights.pins import file_digests
 
-__all__ = ["WEIGHTS_FORMAT", "weights_paths", "export_zoo", "install_zoo", "ZooWeightsError", "read_json_record"]
+__all__ = ["WEIGHTS_FORMAT", "weights_paths", "export_zoo", "install_zoo", "ZooWeightsError", "read_json_record",
+           "verify_sha256"]
 
 #: Bump when the layout of the two files changes.
 WEIGHTS_FORMAT = 1
@@ -68,9 +69,9 @@ def _read_text(path: Path) -> str | None:
     return path.read_text() if path.is_file() else None
 
 
-def _evaluations_of_fp16(folder: Path) -> dict[str, str]:
-    """``{eval-<key>.json: text}`` of a model installed from fp16 weights; ``{}`` for any other."""
-    done = json.loads((folder / zoo.DONE_NAME).read_text())
+def _evaluations_of_fp16(folder: Path, done: dict[str, Any]) -> dict[str, str]:
+    """``{eval-<key>.json: text}`` of a model installed from fp16 weights (its ``done.json`` record
+    ``done`` says so); ``{}`` for any other."""
     if done.get("weights_dtype") != "float16":
         return {}
     return {path.name: path.read_text() for path in sorted(folder.glob("eval-*.json"))}
@@ -92,11 +93,11 @@ def export_zoo(profile: Profile, dest: str | os.PathLike,
         part = "model" if spec.objective == "mae" else "encoder"
         for name, value in _half(ckpt[part]).items():
             tensors[f"{spec.key}/{part}/{name}"] = value
+        done = json.loads((folder / zoo.DONE_NAME).read_text())
         models[spec.key] = {"part": part, "model_config": ckpt.get("model_config"),
-                            "objective": ckpt.get("objective"), "step": ckpt.get("step"),
-                            "done": json.loads((folder / zoo.DONE_NAME).read_text()),
+                            "objective": ckpt.get("objective"), "step": ckpt.get("step"), "done": done,
                             "files": {n: _read_text(folder / n) for n in _FILES_KEPT},
-                            "evaluations": _evaluations_of_fp16(folder)}
+                            "evaluations": _evaluations_of_fp16(folder, done)}
     weights, provenance = weights_paths(dest, profile.name)
     weights.parent.mkdir(parents=True, exist_ok=True)
     blob = save(tensors, metadata={"format": str(WEIGHTS_FORMAT), "profile": profile.name})
@@ -123,16 +124,21 @@ def read_json_record(path: Path, fmt: int, what: str) -> dict[str, Any]:
     return record
 
 
+def verify_sha256(path: Path, expected: str | None, what: str, remedy: str = "") -> None:
+    """:class:`ZooWeightsError` naming ``what``, the file and both hashes unless ``path``'s sha256
+    is ``expected``."""
+    found = file_digests(path)[0]
+    if found != expected:
+        raise ZooWeightsError(f"{what}: checksum mismatch for {path}: expected sha256 {expected}, "
+                              f"found {found} (corrupt or altered file{remedy})")
+
+
 def _load_provenance(weights: Path, provenance: Path) -> dict[str, Any]:
     if not weights.is_file():
         raise ZooWeightsError(f"shipped zoo: {weights} is missing")
     record = read_json_record(provenance, WEIGHTS_FORMAT, "shipped zoo")
-    expected = record.get("weights", {}).get("sha256")
-    found = file_digests(weights)[0]
-    if found != expected:
-        raise ZooWeightsError(f"shipped zoo: checksum mismatch for {weights}: expected sha256 {expected}, "
-                              f"found {found} (corrupt or altered file; re-export or retrain with "
-                              f"`clvsmim zoo build`)")
+    verify_sha256(weights, record.get("weights", {}).get("sha256"), "shipped zoo",
+                  "; re-export or retrain with `clvsmim zoo build`")
     return record
 
 
@@ -174,7 +180,7 @@ def install_zoo(profile: Profile, src: str | os.PathLike) -> list[str]:
                 (folder / name).write_text(text)
         for name, text in entry.get("evaluations", {}).items():
             if name.startswith("eval-") and name.endswith(".json") and "/" not in name:
-                write_atomic(folder / name, lambda f, text=text: f.write(text))
+                write_text_atomic(folder / name, text)
         write_json_atomic(folder / zoo.DONE_NAME, {**entry["done"], "installed_from": str(weights),
                                                  "weights_sha256": sha, "weights_dtype": "float16"})
     return todo
