@@ -149,7 +149,7 @@ def _points():
                                       (0.8, "hybrid-0.8", 0.62, 0.72), (1.0, "moco", 0.60, 0.65)]]
 
 
-def test_hybrid_sweep_and_curves():
+def test_hybrid_sweep():
     points = _points()
     c8 = claims.evaluate_claim("C8", hy.measurements(points, {"linear_probe": {"final": 0.1}, "finetune": 0.2}))
     assert c8.verdict == "holds"
@@ -161,6 +161,22 @@ def test_hybrid_sweep_and_curves():
     text = hy.sweep_paragraph(points, c8)
     assert "C8 — holds" in text and "λ = 0.5" in text
 
+def test_hybrid_sweep_labels_stay_apart_and_inside_the_axes():
+    """Close neighbours (the mini zoo's seed-0 sweep, in percent) get labels that do not overlap,
+    and the leftmost point's label stays inside the axes."""
+    sweep = [(0, 18.9, 17.2), (0.2, 26.8, 22.7), (0.4, 26.0, 18.4), (0.6, 24.5, 19.3), (0.8, 26.7, 18.6),
+             (1, 27.5, 19.9)]
+    fig = hplots.plot_sweep([{"lam": lam, "linear_probe": lp, "finetune": ft} for lam, lp, ft in sweep], scale=1.0)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    boxes = [t.get_window_extent() for t in ax.texts]
+    assert len(boxes) == 6
+    assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+    assert all(ax.get_window_extent().contains(b.x0, b.y0) and ax.get_window_extent().contains(b.x1, b.y1)
+               for b in boxes)
+
+
+def test_hybrid_curves():
     analyses = {lam: _analysis(6 + 4 * lam, 0.3 * (1 - lam), 0.5, -1.5 - 1.5 * lam, 0.5) for lam in (0, 0.5, 1)}
     curves = hy.hybrid_curves(analyses, ANALYSES["random"])
     assert curves["blocks"] == [1, 2, 3, 4] and set(curves["nmi"]) == {"0", "0.5", "1", "control"}

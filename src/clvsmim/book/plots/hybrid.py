@@ -47,15 +47,27 @@ def _draw_sweep(ax, points: Sequence[Mapping[str, Any]], scale: float, title: st
                 break
         else:
             groups.append((x, y, [lam]))
-    for i, (x, y, lams) in enumerate(groups):
+    for x, y, lams in groups:
         tags = [f"{lam:g}" + (" (MIM)" if lam == 0 else " (CL)" if lam == 1 else "") for lam in lams]
-        ax.annotate("λ=" + ", ".join(tags), (x, y), xytext=(5, 5 if i % 2 == 0 else -11),
-                    textcoords="offset points", fontsize=8)
+        dx, dy = _away_from_nearest(x, y, [(gx, gy) for gx, gy, _ in groups], span_x, span_y)
+        dx = 1 if x - min(xs) < 0.1 * span_x else dx  # the left margin is too narrow for a label
+        ax.annotate("λ=" + ", ".join(tags), (x, y), xytext=(6 * dx, 6 * dy),
+                    textcoords="offset points", fontsize=8, ha="left" if dx > 0 else "right",
+                    va="bottom" if dy > 0 else "top")
     ax.set_xlim(min(xs) - 0.15 * span_x, max(xs) + 0.35 * span_x)
     ax.set_ylim(min(ys) - 0.15 * span_y, max(ys) + 0.2 * span_y)
     ax.set_xlabel("linear-probe accuracy (%)")
     ax.set_ylabel("fine-tuning accuracy (%)")
     ax.set_title(title)
+
+
+def _away_from_nearest(x: float, y: float, others: Sequence[tuple[float, float]],
+                       span_x: float, span_y: float) -> tuple[int, int]:
+    """Signs (±1, ±1) of the label offset that points away from the nearest other point (distances
+    in units of the axis spans), so that neighbouring labels do not overlap; (1, 1) when alone."""
+    near = min((((ox - x) / span_x, (oy - y) / span_y) for ox, oy in others if (ox, oy) != (x, y)),
+               key=lambda d: d[0] ** 2 + d[1] ** 2, default=(-1.0, -1.0))
+    return (1 if near[0] <= 0 else -1), (1 if near[1] <= 0 else -1)
 
 
 def plot_hybrid_curves(curves: Mapping[str, Any]):
