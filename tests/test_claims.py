@@ -463,7 +463,7 @@ def test_c6_is_not_measurable_when_a_cue_probe_is_near_chance():
 def test_the_recorded_table_without_standard_errors_still_shows(capsys):
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "docs" / "mini-claims-3seeds.json"
+    path = Path(__file__).resolve().parents[1] / "docs" / "mini2-claims-3seeds.json"
     table = claims.ClaimsTable.load(path)
     assert not table.has_standard_errors and "without standard errors" in table.note()
     assert cli.main(["claims", "--show", str(path), "--markdown"]) == 0
@@ -474,7 +474,7 @@ def test_the_recorded_table_without_standard_errors_still_shows(capsys):
 
 
 def test_the_claims_read_mims_own_control_only_where_its_architecture_differs():
-    faithful, v2 = model_names(load_profile("mini3")), model_names(load_profile("mini"))
+    faithful, v2 = model_names(load_profile("mini3")), model_names(load_profile("mini2"))
     assert faithful["control-mim"] == "random-simmim-S" and faithful["control-mim-large"] == "random-simmim-S"
     assert faithful["control"] == "random" and not any(r.startswith("control-mim") for r in v2)
     assert "control-cl" not in faithful  # MoCo's encoder is the shared control's

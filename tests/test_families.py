@@ -26,8 +26,8 @@ SMALL = {"img_size": 32, "patch_size": 4, "embed_dim": 64, "depth": 6, "num_head
 
 
 @pytest.fixture
-def mini():
-    return load_profile("mini")
+def mini2():
+    return load_profile("mini2")
 
 
 @pytest.fixture
@@ -57,37 +57,49 @@ def _digest(state: dict[str, torch.Tensor]) -> str:
 
 # ----------------------------------------------------------------------------- v2 unchanged
 
-def test_mini_keys_are_those_of_the_shipped_zoo(mini):
-    """``mini`` (families v2) keeps exactly the keys its shipped weights were trained under."""
-    shipped = set(json.loads((ROOT / "zoo-weights" / "mini-zoo.json").read_text())["models"])
-    assert {s.key for s in zoo.zoo_specs(mini)} == shipped
-    assert mini.families == "v2"
-    assert "families" not in json.dumps(to_dict(mini.model)) and "encoder" not in to_dict(mini.model)
+def test_mini2_keys_are_those_of_its_shipped_zoo(mini2):
+    """``mini2`` (families v2) keeps exactly the keys its shipped weights were trained under."""
+    shipped = set(json.loads((ROOT / "zoo-weights" / "mini2-zoo.json").read_text())["models"])
+    assert {s.key for s in zoo.zoo_specs(mini2)} == shipped
+    assert mini2.families == "v2"
+    assert "families" not in json.dumps(to_dict(mini2.model)) and "encoder" not in to_dict(mini2.model)
 
 
 @pytest.mark.parametrize("objective", ["moco", "simmim", "mae", "hybrid"])
-def test_v2_builds_bit_identical_parameters(mini, objective):
+def test_v2_builds_bit_identical_parameters(mini2, objective):
     torch.manual_seed(3)
-    old = _old_build_vit(mini.model).state_dict()
+    old = _old_build_vit(mini2.model).state_dict()
     torch.manual_seed(3)
-    new = build_objective(objective, mini, lam=0.5 if objective == "hybrid" else None).encoder.state_dict()
+    new = build_objective(objective, mini2, lam=0.5 if objective == "hybrid" else None).encoder.state_dict()
     assert list(old) == list(new)
     assert all(torch.equal(old[k], new[k]) for k in old)
     assert _digest(old) == _digest(new)
 
 
-def test_v2_family_leaves_configs_alone(mini):
+def test_v2_family_leaves_configs_alone(mini2):
     for obj in ("moco", "simmim", "mae", "hybrid", "random"):
-        assert family_model_config("v2", obj, mini.model) is mini.model
-    assert mini.moco.blur_sigma is None
+        assert family_model_config("v2", obj, mini2.model) is mini2.model
+    assert mini2.moco.blur_sigma is None
     with pytest.raises(ValueError, match="unknown families"):
         profile_from_dict({"families": "paper"})
 
 
 # ----------------------------------------------------------------------------- faithful
 
-def test_faithful_keys_differ_only_where_the_family_differs(mini, faithful):
-    v2 = {s.name: s for s in zoo.zoo_specs(mini)}
+def test_the_default_mini_is_the_chosen_candidate(faithful):
+    """``mini`` (v3) is mini3 on a flat background: the models trained for the sweep candidate
+    ``mini3-bg0`` are ``mini``'s (same keys), and only the data differs from mini3."""
+    mini = load_profile("mini")
+    candidate = load_profile(ROOT / "benchmarks" / "mini_candidates" / "mini3-bg0.yaml")
+    assert mini.families == "faithful" and mini.data.background_contrast == 0.0
+    assert [s.key for s in zoo.zoo_specs(mini)] == [s.key for s in zoo.zoo_specs(candidate)]
+    assert dataclasses.replace(mini, name=faithful.name, data=faithful.data) == faithful
+    assert mini.data != faithful.data
+    assert [s.key for s in zoo.zoo_specs(mini)] != [s.key for s in zoo.zoo_specs(faithful)]
+
+
+def test_faithful_keys_differ_only_where_the_family_differs(mini2, faithful):
+    v2 = {s.name: s for s in zoo.zoo_specs(mini2)}
     f3 = {s.name: s for s in zoo.zoo_specs(faithful)}
     # the faithful zoo adds the untrained controls of SimMIM's own (BEiT) encoder, nothing else
     assert set(f3) - set(v2) == {"random-simmim-S", "random-simmim-Ti"} and set(v2) <= set(f3)
@@ -280,7 +292,7 @@ def test_a_faithful_zoo_trains_evaluates_and_reloads(tmp_path, monkeypatch):
     assert 0 <= result["linear_probe"]["final"] <= 1 and 0 <= result["finetune"] <= 1
 
 
-def test_architecture_controls_are_the_untrained_encoders_of_their_objective(mini, faithful):
+def test_architecture_controls_are_the_untrained_encoders_of_their_objective(mini2, faithful):
     f3 = {s.name: s for s in zoo.zoo_specs(faithful)}
     for size in ("S", "Ti"):
         own = zoo.resolve(faithful, f"random-simmim-{size}")
@@ -292,11 +304,11 @@ def test_architecture_controls_are_the_untrained_encoders_of_their_objective(min
         # MoCo's encoder is the shared control's: no random-moco, the shared control stands in
         assert zoo.architecture_control(faithful, "moco", size) == f3[f"random-{size}"]
     # v2 builds every objective on one encoder: the shared control is every model's
-    assert zoo.architecture_control(mini, "simmim").name == "random-S"
+    assert zoo.architecture_control(mini2, "simmim").name == "random-S"
     with pytest.raises(KeyError, match="shared control.s encoder"):
-        zoo.resolve(mini, "random-simmim-S")
+        zoo.resolve(mini2, "random-simmim-S")
     with pytest.raises(KeyError, match="unknown objective"):
-        zoo.architecture_control(mini, "byol")
+        zoo.architecture_control(mini2, "byol")
 
 
 def test_architecture_control_builds_the_beit_encoder_from_the_controls_seed(tmp_path, monkeypatch, faithful):

@@ -213,7 +213,7 @@ def test_fine_tuning_over_each_models_own_untrained_architecture():
     pairs = beh.own_architecture_pairs(load_profile("mini3"), ["Ti", "S", "B"])
     assert pairs == {"moco-Ti": "random-Ti", "moco-S": "random-S",
                      "simmim-Ti": "random-simmim-Ti", "simmim-S": "random-simmim-S"}
-    assert set(beh.own_architecture_pairs(load_profile("mini"), ["S"]).values()) == {"random-S"}
+    assert set(beh.own_architecture_pairs(load_profile("mini2"), ["S"]).values()) == {"random-S"}
     evals = {"moco-S": {"finetune": 0.20}, "random-S": {"finetune": 0.15}, "simmim-S": {"finetune": 0.17},
              "random-simmim-S": {"finetune": 0.13}, "moco-Ti": {"finetune": 0.18}}  # no Ti controls
     rows = beh.finetune_over_own_architecture(evals, pairs)

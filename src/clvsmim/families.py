@@ -2,11 +2,11 @@
 
 ``families`` is a profile setting (``Profile.families``):
 
-``v2`` (the default, what the shipped ``mini`` zoo was trained with)
+``v2`` (the default when a profile names none; the ``mini2`` profile, the embedded default until v3)
     every objective on the same timm ``VisionTransformer`` with a fixed 2-D sin-cos
     position embedding and PyTorch's default patch-projection init; MoCo's blur sigma is
     upstream's 0.1–2.0 px rescaled from 224 px to the view size.
-``faithful`` (each family built the way its original is)
+``faithful`` (each family built the way its original is; ``mini3`` and the shipped ``mini``)
     * SimMIM on the BEiT-style encoder of the official SimMIM ViT (the net
       :data:`clvsmim.weights.registry` loads for ``simmim_vit_b``): no absolute position
       embedding, one relative position bias shared by all blocks, layer scale 0.1, BEiT's
