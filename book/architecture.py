@@ -23,16 +23,13 @@ import torch
 
 from clvsmim.book import paperbook, report
 from clvsmim.book.chapters import architecture as ch
-from clvsmim.book.chapters.common import evaluations_by_name, show_bullets
-from clvsmim.config import load_profile
+from clvsmim.book.chapters.common import chapter_profile, evaluations_by_name, show_bullets
 from clvsmim.methods import ModelRef
-from clvsmim.book.figures import save_figure, use_style
+from clvsmim.book.figures import save_figure
 from clvsmim.book.plots import architecture as plots
 from clvsmim.rng import sample_seed
 
-use_style()
-cfg = load_profile(profile, images)
-cfg = cfg.with_data_root(paperbook.book_data_root(cfg, source, data_root))  # official: Imagenette when none is given
+cfg = chapter_profile(profile, images, source, data_root)  # official: Imagenette when no data_root
 
 
 # %% [markdown]

@@ -33,14 +33,11 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from clvsmim.book.chapters import background as ch
-from clvsmim.config import load_profile
-from clvsmim.book import paperbook
-from clvsmim.book.figures import save_figure, use_style
+from clvsmim.book.chapters.common import chapter_profile
+from clvsmim.book.figures import save_figure
 from clvsmim.book.plots import background as plots
 
-use_style()
-cfg = load_profile(profile, images)
-cfg = cfg.with_data_root(paperbook.book_data_root(cfg, source, data_root))  # official: Imagenette when none is given
+cfg = chapter_profile(profile, images, source, data_root)  # official: Imagenette when no data_root
 pd.DataFrame({
     "setting": ["image size (px)", "patch size (px)", "tokens", "MoCo v3 crop scale", "SimMIM mask ratio",
                 "SimMIM mask patch (px)", "MAE mask ratio"],

@@ -30,15 +30,12 @@ from IPython.display import Markdown, display
 from clvsmim import claims
 from clvsmim.book import paperbook
 from clvsmim.book.chapters import hybrid as ch
-from clvsmim.book.chapters.common import control_analysis, read_literature
-from clvsmim.config import load_profile
+from clvsmim.book.chapters.common import chapter_profile, control_analysis, read_literature
 from clvsmim.methods import ModelRef
-from clvsmim.book.figures import save_figure, use_style
+from clvsmim.book.figures import save_figure
 from clvsmim.book.plots import hybrid as plots
 
-use_style()
-cfg = load_profile(profile, images)
-cfg = cfg.with_data_root(paperbook.book_data_root(cfg, source, data_root))  # official: Imagenette when none is given
+cfg = chapter_profile(profile, images, source, data_root)  # official: Imagenette when no data_root
 # the official world has no hybrid checkpoint: the sweep is the GPU-sized profile's zoo, when built
 sweep = cfg if source == "zoo" else paperbook.built_sweep(sweep_profile, cfg.data.root, images)
 trained = sweep is not None

@@ -23,16 +23,13 @@ from IPython.display import Markdown, display
 from clvsmim import claims
 from clvsmim.analysis.position_ablation import position_ablation
 from clvsmim.book.chapters import representation as ch
-from clvsmim.config import load_profile
-from clvsmim.book import paperbook
-from clvsmim.book.figures import save_figure, use_style
+from clvsmim.book.chapters.common import chapter_profile
+from clvsmim.book.figures import save_figure
 from clvsmim.book.plots import representation as plots
 from clvsmim.book import report
 from clvsmim.book.report import display_name
 
-use_style()
-cfg = load_profile(profile, images)
-cfg = cfg.with_data_root(paperbook.book_data_root(cfg, source, data_root))  # official: Imagenette when none is given
+cfg = chapter_profile(profile, images, source, data_root)  # official: Imagenette when no data_root
 refs = ch.chapter_models(cfg, source)
 names = [ref.name for ref in refs]
 analyses = report.model_analyses(refs, device=device)

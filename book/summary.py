@@ -32,13 +32,11 @@ from IPython.display import HTML, Markdown, display
 from clvsmim import claims
 from clvsmim.book import paperbook
 from clvsmim.book.chapters import summary as ch
-from clvsmim.config import load_profile
-from clvsmim.book.figures import save_figure, use_style
+from clvsmim.book.chapters.common import chapter_profile
+from clvsmim.book.figures import save_figure
 from clvsmim.book.plots import summary as plots
 
-use_style()
-cfg = load_profile(profile, images)
-cfg = cfg.with_data_root(paperbook.book_data_root(cfg, source, data_root))  # official: Imagenette when none is given
+cfg = chapter_profile(profile, images, source, data_root)  # official: Imagenette when no data_root
 if source == "official":  # the official checkpoints: nothing is trained; C8 and C11 from the GPU-sized zoo if built
     sweep = paperbook.built_sweep(sweep_profile, cfg.data.root, images)
     built = paperbook.official_claims_table(cfg, device, sweep=sweep)

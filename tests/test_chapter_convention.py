@@ -44,9 +44,9 @@ def test_chapter_files_call_the_profile_cfg_and_the_module_ch():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         assigned = {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign)
                     for t in n.targets if isinstance(t, ast.Name)
-                    and any(isinstance(c, ast.Call) and getattr(c.func, "id", "") == "load_profile"
+                    and any(isinstance(c, ast.Call) and getattr(c.func, "id", "") == "chapter_profile"
                             for c in ast.walk(n.value))}
-        assert assigned == {"cfg"}, f"{path.name}: load_profile result named {assigned}"
+        assert assigned == {"cfg"}, f"{path.name}: the profile from its setup (chapter_profile) named {assigned}"
         aliases = {a.asname for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
                    and n.module == "clvsmim.book.chapters" for a in n.names}
         assert aliases == {"ch"}, f"{path.name}: chapter module imported as {aliases}"

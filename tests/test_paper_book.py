@@ -206,6 +206,12 @@ def test_official_source_without_data_reads_imagenette_fetched_and_verified(isol
     assert book_data_root("paper", "zoo", None) is None and book_data_root("smoke", "official", None) == str(root)
     stamp = (root / ".complete").stat().st_mtime_ns
     assert book_data_root("paper", "official", None) == str(root) and (root / ".complete").stat().st_mtime_ns == stamp
+    # a chapter's setup cell reads the same images, with --images applied to its profile
+    from clvsmim.book.chapters.common import chapter_profile
+    official = chapter_profile("smoke", 3, "official", None)
+    assert official.data.root == str(root) and official.eval.num_analysis_images == 3
+    assert chapter_profile("smoke", None, "official", "/my/photos").data.root == "/my/photos"
+    assert chapter_profile("smoke").data == load_profile("smoke").data
 
 
 def test_imagenette_that_cannot_be_fetched_is_one_error_naming_data(isolated, monkeypatch, capsys):

@@ -1,4 +1,4 @@
-"""What every chapter shares: showing a list of sentences, the literature table, the zoo's
+"""What every chapter shares: its setup (:func:`chapter_profile`), showing a list of sentences, the literature table, the zoo's
 evaluations by short name, number formatting and the sentence that compares a measurement with
 the paper.
 
@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from clvsmim.book import report
+from clvsmim.book.figures import use_style
+from clvsmim.book.paper_data import book_data_root
+from clvsmim.config import Profile, load_profile
 from clvsmim.data import open_dataset
 from clvsmim.methods import ModelRef
 from clvsmim.train import zoo
 
-__all__ = ["show_bullets", "LITERATURE_COLUMNS", "STATUSES", "FAMILIES", "SIZE_ORDER", "PAPER_RUN_MARK",
+__all__ = ["chapter_profile", "show_bullets", "LITERATURE_COLUMNS", "STATUSES", "FAMILIES", "SIZE_ORDER", "PAPER_RUN_MARK",
            "read_literature", "evaluations_by_name", "control_analysis", "fmt_number", "verdict", "compare_sentence",
            "WEAK_SILHOUETTE", "cluster_strength_note", "eval_size"]
 
@@ -39,6 +42,17 @@ PAPER_RUN_MARK = "†"
 #: A silhouette below this is read as no substantial cluster structure (Kaufman & Rousseeuw's
 #: rule of thumb): a claim that CL clusters *more* than MIM can hold while CL barely clusters.
 WEAK_SILHOUETTE = 0.25
+
+
+def chapter_profile(profile: str | Path, images: int | None = None, source: str = "zoo",
+                    data_root: str | None = None) -> Profile:
+    """A chapter's setup from its parameters cell: the book's figure style, and the profile
+    ``profile`` (a name or YAML path; ``images`` replaces its number of analysis images) reading
+    the images :func:`~clvsmim.book.paper_data.book_data_root` gives for ``source`` and
+    ``data_root`` (``source="official"`` without either: Imagenette)."""
+    use_style()
+    cfg = load_profile(profile, images)
+    return cfg.with_data_root(book_data_root(cfg, source, data_root))
 
 
 def show_bullets(lines: list[str], empty: str = "*(nothing to compare)*") -> None:
