@@ -137,11 +137,11 @@ def test_the_shipped_mini_zoo_is_complete_for_the_profile_and_verifies():
     from safetensors import safe_open
 
     from clvsmim.config import load_profile
-    from clvsmim.train.zoo_weights import _load_provenance
+    from clvsmim.train.zoo_weights import load_shipped
 
     profile = load_profile("mini")
     weights, provenance = weights_paths(Path(__file__).resolve().parents[1] / "zoo-weights", "mini")
-    record = _load_provenance(weights, provenance)  # raises on a checksum mismatch
+    record = load_shipped(weights, provenance)  # raises on a checksum mismatch
     specs = {s.key: s for s in zoo.zoo_specs(profile)}
     assert set(record["models"]) == set(specs), "zoo-weights/ is not the mini zoo: re-export with `make zoo`"
     with safe_open(str(weights), "pt") as f:

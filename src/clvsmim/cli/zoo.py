@@ -1,4 +1,4 @@
-"""``clvsmim zoo build | list | eval | export | install | park | unpark``: the cached model zoo of a profile."""
+"""``clvsmim zoo build | list | eval | export | install | merge | park | unpark``: the cached model zoo of a profile."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,7 @@ import time
 
 from clvsmim.config import Profile, load_profile, seed_profile
 from clvsmim.train.zoo import build, evaluations, format_table, list_models
+from clvsmim.train.zoo_merge import merge_zoo
 from clvsmim.train.zoo_park import park_runs, unpark_runs
 from clvsmim.train.zoo_stacked import build_stacked
 from clvsmim.train.zoo_weights import export_zoo, install_zoo, weights_paths
@@ -49,6 +50,13 @@ def register(subparsers) -> None:
     ins.add_argument("--if-present", action="store_true", help="do nothing (exit 0) when no files are shipped")
     ins.set_defaults(func=cmd_install)
 
+    mg = sub.add_parser("merge", help="add models trained here to a shipped zoo, evaluated on their fp16 weights")
+    mg.add_argument("--only", default=None, help="models to add (default: every built one not shipped yet)")
+    mg.add_argument("--into", required=True, help="folder holding (or to hold) <profile>-zoo.safetensors/.json")
+    mg.add_argument("--jobs", type=int, default=1, help="parallel evaluations")
+    mg.add_argument("--no-progress", action="store_true")
+    mg.set_defaults(func=cmd_merge)
+
     pk = sub.add_parser("park", help="copy interrupted runs (full training state) to a folder, to resume elsewhere")
     pk.add_argument("--only", default=None)
     pk.add_argument("--out", required=True, help="folder for <key>/checkpoint.pt ... and <profile>-runs.json")
@@ -57,7 +65,7 @@ def register(subparsers) -> None:
     up = sub.add_parser("unpark", help="verify (sha256) parked runs and put them in the cache; `zoo build` resumes them")
     up.add_argument("--from", dest="src", required=True, help="folder holding <profile>-runs.json")
     up.set_defaults(func=cmd_unpark)
-    for sp in (b, ls, ev, ex, ins, pk, up):
+    for sp in (b, ls, ev, ex, ins, mg, pk, up):
         sp.add_argument("--profile", default="mini", help="smoke | mini | paper | path/to/profile.yaml")
         sp.add_argument("--data", default=None, help="ImageFolder root overriding the profile's data.root")
         sp.add_argument("--seed", type=int, default=None,
@@ -86,6 +94,14 @@ def cmd_install(args: argparse.Namespace) -> int:
         return 0
     keys = install_zoo(profile, args.src)
     print(f"zoo install: {len(keys)} model(s) installed from {args.src} (sha256 verified)")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    keys = merge_zoo(profile_of(args), args.into, args.only, args.jobs, progress=not args.no_progress)
+    record = json.loads(weights_paths(args.into, profile_of(args).name)[1].read_text())
+    print(f"zoo merge: {len(keys)} model(s) added to {args.into} with their evaluations "
+          f"({len(record['models'])} in all, sha256 {record['weights']['sha256']})")
     return 0
 
 

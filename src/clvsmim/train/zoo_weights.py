@@ -43,8 +43,8 @@ from clvsmim.train import zoo
 from clvsmim.train.checkpoint import load_checkpoint, save_atomic
 from clvsmim.weights.pins import file_digests
 
-__all__ = ["WEIGHTS_FORMAT", "weights_paths", "export_zoo", "install_zoo", "ZooWeightsError", "read_json_record",
-           "verify_sha256"]
+__all__ = ["WEIGHTS_FORMAT", "weights_paths", "export_zoo", "write_zoo", "install_zoo", "load_shipped",
+           "ZooWeightsError", "read_json_record", "verify_sha256"]
 
 #: Bump when the layout of the two files changes.
 WEIGHTS_FORMAT = 1
@@ -98,12 +98,20 @@ def export_zoo(profile: Profile, dest: str | os.PathLike,
                             "objective": ckpt.get("objective"), "step": ckpt.get("step"), "done": done,
                             "files": {n: _read_text(folder / n) for n in _FILES_KEPT},
                             "evaluations": _evaluations_of_fp16(folder, done)}
-    weights, provenance = weights_paths(dest, profile.name)
+    return write_zoo(profile.name, dest, tensors, models)
+
+
+def write_zoo(profile_name: str, dest: str | os.PathLike, tensors: dict[str, torch.Tensor],
+              models: dict[str, Any]) -> tuple[Path, Path]:
+    """Write ``tensors`` (``<key>/<part>/<param>``, fp16) and the provenance of ``models``
+    (``{key: record}``) as the two files of a shipped zoo in ``dest``, each atomically, the
+    provenance (naming the weights' sha256) last; returns their paths."""
+    weights, provenance = weights_paths(dest, profile_name)
     weights.parent.mkdir(parents=True, exist_ok=True)
-    blob = save(tensors, metadata={"format": str(WEIGHTS_FORMAT), "profile": profile.name})
+    blob = save(tensors, metadata={"format": str(WEIGHTS_FORMAT), "profile": profile_name})
     write_atomic(weights, lambda f: f.write(blob), binary=True)
     sha256, _, size = file_digests(weights)
-    write_json_atomic(provenance, {"format": WEIGHTS_FORMAT, "profile": profile.name,
+    write_json_atomic(provenance, {"format": WEIGHTS_FORMAT, "profile": profile_name,
                                  "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                  "weights": {"file": weights.name, "sha256": sha256, "bytes": size, "dtype": "float16"},
                                  "models": models})
@@ -133,7 +141,9 @@ def verify_sha256(path: Path, expected: str | None, what: str, remedy: str = "")
                               f"found {found} (corrupt or altered file{remedy})")
 
 
-def _load_provenance(weights: Path, provenance: Path) -> dict[str, Any]:
+def load_shipped(weights: Path, provenance: Path) -> dict[str, Any]:
+    """The provenance record of a shipped zoo once the weights' sha256 matches it
+    (:class:`ZooWeightsError` naming the file when either is missing or they disagree)."""
     if not weights.is_file():
         raise ZooWeightsError(f"shipped zoo: {weights} is missing")
     record = read_json_record(provenance, WEIGHTS_FORMAT, "shipped zoo")
@@ -147,7 +157,7 @@ def install_zoo(profile: Profile, src: str | os.PathLike) -> list[str]:
     written (models already built are left alone). Raises :class:`ZooWeightsError`."""
 
     weights, provenance = weights_paths(src, profile.name)
-    record = _load_provenance(weights, provenance)
+    record = load_shipped(weights, provenance)
     wanted = {s.key: s for s in zoo.zoo_specs(profile)}
     shipped = record.get("models", {})
     matching = [key for key in shipped if key in wanted]
