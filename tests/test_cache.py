@@ -1,6 +1,7 @@
 """clvsmim.cache: atomic writes keep the previous file on failure; cached_json computes once."""
 import json
 import math
+import os
 
 import pytest
 
@@ -38,3 +39,17 @@ def test_cached_json_computes_once_and_recomputes_a_corrupt_file(tmp_path):
 def test_json_safe_is_the_identity_on_plain_json():
     plain = {"a": [1, 2.5, None, "s", {"b": True}]}
     assert json_safe(plain) == plain and json_safe(float("nan")) is None
+
+
+def test_cache_root_at_moves_the_root_inside_the_block_and_restores_it(tmp_path, monkeypatch):
+    from clvsmim.paths import cache_path, cache_root_at
+
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "outer"))
+    with cache_root_at(tmp_path / "inner") as root:
+        assert cache_path("zoo") == root / "zoo" == tmp_path / "inner" / "zoo"
+    assert cache_path("zoo") == tmp_path / "outer" / "zoo"
+    monkeypatch.delenv("CLVSMIM_CACHE")
+    with pytest.raises(RuntimeError):
+        with cache_root_at(tmp_path / "inner"):
+            raise RuntimeError("fails inside")
+    assert "CLVSMIM_CACHE" not in os.environ  # unset again, even after an error

@@ -1,8 +1,10 @@
 """Where things are cached: ``$CLVSMIM_CACHE``, else ``$XDG_CACHE_HOME/clvsmim``, else ``~/.cache/clvsmim``."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 #: The installed ``clvsmim`` package folder (``src/clvsmim`` in a checkout).
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -24,3 +26,18 @@ def cache_dir(*parts: str) -> Path:
     path = cache_path(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def cache_root_at(root: str | os.PathLike) -> Iterator[Path]:
+    """The cache root moved to ``root`` inside the block (``$CLVSMIM_CACHE``, which spawned workers
+    inherit), restored after it."""
+    before = os.environ.get("CLVSMIM_CACHE")
+    os.environ["CLVSMIM_CACHE"] = str(root)
+    try:
+        yield Path(root)
+    finally:
+        if before is None:
+            os.environ.pop("CLVSMIM_CACHE", None)
+        else:
+            os.environ["CLVSMIM_CACHE"] = before

@@ -98,8 +98,9 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    keys = merge_zoo(profile_of(args), args.into, args.only, args.jobs, progress=not args.no_progress)
-    record = json.loads(weights_paths(args.into, profile_of(args).name)[1].read_text())
+    profile = profile_of(args)
+    keys = merge_zoo(profile, args.into, args.only, args.jobs, progress=not args.no_progress)
+    record = json.loads(weights_paths(args.into, profile.name)[1].read_text())
     print(f"zoo merge: {len(keys)} model(s) added to {args.into} with their evaluations "
           f"({len(record['models'])} in all, sha256 {record['weights']['sha256']})")
     return 0
