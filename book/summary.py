@@ -79,7 +79,9 @@ display(HTML(ch.grid_html(grid)))
 # docstring of `clvsmim.claims`). A difference counts only beyond the larger of a per-claim
 # margin and two standard errors: for C1–C5 a bootstrap over the analysis images, for the
 # accuracy claims C7–C11 paired over the evaluation images (every model is evaluated on the same
-# images), for C6 the binomial SE of the bias. Per seed a claim *holds*, is a *tie* (within that
+# images; where the profile repeats every fine-tune with other seeds, `eval.finetune_repeats`, the
+# fine-tuned accuracy is the runs' mean and its SE adds their run-to-run variance, which a single
+# fine-tune cannot show), for C6 the binomial SE of the bias. Per seed a claim *holds*, is a *tie* (within that
 # threshold) or is *reversed* (beyond it the other way), or is *not measurable* where its
 # precondition fails. With several seeds a claim takes a verdict only if every seed gives it,
 # and is inconclusive otherwise.
@@ -113,3 +115,21 @@ else:
     display(Markdown(f"**This build's own zoo (seed{'s' if len(built.seeds) > 1 else ''} "
                      f"{', '.join(map(str, built.seeds))}) — not the record**, for comparison: "
                      + ch.verdict_paragraph(built)))
+
+# %% [markdown]
+# ## How far each seed is from a tie (A-seed-differences)
+#
+# A verdict is a difference compared with a threshold. Here is every seed's difference itself, signed
+# so that positive is the paper's direction, with ± 2 standard errors, beside the claim's margin
+# (grey): a dot right of the grey band with its bar clear of it *holds*, left of it is *reversed*,
+# inside it a *tie*. It shows how large each effect is against its noise — and, for the claims
+# that do not hold, by how much and on which seeds.
+
+# %%
+differences = ch.seed_differences(table)
+fig = plots.plot_seed_differences(differences, title=f"Profile {cfg.name}, seeds {', '.join(map(str, table.seeds))}"
+                                                     + (" (recorded table)" if recorded else " (this build)"))
+save_figure(fig, "A-seed-differences", {"claims": differences, "recorded": recorded},
+            models=sorted({n for names in table.models.values() for n in names.values()}),
+            caption="Every seed's signed difference per claim (> 0: the paper's direction) with ± 2 SE; "
+                    "grey: the claim's margin.")

@@ -248,3 +248,55 @@ def test_the_recorded_three_seed_table_is_found_and_checked(tmp_path):
     assert mini is not None and mini.profile == "mini" and len(mini.seeds) == 3
     for seed, names in mini.missing_models.items():
         assert f"seed {seed}: {', '.join(names)}" in sm.verdict_paragraph(mini)
+
+
+def _check_differences(table, rows):
+    """A-seed-differences' data against the table: the same values (accuracies ×100, in points),
+    the verdict's threshold max(margin, 2 SE), and each seed's verdict on the right side of it."""
+    assert [r["id"] for r in rows] == [s.id for s in table.summaries]
+    n_measured = 0
+    for row, summary in zip(rows, table.summaries):
+        scale = 100.0 if row["unit"] == "points" else 1.0
+        assert row["verdict"] == summary.verdict
+        for s, claim in zip(row["seeds"], summary.per_seed):
+            assert s["verdict"] == claim.verdict and s["reason"] == claim.reason
+            if s["value"] is None:
+                assert claim.value is None or not math.isfinite(claim.value)
+                continue
+            n_measured += 1
+            assert s["value"] == pytest.approx(scale * claim.value)
+            margin = claim.details.get("margin", claims.MARGINS[claim.id]) * scale
+            se = None if claim.se is None else scale * claim.se
+            assert s["threshold"] == pytest.approx(max(margin, 2 * se) if se is not None else margin)
+            if claim.verdict == "holds":
+                assert s["value"] > s["threshold"]
+            elif claim.verdict == "reversed":
+                assert s["value"] < -s["threshold"]
+    return n_measured
+
+
+def test_seed_differences_agree_with_the_verdicts():
+    try:
+        from test_claims import failing_set, holding_set
+    except ImportError:  # pragma: no cover
+        from tests.test_claims import failing_set, holding_set
+
+    mixed = claims.claims_table(profile_from_dict({"name": "hand"}), seeds=(0, 1),
+                                measurements={0: holding_set(), 1: failing_set()})
+    rows = sm.seed_differences(mixed)
+    n_measured = _check_differences(mixed, rows)
+    assert {s["verdict"] for r in rows for s in r["seeds"]} >= {"holds", "reversed"}
+    fig = splots.plot_seed_differences(rows, title="hand-made")
+    bars = [c for ax in fig.axes for c in ax.containers]
+    assert len(bars) == n_measured + 3  # one error bar per measured seed, three in the key panel
+    save_figure(fig, "A-seed-differences", {"claims": rows})
+    # the recorded mini table: C10 reversed by more than its threshold on every seed, C6 not measurable
+    mini = sm.recorded_table("mini")
+    rows = sm.seed_differences(mini)
+    _check_differences(mini, rows)
+    c10 = next(r for r in rows if r["id"] == "C10")
+    assert c10["unit"] == "points" and all(s["value"] < -s["threshold"] for s in c10["seeds"])
+    c6 = next(r for r in rows if r["id"] == "C6")
+    assert all(s["value"] is None and s["verdict"] == "not measurable" for s in c6["seeds"])
+    fig = splots.plot_seed_differences(rows)
+    assert any("cue probes" in t.get_text() for ax in fig.axes for t in ax.texts)  # C6 shows its reason

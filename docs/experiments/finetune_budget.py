@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import itertools
 import json
 
 import torch
@@ -51,6 +52,9 @@ def main() -> None:
     ap.add_argument("--unshare-table", action="store_true",
                     help="give each block its own copy of a BEiT encoder's shared relative position table "
                          "before fine-tuning, as upstream SimMIM / BEiT fine-tuning does")
+    ap.add_argument("--finetune-seeds", type=int, nargs="+", default=[EVALUATION_SEED],
+                    help="seeds of the fine-tune itself (head init, batch order, augmentation); default: the "
+                         "book's one. Several measure how much C10 moves with the fine-tuning run alone")
     ap.add_argument("--out", default=None, help="write the results as JSON")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -74,15 +78,15 @@ def main() -> None:
             runs = [(steps, (), True) for steps in args.steps]
         else:
             runs = [(steps, (), False) for steps in args.steps] + ([(args.steps[0], own, False)] if own else [])
-        for steps, scales, zeroed in runs:
+        for (steps, scales, zeroed), ft_seed in itertools.product(runs, args.finetune_seeds):
             cfg = dataclasses.replace(profile.eval, finetune_steps=steps, finetune_lr=lr, finetune_table=table)
             scales = tuple(scales) + decay_scales
             model = zeroed_copy(encoder, args.zero) if zeroed else encoder
-            acc = finetune(model, train_set, eval_set, cfg, seed=EVALUATION_SEED, lr_scales=scales)
+            acc = finetune(model, train_set, eval_set, cfg, seed=ft_seed, lr_scales=scales)
             rows.append({"model": name, "steps": steps, "lr": cfg.finetune_lr, "layer_decay": args.layer_decay,
-                         "lr_scales": dict(scales),
+                         "lr_scales": dict(scales), "finetune_seed": ft_seed,
                          "zeroed": args.zero if zeroed else None, "unshared_table": unshared, "accuracy": acc})
-            print(f"{name:10s} {steps:5d} steps, lr_scales {dict(scales) or '-'}"
+            print(f"{name:10s} {steps:5d} steps, fine-tune seed {ft_seed}, lr_scales {dict(scales) or '-'}"
                   f"{f', {args.zero} zeroed' if zeroed else ''}{', per-block tables' if unshared else ''}: {acc:.4f}", flush=True)
     if args.out:
         with open(args.out, "w") as f:

@@ -157,8 +157,15 @@ class EvalConfig:
     # pretraining, or "per_block" -- each block starts from a copy of it, as upstream SimMIM / BEiT
     # fine-tune (clvsmim.models.unshare_relative_position_bias_); no effect on a plain ViT
     finetune_table: str = field(default="shared", metadata=OMIT_IF_DEFAULT)
+    # how many times every fine-tune is run, each with its own seed (EVALUATION_SEED + i): the
+    # accuracy is their mean and the claims' SEs add the run-to-run variance
+    # (clvsmim.train.zoo.finetune_repeats_path; not part of the evaluation's key)
+    finetune_repeats: int = field(default=1, metadata=OMIT_IF_DEFAULT)
 
     def __post_init__(self):
+        if isinstance(self.finetune_repeats, bool) or int(self.finetune_repeats) < 1:
+            raise ValueError(f"eval.finetune_repeats: expected a positive number of fine-tuning runs, "
+                             f"found {self.finetune_repeats!r}")
         if self.finetune_table not in FINETUNE_TABLES:
             raise ValueError(f"eval.finetune_table: expected one of {FINETUNE_TABLES}, found {self.finetune_table!r}")
         if self.num_images is not None and (isinstance(self.num_images, bool) or int(self.num_images) < 1):

@@ -224,8 +224,10 @@ def _probe_record(result: dict | None) -> dict | None:
     return probe_correct(dig(result, "linear_probe"), -1)
 
 
-def _finetune_record(result: dict | None) -> dict | None:
-    return dig(result, "finetune_correct")
+def _finetune_record(result: dict | None) -> dict | list | None:
+    """Every fine-tuning run's per-image record when the fine-tune was repeated (``finetune_runs``:
+    the accuracy is their mean), else the one run's."""
+    return dig(result, "finetune_runs") or dig(result, "finetune_correct")
 
 
 @_register("C8")

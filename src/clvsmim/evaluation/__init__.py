@@ -59,6 +59,7 @@ __all__ = [
     "shape_bias_from_predictions", "band_limited_noise", "noise_robustness", "evaluate_model",
     "finetune_precision", "FINETUNE_CROP_SCALE", "DENSE_MAX_TRAIN_IMAGES",
     "SHAPE_TEXTURE_SIZES", "NOISE_CUTOFF", "NOISE_STRENGTH", "shape_bias_standard_error", "EVALUATION_SEED",
+    "finetune_run",
 ]
 
 #: The seed of :func:`evaluate_model`'s probes and fine-tune: the zoo evaluates every model with it,
@@ -75,6 +76,17 @@ def finetune_precision(profile_precision: str, device: torch.device | str) -> st
     if profile_precision == "bf16" and device.type == "cpu" and not native_bf16(device):
         return "fp32"
     return profile_precision
+
+
+def finetune_run(encoder: nn.Module, profile: Profile, seed: int) -> dict[str, Any]:
+    """One more run of :func:`evaluate_model`'s fine-tune with another ``seed`` (head init, batch
+    order, augmentation): ``{"seed", "accuracy", "correct"}`` (``correct``: packed per-image
+    correctness on the evaluation split). With ``seed = EVALUATION_SEED`` it is the evaluation's own."""
+    data_cfg = profile.eval_data()
+    precision = finetune_precision(profile.train.precision, device_of(encoder))
+    correct, _ = finetune_correct(encoder, open_dataset(data_cfg, "train"), open_dataset(data_cfg, "eval"),
+                                  profile.eval, seed=seed, precision=precision)
+    return {"seed": int(seed), "accuracy": accuracy_of(correct), "correct": pack_correct(correct.numpy())}
 
 
 def evaluate_model(encoder: nn.Module, profile: Profile, *,

@@ -13,6 +13,7 @@ folder with a checkpoint but no ``done.json`` is an interrupted run and is resum
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ import torch
 from clvsmim.cache import write_json_atomic
 from clvsmim.config import Profile, config_key, to_dict
 from clvsmim.data import open_dataset
-from clvsmim.evaluation import evaluate_model, finetune_precision
+from clvsmim.evaluation import EVALUATION_SEED, evaluate_model, finetune_precision, finetune_run
 from clvsmim.models import build_vit
 from clvsmim.objectives import build_objective
 from clvsmim.train import trainer
@@ -186,26 +187,67 @@ def eval_path(profile: Profile, spec: ModelSpec, eval_format: int = EVAL_FORMAT)
     precision actually used (:func:`clvsmim.evaluation.finetune_precision`) and the format (default
     :data:`EVAL_FORMAT`; an older one finds the evaluation an earlier version wrote)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    key = config_key({"format": eval_format, "eval": profile.eval, "data": spec.data_cfg,
+    recipe = dataclasses.replace(profile.eval, finetune_repeats=1)  # the repeats live beside it
+    key = config_key({"format": eval_format, "eval": recipe, "data": spec.data_cfg,
                       "precision": finetune_precision(profile.train.precision, device)})
     return spec_dir(profile, spec) / f"eval-{key}.json"
 
 
-def _evaluate_one(spec: ModelSpec, profile: Profile, progress: bool = False) -> dict[str, Any]:
-    """The cached evaluation of one model, or evaluate it and cache the result."""
+def finetune_repeats_path(profile: Profile, spec: ModelSpec) -> Path:
+    """``eval-<key>.repeats.json`` beside :func:`eval_path`: the fine-tune of the same recipe run again
+    with seeds ``EVALUATION_SEED + 1 …`` (``eval.finetune_repeats``); export / install carry it
+    with the evaluation."""
     path = eval_path(profile, spec)
-    cached = _read_json(path)
-    if cached is not None:
-        return cached
-    encoder = load_encoder(spec_dir(profile, spec) / CHECKPOINT_NAME)
-    if torch.cuda.is_available():
-        encoder = encoder.cuda()
-    start = time.perf_counter()
-    result = evaluate_model(encoder, profile.with_data_root(spec.data_cfg.root), progress=progress)
-    result = {"model": {k: v for k, v in spec.meta().items() if k in ("key", "name", "objective", "lam", "size")},
-              **result, "wall_time_s": time.perf_counter() - start}
-    write_json_atomic(path, result, indent=2, default=str)
-    return result
+    return path.with_name(f"{path.stem}.repeats.json")
+
+
+def _repeat_seeds(profile: Profile) -> list[int]:
+    return [EVALUATION_SEED + i for i in range(1, profile.eval.finetune_repeats)]
+
+
+def _with_repeats(profile: Profile, spec: ModelSpec, result: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``result`` with every fine-tuning run (``finetune_runs``: the evaluation's own first) and
+    ``finetune`` their mean; None while a repeat is missing. Unchanged with one run or no fine-tune."""
+    seeds = _repeat_seeds(profile)
+    if result is None or not seeds or result.get("finetune") is None:
+        return result
+    runs = {r["seed"]: r for r in (_read_json(finetune_repeats_path(profile, spec)) or {}).get("runs", [])}
+    if any(seed not in runs for seed in seeds):
+        return None
+    own = {"seed": EVALUATION_SEED, "accuracy": result["finetune"], "correct": result.get("finetune_correct")}
+    every = [own] + [runs[seed] for seed in seeds]
+    return {**result, "finetune": sum(r["accuracy"] for r in every) / len(every), "finetune_runs": every}
+
+
+def _evaluate_one(spec: ModelSpec, profile: Profile, progress: bool = False) -> dict[str, Any]:
+    """The cached evaluation of one model, or evaluate it and cache the result; then the missing
+    fine-tuning repeats, each cached as soon as it is done (:func:`finetune_repeats_path`)."""
+    path = eval_path(profile, spec)
+    result = _read_json(path)
+    encoder = None
+
+    def model() -> torch.nn.Module:
+        nonlocal encoder
+        if encoder is None:
+            encoder = load_encoder(spec_dir(profile, spec) / CHECKPOINT_NAME)
+            encoder = encoder.cuda() if torch.cuda.is_available() else encoder
+        return encoder
+
+    data_profile = profile.with_data_root(spec.data_cfg.root)
+    if result is None:
+        start = time.perf_counter()
+        result = evaluate_model(model(), data_profile, progress=progress)
+        result = {"model": {k: v for k, v in spec.meta().items() if k in ("key", "name", "objective", "lam", "size")},
+                  **result, "wall_time_s": time.perf_counter() - start}
+        write_json_atomic(path, result, indent=2, default=str)
+    if result.get("finetune") is not None:
+        repeats_path = finetune_repeats_path(profile, spec)
+        runs = (_read_json(repeats_path) or {}).get("runs", [])
+        for seed in _repeat_seeds(profile):
+            if seed not in {r["seed"] for r in runs}:
+                runs = sorted(runs + [finetune_run(model(), data_profile, seed)], key=lambda r: r["seed"])
+                write_json_atomic(repeats_path, {"model": result.get("model"), "runs": runs}, indent=1)
+    return _with_repeats(profile, spec, result)
 
 
 def evaluations(profile: Profile, only: str | Iterable[str] | None = None,
@@ -225,7 +267,7 @@ def evaluations(profile: Profile, only: str | Iterable[str] | None = None,
         raise FileNotFoundError(f"zoo model(s) not built: {names}; run `clvsmim zoo build --profile "
                                 f"{profile.name}{' --data ' + str(profile.data.root) if profile.data.root else ''}`")
     specs = [s for s in specs if s not in absent]
-    results = {s.key: _read_json(eval_path(profile, s)) for s in specs}
+    results = {s.key: _with_repeats(profile, s, _read_json(eval_path(profile, s))) for s in specs}
     todo = [s for s in specs if results[s.key] is None]
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
     done, failures = run_jobs(_evaluate_one, todo, (profile, False), jobs, progress, "evaluate")

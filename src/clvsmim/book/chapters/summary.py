@@ -16,12 +16,13 @@ from typing import Any, Mapping
 from clvsmim.book.chapters.common import cluster_strength_note
 from clvsmim.book.toc import find_root
 from clvsmim.book.units import ACCURACY_DIGITS, claim_value_kind, to_percent
-from clvsmim.claims import ROWS, VERDICT_MARKS, ClaimsTable, claim_markdown
+from clvsmim.claims import MARGINS, ROWS, VERDICT_MARKS, ClaimsTable, claim_markdown
+from clvsmim.uncertainty import Z, threshold
 
 __all__ = ["SHORT", "VERDICT_MARK", "VERDICT_COLOR", "value_text", "summary_grid", "grid_markdown", "grid_html",
            "table_html", "seeds_table_html", "recorded_table", "table_of_record", "verdict_paragraph",
            "scaling_note", "cluster_note",
-           "seed_disagreements", "claims_paragraphs", "claims_json"]
+           "seed_disagreements", "seed_differences", "claims_paragraphs", "claims_json"]
 
 #: Short name and unit of each claim's statistic, as shown in the table's cells.
 SHORT: dict[str, tuple[str, str]] = {
@@ -30,6 +31,9 @@ SHORT: dict[str, tuple[str, str]] = {
     "C7": ("best probe depth", ""), "C8": ("mean of lin. probe & fine-tune", ""),
     "C9": ("linear probe", ""), "C10": ("fine-tune", ""), "C11": ("fine-tune gain", ""),
 }
+#: Where a claim's signed difference is not the cells' statistic: what it is (A-seed-differences).
+DIFFERENCE_NAME: dict[str, str] = {"C7": "MIM's probe drop over its last blocks",
+                                   "C8": "best hybrid vs the better endpoint"}
 VERDICT_MARK = VERDICT_MARKS
 #: Where ``clvsmim claims --seeds 3 --out`` tables are kept, relative to the project root.
 RECORDED_TABLE = "docs/{profile}-claims-3seeds.json"
@@ -291,6 +295,31 @@ def seed_disagreements(table: Any) -> str:
             parts.append(text)
         items.append(f"- **{c['id']}** ({c['statistic']}, {c['comparison']}): " + "; ".join(parts) + ".")
     return "\n".join(items)
+
+
+def seed_differences(table: Any) -> list[dict[str, Any]]:
+    """The data of figure A-seed-differences: per claim, every seed's signed difference in the
+    paper's direction (> 0: as the paper), its SE and the threshold the verdict compares it with,
+    ``max(margin, Z·SE)`` — accuracy claims in points, the others in their statistic's unit. A seed
+    without a value (not measurable, a model missing) keeps its verdict and reason, values ``None``."""
+    out = []
+    for c in claims_json(table)["claims"]:
+        scale = 100.0 if claim_value_kind(c["id"], "value") == "points" else 1.0
+        unit = "points" if scale == 100.0 else SHORT[c["id"]][1].strip()
+        seeds = []
+        for s in c["per_seed"]:
+            value, se = s.get("value"), s.get("se")
+            margin = (s.get("details") or {}).get("margin", MARGINS[c["id"]])
+            finite_se = se if se is not None and math.isfinite(se) else None
+            measured = value is not None and math.isfinite(value)
+            seeds.append({"seed": s["seed"], "verdict": s["verdict"], "reason": s["reason"],
+                          "value": scale * value if measured else None,
+                          "se": scale * finite_se if measured and finite_se is not None else None,
+                          "margin": scale * margin,
+                          "threshold": scale * threshold(margin, finite_se) if measured else None})
+        out.append({"id": c["id"], "name": DIFFERENCE_NAME.get(c["id"], SHORT[c["id"]][0]), "statistic": c["statistic"],
+                    "comparison": c["comparison"], "unit": unit, "verdict": c["verdict"], "z": Z, "seeds": seeds})
+    return out
 
 
 def claims_paragraphs(table: Any) -> str:

@@ -1,14 +1,19 @@
 """F10: the CL-vs-MIM table, every cell with its measured numbers and the claims' verdicts,
-drawn with matplotlib (from :func:`clvsmim.book.chapters.summary.summary_grid`)."""
+drawn with matplotlib (from :func:`clvsmim.book.chapters.summary.summary_grid`); and
+A-seed-differences, every seed's signed difference with its standard error
+(from :func:`clvsmim.book.chapters.summary.seed_differences`)."""
 from __future__ import annotations
 
 from typing import Any, Sequence
+
+import math
+import textwrap
 
 import matplotlib.pyplot as plt
 
 from clvsmim.book.figures import FAMILY_COLOR
 
-__all__ = ["VERDICT_COLOR", "plot_summary_table"]
+__all__ = ["VERDICT_COLOR", "plot_summary_table", "plot_seed_differences"]
 
 VERDICT_COLOR = {"holds": "#2ca02c", "fails": "#d62728", "reversed": "#d62728", "tie": "#ff7f0e",
                  "not measurable": "#9467bd", "inconclusive": "#7f7f7f"}
@@ -64,4 +69,61 @@ def plot_summary_table(grid: Sequence[dict[str, Any]], cl_title: str = "Contrast
     ax.text(x_end, y + 0.05, legend, ha="right", va="top", fontsize=8, color="#555555")
     fig.set_size_inches(width, y + 0.35)
     ax.set_ylim(y + 0.35, 0)
+    return fig
+
+
+def plot_seed_differences(rows: Sequence[dict[str, Any]], columns: int = 4, title: str | None = None):
+    """One panel per claim: each seed's signed difference in the paper's direction (a dot coloured
+    by that seed's verdict) with ± Z SE bars, the claim's margin shaded grey around zero; a claim
+    no seed measures shows its first seed's reason instead. Returns the figure."""
+
+    n = len(rows)
+    nrows = math.ceil(n / columns)
+    fig, axes = plt.subplots(nrows, columns, figsize=(3.4 * columns, 2.1 * nrows + (0.4 if title else 0)),
+                             squeeze=False)
+    for ax, row in zip(axes.flat, rows):
+        seeds = row["seeds"]
+        ax.set_title("\n".join(textwrap.wrap(f"{row['id']} {row['name']} ({row['comparison']}) — {row['verdict']}",
+                                             48)), fontsize=8, color=VERDICT_COLOR.get(row["verdict"], "black"))
+        measured = [s for s in seeds if s["value"] is not None]
+        if not measured:
+            ax.axis("off")
+            ax.text(0.5, 0.5, "\n".join(textwrap.wrap(f"{seeds[0]['verdict']}: {seeds[0]['reason']}", 44)),
+                    ha="center", va="center", fontsize=7, transform=ax.transAxes,
+                    color=VERDICT_COLOR.get(seeds[0]["verdict"], "black"))
+            continue
+        margin = max(s["margin"] for s in measured)
+        ax.axvspan(-margin, margin, color="#dddddd", zorder=0)
+        ax.axvline(0.0, color="#555555", linewidth=0.8, zorder=1)
+        for y, s in enumerate(seeds):
+            if s["value"] is None:
+                continue
+            err = None if s["se"] is None else row["z"] * s["se"]
+            ax.errorbar(s["value"], y, xerr=err, fmt="o", markersize=5, capsize=3, zorder=2,
+                        color=VERDICT_COLOR.get(s["verdict"], "black"))
+        reach = max(abs(s["value"]) + (row["z"] * s["se"] if s["se"] is not None else 0.0) for s in measured)
+        reach = max(reach, margin) * 1.15
+        ax.set_xlim(-reach, reach)
+        ax.set_ylim(len(seeds) - 0.5, -0.5)
+        ax.set_yticks(range(len(seeds)), [f"seed {s['seed']}" for s in seeds], fontsize=8)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.set_xlabel("signed difference" + (f" ({row['unit']})" if row["unit"] else "") + ", > 0: as the paper",
+                      fontsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    if n < axes.size:  # the first free panel explains the marks
+        key = axes.flat[n]
+        for y, verdict in enumerate(("holds", "tie", "reversed")):
+            key.errorbar(0.12, 0.8 - 0.18 * y, xerr=0.05, fmt="o", markersize=5, capsize=3,
+                         color=VERDICT_COLOR[verdict], transform=key.transAxes)
+            key.text(0.22, 0.8 - 0.18 * y, f"seed's verdict: {verdict}", va="center", fontsize=8,
+                     transform=key.transAxes)
+        key.add_patch(plt.Rectangle((0.07, 0.2), 0.1, 0.1, color="#dddddd", transform=key.transAxes))
+        key.text(0.22, 0.25, "the claim's margin (tie below it)", va="center", fontsize=8, transform=key.transAxes)
+        z = rows[0]["z"] if rows else 2.0
+        key.text(0.07, 0.06, f"bars: ± {z:g} SE (the threshold is max(margin, {z:g} SE))", fontsize=8,
+                 transform=key.transAxes)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return fig
