@@ -19,7 +19,7 @@ import json
 import statistics
 
 from clvsmim.claims import evaluate_claim
-from clvsmim.claims.measure import _num_eval, model_names
+from clvsmim.claims.measure import model_names
 from clvsmim.claims.verdict import Measurements
 from clvsmim.config import load_profile, seed_profile
 from clvsmim.train import zoo
@@ -31,7 +31,7 @@ def claims_of(profile, names: dict[str, str], results: dict[str, dict]) -> dict[
     """C10 and C11 from ``results`` (zoo key -> evaluation) for the roles ``names`` (role -> zoo name)."""
     keys = {r: zoo.resolve(profile, n).key for r, n in names.items()}
     m = Measurements(evaluations={r: results[k] for r, k in keys.items() if k in results},
-                     num_eval=_num_eval(profile), names=names)
+                     num_eval=int(profile.eval_data().num_eval), names=names)
     return {cid: (lambda c: {"verdict": c.verdict, "value": c.value, "se": c.se, "reason": c.reason})(
         evaluate_claim(cid, m)) for cid in CLAIMS}
 

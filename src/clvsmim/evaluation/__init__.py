@@ -84,8 +84,12 @@ def finetune_run(encoder: nn.Module, profile: Profile, seed: int) -> dict[str, A
     correctness on the evaluation split). With ``seed = EVALUATION_SEED`` it is the evaluation's own."""
     data_cfg = profile.eval_data()
     precision = finetune_precision(profile.train.precision, device_of(encoder))
-    correct, _ = finetune_correct(encoder, open_dataset(data_cfg, "train"), open_dataset(data_cfg, "eval"),
-                                  profile.eval, seed=seed, precision=precision)
+    return _finetune_run_on(encoder, open_dataset(data_cfg, "train"), open_dataset(data_cfg, "eval"),
+                            profile.eval, seed, precision)
+
+
+def _finetune_run_on(encoder: nn.Module, train_set, eval_set, cfg, seed: int, precision: str) -> dict[str, Any]:
+    correct, _ = finetune_correct(encoder, train_set, eval_set, cfg, seed=seed, precision=precision)
     return {"seed": int(seed), "accuracy": accuracy_of(correct), "correct": pack_correct(correct.numpy())}
 
 
@@ -136,10 +140,8 @@ def evaluate_model(encoder: nn.Module, profile: Profile, *,
     out["precision"] = precision
     out["finetune"] = out["finetune_correct"] = None
     if finetune_model:
-        correct, _ = timed("finetune", finetune_correct, encoder, train_set, eval_set, cfg, seed=seed,
-                           precision=precision)
-        out["finetune"] = accuracy_of(correct)
-        out["finetune_correct"] = pack_correct(correct.numpy())
+        run = timed("finetune", _finetune_run_on, encoder, train_set, eval_set, cfg, seed, precision)
+        out["finetune"], out["finetune_correct"] = run["accuracy"], run["correct"]
     out["dense_probe"] = (timed("dense_probe", dense_probe, encoder, train_set, eval_set, cfg, seed=seed,
                                 max_train_images=DENSE_MAX_TRAIN_IMAGES, tokens=(t_train, t_eval)) if dense else None)
     sizes = (min(SHAPE_TEXTURE_SIZES[0], data_cfg.num_train), min(SHAPE_TEXTURE_SIZES[1], data_cfg.num_eval))

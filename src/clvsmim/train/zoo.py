@@ -187,8 +187,7 @@ def eval_path(profile: Profile, spec: ModelSpec, eval_format: int = EVAL_FORMAT)
     precision actually used (:func:`clvsmim.evaluation.finetune_precision`) and the format (default
     :data:`EVAL_FORMAT`; an older one finds the evaluation an earlier version wrote)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    recipe = dataclasses.replace(profile.eval, finetune_repeats=1)  # the repeats live beside it
-    key = config_key({"format": eval_format, "eval": recipe, "data": spec.data_cfg,
+    key = config_key({"format": eval_format, "eval": _one_run(profile).eval, "data": spec.data_cfg,
                       "precision": finetune_precision(profile.train.precision, device)})
     return spec_dir(profile, spec) / f"eval-{key}.json"
 
@@ -201,21 +200,31 @@ def finetune_repeats_path(profile: Profile, spec: ModelSpec) -> Path:
     return path.with_name(f"{path.stem}.repeats.json")
 
 
+def _one_run(profile: Profile) -> Profile:
+    """``profile`` with one fine-tuning run: the evaluation's recipe (the repeats live beside it)."""
+    return dataclasses.replace(profile, eval=dataclasses.replace(profile.eval, finetune_repeats=1))
+
+
 def _repeat_seeds(profile: Profile) -> list[int]:
     return [EVALUATION_SEED + i for i in range(1, profile.eval.finetune_repeats)]
 
 
-def _with_repeats(profile: Profile, spec: ModelSpec, result: dict[str, Any] | None) -> dict[str, Any] | None:
+def _cached_repeats(profile: Profile, spec: ModelSpec) -> dict[int, dict[str, Any]]:
+    """The fine-tuning repeats cached for ``spec``, by seed (empty: none)."""
+    return {r["seed"]: r for r in (_read_json(finetune_repeats_path(profile, spec)) or {}).get("runs", [])}
+
+
+def _with_repeats(profile: Profile, result: dict[str, Any] | None,
+                  repeats: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
     """``result`` with every fine-tuning run (``finetune_runs``: the evaluation's own first) and
-    ``finetune`` their mean; None while a repeat is missing. Unchanged with one run or no fine-tune."""
+    ``finetune`` their mean; None while one of ``repeats`` is missing. Unchanged with one run or no fine-tune."""
     seeds = _repeat_seeds(profile)
     if result is None or not seeds or result.get("finetune") is None:
         return result
-    runs = {r["seed"]: r for r in (_read_json(finetune_repeats_path(profile, spec)) or {}).get("runs", [])}
-    if any(seed not in runs for seed in seeds):
+    if any(seed not in repeats for seed in seeds):
         return None
     own = {"seed": EVALUATION_SEED, "accuracy": result["finetune"], "correct": result.get("finetune_correct")}
-    every = [own] + [runs[seed] for seed in seeds]
+    every = [own] + [repeats[seed] for seed in seeds]
     return {**result, "finetune": sum(r["accuracy"] for r in every) / len(every), "finetune_runs": every}
 
 
@@ -233,21 +242,22 @@ def _evaluate_one(spec: ModelSpec, profile: Profile, progress: bool = False) -> 
             encoder = encoder.cuda() if torch.cuda.is_available() else encoder
         return encoder
 
-    data_profile = profile.with_data_root(spec.data_cfg.root)
+    data_profile = _one_run(profile.with_data_root(spec.data_cfg.root))
     if result is None:
         start = time.perf_counter()
         result = evaluate_model(model(), data_profile, progress=progress)
         result = {"model": {k: v for k, v in spec.meta().items() if k in ("key", "name", "objective", "lam", "size")},
                   **result, "wall_time_s": time.perf_counter() - start}
         write_json_atomic(path, result, indent=2, default=str)
+    repeats = _cached_repeats(profile, spec)
     if result.get("finetune") is not None:
-        repeats_path = finetune_repeats_path(profile, spec)
-        runs = (_read_json(repeats_path) or {}).get("runs", [])
         for seed in _repeat_seeds(profile):
-            if seed not in {r["seed"] for r in runs}:
-                runs = sorted(runs + [finetune_run(model(), data_profile, seed)], key=lambda r: r["seed"])
-                write_json_atomic(repeats_path, {"model": result.get("model"), "runs": runs}, indent=1)
-    return _with_repeats(profile, spec, result)
+            if seed not in repeats:
+                repeats[seed] = finetune_run(model(), data_profile, seed)
+                write_json_atomic(finetune_repeats_path(profile, spec),
+                                  {"model": result.get("model"), "runs": [repeats[s] for s in sorted(repeats)]},
+                                  indent=1)
+    return _with_repeats(profile, result, repeats)
 
 
 def evaluations(profile: Profile, only: str | Iterable[str] | None = None,
@@ -267,7 +277,8 @@ def evaluations(profile: Profile, only: str | Iterable[str] | None = None,
         raise FileNotFoundError(f"zoo model(s) not built: {names}; run `clvsmim zoo build --profile "
                                 f"{profile.name}{' --data ' + str(profile.data.root) if profile.data.root else ''}`")
     specs = [s for s in specs if s not in absent]
-    results = {s.key: _with_repeats(profile, s, _read_json(eval_path(profile, s))) for s in specs}
+    results = {s.key: _with_repeats(profile, _read_json(eval_path(profile, s)), _cached_repeats(profile, s))
+               for s in specs}
     todo = [s for s in specs if results[s.key] is None]
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
     done, failures = run_jobs(_evaluate_one, todo, (profile, False), jobs, progress, "evaluate")
