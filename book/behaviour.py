@@ -83,16 +83,20 @@ show_bullets(ch.behaviour_sentences(measured, ch.paper_own_runs(literature)))
 # pretraining adds. The paper's MoCo v3 and SimMIM differ in both: SimMIM's ViT has no absolute
 # position embedding (a relative position bias shared by all blocks, layer scale). Here each model
 # (filled bar) is fine-tuned next to the untrained encoder of its own architecture (hatched bar,
-# the same recipe); the number above is the gain pretraining gives. Where the profile builds both
+# the same recipe); the number above is the gain pretraining gives, ± 2 standard errors — over the
+# evaluation images (paired: both bars are fine-tuned on the same images) plus, where the profile
+# fine-tunes every model several times (`eval.finetune_repeats`), the runs' own variance; the bars
+# are the runs' mean with the same kind of error bar. Where the profile builds both
 # on one encoder the two share one untrained control. Upstream SimMIM fine-tunes with a copy of the
 # shared table in every block; the profile setting `eval.finetune_table: per_block` does the same
 # (the paper profile sets it; the miniature profiles keep one shared table).
 
 # %%
 own_pairs = ch.own_architecture_pairs(cfg, sizes)
+own_images = ch.eval_size(cfg) if source != "official" else None
 own_rows = ch.finetune_over_own_architecture(ch.evaluations_by_name(cfg, sorted({*own_pairs, *own_pairs.values()})),
-                                             own_pairs)
-fig = plots.plot_own_architecture(own_rows, num_images=ch.eval_size(cfg) if source != "official" else None)
+                                             own_pairs, num_images=own_images)
+fig = plots.plot_own_architecture(own_rows, num_images=own_images)
 save_figure(fig, "A-own-architecture", {"rows": own_rows, "pairs": own_pairs}, models=sorted(own_pairs),
             caption="Fine-tuning accuracy of each pretrained model and of the untrained encoder of its architecture.")
 show_bullets(ch.own_architecture_sentences(own_rows),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from clvsmim.claims.verdict import Measurements, accuracy_contrast_se
+from clvsmim.uncertainty import accuracy_contrast_se
 from clvsmim.config import profile_from_dict
 from clvsmim.evaluation import EVALUATION_SEED
 from clvsmim.train import zoo
@@ -81,18 +81,17 @@ def _record(bits):
 
 
 def test_the_standard_error_adds_the_runs_variance():
-    m = Measurements(num_eval=4)
     a, b = [1, 1, 0, 0], [1, 0, 0, 0]
-    one, kind = accuracy_contrast_se(m, [(1.0, 0.5, _record(a)), (-1.0, 0.25, _record(b))])
+    one, kind = accuracy_contrast_se([(1.0, 0.5, _record(a)), (-1.0, 0.25, _record(b))], 4)
     assert kind == "paired" and one == pytest.approx(paired_rate_contrast_se([a, b], [1.0, -1.0]))
     # identical runs: no run-to-run variance, the same SE
-    same, kind = accuracy_contrast_se(m, [(1.0, 0.5, [{"correct": _record(a)}] * 3), (-1.0, 0.25, _record(b))])
+    same, kind = accuracy_contrast_se([(1.0, 0.5, [{"correct": _record(a)}] * 3), (-1.0, 0.25, _record(b))], 4)
     assert kind == "paired+runs" and same == pytest.approx(one)
     # closed form: A's runs get 2 and 4 of 4 images right (mean 0.75), B one run with 1 of 4
     runs = [{"correct": _record(a)}, {"correct": _record([1, 1, 1, 1])}]
-    se, kind = accuracy_contrast_se(m, [(1.0, 0.75, runs), (-1.0, 0.25, _record(b))])
+    se, kind = accuracy_contrast_se([(1.0, 0.75, runs), (-1.0, 0.25, _record(b))], 4)
     # per image A − B: [0, 1, 0.5, 0.5], variance 0.125 over 4 images; A's run accuracies 0.5 and 1.0:
     # sample variance 0.125 over 2 runs
     assert kind == "paired+runs" and se == pytest.approx(math.sqrt(0.125 / 4 + 0.125 / 2))
-    missing, kind = accuracy_contrast_se(m, [(1.0, 0.75, runs + [{"correct": None}]), (-1.0, 0.25, _record(b))])
+    missing, kind = accuracy_contrast_se([(1.0, 0.75, runs + [{"correct": None}]), (-1.0, 0.25, _record(b))], 4)
     assert kind == "binomial"  # a run without its record: no paired SE

@@ -23,6 +23,7 @@ from clvsmim.book.plots import architecture as parch  # noqa: E402
 from clvsmim.book.plots import background as pbg  # noqa: E402
 from clvsmim.book.plots import behaviour as pbeh  # noqa: E402
 from clvsmim.book.units import accuracy_se_points  # noqa: E402
+from clvsmim.uncertainty import pack_correct  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LITERATURE = REPO / "book" / "data" / "literature.csv"
@@ -233,6 +234,39 @@ def test_fine_tuning_over_each_models_own_untrained_architecture():
     tops = sorted(max(seg[:, 1]) for c in ax.collections for seg in c.get_segments())
     assert tops[-1] == pytest.approx(20.0 + 2 * 100 * math.sqrt(0.2 * 0.8 / 400))
     assert len(tops) == 4
+
+
+def test_own_architecture_errors_are_paired_over_images_and_add_the_runs_variance():
+    """With per-image records the gain's SE is paired (two models right on the same images: no
+    noise in the gain); with repeated fine-tunes each bar adds its runs' variance / runs; the bars
+    and the gain drawn carry those SEs."""
+    same = pack_correct(np.array([1, 0] * 50, dtype=bool))  # 50 of 100 right
+    other = pack_correct(np.array([1, 1, 0, 0] * 25, dtype=bool))  # 50 of 100 right, other images
+    pairs = {"moco-S": "random-S"}
+    rows = beh.finetune_over_own_architecture(
+        {"moco-S": {"finetune": 0.5, "finetune_correct": same}, "random-S": {"finetune": 0.5, "finetune_correct": same}},
+        pairs, num_images=100)
+    (row,) = rows
+    assert row["se_kind"] == "paired" and row["gain_se"] == pytest.approx(0.0)
+    assert row["finetune_se"] == pytest.approx(100 * math.sqrt(0.25 / 100)) == row["untrained_se"]
+    (row,) = beh.finetune_over_own_architecture(
+        {"moco-S": {"finetune": 0.5, "finetune_correct": same}, "random-S": {"finetune": 0.5, "finetune_correct": other}},
+        pairs)
+    # per image: d = same − other ∈ {0, 1, 0, −1}, variance 0.5 over 100 images
+    assert row["gain_se"] == pytest.approx(100 * math.sqrt(0.5 / 100))
+    # two runs of MoCo-S: 50 % and 100 % (mean 75 %); per image mean (1, 0.5), variance 1/16; runs var 0.125 / 2
+    runs = [{"correct": same}, {"correct": pack_correct(np.ones(100, dtype=bool))}]
+    (row,) = beh.finetune_over_own_architecture(
+        {"moco-S": {"finetune": 0.75, "finetune_runs": runs}, "random-S": {"finetune": 0.5, "finetune_correct": same}},
+        pairs, num_images=100)
+    assert row["se_kind"] == "paired+runs" and row["runs"] == [2, 1]
+    assert row["finetune_se"] == pytest.approx(100 * math.sqrt(1 / 16 / 100 + 0.125 / 2))
+    assert row["gain_se"] == pytest.approx(100 * math.sqrt(1 / 16 / 100 + 0.125 / 2))  # the control adds 0: d = 0 or 0.5
+    ax = pbeh.plot_own_architecture([row], num_images=100).axes[0]
+    tops = sorted(max(seg[:, 1]) for c in ax.collections for seg in c.get_segments())
+    assert tops[-1] == pytest.approx(75.0 + 2 * row["finetune_se"])
+    assert ax.texts[0].get_text() == f"+25.0 ± {2 * row['gain_se']:.1f}"
+    assert "2 fine-tuning runs" in ax.get_legend().get_title().get_text()
 
 
 def test_plot_behaviour_handles_empty_panels():

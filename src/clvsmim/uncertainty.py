@@ -112,6 +112,51 @@ def unpack_correct(record: dict[str, Any] | None) -> np.ndarray | None:
     return np.unpackbits(raw)[:n].astype(bool)
 
 
+def runs_of(record: Any) -> list[np.ndarray] | None:
+    """The per-image correctness of every run behind an accuracy: a packed record is one run, a
+    list of ``{"correct": packed}`` runs (``finetune_runs``) several; None where one is missing."""
+    if isinstance(record, list):
+        runs = [unpack_correct(r.get("correct")) if isinstance(r, dict) else None for r in record]
+        return runs if runs and all(r is not None for r in runs) else None
+    one = unpack_correct(record)
+    return None if one is None else [one]
+
+
+def accuracy_contrast_se(terms: Sequence[tuple[float, Any, dict | list | None]], num_eval: int | None = None
+                         ) -> tuple[float | None, str | None]:
+    """SE of ``Σ weight·accuracy`` over ``terms`` = ``[(weight ±1, accuracy, packed per-image
+    correctness, or a list of runs ``[{"correct": packed}, ...]`` whose mean the accuracy is, or
+    None), ...]`` and how it was computed: ``"paired"`` over the evaluation images when every term
+    has its per-image record (:func:`paired_rate_contrast_se`; a term of
+    several runs counts each image by the fraction of runs that get it right), ``"paired+runs"``
+    when a term has several runs — then each such term adds its runs' accuracy variance / number of
+    runs (the fine-tune's own randomness, which one run cannot show) —, else ``"binomial"`` on
+    ``num_eval`` images as if the accuracies were independent, else ``(None, None)``."""
+    rates = [acc for _, acc, _ in terms]
+    runs = [runs_of(rec) for _, _, rec in terms]
+    if all(r is not None for r in runs) and len({len(c) for r in runs for c in r}) == 1:
+        weights = [w for w, _, _ in terms]
+        per_image = [np.mean(np.stack(r).astype(np.float64), axis=0) for r in runs]
+        se = paired_rate_contrast_se(per_image, weights)
+        if all(len(r) == 1 for r in runs):
+            return se, "paired"
+        run_var = sum(w * w * float(np.var([c.mean() for c in r], ddof=1)) / len(r)
+                      for w, r in zip(weights, runs) if len(r) > 1)
+        return math.sqrt(se * se + run_var), "paired+runs"
+    if num_eval and all(r is not None and 0 <= r <= 1 for r in rates):
+        return rate_difference_se(rates, [num_eval] * len(rates)), "binomial"
+    return None, None
+
+
+def finetune_record(evaluation: dict[str, Any] | None) -> dict | list | None:
+    """What :func:`accuracy_contrast_se` reads for a zoo evaluation's fine-tuning accuracy: every
+    run's per-image record when the fine-tune was repeated (``finetune_runs``: the accuracy is their
+    mean), else the one run's (``finetune_correct``); None where none is recorded."""
+    if not evaluation:
+        return None
+    return evaluation.get("finetune_runs") or evaluation.get("finetune_correct")
+
+
 def threshold(margin: float, se: float | None) -> float:
     """``max(margin, Z·se)``; the margin alone when ``se`` is missing or not finite."""
     return max(margin, Z * se) if se is not None and math.isfinite(se) else margin

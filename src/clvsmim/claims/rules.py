@@ -7,11 +7,11 @@ from typing import Any, Callable, Iterable, Sequence
 
 from clvsmim.claims.definitions import (C6_MIN_CUE_OVER_CHANCE, CONTROL_RULE, MARGINS, PROBE_POOL, Claim, is_finite,
                                         make_claim, missing_claim)
-from clvsmim.claims.verdict import (SE_KIND_WORDS, Measurements, accuracy_contrast_se, dig, fmt_value, image_ses,
-                                    last_third, mean_or_none, own_control_role, ordered_verdict, pool_note, probe_correct,
-                                    probe_of, rate_ses, se_text)
+from clvsmim.claims.verdict import (SE_KIND_WORDS, Measurements, dig, fmt_value, image_ses, last_third, mean_or_none,
+                                    own_control_role, ordered_verdict, pool_note, probe_correct, probe_of, rate_ses,
+                                    se_text)
 from clvsmim.data import SHAPES
-from clvsmim.uncertainty import rate_difference_se, three_way, threshold
+from clvsmim.uncertainty import accuracy_contrast_se, finetune_record, rate_difference_se, three_way, threshold
 
 # --------------------------------------------------------------------------- the claims
 
@@ -169,8 +169,8 @@ def c7_layers(m: Measurements) -> Claim:
     def se(a: tuple[str, int], b: tuple[str, int]) -> tuple[float | None, str | None]:
         """SE of probe ``a`` − probe ``b`` ((label, depth) each: the same images, paired if recorded)
         and how it was computed (:func:`accuracy_contrast_se`)."""
-        return accuracy_contrast_se(m, [(w, acc[label][d], probe_correct(probes[label], d))
-                                        for w, (label, d) in ((1.0, a), (-1.0, b))])
+        return accuracy_contrast_se([(w, acc[label][d], probe_correct(probes[label], d))
+                                     for w, (label, d) in ((1.0, a), (-1.0, b))], m.num_eval)
 
     se_drop, se_kind = se(("mim", best_mim_early), ("mim", L))  # the SE the verdict and its noise read
     se_gap, _ = se(("cl", _best_depth(cl_acc)), ("cl", L))
@@ -224,12 +224,6 @@ def _probe_record(result: dict | None) -> dict | None:
     return probe_correct(dig(result, "linear_probe"), -1)
 
 
-def _finetune_record(result: dict | None) -> dict | list | None:
-    """Every fine-tuning run's per-image record when the fine-tune was repeated (``finetune_runs``:
-    the accuracy is their mean), else the one run's."""
-    return dig(result, "finetune_runs") or dig(result, "finetune_correct")
-
-
 @_register("C8")
 def c8_hybrid(m: Measurements) -> Claim:
     """Some 0<λ<1 is at least as good as both endpoints on linear probing AND fine-tuning, and
@@ -267,10 +261,10 @@ def c8_hybrid(m: Measurements) -> Claim:
     details["best_lam"] = best
     # SE of the binding difference: the hybrid's worse metric against the better endpoint's
     lp, ft = per_lam[best]["linear_probe"], per_lam[best]["finetune"]
-    index, record = (0, _probe_record) if lp - lp_best <= ft - ft_best else (1, _finetune_record)
+    index, record = (0, _probe_record) if lp - lp_best <= ft - ft_best else (1, finetune_record)
     end = max((0.0, 1.0), key=lambda lam: ends[lam][index])
-    se, se_kind = accuracy_contrast_se(m, [(1.0, (lp, ft)[index], record(sweep[best])),
-                                           (-1.0, ends[end][index], record(sweep[end]))])
+    se, se_kind = accuracy_contrast_se([(1.0, (lp, ft)[index], record(sweep[best])),
+                                        (-1.0, ends[end][index], record(sweep[end]))], m.num_eval)
     details["se_kind"] = se_kind
     args = (mean2(ends[1.0]), mean2(ends[0.0]), mean2(ctrl), value)
     if not is_finite(*ctrl):
@@ -314,7 +308,7 @@ def c10_finetune(m: Measurements) -> Claim:
     untrained = {r: dig(m.evaluations.get(controls[r][0]), "finetune") for r in ("cl", "mim")}
     gains = {r: ft[r] - untrained[r] if is_finite(ft[r], untrained[r]) else None for r in ("cl", "mim")}
     vals = [ft["cl"], ft["mim"], untrained["mim"]]  # the rule is "mim": MIM against its own control
-    records = [_finetune_record(m.evaluations.get(r)) for r in ("cl", "mim", controls["mim"][0])]
+    records = [finetune_record(m.evaluations.get(r)) for r in ("cl", "mim", controls["mim"][0])]
     ses, se_kind = rate_ses(m, *vals, records)
     claim = ordered_verdict("C10", *vals, -1, MARGINS["C10"], CONTROL_RULE["C10"], ses, se_kind,
                             control_model=m.names.get(controls["mim"][0]), gain_over_own_architecture=gains)
@@ -340,16 +334,16 @@ def c11_scaling(m: Measurements) -> Claim:
                "margin": margin, "rule": "mim"}
 
     control = ft["control-large"]
-    record = {r: _finetune_record(m.evaluations.get(r)) for r in ("cl-small", "cl-large", "mim-small", "mim-large")}
-    record["control-large"] = _finetune_record(m.evaluations.get(control_role))
+    record = {r: finetune_record(m.evaluations.get(r)) for r in ("cl-small", "cl-large", "mim-small", "mim-large")}
+    record["control-large"] = finetune_record(m.evaluations.get(control_role))
     weights = {"mim-large": 1.0, "mim-small": -1.0, "cl-large": -1.0, "cl-small": 1.0}  # MIM's gain − CL's
-    se, se_kind = accuracy_contrast_se(m, [(w, ft[r], record[r]) for r, w in weights.items()])
+    se, se_kind = accuracy_contrast_se([(w, ft[r], record[r]) for r, w in weights.items()], m.num_eval)
     details["se_kind"] = se_kind
     if not is_finite(control):
         return make_claim(cid, cl_gain, mim_gain, None, value, "inconclusive", "no control measured", se=se, **details)
     order = three_way(value, se, margin)
-    se_ctrl, _ = accuracy_contrast_se(m, [(1.0, ft["mim-large"], record["mim-large"]),
-                                          (-1.0, control, record["control-large"])])
+    se_ctrl, _ = accuracy_contrast_se([(1.0, ft["mim-large"], record["mim-large"]),
+                                       (-1.0, control, record["control-large"])], m.num_eval)
     mim_moved = ft["mim-large"] - control > threshold(margin, se_ctrl)
     details["mim_moved"] = mim_moved
     noise = f"threshold {fmt_value(threshold(margin, se), 'points')}; {se_text(se, 'points', se_kind)}"

@@ -6,12 +6,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import numpy as np
-
 from clvsmim.book.units import claim_value_kind, percent, points
 from clvsmim.claims.definitions import POOL_WORDS, PROBE_KEY, Claim, is_finite, make_claim, missing_claim
-from clvsmim.uncertainty import (paired_bootstrap_se, paired_rate_contrast_se, per_image_values, rate_difference_se,
-                                 three_way, threshold, unpack_correct)
+from clvsmim.uncertainty import accuracy_contrast_se, paired_bootstrap_se, per_image_values, three_way, threshold
 
 # --------------------------------------------------------------------------- inputs
 
@@ -162,42 +159,6 @@ SE_KIND_WORDS = {"paired": "paired over the evaluation images",
                  "binomial": "binomial, as if the accuracies came from different images"}
 
 
-def _runs_of(record: Any) -> list[np.ndarray] | None:
-    """The per-image correctness of every run behind an accuracy: a packed record is one run, a
-    list of ``{"correct": packed}`` runs (``finetune_runs``) several; None where one is missing."""
-    if isinstance(record, list):
-        runs = [unpack_correct(r.get("correct")) if isinstance(r, dict) else None for r in record]
-        return runs if runs and all(r is not None for r in runs) else None
-    one = unpack_correct(record)
-    return None if one is None else [one]
-
-
-def accuracy_contrast_se(m: Measurements, terms: Sequence[tuple[float, Any, dict | None]]
-                         ) -> tuple[float | None, str | None]:
-    """SE of ``Σ weight·accuracy`` over ``terms`` = ``[(weight ±1, accuracy, packed per-image
-    correctness, or a list of runs ``[{"correct": packed}, ...]`` whose mean the accuracy is, or
-    None), ...]`` and how it was computed: ``"paired"`` over the evaluation images when every term
-    has its per-image record (:func:`clvsmim.uncertainty.paired_rate_contrast_se`; a term of
-    several runs counts each image by the fraction of runs that get it right), ``"paired+runs"``
-    when a term has several runs — then each such term adds its runs' accuracy variance / number of
-    runs (the fine-tune's own randomness, which one run cannot show) —, else ``"binomial"`` on
-    ``m.num_eval`` images as if the accuracies were independent, else ``(None, None)``."""
-    rates = [acc for _, acc, _ in terms]
-    runs = [_runs_of(rec) for _, _, rec in terms]
-    if all(r is not None for r in runs) and len({len(c) for r in runs for c in r}) == 1:
-        weights = [w for w, _, _ in terms]
-        per_image = [np.mean(np.stack(r).astype(np.float64), axis=0) for r in runs]
-        se = paired_rate_contrast_se(per_image, weights)
-        if all(len(r) == 1 for r in runs):
-            return se, "paired"
-        run_var = sum(w * w * float(np.var([c.mean() for c in r], ddof=1)) / len(r)
-                      for w, r in zip(weights, runs) if len(r) > 1)
-        return math.sqrt(se * se + run_var), "paired+runs"
-    if m.num_eval and is_finite(*rates) and all(0 <= r <= 1 for r in rates):
-        return rate_difference_se(rates, [m.num_eval] * len(rates)), "binomial"
-    return None, None
-
-
 def rate_ses(m: Measurements, cl, mim, control, correct: Sequence[dict | None] = (None, None, None)
              ) -> tuple[dict[str, float], str | None]:
     """SEs of the differences ``value`` (CL − MIM), ``cl_control`` and ``mim_control`` of three
@@ -207,7 +168,7 @@ def rate_ses(m: Measurements, cl, mim, control, correct: Sequence[dict | None] =
     ses, kinds = {}, {}
     for name, (a, b) in {"value": ("cl", "mim"), "cl_control": ("cl", "control"),
                          "mim_control": ("control", "mim")}.items():
-        se, kinds[name] = accuracy_contrast_se(m, [(1.0, *terms[a]), (-1.0, *terms[b])])
+        se, kinds[name] = accuracy_contrast_se([(1.0, *terms[a]), (-1.0, *terms[b])], m.num_eval)
         if se is not None:
             ses[name] = se
     return ses, kinds["value"]

@@ -33,6 +33,7 @@ from clvsmim.book.chapters.common import (FAMILIES,  # noqa: F401  (also read as
 from clvsmim.claims import last_third
 from clvsmim.methods import display_name
 from clvsmim.train import zoo
+from clvsmim.uncertainty import accuracy_contrast_se, finetune_record
 
 __all__ = [
     "is_verified", "literature_panels", "literature_citations", "measured_behaviour",
@@ -170,17 +171,28 @@ def own_architecture_pairs(profile, sizes: Sequence[str], methods: Sequence[str]
     return pairs
 
 
-def finetune_over_own_architecture(evals: Mapping[str, Mapping[str, Any]],
-                                   pairs: Mapping[str, str]) -> list[dict[str, Any]]:
+def finetune_over_own_architecture(evals: Mapping[str, Mapping[str, Any]], pairs: Mapping[str, str],
+                                   num_images: int | None = None) -> list[dict[str, Any]]:
     """One record per model of ``pairs`` with both evaluations: fine-tuning accuracy (%) of the
-    trained model and of its untrained architecture, and the ``gain`` (points) pretraining gives."""
+    trained model and of its untrained architecture, and the ``gain`` (points) pretraining gives.
+    Each carries the standard errors (points) of both bars and of the gain
+    (:func:`clvsmim.uncertainty.accuracy_contrast_se`): over the evaluation images — paired for the
+    gain —, plus the fine-tuning runs' variance where the fine-tune was repeated
+    (``eval.finetune_repeats``); binomial over ``num_images`` where no per-image record exists;
+    ``se_kind`` says which (None: no SE)."""
     rows = []
     for model, control in pairs.items():
-        trained = _pct((evals.get(model) or {}).get("finetune"))
-        untrained = _pct((evals.get(control) or {}).get("finetune"))
-        if trained is not None and untrained is not None:
-            rows.append({"model": model, "control": control, "finetune": trained, "untrained": untrained,
-                         "gain": trained - untrained})
+        ev, ev_control = evals.get(model) or {}, evals.get(control) or {}
+        trained, untrained = _pct(ev.get("finetune")), _pct(ev_control.get("finetune"))
+        if trained is None or untrained is None:
+            continue
+        terms = [(ev["finetune"], finetune_record(ev)), (ev_control["finetune"], finetune_record(ev_control))]
+        bar_ses = [accuracy_contrast_se([(1.0, *term)], num_images)[0] for term in terms]
+        gain_se, kind = accuracy_contrast_se([(1.0, *terms[0]), (-1.0, *terms[1])], num_images)
+        rows.append({"model": model, "control": control, "finetune": trained, "untrained": untrained,
+                     "gain": trained - untrained, "finetune_se": _pct(bar_ses[0]), "untrained_se": _pct(bar_ses[1]),
+                     "gain_se": _pct(gain_se), "se_kind": kind,
+                     "runs": [len(e.get("finetune_runs") or [None]) for e in (ev, ev_control)]})
     return rows
 
 

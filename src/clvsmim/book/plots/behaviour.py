@@ -223,10 +223,22 @@ def plot_query_attention(data: Mapping[str, Any], names: Sequence[str] | None = 
     return fig
 
 
+def _bar_ses(row: Mapping[str, Any], num_images: int | None) -> np.ndarray | None:
+    """SEs (points) of a row's two bars (untrained, pretrained): the row's own (images and runs,
+    :func:`clvsmim.book.chapters.behaviour.finetune_over_own_architecture`), else binomial over
+    ``num_images``, else None."""
+    own = [row.get("untrained_se"), row.get("finetune_se")]
+    if all(se is not None for se in own):
+        return np.asarray(own, dtype=float)
+    return accuracy_se_points([row["untrained"], row["finetune"]], num_images) if num_images else None
+
+
 def plot_own_architecture(rows: Sequence[Mapping[str, Any]], num_images: int | None = None):
     """Fine-tuning accuracy of each model (filled bar, its family's colour) next to its untrained
-    architecture's (hollow bar, named below), the gain written above: A-own-architecture. With
-    ``num_images`` (the evaluation images) each bar carries ± 2 binomial standard errors."""
+    architecture's (hollow bar, named below), the gain written above (± 2 SE where the row has its
+    ``gain_se``): A-own-architecture. Each bar carries ± 2 standard errors: the row's own
+    (``finetune_se`` / ``untrained_se``: evaluation images plus the fine-tuning runs' variance), else
+    binomial over ``num_images`` (the evaluation images)."""
     fig, ax = plt.subplots(figsize=(max(4.0, 1.25 * len(rows) + 1.5), 3.6))
     if not rows:
         _empty(ax, "fine-tuning of a model and of its untrained architecture")
@@ -238,21 +250,27 @@ def plot_own_architecture(rows: Sequence[Mapping[str, Any]], num_images: int | N
         ax.bar(i - width / 2, r["untrained"], width, facecolor="none", edgecolor=color, hatch="//", linewidth=1.2)
         ax.bar(i + width / 2, r["finetune"], width, color=color)
         top = max(r["untrained"], r["finetune"])
-        if num_images:
-            err = 2.0 * accuracy_se_points([r["untrained"], r["finetune"]], num_images)
+        ses = _bar_ses(r, num_images)
+        if ses is not None:
+            err = 2.0 * ses
             ax.errorbar([i - width / 2, i + width / 2], [r["untrained"], r["finetune"]], yerr=err, fmt="none",
                         ecolor="#333333", elinewidth=0.9, capsize=3)
             top += float(err.max())
         tops.append(top)
-        ax.annotate(f"{r['gain']:+.1f}", (i, top), textcoords="offset points", xytext=(0, 3), ha="center",
-                    fontsize=8, color=color)
+        gain = f"{r['gain']:+.1f}" + (f" ± {2 * r['gain_se']:.1f}" if r.get("gain_se") is not None else "")
+        ax.annotate(gain, (i, top), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8, color=color)
     ax.set_xticks(range(len(rows)), [f"{_label(r['model'])}\nvs {_label(r['control'])}" for r in rows], fontsize=7)
     ax.set_ylim(0, 1.45 * max(tops))  # room for the legend
     ax.set(ylabel="fine-tuning accuracy (%)")
+    runs = max((n for r in rows for n in r.get("runs", [1])), default=1)
+    title = (f"error bars: ± 2 SE over the evaluation images and {runs} fine-tuning runs" if runs > 1
+             else f"error bars: ± 2 SE over {num_images} images" if num_images
+             else "error bars: ± 2 SE over the evaluation images" if any(_bar_ses(r, None) is not None for r in rows)
+             else None)
     ax.legend(handles=[Rectangle((0, 0), 1, 1, facecolor="none", edgecolor="#555555", hatch="//"),
                        Rectangle((0, 0), 1, 1, color="#555555")],
               labels=["untrained, same architecture", "pretrained"], fontsize=7, loc="upper left", ncol=2,
-              title=f"error bars: ± 2 SE over {num_images} images" if num_images else None, title_fontsize=6)
+              title=title, title_fontsize=6)
     fig.tight_layout()
     return fig
 
