@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from clvsmim import cli
 from clvsmim.config import profile_from_dict
 from clvsmim.train import zoo
-from clvsmim.train.zoo_merge import merge_zoo
+from clvsmim.train.zoo_merge import merge_evaluations, merge_zoo
 from clvsmim.train.zoo_weights import ZooWeightsError, export_zoo, install_zoo, weights_paths
 
 from test_zoo_weights import TINY
@@ -93,3 +93,41 @@ def test_merge_into_a_new_folder_takes_every_built_model_then_nothing_is_left(sh
     assert all(len(m["evaluations"]) == 1 for m in record["models"].values())
     with pytest.raises(ZooWeightsError, match="every built one is shipped already"):
         merge_zoo(profile, tmp_path / "new")
+
+
+def test_merge_evaluations_adds_the_repeats_computed_after_an_install_and_leaves_the_weights(ship, profile, tmp_path,
+                                                                                              monkeypatch, capsys):
+    """Fine-tuning repeats computed on installed fp16 weights travel with them: `zoo merge
+    --evaluations` writes them into the record (the weights file byte for byte as it was), and a
+    fresh install then reads the runs' mean without fine-tuning anything."""
+    import dataclasses
+
+    twice = dataclasses.replace(profile, eval=dataclasses.replace(profile.eval, finetune_repeats=2))
+    weights, provenance = weights_paths(ship, profile.name)
+    shipped_weights = weights.read_bytes()
+    moco = zoo.resolve(twice, "moco")
+    with pytest.raises(ZooWeightsError, match="no evaluation cached here is new"):
+        merge_evaluations(twice, ship)  # MoCo here was trained, not installed from the fp16 weights
+
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "installed"))
+    install_zoo(twice, ship)
+    computed = zoo.evaluations(twice, only="moco", jobs=1, progress=False)[moco.key]
+    assert len(computed["finetune_runs"]) == 2
+    path = tmp_path / "twice.yaml"
+    path.write_text(yaml.safe_dump({**QUICK, "eval": {**QUICK["eval"], "finetune_repeats": 2}}))
+    assert cli.main(["zoo", "merge", "--evaluations", "--profile", str(path), "--into", str(ship)]) == 0
+    assert "2 evaluation file(s) added to 1 shipped model(s)" in capsys.readouterr().out
+    assert weights.read_bytes() == shipped_weights
+    record = json.loads(provenance.read_text())
+    eval_file = zoo.eval_path(twice, moco)
+    assert sorted(record["models"][moco.key]["evaluations"]) == sorted(
+        [eval_file.name, zoo.finetune_repeats_path(twice, moco).name])
+    with pytest.raises(ZooWeightsError, match="no evaluation cached here is new"):
+        merge_evaluations(twice, ship)  # nothing left to add; the record is not rewritten
+    assert json.loads(provenance.read_text()) == record
+
+    monkeypatch.setenv("CLVSMIM_CACHE", str(tmp_path / "fresh"))
+    install_zoo(twice, ship)
+    monkeypatch.setattr(zoo, "evaluate_model", lambda *a, **k: pytest.fail("evaluated a shipped evaluation again"))
+    monkeypatch.setattr(zoo, "finetune_run", lambda *a, **k: pytest.fail("fine-tuned a shipped repeat again"))
+    assert zoo.evaluations(twice, only="moco", jobs=1, progress=False)[moco.key] == computed

@@ -7,7 +7,7 @@ import time
 
 from clvsmim.config import Profile, load_profile, seed_profile
 from clvsmim.train.zoo import build, evaluations, format_table, list_models
-from clvsmim.train.zoo_merge import merge_zoo
+from clvsmim.train.zoo_merge import merge_evaluations, merge_zoo
 from clvsmim.train.zoo_park import park_runs, unpark_runs
 from clvsmim.train.zoo_stacked import build_stacked
 from clvsmim.train.zoo_weights import export_zoo, install_zoo, weights_paths
@@ -54,6 +54,9 @@ def register(subparsers) -> None:
     mg.add_argument("--only", default=None, help="models to add (default: every built one not shipped yet)")
     mg.add_argument("--into", required=True, help="folder holding (or to hold) <profile>-zoo.safetensors/.json")
     mg.add_argument("--jobs", type=int, default=1, help="parallel evaluations")
+    mg.add_argument("--evaluations", action="store_true",
+                    help="add no model: add the evaluations cached here (e.g. fine-tuning repeats) of models "
+                         "installed from the folder's weights; the weights file is not rewritten")
     mg.add_argument("--no-progress", action="store_true")
     mg.set_defaults(func=cmd_merge)
 
@@ -99,6 +102,11 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     profile = profile_of(args)
+    if args.evaluations:
+        added = merge_evaluations(profile, args.into, args.only)
+        print(f"zoo merge: {sum(map(len, added.values()))} evaluation file(s) added to {len(added)} shipped "
+              f"model(s) in {args.into} (weights unchanged)")
+        return 0
     keys = merge_zoo(profile, args.into, args.only, args.jobs, progress=not args.no_progress)
     record = json.loads(weights_paths(args.into, profile.name)[1].read_text())
     print(f"zoo merge: {len(keys)} model(s) added to {args.into} with their evaluations "

@@ -14,6 +14,11 @@ session. :func:`merge_zoo` does in one verified step what that otherwise takes b
 
 A model already in the folder is refused by name (nothing is written); so is a corrupt folder (its
 sha256 is checked first). ``clvsmim zoo merge --profile P --seed S --only K --into DIR``.
+
+:func:`merge_evaluations` adds evaluations instead of models: those cached here for shipped models
+installed from the folder's own weights (e.g. the fine-tuning repeats of ``eval.finetune_repeats``,
+computed after an install) go into the provenance record; the weights file is not rewritten.
+``clvsmim zoo merge --evaluations --profile P --seed S --into DIR``.
 """
 from __future__ import annotations
 
@@ -29,10 +34,11 @@ from safetensors.torch import load_file
 from clvsmim.config import Profile
 from clvsmim.paths import cache_path, cache_root_at
 from clvsmim.train import zoo
-from clvsmim.train.zoo_weights import (ZooWeightsError, export_zoo, install_zoo, load_shipped, weights_paths,
-                                       write_zoo)
+from clvsmim.cache import write_json_atomic
+from clvsmim.train.zoo_weights import (ZooWeightsError, evaluations_of_fp16, export_zoo, install_zoo, load_shipped,
+                                       weights_paths, write_zoo)
 
-__all__ = ["merge_zoo"]
+__all__ = ["merge_zoo", "merge_evaluations"]
 
 _SCRATCH_FIELDS = ("installed_from", "weights_sha256")  # name the scratch export, which is deleted
 
@@ -89,3 +95,33 @@ def merge_zoo(profile: Profile, into: str | os.PathLike, only: str | Iterable[st
         new_tensors, new_models = _evaluated_export(profile, keys, Path(scratch), jobs, progress)
     write_zoo(profile.name, into, {**old_tensors, **new_tensors}, {**old_models, **new_models})
     return keys
+
+
+def merge_evaluations(profile: Profile, into: str | os.PathLike,
+                      only: str | Iterable[str] | None = None) -> dict[str, list[str]]:
+    """Add to the provenance record in ``into`` every evaluation file cached here for its shipped
+    models (of ``only``; default all) that were installed from its own weights (their ``done.json``
+    names its sha256) and that the record does not hold yet; ``{key: [file names added]}``. The
+    weights file is left as it is. Raises :class:`ZooWeightsError` (corrupt folder, nothing to add)."""
+    into = Path(into)
+    weights, provenance = weights_paths(into, profile.name)
+    record = load_shipped(weights, provenance)
+    sha, shipped = record["weights"]["sha256"], record.get("models", {})
+    added: dict[str, list[str]] = {}
+    for spec in zoo.select_specs(profile, only):
+        folder = zoo.model_dir(profile, spec.key)
+        if spec.key not in shipped or not zoo.is_built(profile, spec):
+            continue
+        done = json.loads((folder / zoo.DONE_NAME).read_text())
+        if done.get("weights_sha256") != sha:
+            continue  # trained here, or installed from other weights: its evaluations are not of these
+        have = shipped[spec.key].setdefault("evaluations", {})
+        new = {name: text for name, text in evaluations_of_fp16(folder, done).items() if name not in have}
+        if new:
+            have.update(new)
+            added[spec.key] = sorted(new)
+    if not added:
+        raise ZooWeightsError(f"zoo merge --evaluations: no evaluation cached here is new to {provenance} "
+                              f"(models installed from its weights, sha256 {sha[:12]}…, hold none it lacks)")
+    write_json_atomic(provenance, record)
+    return added

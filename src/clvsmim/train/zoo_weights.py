@@ -19,7 +19,9 @@ minutes on a GPU), so a zoo trained once can be shipped and installed instead:
 
 A model that was itself installed from fp16 weights also carries its cached evaluations
 (``eval-<key>.json``, :func:`clvsmim.train.zoo.eval_path`): they were computed on exactly the
-weights being shipped, so an install can put them back and the book does not evaluate again. A
+weights being shipped, so an install can put them back and the book does not evaluate again (the
+fine-tuning repeats, ``eval-<key>.repeats.json``, travel the same way; `zoo merge --evaluations`,
+:func:`clvsmim.train.zoo_merge.merge_evaluations`, adds those computed after an install). A
 model trained here (fp32) carries none — its evaluation would not be of the fp16 weights; install,
 evaluate and export again to ship them. An evaluation whose recipe has changed since has another
 file name and is ignored.
@@ -44,7 +46,7 @@ from clvsmim.train.checkpoint import load_checkpoint, save_atomic
 from clvsmim.weights.pins import file_digests
 
 __all__ = ["WEIGHTS_FORMAT", "weights_paths", "export_zoo", "write_zoo", "install_zoo", "load_shipped",
-           "ZooWeightsError", "read_json_record", "verify_sha256"]
+           "ZooWeightsError", "read_json_record", "verify_sha256", "evaluations_of_fp16"]
 
 #: Bump when the layout of the two files changes.
 WEIGHTS_FORMAT = 1
@@ -69,9 +71,9 @@ def _read_text(path: Path) -> str | None:
     return path.read_text() if path.is_file() else None
 
 
-def _evaluations_of_fp16(folder: Path, done: dict[str, Any]) -> dict[str, str]:
-    """``{eval-<key>.json: text}`` of a model installed from fp16 weights (its ``done.json`` record
-    ``done`` says so); ``{}`` for any other."""
+def evaluations_of_fp16(folder: Path, done: dict[str, Any]) -> dict[str, str]:
+    """``{eval-<key>.json: text}`` (with its fine-tuning repeats, ``eval-<key>.repeats.json``) of a
+    model installed from fp16 weights (its ``done.json`` record ``done`` says so); ``{}`` for any other."""
     if done.get("weights_dtype") != "float16":
         return {}
     return {path.name: path.read_text() for path in sorted(folder.glob("eval-*.json"))}
@@ -97,7 +99,7 @@ def export_zoo(profile: Profile, dest: str | os.PathLike,
         models[spec.key] = {"part": part, "model_config": ckpt.get("model_config"),
                             "objective": ckpt.get("objective"), "step": ckpt.get("step"), "done": done,
                             "files": {n: _read_text(folder / n) for n in _FILES_KEPT},
-                            "evaluations": _evaluations_of_fp16(folder, done)}
+                            "evaluations": evaluations_of_fp16(folder, done)}
     return write_zoo(profile.name, dest, tensors, models)
 
 
