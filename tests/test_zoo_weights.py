@@ -137,6 +137,7 @@ def test_the_shipped_mini_zoo_is_complete_for_the_profile_and_verifies():
     from safetensors import safe_open
 
     from clvsmim.config import load_profile
+    from clvsmim.evaluation import EVALUATION_SEED
     from clvsmim.train.zoo_weights import load_shipped
 
     profile = load_profile("mini")
@@ -150,6 +151,14 @@ def test_the_shipped_mini_zoo_is_complete_for_the_profile_and_verifies():
     for key, entry in record["models"].items():
         total = specs[key].train_cfg.steps if specs[key].trains else 0
         assert entry["step"] == total and entry["done"]["complete"], key
+        # its evaluation of the recipe as configured now, and every fine-tuning repeat: `make book`
+        # evaluates and fine-tunes nothing
+        evaluation = entry["evaluations"].get(zoo.eval_path(profile, specs[key]).name)
+        assert evaluation is not None, f"{key}: no evaluation of the current recipe shipped"
+        if profile.eval.finetune_repeats > 1 and json.loads(evaluation).get("finetune") is not None:
+            repeats = json.loads(entry["evaluations"][zoo.finetune_repeats_path(profile, specs[key]).name])
+            seeds = range(EVALUATION_SEED + 1, EVALUATION_SEED + profile.eval.finetune_repeats)
+            assert sorted(r["seed"] for r in repeats["runs"]) == list(seeds), key
 
 
 # --------------------------------------------------------------------------- interrupted runs
