@@ -88,12 +88,17 @@ def test_v2_family_leaves_configs_alone(mini2):
 
 def test_the_default_mini_is_the_chosen_candidate(faithful):
     """``mini`` (v3) is mini3 on a flat background: the models trained for the sweep candidate
-    ``mini3-bg0`` are ``mini``'s (same keys), and only the data differs from mini3."""
+    ``mini3-bg0`` are ``mini``'s (same keys), and only the data and the number of fine-tuning runs
+    differ from mini3; the candidate with five runs (``mini3-bg0-ft5``) is ``mini`` but for its name."""
     mini = load_profile("mini")
     candidate = load_profile(ROOT / "benchmarks" / "mini_candidates" / "mini3-bg0.yaml")
     assert mini.families == "faithful" and mini.data.background_contrast == 0.0
     assert [s.key for s in zoo.zoo_specs(mini)] == [s.key for s in zoo.zoo_specs(candidate)]
-    assert dataclasses.replace(mini, name=faithful.name, data=faithful.data) == faithful
+    assert dataclasses.replace(mini, name=faithful.name, data=faithful.data,
+                               eval=dataclasses.replace(mini.eval, finetune_repeats=1)) == faithful
+    assert mini.eval.finetune_repeats == 5
+    ft5 = load_profile(ROOT / "benchmarks" / "mini_candidates" / "mini3-bg0-ft5.yaml")
+    assert dataclasses.replace(ft5, name="mini") == mini
     assert mini.data != faithful.data
     assert [s.key for s in zoo.zoo_specs(mini)] != [s.key for s in zoo.zoo_specs(faithful)]
 
